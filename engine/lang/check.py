@@ -1,0 +1,199 @@
+"""Safety checks on source text: before ``ast.parse`` (size, characters, bracket nesting)
+and after it (an allow-list of node types, nesting depth, node count), all iterative.
+
+Python's parser raises RecursionError/MemoryError on deeply nested input, so the
+cheap lexical pre-scan refuses the obvious cases first and the parse itself is
+guarded; the AST walk uses an explicit stack, never recursion.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+from engine.errors import LanguageError, SizeLimitError
+from engine.lang.ir import Loc, loc_dict, loc_text
+from engine.lang.limits import Limits
+
+ALLOWED_TEXT = (
+    "the language has numbers, names, the operators + - * / // % ** @, comparisons, "
+    "and/or/not, indexing x[...], calls to ops, list and tuple literals, and the statements "
+    "=, +=, -=, *=, /=, if/elif/else, while, for NAME in range(...) and return"
+)
+
+_ALLOWED = (
+    ast.Module, ast.Expr, ast.Assign, ast.AugAssign, ast.If, ast.While, ast.For, ast.Return,
+    ast.Pass, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Call, ast.Name,
+    ast.Constant, ast.Subscript, ast.Slice, ast.Tuple, ast.List, ast.keyword, ast.Load,
+    ast.Store, ast.operator, ast.cmpop, ast.boolop, ast.unaryop,
+)  # fmt: skip
+
+_COMPREHENSION = ("a comprehension", "use a for loop over range(...)")
+_FORBIDDEN: dict[type, tuple[str, str]] = {
+    ast.Attribute: ("attribute access", "call ops by name, e.g. sum(x) rather than x.sum()"),
+    ast.Import: ("an import", ""),
+    ast.ImportFrom: ("an import", ""),
+    ast.Lambda: ("a lambda", ""),
+    ast.ListComp: _COMPREHENSION,
+    ast.SetComp: _COMPREHENSION,
+    ast.DictComp: _COMPREHENSION,
+    ast.GeneratorExp: _COMPREHENSION,
+    ast.JoinedStr: ("an f-string", ""),
+    ast.FormattedValue: ("an f-string", ""),
+    ast.Starred: ("a starred expression (*x)", ""),
+    ast.NamedExpr: ("the walrus operator (:=)", "assign on a line of its own"),
+    ast.FunctionDef: ("def", ""),
+    ast.AsyncFunctionDef: ("async def", ""),
+    ast.ClassDef: ("class", ""),
+    ast.Global: ("global", ""),
+    ast.Nonlocal: ("nonlocal", ""),
+    ast.With: ("with", ""),
+    ast.AsyncWith: ("async with", ""),
+    ast.Try: ("try", ""),
+    ast.TryStar: ("try", ""),
+    ast.Raise: ("raise", ""),
+    ast.Assert: ("assert", ""),
+    ast.Delete: ("del", ""),
+    ast.Yield: ("yield", ""),
+    ast.YieldFrom: ("yield from", ""),
+    ast.Await: ("await", ""),
+    ast.AsyncFor: ("async for", ""),
+    ast.Dict: ("a dict literal", ""),
+    ast.Set: ("a set literal", ""),
+    ast.IfExp: ("a conditional expression (a if c else b)", "use if/else or where(c, a, b)"),
+    ast.Match: ("match", "use if/elif/else"),
+    ast.AnnAssign: ("an annotated assignment", "write name = value"),
+    ast.Break: ("break", "put the stopping test in the while condition"),
+    ast.Continue: ("continue", "use if/else inside the loop"),
+}
+_BAD_OPERATORS: dict[type, str] = {
+    ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>",
+    ast.Invert: "~", ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in",
+}  # fmt: skip
+_OPENERS, _CLOSERS = "([{", ")]}"
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def node_loc(node: Any, default: Loc = (1, 1)) -> Loc:
+    """The 1-based (line, column) of an AST node (source is ASCII, so offsets are characters)."""
+    line = getattr(node, "lineno", None)
+    if line is None:
+        return default
+    return (line, getattr(node, "col_offset", 0) + 1)
+
+
+def rejected(what: str, loc: Loc, hint: str = "") -> LanguageError:
+    """The error for a construct outside the language: what, where, and what is allowed."""
+    extra = f" ({hint})" if hint else ""
+    msg = f"{what} at {loc_text(loc)} is not allowed{extra}; {ALLOWED_TEXT}"
+    return LanguageError(msg, loc=loc_dict(loc))
+
+
+def _position(text: str, index: int) -> Loc:
+    line = text.count("\n", 0, index) + 1
+    return (line, index - (text.rfind("\n", 0, index) + 1) + 1)
+
+
+def prescan(text: str, limits: Limits) -> None:
+    """Refuse text that is too long, not ASCII, holds control bytes, or nests brackets too deep."""
+    if len(text) > limits.max_source_chars:
+        msg = f"the source has {len(text)} characters, over the limit of {limits.max_source_chars}"
+        raise SizeLimitError(msg)
+    if not text.strip():
+        raise LanguageError("the function is empty: give an expression or a program")
+    bad = _CONTROL.search(text)
+    if bad:
+        loc = _position(text, bad.start())
+        msg = f"control character {bad.group()!r} at {loc_text(loc)}; the source must be plain text"
+        raise LanguageError(msg, loc=loc_dict(loc))
+    if _NON_ASCII.search(text):
+        _check_ascii(text)
+    if sum(text.count(c) for c in _OPENERS) > limits.max_depth:
+        _check_brackets(text, limits.max_depth)
+
+
+def _check_ascii(text: str) -> None:
+    """Non-ASCII is allowed in comments only: Python would silently NFKC-fold look-alikes."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        quote = ""
+        for column, ch in enumerate(line, start=1):
+            if ch in "'\"" and (not quote or quote == ch):
+                quote = "" if quote else ch
+            elif ch == "#" and not quote:
+                break
+            elif ord(ch) > 127:
+                loc = (number, column)
+                msg = (
+                    f"non-ASCII character {ch!r} (U+{ord(ch):04X}) at {loc_text(loc)}: names, "
+                    "numbers and operators must be plain ASCII"
+                )
+                raise LanguageError(msg, loc=loc_dict(loc))
+
+
+def _check_brackets(text: str, max_depth: int) -> None:
+    depth = 0
+    for index, ch in enumerate(text):
+        if ch in _OPENERS:
+            depth += 1
+            if depth > max_depth:
+                loc = _position(text, index)
+                msg = f"brackets nested deeper than {max_depth} levels at {loc_text(loc)}"
+                raise LanguageError(msg, loc=loc_dict(loc))
+        elif ch in _CLOSERS:
+            depth = max(depth - 1, 0)
+
+
+def parse(text: str) -> ast.Module:
+    """``ast.parse`` with every failure turned into a LanguageError (it never evaluates)."""
+    try:
+        return ast.parse(text, mode="exec")
+    except SyntaxError as exc:
+        loc = (exc.lineno or 1, exc.offset or 1)
+        msg = f"syntax error at {loc_text(loc)}: {exc.msg}"
+        raise LanguageError(msg, loc=loc_dict(loc)) from None
+    except (RecursionError, MemoryError):
+        msg = "the source is nested too deeply to parse (long chains of operators or brackets)"
+        raise LanguageError(msg) from None
+    except ValueError as exc:  # e.g. an integer literal with too many digits
+        raise LanguageError(f"the source cannot be parsed: {exc}") from None
+
+
+def validate(tree: ast.Module, limits: Limits) -> None:
+    """Walk the tree with an explicit stack: allowed node types only, bounded depth and size."""
+    stack: list[tuple[ast.AST, int, Loc]] = [(tree, 0, (1, 1))]
+    count = 0
+    while stack:
+        node, depth, parent_loc = stack.pop()
+        loc = node_loc(node, parent_loc)
+        count += 1
+        if count > limits.max_program_nodes:
+            msg = f"the program has more than {limits.max_program_nodes} syntax nodes"
+            raise SizeLimitError(msg)
+        if depth > limits.max_depth:
+            msg = f"expressions nested deeper than {limits.max_depth} levels at {loc_text(loc)}"
+            raise LanguageError(msg, loc=loc_dict(loc))
+        _check_node(node, loc)
+        for child in ast.iter_child_nodes(node):
+            stack.append((child, depth + 1, loc))
+
+
+def _check_node(node: ast.AST, loc: Loc) -> None:
+    decorators = getattr(node, "decorator_list", None)
+    if decorators:
+        raise rejected("a decorator (@...)", node_loc(decorators[0], loc))
+    if not isinstance(node, _ALLOWED):
+        what, hint = _FORBIDDEN.get(type(node), (f"{type(node).__name__}", ""))
+        if isinstance(node, ast.Attribute):
+            what = f"attribute access (.{node.attr})"
+        raise rejected(what, loc, hint)
+    symbol = _BAD_OPERATORS.get(type(node))
+    if symbol is not None:
+        raise rejected(f"the operator {symbol}", loc)
+    if isinstance(node, ast.Name) and (node.id.startswith("_") or not node.id.isascii()):
+        raise rejected(f"the name {node.id!r} (names may not start with _)", loc)
+    if isinstance(node, ast.keyword) and node.arg is None:
+        raise rejected("**keyword unpacking", loc)
+    if isinstance(node, ast.Constant) and isinstance(node.value, complex | bytes):
+        raise rejected(f"the literal {node.value!r} (only real numbers)", loc)

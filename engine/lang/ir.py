@@ -1,0 +1,166 @@
+"""The compiled form shared by text and graphs: plain named tuples, picklable, no closures.
+
+Text and JSON graphs compile to these same nodes, so one interpreter runs both
+and the same function gives the same values, gradients and graph either way.
+A ``loc`` is ``(line, column)`` (1-based) for text or the node id (a string)
+for graphs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, TypeAlias
+
+Loc: TypeAlias = "tuple[int, int] | str"
+
+
+def loc_dict(loc: Loc | None) -> dict[str, Any] | None:
+    """The JSON form of a location: ``{"line", "column"}`` or ``{"node"}``."""
+    if loc is None:
+        return None
+    if isinstance(loc, str):
+        return {"node": loc}
+    return {"line": loc[0], "column": loc[1]}
+
+
+def loc_text(loc: Loc | None) -> str:
+    """A location for a message: ``line 3, column 7`` or ``node 'y'``."""
+    if loc is None:
+        return "an unknown place"
+    if isinstance(loc, str):
+        return f"node {loc!r}"
+    return f"line {loc[0]}, column {loc[1]}"
+
+
+# --- expressions ------------------------------------------------------------------------
+
+
+class Num(NamedTuple):
+    """A number literal: its float value and, when written as an integer, that integer."""
+
+    value: float
+    int_value: int | None
+    loc: Loc
+
+
+class Const(NamedTuple):
+    """A named constant (``pi e inf True False``) or ``None`` (static arguments only)."""
+
+    name: str
+    value: Any
+    loc: Loc
+
+
+class Str(NamedTuple):
+    """A string literal: only einsum's subscripts."""
+
+    value: str
+    loc: Loc
+
+
+class Ellip(NamedTuple):
+    """``...`` inside an index."""
+
+    loc: Loc
+
+
+class Name(NamedTuple):
+    id: str
+    loc: Loc
+
+
+class Seq(NamedTuple):
+    """A list or tuple literal: an array, a shape/axes tuple, or a sequence of arrays."""
+
+    items: tuple[Any, ...]
+    loc: Loc
+
+
+class Arg(NamedTuple):
+    """A positional argument and the kind of the parameter it binds to."""
+
+    kind: str
+    expr: Any
+
+
+class KwArg(NamedTuple):
+    name: str
+    kind: str
+    expr: Any
+
+
+class Call(NamedTuple):
+    """A call of a registry op (operators compile to calls too: ``a + b`` is ``add(a, b)``)."""
+
+    op: str
+    args: tuple[Arg, ...]
+    kwargs: tuple[KwArg, ...]
+    loc: Loc
+
+
+class BoolOp(NamedTuple):
+    """``and``/``or``: short-circuit in conditions, ``logical_and``/``logical_or`` in values."""
+
+    op: str
+    values: tuple[Any, ...]
+    loc: Loc
+
+
+class Not(NamedTuple):
+    operand: Any
+    loc: Loc
+
+
+class Slice(NamedTuple):
+    lower: Any
+    upper: Any
+    step: Any
+    loc: Loc
+
+
+class Index(NamedTuple):
+    """``value[items]``: each item a Slice, Ellip, ``None`` Const, or an expression."""
+
+    value: Any
+    items: tuple[Any, ...]
+    loc: Loc
+
+
+# --- statements --------------------------------------------------------------------------
+
+
+class Assign(NamedTuple):
+    """``t1 = t2 = value``; a target is a name or a tuple of targets (unpacking)."""
+
+    targets: tuple[Any, ...]
+    value: Any
+    loc: Loc
+
+
+class If(NamedTuple):
+    test: Any
+    body: tuple[Any, ...]
+    orelse: tuple[Any, ...]
+    loc: Loc
+
+
+class While(NamedTuple):
+    test: Any
+    body: tuple[Any, ...]
+    loc: Loc
+
+
+class For(NamedTuple):
+    """``for var in range(*args)``."""
+
+    var: str
+    args: tuple[Any, ...]
+    body: tuple[Any, ...]
+    loc: Loc
+
+
+class Return(NamedTuple):
+    """``return value`` or ``return a, b`` (``several``: the output is a tuple)."""
+
+    values: tuple[Any, ...]
+    several: bool
+    loc: Loc

@@ -1,0 +1,62 @@
+"""The engine's ops as a flat module under NumPy's names: ``import engine.numpy as anp``.
+
+Traced values support the operators ``+ - * / // % ** @``, unary ``-``/``+``,
+comparisons and indexing, all dispatched to these ops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.registry import OPS, Op
+from engine.tracer import Box
+
+import engine.ops  # noqa: E402,F401,I001  (registers every op; must follow the imports above)
+
+globals().update(OPS)
+
+
+def _binary(name: str, reflected: bool = False) -> Any:
+    if reflected:
+        return lambda self, other: OPS[name](other, self)
+    return lambda self, other: OPS[name](self, other)
+
+
+_OPERATORS = {
+    "add": "add",
+    "sub": "subtract",
+    "mul": "multiply",
+    "truediv": "divide",
+    "floordiv": "floor_divide",
+    "mod": "remainder",
+    "pow": "power",
+    "matmul": "matmul",
+}
+for _dunder, _name in _OPERATORS.items():
+    setattr(Box, f"__{_dunder}__", _binary(_name))
+    setattr(Box, f"__r{_dunder}__", _binary(_name, reflected=True))
+for _dunder, _name in {
+    "eq": "equal",
+    "ne": "not_equal",
+    "lt": "less",
+    "le": "less_equal",
+    "gt": "greater",
+    "ge": "greater_equal",
+    "and": "logical_and",
+    "or": "logical_or",
+}.items():
+    setattr(Box, f"__{_dunder}__", _binary(_name))
+Box.__neg__ = lambda self: OPS["negative"](self)  # type: ignore[attr-defined]
+Box.__pos__ = lambda self: self  # type: ignore[attr-defined]
+Box.__abs__ = lambda self: OPS["abs"](self)  # type: ignore[attr-defined]
+Box.__invert__ = lambda self: OPS["logical_not"](self)  # type: ignore[attr-defined]
+Box.__getitem__ = lambda self, index: OPS["getitem"](self, index)  # type: ignore[attr-defined]
+Box.__hash__ = object.__hash__  # type: ignore[assignment]
+Box.T = property(lambda self: OPS["transpose"](self))  # type: ignore[attr-defined]
+
+
+def __getattr__(name: str) -> Op:
+    try:
+        return OPS[name]
+    except KeyError:
+        raise AttributeError(f"engine.numpy has no op {name!r}") from None

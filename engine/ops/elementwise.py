@@ -1,0 +1,261 @@
+"""Elementwise ops: each row gives partial derivatives; both modes follow from them.
+
+A partial is ``d(ans, *args)`` (written in engine ops), ``ONE``/``NEG`` for the
+constants 1 and -1, or ``ZERO`` (no gradient flows through that argument).
+Reverse: ``unbroadcast(g * d)``. Forward: ``sum_i align(t_i) * d``.
+Conventions at kinks follow PyTorch: relu'(0) = 0, abs'(0) = 0, ties in
+maximum/minimum share the gradient evenly, clip passes the gradient on its
+closed interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import engine.numpy as anp
+from engine.ops._util import (
+    align,
+    broadcast_shapes,
+    defop,
+    fill_tangent,
+    sum_tangents,
+    unbroadcast,
+)
+from engine.registry import shape_of
+
+ONE, NEG, ZERO = "one", "neg", "zero"
+Partial = Callable[..., Any] | str
+
+LN2, LN10 = float(np.log(2.0)), float(np.log(10.0))
+
+
+def _vjp(i: int, d: Partial) -> Callable[..., Any] | None:
+    if d == ZERO:
+        return None
+
+    def vjp(g: Any, ans: Any, *args: Any) -> Any:
+        if d == ONE:
+            gi = g
+        elif d == NEG:
+            gi = anp.negative(g)
+        else:
+            gi = g * d(ans, *args)  # type: ignore[operator]
+        return unbroadcast(gi, shape_of(args[i]), len(shape_of(ans)))
+
+    return vjp
+
+
+def _jvp(partials: tuple[Partial, ...]) -> Callable[..., Any]:
+    def jvp(tangents: list[Any], ans: Any, *args: Any) -> Any:
+        ans_shape = shape_of(ans)
+        terms = []
+        batch: tuple[int, ...] = ()
+        for t, d, x in zip(tangents, partials, args, strict=False):
+            if t is None or d == ZERO:
+                continue
+            x_ndim = len(shape_of(x))
+            batch = shape_of(t)[: len(shape_of(t)) - x_ndim]
+            t = align(t, x_ndim, ans_shape)
+            if d == ONE:
+                terms.append(t)
+            elif d == NEG:
+                terms.append(anp.negative(t))
+            else:
+                terms.append(t * d(ans, *args))  # type: ignore[operator]
+        if not terms:
+            return None
+        return fill_tangent(sum_tangents(terms), batch, ans_shape)
+
+    return jvp
+
+
+def _shape(name: str) -> Callable[..., tuple[int, ...]]:
+    def shape(*args: Any) -> tuple[int, ...]:
+        return broadcast_shapes(name, *(shape_of(a) for a in args))
+
+    return shape
+
+
+def elementwise(name: str, impl: Callable[..., Any], doc: str, *partials: Partial) -> None:
+    """Register an elementwise op from its partial derivatives (one per argument)."""
+    spec = {1: "x", 2: "x1, x2", 3: "x, a_min, a_max"}[len(partials)]
+    vjps = [_vjp(i, d) for i, d in enumerate(partials)]
+    defop(name, impl, spec, doc, _shape(name), vjps=vjps, jvp=_jvp(partials))
+
+
+def comparison(name: str, impl: Callable[..., Any], doc: str, nargs: int = 2) -> None:
+    """Register a non-differentiable elementwise op (its result is a constant)."""
+    defop(name, impl, "x1, x2" if nargs == 2 else "x", doc, _shape(name))
+
+
+# --- arithmetic -----------------------------------------------------------------------
+
+elementwise("add", np.add, "x1 + x2, elementwise with broadcasting.", ONE, ONE)
+elementwise("subtract", np.subtract, "x1 - x2, elementwise.", ONE, NEG)
+elementwise("multiply", np.multiply, "x1 * x2, elementwise.", lambda ans, x, y: y, lambda ans, x, y: x)
+elementwise(
+    "divide",
+    np.divide,
+    "x1 / x2, elementwise (true division).",
+    lambda ans, x, y: 1.0 / y,
+    lambda ans, x, y: anp.negative(ans) / y,
+)
+
+
+def _power_dx(ans: Any, x: Any, y: Any) -> Any:
+    if isinstance(y, int | float) and not isinstance(y, bool):
+        if y == 2:
+            return 2.0 * x
+        if y == 1:
+            return anp.ones_like(x)
+        return y * x ** (y - 1.0)
+    # PyTorch: zero where the exponent is zero, whatever the base.
+    return anp.where(y == 0, 0.0, y * x ** (y - 1.0))
+
+
+def _power_dy(ans: Any, x: Any, y: Any) -> Any:
+    # PyTorch: zero where the base is zero and the exponent non-negative (no log(0) nan).
+    safe = anp.where(x == 0, 1.0, x)
+    return anp.where((x == 0) & (y >= 0), 0.0, ans * anp.log(safe))
+
+
+elementwise("power", np.power, "x1 ** x2, elementwise.", _power_dx, _power_dy)
+elementwise("negative", np.negative, "-x, elementwise.", NEG)
+elementwise("floor_divide", np.floor_divide, "x1 // x2, elementwise; gradient 0.", ZERO, ZERO)
+elementwise(
+    "remainder",
+    np.remainder,
+    "x1 % x2 with the sign of x2; gradient 1 in x1 and -floor(x1/x2) in x2.",
+    ONE,
+    lambda ans, x, y: anp.negative(anp.floor_divide(x, y)),
+)
+elementwise("abs", np.abs, "|x|; abs'(0) = 0.", lambda ans, x: anp.sign(x))
+elementwise("sign", np.sign, "The sign of x (-1, 0 or 1); gradient 0.", ZERO)
+
+# --- powers, exponentials, logarithms ----------------------------------------------------
+
+elementwise("sqrt", np.sqrt, "Square root.", lambda ans, x: 0.5 / ans)
+elementwise("square", np.square, "x ** 2.", lambda ans, x: 2.0 * x)
+elementwise("exp", np.exp, "e ** x.", lambda ans, x: ans)
+elementwise("expm1", np.expm1, "exp(x) - 1, accurate near 0.", lambda ans, x: ans + 1.0)
+elementwise("log", np.log, "Natural logarithm.", lambda ans, x: 1.0 / x)
+elementwise("log1p", np.log1p, "log(1 + x), accurate near 0.", lambda ans, x: 1.0 / (x + 1.0))
+elementwise("log2", np.log2, "Base-2 logarithm.", lambda ans, x: 1.0 / (x * LN2))
+elementwise("log10", np.log10, "Base-10 logarithm.", lambda ans, x: 1.0 / (x * LN10))
+
+# --- trigonometric and hyperbolic -----------------------------------------------------
+
+elementwise("sin", np.sin, "Sine.", lambda ans, x: anp.cos(x))
+elementwise("cos", np.cos, "Cosine.", lambda ans, x: anp.negative(anp.sin(x)))
+elementwise("tan", np.tan, "Tangent.", lambda ans, x: 1.0 + ans * ans)
+elementwise("arcsin", np.arcsin, "Inverse sine.", lambda ans, x: 1.0 / anp.sqrt(1.0 - x * x))
+elementwise(
+    "arccos", np.arccos, "Inverse cosine.", lambda ans, x: -1.0 / anp.sqrt(1.0 - x * x)
+)
+elementwise("arctan", np.arctan, "Inverse tangent.", lambda ans, x: 1.0 / (1.0 + x * x))
+elementwise("sinh", np.sinh, "Hyperbolic sine.", lambda ans, x: anp.cosh(x))
+elementwise("cosh", np.cosh, "Hyperbolic cosine.", lambda ans, x: anp.sinh(x))
+elementwise("tanh", np.tanh, "Hyperbolic tangent.", lambda ans, x: 1.0 - ans * ans)
+elementwise(
+    "arctan2",
+    np.arctan2,
+    "Angle of the point (x2, x1): arctan(x1 / x2) in the right quadrant.",
+    lambda ans, y, x: x / (x * x + y * y),
+    lambda ans, y, x: anp.negative(y) / (x * x + y * y),
+)
+
+# --- neural-net activations -------------------------------------------------------------
+
+
+def _sigmoid(x: Any) -> Any:
+    return 0.5 * np.tanh(0.5 * x) + 0.5  # stable for large |x|
+
+
+elementwise("sigmoid", _sigmoid, "Logistic function 1 / (1 + exp(-x)).", lambda ans, x: ans * (1.0 - ans))
+elementwise(
+    "relu",
+    lambda x: np.maximum(x, 0.0),
+    "max(x, 0); relu'(0) = 0.",
+    lambda ans, x: anp.where(x > 0, 1.0, 0.0),
+)
+elementwise(
+    "softplus",
+    lambda x: np.logaddexp(0.0, x),
+    "log(1 + exp(x)), computed stably.",
+    lambda ans, x: anp.sigmoid(x),
+)
+
+
+def _tie_share(ans: Any, x: Any, y: Any) -> Any:
+    return anp.where(x == y, 0.5, 0.0)
+
+
+elementwise(
+    "maximum",
+    np.maximum,
+    "Elementwise maximum; ties share the gradient evenly.",
+    lambda ans, x, y: anp.where(x > y, 1.0, 0.0) + _tie_share(ans, x, y),
+    lambda ans, x, y: anp.where(y > x, 1.0, 0.0) + _tie_share(ans, x, y),
+)
+elementwise(
+    "minimum",
+    np.minimum,
+    "Elementwise minimum; ties share the gradient evenly.",
+    lambda ans, x, y: anp.where(x < y, 1.0, 0.0) + _tie_share(ans, x, y),
+    lambda ans, x, y: anp.where(y < x, 1.0, 0.0) + _tie_share(ans, x, y),
+)
+elementwise(
+    "clip",
+    np.clip,
+    "Limit x to [a_min, a_max]; the gradient passes where a_min <= x <= a_max.",
+    lambda ans, x, lo, hi: anp.where((x >= lo) & (x <= hi), 1.0, 0.0),
+    lambda ans, x, lo, hi: anp.where(x < lo, 1.0, 0.0),
+    lambda ans, x, lo, hi: anp.where(x > hi, 1.0, 0.0),
+)
+
+# --- where: the gradient goes to the branch that was taken ----------------------------------
+
+
+def _where_vjp(i: int) -> Callable[..., Any]:
+    def vjp(g: Any, ans: Any, cond: Any, x: Any, y: Any) -> Any:
+        chosen = anp.where(cond, g, 0.0) if i == 1 else anp.where(cond, 0.0, g)
+        return unbroadcast(chosen, shape_of((x, y)[i - 1]), len(shape_of(ans)))
+
+    return vjp
+
+
+def _where_jvp(tangents: list[Any], ans: Any, cond: Any, x: Any, y: Any) -> Any:
+    shape = shape_of(ans)
+    batch: tuple[int, ...] = ()
+    branches: list[Any] = [0.0, 0.0]
+    for i, (t, v) in enumerate(zip(tangents[1:], (x, y), strict=True)):
+        if t is not None:
+            batch = shape_of(t)[: len(shape_of(t)) - len(shape_of(v))]
+            branches[i] = align(t, len(shape_of(v)), shape)
+    return fill_tangent(anp.where(cond, branches[0], branches[1]), batch, shape)
+
+
+defop(
+    "where",
+    np.where,
+    "condition, x, y",
+    "Elements of x where condition is true, else of y.",
+    _shape("where"),
+    vjps=[None, _where_vjp(1), _where_vjp(2)],
+    jvp=_where_jvp,
+)
+
+# --- comparisons and logic (no gradient) ------------------------------------------------
+
+comparison("equal", np.equal, "x1 == x2, elementwise (no gradient).")
+comparison("not_equal", np.not_equal, "x1 != x2, elementwise (no gradient).")
+comparison("less", np.less, "x1 < x2, elementwise (no gradient).")
+comparison("less_equal", np.less_equal, "x1 <= x2, elementwise (no gradient).")
+comparison("greater", np.greater, "x1 > x2, elementwise (no gradient).")
+comparison("greater_equal", np.greater_equal, "x1 >= x2, elementwise (no gradient).")
+comparison("logical_and", np.logical_and, "x1 and x2, elementwise (no gradient).")
+comparison("logical_or", np.logical_or, "x1 or x2, elementwise (no gradient).")
+comparison("logical_not", np.logical_not, "not x, elementwise (no gradient).", nargs=1)

@@ -1,0 +1,563 @@
+"""Shape ops and indexing: all linear, so each forward rule applies the op itself
+(or its batch-prefixed form) to the tangent, and each reverse rule undoes it.
+
+Static arguments are normalised before dispatch (negative axes, concrete
+shapes) so that a batched cotangent or tangent needs only a prefix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+import engine.numpy as anp
+from engine.errors import ShapeError, ValueDomainError
+from engine.ops._util import PerArgument, defop, norm_axes, norm_axis, unbroadcast
+from engine.registry import shape_of
+
+
+def _nb(g: Any, ndim: int) -> int:
+    return len(shape_of(g)) - ndim
+
+
+def _batch(g: Any, ndim: int) -> tuple[int, ...]:
+    shape = shape_of(g)
+    return shape[: len(shape) - ndim]
+
+
+def _static_shape(shape: Any, op: str) -> tuple[int, ...]:
+    if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int | np.integer) and not isinstance(d, bool) for d in shape
+    ):
+        raise ValueDomainError(f"{op}: a shape must be a list of integers, got {shape!r}", op=op)
+    return tuple(int(d) for d in shape)
+
+
+# --- reshape ------------------------------------------------------------------------------
+
+
+def _prepare_reshape(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x = args[0]
+    shape = args[1] if len(args) > 1 else kwargs.get("shape")
+    old = shape_of(x)
+    new = list(_static_shape(shape, "reshape"))
+    size = math.prod(old)
+    if new.count(-1) > 1 or any(d < -1 for d in new):
+        raise ValueDomainError(f"reshape: invalid shape {tuple(new)}", op="reshape")
+    if -1 in new:
+        rest = math.prod(d for d in new if d != -1)
+        if rest == 0 or size % rest:
+            raise ShapeError(
+                f"reshape: cannot reshape an array of shape {old} into {tuple(new)}",
+                op="reshape",
+                shapes=[old],
+            )
+        new[new.index(-1)] = size // rest
+    if math.prod(new) != size:
+        raise ShapeError(
+            f"reshape: cannot reshape an array of shape {old} (size {size}) into {tuple(new)}",
+            op="reshape",
+            shapes=[old],
+        )
+    return (x,), {"shape": tuple(new)}
+
+
+defop(
+    "reshape",
+    lambda x, shape: np.reshape(x, shape),
+    "x, shape:s",
+    "Give x a new shape with the same number of elements (-1 infers one dimension).",
+    lambda x, shape: shape,
+    vjps=[lambda g, ans, x, shape: anp.reshape(g, _batch(g, len(shape)) + shape_of(x))],
+    jvp=lambda ts, ans, x, shape: anp.reshape(ts[0], _batch(ts[0], len(shape_of(x))) + shape),
+    prepare=_prepare_reshape,
+)
+
+
+# --- axis permutations ------------------------------------------------------------------
+
+
+def _prepare_transpose(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x = args[0]
+    axes = args[1] if len(args) > 1 else kwargs.get("axes")
+    nd = len(shape_of(x))
+    if axes is None:
+        perm = tuple(range(nd))[::-1]
+    else:
+        perm = tuple(norm_axis(a, nd, "transpose") + nd for a in _static_shape(axes, "transpose"))
+        if sorted(perm) != list(range(nd)):
+            raise ValueDomainError(
+                f"transpose: axes {tuple(axes)} are not a permutation of an array of "
+                f"dimension {nd}",
+                op="transpose",
+            )
+    return (x,), {"axes": perm}
+
+
+def _prefixed(perm: tuple[int, ...], nb: int) -> tuple[int, ...]:
+    return tuple(range(nb)) + tuple(nb + a for a in perm)
+
+
+def _transpose_vjp(g: Any, ans: Any, x: Any, axes: tuple[int, ...]) -> Any:
+    return anp.transpose(g, _prefixed(tuple(np.argsort(axes)), _nb(g, len(axes))))
+
+
+defop(
+    "transpose",
+    lambda x, axes: np.transpose(x, axes),
+    "x, axes:s=None",
+    "Permute the axes (reverse them by default).",
+    lambda x, axes: tuple(shape_of(x)[a] for a in axes),
+    vjps=[_transpose_vjp],
+    jvp=lambda ts, ans, x, axes: anp.transpose(ts[0], _prefixed(axes, _nb(ts[0], len(axes)))),
+    prepare=_prepare_transpose,
+)
+
+
+def _prepare_swapaxes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x = args[0]
+    a1 = args[1] if len(args) > 1 else kwargs.get("axis1")
+    a2 = args[2] if len(args) > 2 else kwargs.get("axis2")
+    nd = len(shape_of(x))
+    return (x,), {"axis1": norm_axis(a1, nd, "swapaxes"), "axis2": norm_axis(a2, nd, "swapaxes")}
+
+
+def _swapped(x: Any, axis1: int, axis2: int) -> tuple[int, ...]:
+    s = list(shape_of(x))
+    s[axis1], s[axis2] = s[axis2], s[axis1]
+    return tuple(s)
+
+
+defop(
+    "swapaxes",
+    lambda x, axis1, axis2: np.swapaxes(x, axis1, axis2),
+    "x, axis1:s, axis2:s",
+    "Interchange two axes.",
+    _swapped,
+    vjps=[lambda g, ans, x, axis1, axis2: anp.swapaxes(g, axis1, axis2)],
+    jvp=lambda ts, ans, x, axis1, axis2: anp.swapaxes(ts[0], axis1, axis2),
+    prepare=_prepare_swapaxes,
+)
+
+
+def _prepare_flip(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    axis = args[1] if len(args) > 1 else kwargs.get("axis")
+    return (args[0],), {"axis": norm_axes(axis, len(shape_of(args[0])), "flip")}
+
+
+defop(
+    "flip",
+    lambda x, axis: np.flip(x, axis),
+    "x, axis:s=None",
+    "Reverse the order of elements along axes (all by default).",
+    lambda x, axis: shape_of(x),
+    vjps=[lambda g, ans, x, axis: anp.flip(g, axis)],
+    jvp=lambda ts, ans, x, axis: anp.flip(ts[0], axis),
+    prepare=_prepare_flip,
+)
+
+
+# --- adding and removing unit axes ----------------------------------------------------------
+
+
+def _prepare_expand_dims(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    axis = args[1] if len(args) > 1 else kwargs.get("axis")
+    out_nd = len(shape_of(args[0])) + (len(axis) if isinstance(axis, list | tuple) else 1)
+    return (args[0],), {"axis": norm_axes(axis, out_nd, "expand_dims")}
+
+
+def _expanded(x: Any, axis: tuple[int, ...]) -> tuple[int, ...]:
+    out_nd = len(shape_of(x)) + len(axis)
+    pos = {a + out_nd for a in axis}
+    it = iter(shape_of(x))
+    return tuple(1 if i in pos else next(it) for i in range(out_nd))
+
+
+defop(
+    "expand_dims",
+    lambda x, axis: np.expand_dims(x, axis),
+    "x, axis:s",
+    "Insert size-1 axes at the given positions.",
+    _expanded,
+    vjps=[lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x))],
+    jvp=lambda ts, ans, x, axis: anp.expand_dims(ts[0], axis),
+    prepare=_prepare_expand_dims,
+)
+
+
+def _prepare_squeeze(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x = args[0]
+    shape = shape_of(x)
+    axis = args[1] if len(args) > 1 else kwargs.get("axis")
+    if axis is None:
+        axes = tuple(i - len(shape) for i, d in enumerate(shape) if d == 1)
+    else:
+        axes = norm_axes(axis, len(shape), "squeeze")
+        bad = [a for a in axes if shape[a] != 1]
+        if bad:
+            raise ShapeError(
+                f"squeeze: cannot squeeze axis {bad[0]} of size {shape[bad[0]]} (shape {shape})",
+                op="squeeze",
+                shapes=[shape],
+            )
+    return (x,), {"axis": axes}
+
+
+defop(
+    "squeeze",
+    lambda x, axis: np.squeeze(x, axis),
+    "x, axis:s=None",
+    "Remove size-1 axes (all of them by default).",
+    lambda x, axis: tuple(d for i, d in enumerate(shape_of(x)) if i - len(shape_of(x)) not in axis),
+    vjps=[lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x))],
+    jvp=lambda ts, ans, x, axis: anp.squeeze(ts[0], axis),
+    prepare=_prepare_squeeze,
+)
+
+
+# --- broadcast_to, tile, repeat --------------------------------------------------------------
+
+
+def _prepare_broadcast_to(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    shape = args[1] if len(args) > 1 else kwargs.get("shape")
+    return (args[0],), {"shape": _static_shape(shape, "broadcast_to")}
+
+
+def _broadcast_to_shape(x: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    xs = shape_of(x)
+    ok = len(xs) <= len(shape) and all(
+        d in (1, s) for d, s in zip(xs[::-1], shape[::-1], strict=False)
+    )
+    if not ok or any(d < 0 for d in shape):
+        raise ShapeError(
+            f"broadcast_to: cannot broadcast shape {xs} to {shape}", op="broadcast_to", shapes=[xs]
+        )
+    return shape
+
+
+def _broadcast_to_jvp(ts: list[Any], ans: Any, x: Any, shape: tuple[int, ...]) -> Any:
+    t = ts[0]
+    batch = _batch(t, len(shape_of(x)))
+    t = anp.reshape(t, batch + (1,) * (len(shape) - len(shape_of(x))) + shape_of(x))
+    return anp.broadcast_to(t, batch + shape)
+
+
+defop(
+    "broadcast_to",
+    lambda x, shape: np.broadcast_to(x, shape),
+    "x, shape:s",
+    "Broadcast x to a shape (NumPy rules).",
+    _broadcast_to_shape,
+    vjps=[lambda g, ans, x, shape: unbroadcast(g, shape_of(x), len(shape))],
+    jvp=_broadcast_to_jvp,
+    prepare=_prepare_broadcast_to,
+)
+
+
+def _prepare_tile(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    reps = args[1] if len(args) > 1 else kwargs.get("reps")
+    reps = _static_shape(reps, "tile")
+    if any(r < 0 for r in reps):
+        raise ValueDomainError(f"tile: negative repetitions {reps}", op="tile")
+    nd = max(len(reps), len(shape_of(args[0])))
+    return (args[0],), {"reps": (1,) * (nd - len(reps)) + reps}
+
+
+def _tile_shape(x: Any, reps: tuple[int, ...]) -> tuple[int, ...]:
+    xs = (1,) * (len(reps) - len(shape_of(x))) + shape_of(x)
+    return tuple(d * r for d, r in zip(xs, reps, strict=True))
+
+
+def _tile_vjp(g: Any, ans: Any, x: Any, reps: tuple[int, ...]) -> Any:
+    xs = (1,) * (len(reps) - len(shape_of(x))) + shape_of(x)
+    batch = _batch(g, len(reps))
+    split = tuple(v for r, d in zip(reps, xs, strict=True) for v in (r, d))
+    g = anp.reshape(g, batch + split)
+    g = anp.sum(g, axis=tuple(len(batch) + 2 * i for i in range(len(reps))))
+    return anp.reshape(g, batch + shape_of(x))
+
+
+def _tile_jvp(ts: list[Any], ans: Any, x: Any, reps: tuple[int, ...]) -> Any:
+    t = ts[0]
+    batch = _batch(t, len(shape_of(x)))
+    xs = (1,) * (len(reps) - len(shape_of(x))) + shape_of(x)
+    return anp.tile(anp.reshape(t, batch + xs), (1,) * len(batch) + reps)
+
+
+defop(
+    "tile",
+    lambda x, reps: np.tile(x, reps),
+    "x, reps:s",
+    "Repeat the whole array reps times along each axis.",
+    _tile_shape,
+    vjps=[_tile_vjp],
+    jvp=_tile_jvp,
+    prepare=_prepare_tile,
+)
+
+
+def _prepare_repeat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x = args[0]
+    repeats = args[1] if len(args) > 1 else kwargs.get("repeats")
+    axis = args[2] if len(args) > 2 else kwargs.get("axis")
+    if isinstance(repeats, bool) or not isinstance(repeats, int | np.integer) or repeats < 0:
+        raise ValueDomainError(
+            f"repeat: repeats must be a non-negative integer, got {repeats!r}", op="repeat"
+        )
+    if axis is not None:
+        axis = norm_axis(axis, len(shape_of(x)), "repeat")
+    return (x,), {"repeats": int(repeats), "axis": axis}
+
+
+def _repeat_shape(x: Any, repeats: int, axis: int | None) -> tuple[int, ...]:
+    s = list(shape_of(x))
+    if axis is None:
+        return (math.prod(s) * repeats,)
+    s[axis] *= repeats
+    return tuple(s)
+
+
+def _repeat_vjp(g: Any, ans: Any, x: Any, repeats: int, axis: int | None) -> Any:
+    xs = shape_of(x)
+    if axis is None:
+        batch = _batch(g, 1)
+        g = anp.sum(anp.reshape(g, batch + (math.prod(xs), repeats)), axis=-1)
+        return anp.reshape(g, batch + xs)
+    batch = _batch(g, len(xs))
+    k = len(xs) + axis  # positive position of the axis within x
+    split = xs[:k] + (xs[k], repeats) + xs[k + 1 :]
+    g = anp.reshape(g, batch + split)
+    return anp.sum(g, axis=axis)
+
+
+def _repeat_jvp(ts: list[Any], ans: Any, x: Any, repeats: int, axis: int | None) -> Any:
+    t = ts[0]
+    if axis is None:
+        batch = _batch(t, len(shape_of(x)))
+        return anp.repeat(anp.reshape(t, batch + (math.prod(shape_of(x)),)), repeats, axis=-1)
+    return anp.repeat(t, repeats, axis=axis)
+
+
+defop(
+    "repeat",
+    lambda x, repeats, axis: np.repeat(x, repeats, axis),
+    "x, repeats:s, axis:s=None",
+    "Repeat each element repeats times (along axis, or of the flattened array).",
+    _repeat_shape,
+    vjps=[_repeat_vjp],
+    jvp=_repeat_jvp,
+    prepare=_prepare_repeat,
+)
+
+
+# --- joining ---------------------------------------------------------------------------------
+
+
+def _prepare_join(name: str) -> Any:
+    def prepare(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        arrays = args[0] if args else kwargs.get("arrays")
+        axis = args[1] if len(args) > 1 else kwargs.get("axis", 0)
+        if not isinstance(arrays, list | tuple) or not arrays:
+            raise ValueDomainError(f"{name}: expects a non-empty sequence of arrays", op=name)
+        nd = len(shape_of(arrays[0])) + (1 if name == "stack" else 0)
+        if nd == 0:
+            raise ShapeError(
+                f"{name}: zero-dimensional arrays cannot be concatenated", op=name, shapes=[()]
+            )
+        return tuple(arrays), {"axis": norm_axis(axis, nd, name)}
+
+    return prepare
+
+
+def _concat_shape(*xs: Any, axis: int) -> tuple[int, ...]:
+    shapes = [shape_of(x) for x in xs]
+    first = list(shapes[0])
+    for s in shapes[1:]:
+        if len(s) != len(first) or any(
+            a != b for i, (a, b) in enumerate(zip(s, first, strict=True)) if i != axis % len(first)
+        ):
+            raise ShapeError(
+                f"concatenate: shapes {' and '.join(map(str, shapes))} differ off the axis {axis}",
+                op="concatenate",
+                shapes=shapes,
+            )
+    first[axis] = sum(s[axis] for s in shapes)
+    return tuple(first)
+
+
+def _slice_along(g: Any, axis: int, index: Any) -> Any:
+    return anp.getitem(g, (Ellipsis, index) + (slice(None),) * (-axis - 1))
+
+
+def _concat_vjp(i: int) -> Any:
+    def vjp(g: Any, ans: Any, *xs: Any, axis: int) -> Any:
+        start = sum(shape_of(x)[axis] for x in xs[:i])
+        return _slice_along(g, axis, slice(start, start + shape_of(xs[i])[axis]))
+
+    return vjp
+
+
+def _zeros_for(ts: list[Any], xs: tuple[Any, ...]) -> list[Any]:
+    """Tangents with symbolic zeros made concrete (joins need every piece)."""
+    ref = next((t, x) for t, x in zip(ts, xs, strict=True) if t is not None)
+    batch = _batch(ref[0], len(shape_of(ref[1])))
+    return [
+        t if t is not None else anp.zeros(batch + shape_of(x), dtype=np.result_type(ref[0]).name)
+        for t, x in zip(ts, xs, strict=True)
+    ]
+
+
+def _stack_shape(*xs: Any, axis: int) -> tuple[int, ...]:
+    shapes = [shape_of(x) for x in xs]
+    if any(s != shapes[0] for s in shapes):
+        raise ShapeError(
+            f"stack: all arrays must have the same shape, got {' and '.join(map(str, shapes))}",
+            op="stack",
+            shapes=shapes,
+        )
+    out = list(shapes[0])
+    out.insert(len(out) + 1 + axis, len(xs))
+    return tuple(out)
+
+
+def _stack_vjp(i: int) -> Any:
+    return lambda g, ans, *xs, axis: _slice_along(g, axis, i)
+
+
+def _variadic(name: str, impl: Any, doc: str, shape: Any, make_vjp: Any, jvp: Any) -> None:
+    defop(
+        name,
+        impl,
+        "arrays[], axis:s=0",
+        doc,
+        shape,
+        vjps=PerArgument(make_vjp),
+        jvp=jvp,
+        prepare=_prepare_join(name),
+    )
+
+
+_variadic(
+    "concatenate",
+    lambda *xs, axis: np.concatenate(xs, axis=axis),
+    "Join a sequence of arrays along an existing axis.",
+    _concat_shape,
+    _concat_vjp,
+    lambda ts, ans, *xs, axis: anp.concatenate(_zeros_for(ts, xs), axis=axis),
+)
+_variadic(
+    "stack",
+    lambda *xs, axis: np.stack(xs, axis=axis),
+    "Join a sequence of same-shape arrays along a new axis.",
+    _stack_shape,
+    _stack_vjp,
+    lambda ts, ans, *xs, axis: anp.stack(_zeros_for(ts, xs), axis=axis),
+)
+
+
+# --- indexing ------------------------------------------------------------------------------
+
+
+def _is_advanced(i: Any) -> bool:
+    return isinstance(i, np.ndarray | list)
+
+
+def _prepare_getitem(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x = args[0]
+    index = args[1] if len(args) > 1 else kwargs["index"]
+    if not isinstance(index, tuple):
+        index = (index,)
+    index = tuple(np.asarray(i) if isinstance(i, list) else i for i in index)
+    for i in index:
+        if isinstance(i, np.ndarray) and i.dtype.kind not in "iub":
+            raise ValueDomainError(
+                f"getitem: an index array must hold integers or booleans, got {i.dtype}",
+                op="getitem",
+            )
+        if isinstance(i, float):
+            raise ValueDomainError(f"getitem: an index must be an integer, got {i!r}", op="getitem")
+    adv = [k for k, i in enumerate(index) if _is_advanced(i)]
+    if adv and adv[-1] - adv[0] + 1 != len(adv):
+        raise ValueDomainError(
+            "getitem: index arrays separated by slices are not supported", op="getitem"
+        )
+    return (x,), {"index": index}
+
+
+def _dummy(shape: tuple[int, ...]) -> Any:
+    """An array of ``shape`` that takes no memory (zero strides), to index for shapes."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1), shape, (0,) * len(shape), writeable=False)
+
+
+def _getitem_shape(x: Any, index: tuple[Any, ...]) -> tuple[int, ...]:
+    try:
+        return tuple(_dummy(shape_of(x))[index].shape)
+    except IndexError as exc:
+        raise ShapeError(f"getitem: {exc} (shape {shape_of(x)})", op="getitem") from None
+
+
+def _getitem_vjp(g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> Any:
+    return anp._scatter(g, index=index, shape=shape_of(x), sub_ndim=len(shape_of(ans)))
+
+
+def _getitem_jvp(ts: list[Any], ans: Any, x: Any, index: tuple[Any, ...]) -> Any:
+    t = ts[0]
+    return anp.getitem(t, (slice(None),) * _nb(t, len(shape_of(x))) + index)
+
+
+defop(
+    "getitem",
+    lambda x, index: x[index],
+    "x, index:s",
+    "x[index]: integer, slice, newaxis, ellipsis and integer-array indexing.",
+    _getitem_shape,
+    vjps=[_getitem_vjp],
+    jvp=_getitem_jvp,
+    prepare=_prepare_getitem,
+)
+
+
+def _scatter_impl(g: Any, index: tuple[Any, ...], shape: tuple[int, ...], sub_ndim: int) -> Any:
+    g = np.asarray(g)
+    batch = g.shape[: g.ndim - sub_ndim]
+    out = np.zeros(batch + shape, dtype=g.dtype)
+    full = (slice(None),) * len(batch) + index
+    if any(_is_advanced(i) for i in index):
+        np.add.at(out, full, g)
+    else:
+        out[full] = g
+    return out
+
+
+def _scatter_vjp(g: Any, ans: Any, h: Any, index: Any, shape: Any, sub_ndim: int) -> Any:
+    return anp.getitem(g, (slice(None),) * _nb(g, len(shape)) + index)
+
+
+defop(
+    "_scatter",
+    _scatter_impl,
+    "g, index:s, shape:s, sub_ndim:s",
+    "Internal: zeros of shape with g added at index (the transpose of getitem).",
+    lambda g, index, shape, sub_ndim: _batch(g, sub_ndim) + tuple(shape),
+    vjps=[_scatter_vjp],
+    jvp=lambda ts, ans, g, index, shape, sub_ndim: anp._scatter(
+        ts[0], index=index, shape=shape, sub_ndim=sub_ndim
+    ),
+)
+
+
+# --- detach ----------------------------------------------------------------------------
+
+
+defop(
+    "detach",
+    lambda x: x,
+    "x",
+    "The value of x, through which no gradient flows (alias stop_gradient).",
+    lambda x: shape_of(x),
+    aliases=("stop_gradient",),
+)

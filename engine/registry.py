@@ -1,0 +1,149 @@
+"""The op registry: one ``Op`` per NumPy name, with its rules, shape function and signature.
+
+An op knows:
+- ``impl``: the NumPy computation on raw arrays;
+- ``vjps``: one reverse rule per positional array argument,
+  ``vjp(g, ans, *args, **kwargs) -> cotangent`` (``g`` may carry leading batch axes);
+- ``jvp``: the forward rule ``jvp(tangents, ans, *args, **kwargs)``, tangents
+  being None (symbolic zero) or arrays with optional leading batch axes;
+- ``shape``: the output shape from the arguments' shapes, without computing;
+- ``params``: the signature the language binds calls against, each parameter
+  of a kind: ``array``, ``arrays`` (one argument that is a sequence of
+  arrays), ``varargs`` (any number of array arguments, einsum's operands) or
+  ``static`` (an int, float, bool, tuple of ints or string, never traced).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine import tracer
+from engine.errors import AutodiffError, NotDifferentiableError, ShapeError
+
+ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
+_REQUIRED = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str = ARRAY
+    default: Any = _REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+@dataclass(eq=False)
+class Op:
+    name: str
+    impl: Callable[..., Any]
+    params: tuple[Param, ...]
+    doc: str
+    shape_fn: Callable[..., tuple[int, ...]]
+    vjps: Any = None  # indexable by argument position: a tuple, or PerArgument
+    jvp_rule: Callable[..., Any] | None = None
+    differentiable: bool = True
+    # keyword names normalised to negative axes before dispatch (see prepare)
+    prepare: Callable[[tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]] | None = None
+    aliases: tuple[str, ...] = field(default=())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.prepare is not None:
+            args, kwargs = self.prepare(args, kwargs)
+        try:
+            ans = tracer.apply(self, args, kwargs)
+        except (ValueError, TypeError, IndexError, np.linalg.LinAlgError) as exc:
+            raise self.error(exc, args) from None
+        if tracer.recorder is not None:
+            tracer.recorder.record(self, args, kwargs, ans)
+        return ans
+
+    def shape(self, *args: Any, **kwargs: Any) -> tuple[int, ...]:
+        """The output shape of ``self(*args, **kwargs)``, computed from shapes alone."""
+        if self.prepare is not None:
+            args, kwargs = self.prepare(args, kwargs)
+        try:
+            return tuple(int(d) for d in self.shape_fn(*args, **kwargs))
+        except AutodiffError:
+            raise
+        except (ValueError, TypeError, IndexError) as exc:
+            raise self.error(exc, args) from None
+
+    def error(self, exc: Exception, args: tuple[Any, ...]) -> AutodiffError:
+        """A typed error naming this op and its arguments' shapes."""
+        if isinstance(exc, AutodiffError):
+            return exc
+        shapes = [shape_of(a) for a in args if not isinstance(a, str | slice | tuple)]
+        text = ", ".join(str(s) for s in shapes)
+        return ShapeError(f"{self.name}: {exc} (argument shapes {text})", op=self.name, shapes=shapes)
+
+    def jvp(self, tangents: list[Any], ans: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.jvp_rule is None:
+            raise NotDifferentiableError(f"{self.name} has no forward-mode rule", op=self.name)
+        return self.jvp_rule(tangents, ans, *args, **kwargs)
+
+    @property
+    def signature(self) -> str:
+        parts = []
+        for p in self.params:
+            text = {ARRAYS: f"{p.name}: sequence", VARARGS: f"*{p.name}"}.get(p.kind, p.name)
+            if not p.required:
+                text += f"={p.default!r}"
+            parts.append(text)
+        return f"{self.name}({', '.join(parts)})"
+
+    @property
+    def array_params(self) -> list[str]:
+        return [p.name for p in self.params if p.kind != STATIC]
+
+
+def shape_of(x: Any) -> tuple[int, ...]:
+    """Shape of an array, a box or a Python scalar, without touching its data."""
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    if isinstance(x, int | float | bool | np.number):
+        return ()
+    return tuple(np.shape(x))
+
+
+OPS: dict[str, Op] = {}
+
+
+def register(op: Op) -> Op:
+    """Add ``op`` (and its aliases) to the registry."""
+    for name in (op.name, *op.aliases):
+        if name in OPS:
+            raise ValueError(f"op {name!r} registered twice")
+        OPS[name] = op
+    return op
+
+
+def params(spec: str) -> tuple[Param, ...]:
+    """Parse a compact parameter spec such as ``"x, y, axis:s=None, keepdims:s=False"``.
+
+    ``x`` is an array, ``xs[]`` one argument holding a sequence of arrays,
+    ``*xs`` any number of array arguments, ``name:s`` a static value.
+    Defaults are Python literals.
+    """
+    out = []
+    for raw in (s.strip() for s in spec.split(",") if s.strip()):
+        name, _, default = raw.partition("=")
+        kind = ARRAY
+        if name.startswith("*"):
+            name, kind = name[1:], VARARGS
+        elif name.endswith("[]"):
+            name, kind = name[:-2], ARRAYS
+        elif name.endswith(":s"):
+            name, kind = name[:-2], STATIC
+        value = _REQUIRED if not default else ast.literal_eval(default)
+        out.append(Param(name, kind, value))
+    return tuple(out)

@@ -1,0 +1,213 @@
+"""The tracer: boxes, trace levels, and the backward walk. It does no maths.
+
+A transform (``grad``, ``jvp``...) opens a new trace level and boxes its
+inputs: ``Var`` for reverse mode (records a node per op) and ``Dual`` for
+forward mode (carries a tangent, records nothing). An op applied to boxes
+unwraps the highest level, recurses on the values beneath (which may be boxes
+of lower levels), and boxes the answer again. Nesting levels gives any order
+of derivative; rules are written in engine ops, so they trace too.
+
+A value that is not boxed is a constant: ops on constants record nothing
+(PyTorch's ``requires_grad`` propagation).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from engine.registry import Op
+
+_ids = itertools.count()
+_levels = itertools.count(1)
+# Optional observer of every op applied at the top (graph metadata, non-finite checks).
+recorder: Any = None
+
+
+def new_level() -> int:
+    """A fresh trace level, higher than every level opened before."""
+    return next(_levels)
+
+
+class Box:
+    """A traced value. ``value`` is the payload, maybe a box of a lower level."""
+
+    __slots__ = ("value", "level")
+    __array_priority__ = 100.0  # ndarray <op> Box defers to Box's reflected operator
+    value: Any
+    level: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape  # type: ignore[no-any-return]
+
+    @property
+    def ndim(self) -> int:
+        return self.value.ndim  # type: ignore[no-any-return]
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.value.dtype  # type: ignore[no-any-return]
+
+    @property
+    def size(self) -> int:
+        return self.value.size  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __index__(self) -> int:
+        return int(self.value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(level={self.level}, {self.value!r})"
+
+
+class Var(Box):
+    """A reverse-mode node: its value, the op that made it, and its parents."""
+
+    __slots__ = ("id", "op", "parents", "args", "kwargs", "ans")
+
+    def __init__(
+        self,
+        value: Any,
+        level: int,
+        op: Op | None = None,
+        parents: tuple[tuple[int, Var], ...] = (),
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.value = value
+        self.level = level
+        self.id = next(_ids)
+        self.op = op
+        self.parents = parents
+        self.args = args
+        self.kwargs = kwargs
+
+
+class Dual(Box):
+    """A forward-mode value: primal and tangent (the tangent may carry leading batch axes)."""
+
+    __slots__ = ("tangent",)
+
+    def __init__(self, value: Any, level: int, tangent: Any) -> None:
+        self.value = value
+        self.level = level
+        self.tangent = tangent
+
+
+def top_level(args: Sequence[Any]) -> int:
+    level = 0
+    for a in args:
+        if isinstance(a, Box) and a.level > level:
+            level = a.level
+    return level
+
+
+def apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Apply ``op`` to possibly boxed ``args``: the one entry point of all tracing."""
+    level = 0
+    for a in args:
+        if isinstance(a, Box) and a.level > level:
+            level = a.level
+    if level == 0:
+        return op.impl(*args, **kwargs)
+    if not op.differentiable:
+        return apply(op, tuple(unbox_all(a) for a in args), kwargs)
+    vals = list(args)
+    kind = None
+    for i, a in enumerate(args):
+        if isinstance(a, Box) and a.level == level:
+            vals[i] = a.value
+            kind = type(a)
+    ans = apply(op, tuple(vals), kwargs)
+    if kind is Var:
+        parents = tuple((i, a) for i, a in enumerate(args) if type(a) is Var and a.level == level)
+        return Var(ans, level, op, parents, vals, kwargs)
+    tangents = [a.tangent if type(a) is Dual and a.level == level else None for a in args]
+    t = op.jvp(tangents, ans, *vals, **kwargs)
+    return ans if t is None else Dual(ans, level, t)
+
+
+def unbox(x: Any, level: int) -> Any:
+    """The payload of ``x`` below ``level`` (``x`` itself if not boxed at that level)."""
+    return x.value if isinstance(x, Box) and x.level == level else x
+
+
+def unbox_all(x: Any) -> Any:
+    """The raw NumPy value under every level of boxing."""
+    while isinstance(x, Box):
+        x = x.value
+    return x
+
+
+def toposort(outputs: Sequence[Var], level: int) -> list[Var]:
+    """Nodes of ``level`` reachable from ``outputs``, outputs first (iterative, no recursion).
+
+    Var ids grow in creation order, so descending id is a reverse topological order.
+    """
+    seen: set[int] = set()
+    nodes: list[Var] = []
+    stack = [v for v in outputs if type(v) is Var and v.level == level]
+    while stack:
+        v = stack.pop()
+        if v.id in seen:
+            continue
+        seen.add(v.id)
+        nodes.append(v)
+        for _, p in v.parents:
+            if p.id not in seen:
+                stack.append(p)
+    nodes.sort(key=_node_id, reverse=True)
+    return nodes
+
+
+def _node_id(v: Var) -> int:
+    return v.id
+
+
+def backward(
+    outputs: Sequence[Any],
+    cotangents: Sequence[Any],
+    leaves: Sequence[Var],
+    level: int,
+    on_node: Callable[[Var], None] | None = None,
+) -> list[Any]:
+    """Cotangents of ``leaves`` given cotangents of ``outputs``; None where no path exists.
+
+    A cotangent may carry leading batch axes: every rule maps them through, so a
+    whole stack of cotangents (a Jacobian's rows) goes back in one walk.
+    """
+    grads: dict[int, Any] = {}
+    for out, g in zip(outputs, cotangents, strict=True):
+        if type(out) is Var and out.level == level:
+            grads[out.id] = g if out.id not in grads else grads[out.id] + g
+    for node in toposort(outputs, level):
+        if node.op is None:
+            continue
+        g = grads.pop(node.id, None)
+        if g is None:
+            continue
+        if on_node is not None:
+            on_node(node)
+        vjps = node.op.vjps
+        ans = node.value
+        for i, parent in node.parents:
+            gi = vjps[i](g, ans, *node.args, **node.kwargs)  # type: ignore[index, misc]
+            if gi is None:
+                continue
+            pid = parent.id
+            prev = grads.get(pid)
+            grads[pid] = gi if prev is None else prev + gi
+    return [grads.get(leaf.id) for leaf in leaves]

@@ -1,0 +1,368 @@
+"""Transforms in the style of JAX: NumPy arrays in, NumPy arrays out.
+
+``grad``/``value_and_grad``/``vjp`` trace in reverse mode; ``jvp`` runs forward
+mode in one pass with no tape; ``jacobian`` pushes a whole stacked identity
+through ONE backward (or forward) pass; ``hessian`` is forward-over-reverse,
+also one pass. Each call opens its own trace level, so transforms nest
+(``grad(grad(f))``, ``jacobian(grad(f))``) without confusing perturbations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.errors import NonScalarOutputError, ValueDomainError
+from engine.registry import shape_of
+from engine.tracer import Box, Dual, Var, backward, new_level, unbox
+
+Fn = Callable[..., Any]
+ArgNums = int | Sequence[int]
+
+
+def as_array(x: Any) -> Any:
+    """A float array for a NumPy/Python input (boxes of outer transforms pass through)."""
+    if isinstance(x, Box):
+        return x
+    a = np.asarray(x)
+    if a.dtype.kind in "biu":
+        return a.astype(np.float64)
+    if a.dtype not in (np.float32, np.float64):
+        raise ValueDomainError(f"inputs must be float32 or float64 arrays, got {a.dtype}")
+    return a
+
+
+def _argnums(argnums: ArgNums, n: int) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for i in nums:
+        if not -n <= i < n:
+            raise ValueDomainError(f"argnums {i} is out of range for {n} arguments")
+    return tuple(i % n for i in nums)
+
+
+def _outputs(out: Any) -> tuple[list[Any], bool]:
+    """The function's outputs as a list, and whether it returned a tuple/list."""
+    if isinstance(out, tuple | list):
+        return list(out), True
+    return [out], False
+
+
+def _zeros(x: Any, batch: tuple[int, ...] = ()) -> Any:
+    return np.zeros(tuple(batch) + shape_of(x), dtype=np.result_type(unbox_dtype(x)))
+
+
+def unbox_dtype(x: Any) -> Any:
+    while isinstance(x, Box):
+        x = x.value
+    return np.asarray(x).dtype
+
+
+# --- reverse mode ------------------------------------------------------------------------
+
+
+class Trace:
+    """A function traced once in reverse mode: outputs, leaves, and the backward pass."""
+
+    def __init__(self, f: Fn, primals: Sequence[Any], argnums: ArgNums = None) -> None:  # type: ignore[assignment]
+        primals = [as_array(p) for p in primals]
+        nums = tuple(range(len(primals))) if argnums is None else _argnums(argnums, len(primals))
+        self.level = new_level()
+        self.primals = primals
+        self.argnums = nums
+        self.leaves = [Var(primals[i], self.level) for i in nums]
+        boxed = list(primals)
+        for i, leaf in zip(nums, self.leaves, strict=True):
+            boxed[i] = leaf
+        out, self.is_tuple = _outputs(f(*boxed))
+        self.outputs = [o if isinstance(o, Box) else as_array(o) for o in out]
+        self.values = [unbox(o, self.level) for o in self.outputs]
+
+    @property
+    def value(self) -> Any:
+        return tuple(self.values) if self.is_tuple else self.values[0]
+
+    def pullback(self, cotangents: Sequence[Any]) -> list[Any]:
+        """Input cotangents (zeros where no path) for output cotangents; batch axes allowed."""
+        if len(cotangents) != len(self.outputs):
+            raise ValueDomainError(
+                f"expected {len(self.outputs)} cotangents (one per output), got {len(cotangents)}"
+            )
+        batch: tuple[int, ...] = ()
+        cts = []
+        for v, ct in zip(self.values, cotangents, strict=True):
+            ct = as_array(ct)
+            vs, cs = shape_of(v), shape_of(ct)
+            if cs[len(cs) - len(vs) :] != vs:
+                raise ValueDomainError(
+                    f"cotangent of shape {cs} does not match the output's shape {vs}"
+                )
+            batch = cs[: len(cs) - len(vs)]
+            cts.append(ct)
+        grads = backward(self.outputs, cts, self.leaves, self.level)
+        return [
+            g if g is not None else _zeros(self.primals[i], batch)
+            for g, i in zip(grads, self.argnums, strict=True)
+        ]
+
+
+def vjp(f: Fn, *primals: Any) -> tuple[Any, Callable[..., tuple[Any, ...]]]:
+    """``(f(*primals), vjp_fn)``; ``vjp_fn(ct)`` gives a cotangent per primal.
+
+    With several outputs pass one cotangent each (a tuple): their contributions are
+    summed, as ``torch.autograd.backward(tensors, grad_tensors)`` does.
+    """
+    trace = Trace(f, primals)
+
+    def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
+        cts = list(cotangent) if trace.is_tuple else [cotangent]
+        return tuple(trace.pullback(cts))
+
+    return trace.value, vjp_fn
+
+
+def _scalar_seed(trace: Trace) -> list[Any]:
+    if trace.is_tuple:
+        raise NonScalarOutputError(
+            f"grad needs one scalar output, the function returned {len(trace.values)}: "
+            "pass a cotangent per output (a vector-Jacobian product)"
+        )
+    v = trace.values[0]
+    if int(np.prod(shape_of(v))) != 1:
+        raise NonScalarOutputError(
+            f"grad needs a scalar output, got shape {shape_of(v)}: pass a cotangent "
+            "(a vector-Jacobian product) or reduce the output, e.g. sum(...)",
+            shapes=[shape_of(v)],
+        )
+    return [np.ones(shape_of(v), dtype=unbox_dtype(v))]
+
+
+def value_and_grad(f: Fn, argnums: ArgNums = 0) -> Fn:
+    """A function returning ``(f(*args), gradient)`` for a scalar-output ``f``."""
+
+    def wrapped(*args: Any) -> tuple[Any, Any]:
+        trace = Trace(f, args, argnums)
+        grads = trace.pullback(_scalar_seed(trace))
+        return trace.value, grads[0] if isinstance(argnums, int) else tuple(grads)
+
+    return wrapped
+
+
+def grad(f: Fn, argnums: ArgNums = 0) -> Fn:
+    """The gradient of a scalar-output ``f`` with respect to the ``argnums`` arguments."""
+    vg = value_and_grad(f, argnums)
+    return lambda *args: vg(*args)[1]
+
+
+# --- forward mode ------------------------------------------------------------------------
+
+
+def _push(f: Fn, primals: Sequence[Any], tangents: Sequence[Any], argnums: tuple[int, ...]):
+    """Run ``f`` once with Duals; returns (values, tangents out, is_tuple, level)."""
+    primals = [as_array(p) for p in primals]
+    level = new_level()
+    boxed = list(primals)
+    for i, t in zip(argnums, tangents, strict=True):
+        boxed[i] = Dual(primals[i], level, as_array(t))
+    outs, is_tuple = _outputs(f(*boxed))
+    batch = shape_of(tangents[0])[: len(shape_of(tangents[0])) - len(shape_of(primals[argnums[0]]))]
+    values, touts = [], []
+    for o in outs:
+        if isinstance(o, Dual) and o.level == level:
+            values.append(o.value)
+            touts.append(o.tangent)
+        else:
+            o = o if isinstance(o, Box) else as_array(o)
+            values.append(o)
+            touts.append(_zeros(o, batch))
+    return values, touts, is_tuple
+
+
+def jvp(f: Fn, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+    """``(f(*primals), J @ tangents)`` in one forward pass (no tape)."""
+    if len(primals) != len(tangents):
+        raise ValueDomainError("jvp needs one tangent per primal")
+    for p, t in zip(primals, tangents, strict=True):
+        if shape_of(p) != shape_of(t):
+            raise ValueDomainError(
+                f"tangent of shape {shape_of(t)} does not match its primal's shape {shape_of(p)}"
+            )
+    values, touts, is_tuple = _push(f, primals, tangents, tuple(range(len(primals))))
+    if is_tuple:
+        return tuple(values), tuple(touts)
+    return values[0], touts[0]
+
+
+# --- Jacobians and Hessians ----------------------------------------------------------------
+
+
+def _basis(sizes: Sequence[int], dtype: Any) -> list[Any]:
+    """Blocks of one identity: block k has shape (sum(sizes), sizes[k])."""
+    eye = np.eye(sum(sizes), dtype=dtype)
+    offsets = np.cumsum([0, *sizes])
+    return [eye[:, offsets[k] : offsets[k + 1]] for k in range(len(sizes))]
+
+
+def _chunks(n: int, chunk_size: int | None) -> list[slice]:
+    step = n if not chunk_size or chunk_size >= n else chunk_size
+    return [slice(i, min(i + step, n)) for i in range(0, max(n, 1), max(step, 1))]
+
+
+def jacobian_and_value(
+    f: Fn,
+    primals: Sequence[Any],
+    argnums: ArgNums = 0,
+    mode: str = "auto",
+    chunk_size: int | None = None,
+) -> tuple[Any, list[list[Any]], bool, str]:
+    """Value, Jacobian blocks ``jac[output][arg]`` of shape out.shape + arg.shape,
+    whether f returned a tuple, and the mode that ran ("reverse" or "forward").
+
+    All rows (or columns) go through ONE batched pass; ``chunk_size`` bounds
+    memory by splitting the stacked identity.
+    """
+    if mode not in ("auto", "reverse", "forward"):
+        raise ValueDomainError(f"mode must be 'auto', 'reverse' or 'forward', got {mode!r}")
+    primals = [as_array(p) for p in primals]
+    nums = _argnums(argnums, len(primals))
+    in_sizes = [int(np.prod(shape_of(primals[i]))) for i in nums]
+    trace = Trace(f, primals, nums) if mode != "forward" else None
+    if trace is not None and mode == "auto":
+        out_size = sum(int(np.prod(shape_of(v))) for v in trace.values)
+        mode = "reverse" if out_size <= sum(in_sizes) else "forward"
+    if mode == "reverse":
+        assert trace is not None
+        return trace.value, _jac_reverse(trace), trace.is_tuple, "reverse"
+    values, jac, is_tuple = _jac_forward(f, primals, nums, in_sizes, chunk_size)
+    return (tuple(values) if is_tuple else values[0]), jac, is_tuple, "forward"
+
+
+def _jac_reverse(trace: Trace, chunk_size: int | None = None) -> list[list[Any]]:
+    out_shapes = [shape_of(v) for v in trace.values]
+    out_sizes = [int(np.prod(s)) for s in out_shapes]
+    dtype = np.result_type(*[unbox_dtype(v) for v in trace.values])
+    rows = _basis(out_sizes, dtype)  # rows[k]: (N, size_k)
+    n = sum(out_sizes)
+    pieces: list[list[Any]] = [[] for _ in trace.leaves]
+    for part in _chunks(n, chunk_size):
+        cts = [r[part].reshape((-1,) + s) for r, s in zip(rows, out_shapes, strict=True)]
+        for k, g in enumerate(trace.pullback(cts)):
+            pieces[k].append(g)
+    grads = [p[0] if len(p) == 1 else np.concatenate(p) for p in pieces]
+    jac: list[list[Any]] = []
+    offset = 0
+    for s, size in zip(out_shapes, out_sizes, strict=True):
+        row = []
+        for g, i in zip(grads, trace.argnums, strict=True):
+            block = g[offset : offset + size]
+            row.append(block.reshape(s + shape_of(trace.primals[i])))
+        jac.append(row)
+        offset += size
+    return jac
+
+
+def _jac_forward(
+    f: Fn, primals: list[Any], nums: tuple[int, ...], in_sizes: list[int], chunk_size: int | None
+) -> tuple[list[Any], list[list[Any]], bool]:
+    dtype = np.result_type(*[unbox_dtype(primals[i]) for i in nums])
+    cols = _basis(in_sizes, dtype)
+    n = sum(in_sizes)
+    parts: list[list[Any]] = []
+    values: list[Any] = []
+    is_tuple = False
+    for part in _chunks(n, chunk_size):
+        tangents = [
+            c[part].reshape((-1,) + shape_of(primals[i])) for c, i in zip(cols, nums, strict=True)
+        ]
+        values, touts, is_tuple = _push(f, primals, tangents, nums)
+        parts.append(touts)
+    touts = [
+        parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts])
+        for k in range(len(values))
+    ]
+    jac = []
+    for v, t in zip(values, touts, strict=True):
+        vnd = len(shape_of(v))
+        row, offset = [], 0
+        for i, size in zip(nums, in_sizes, strict=True):
+            block = t[offset : offset + size]  # (size_i, *out.shape)
+            block = block.reshape(shape_of(primals[i]) + shape_of(v))
+            xnd = len(shape_of(primals[i]))
+            perm = tuple(range(xnd, xnd + vnd)) + tuple(range(xnd))
+            row.append(_transpose(block, perm))
+            offset += size
+        jac.append(row)
+    return values, jac, is_tuple
+
+
+def _transpose(a: Any, perm: tuple[int, ...]) -> Any:
+    if isinstance(a, Box):
+        import engine.numpy as anp
+
+        return anp.transpose(a, perm)
+    return np.transpose(a, perm)
+
+
+def jacobian(f: Fn, argnums: ArgNums = 0, mode: str = "auto", chunk_size: int | None = None) -> Fn:
+    """The full Jacobian, shape ``out.shape + arg.shape``, in one batched pass.
+
+    ``mode="auto"`` runs reverse mode when the output is smaller than the input.
+    A tuple ``argnums`` gives a tuple of blocks; a tuple output a tuple of those.
+    """
+
+    def wrapped(*args: Any) -> Any:
+        _, jac, is_tuple, _ = jacobian_and_value(f, args, argnums, mode, chunk_size)
+        rows = [row[0] if isinstance(argnums, int) else tuple(row) for row in jac]
+        return tuple(rows) if is_tuple else rows[0]
+
+    return wrapped
+
+
+def hessian_and_grad(
+    f: Fn, primals: Sequence[Any], argnums: ArgNums = 0
+) -> tuple[Any, list[Any], list[list[Any]]]:
+    """Value, gradients, and Hessian blocks ``H[i][j]`` (shape x_i.shape + x_j.shape) of a
+    scalar ``f``, in one forward-over-reverse pass with a stacked identity."""
+    primals = [as_array(p) for p in primals]
+    nums = _argnums(argnums, len(primals))
+
+    def value_and_grads(*xs: Any) -> tuple[Any, ...]:
+        trace = Trace(f, xs, nums)
+        return (trace.value, *trace.pullback(_scalar_seed(trace)))
+
+    in_sizes = [int(np.prod(shape_of(primals[i]))) for i in nums]
+    values, jac, _ = _jac_forward(value_and_grads, primals, nums, in_sizes, None)
+    return values[0], values[1:], jac[1:]
+
+
+def hessian(f: Fn, argnums: ArgNums = 0) -> Fn:
+    """The Hessian of a scalar ``f`` (forward-over-reverse, one batched pass)."""
+
+    def wrapped(*args: Any) -> Any:
+        _, _, h = hessian_and_grad(f, args, argnums)
+        if isinstance(argnums, int):
+            return h[0][0]
+        return tuple(tuple(row) for row in h)
+
+    return wrapped
+
+
+def hvp_and_grad(
+    f: Fn, primals: Sequence[Any], vectors: Sequence[Any]
+) -> tuple[Any, tuple[Any, ...], tuple[Any, ...]]:
+    """Value, gradients and Hessian-vector products of a scalar ``f`` (forward-over-reverse,
+    one pass, the Hessian never formed)."""
+    nums = tuple(range(len(primals)))
+
+    def value_and_grads(*xs: Any) -> tuple[Any, ...]:
+        trace = Trace(f, xs, nums)
+        return (trace.value, *trace.pullback(_scalar_seed(trace)))
+
+    out, tangents = jvp(value_and_grads, primals, vectors)
+    return out[0], tuple(out[1:]), tuple(tangents[1:])
+
+
+def hvp(f: Fn, primals: Sequence[Any], vectors: Sequence[Any]) -> tuple[Any, ...]:
+    """Hessian-vector products ``H @ v``, one per primal, without forming the Hessian."""
+    return hvp_and_grad(f, primals, vectors)[2]
