@@ -58,12 +58,18 @@ class Op:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.prepare is not None:
             args, kwargs = self.prepare(args, kwargs)
+        recorder = tracer.recorder
         try:
-            ans = tracer.apply(self, args, kwargs)
+            if recorder is None:
+                return tracer.apply(self, args, kwargs)
+            tracer.recorder = None  # ops that rules apply inside this one are not user nodes
+            try:
+                ans = tracer.apply(self, args, kwargs)
+            finally:
+                tracer.recorder = recorder
         except (ValueError, TypeError, IndexError, np.linalg.LinAlgError) as exc:
             raise self.error(exc, args) from None
-        if tracer.recorder is not None:
-            tracer.recorder.record(self, args, kwargs, ans)
+        recorder.record(self, args, kwargs, ans)
         return ans
 
     def shape(self, *args: Any, **kwargs: Any) -> tuple[int, ...]:

@@ -76,7 +76,7 @@ class Box:
 class Var(Box):
     """A reverse-mode node: its value, the op that made it, and its parents."""
 
-    __slots__ = ("id", "op", "parents", "args", "kwargs", "ans")
+    __slots__ = ("id", "op", "parents", "args", "kwargs")
 
     def __init__(
         self,
@@ -107,14 +107,6 @@ class Dual(Box):
         self.tangent = tangent
 
 
-def top_level(args: Sequence[Any]) -> int:
-    level = 0
-    for a in args:
-        if isinstance(a, Box) and a.level > level:
-            level = a.level
-    return level
-
-
 def apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Apply ``op`` to possibly boxed ``args``: the one entry point of all tracing."""
     level = 0
@@ -124,20 +116,31 @@ def apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if level == 0:
         return op.impl(*args, **kwargs)
     if not op.differentiable:
-        return apply(op, tuple(unbox_all(a) for a in args), kwargs)
+        return op.impl(*[unbox_all(a) for a in args], **kwargs)
     vals = list(args)
-    kind = None
+    var_parents: list[tuple[int, Var]] = []
+    duals = False
     for i, a in enumerate(args):
         if isinstance(a, Box) and a.level == level:
             vals[i] = a.value
-            kind = type(a)
-    ans = apply(op, tuple(vals), kwargs)
-    if kind is Var:
-        parents = tuple((i, a) for i, a in enumerate(args) if type(a) is Var and a.level == level)
-        return Var(ans, level, op, parents, vals, kwargs)
+            if type(a) is Var:
+                var_parents.append((i, a))
+            else:
+                duals = True
+    # values below this level may still be boxes of lower levels: recurse only then
+    ans = apply(op, tuple(vals), kwargs) if _boxed(vals) else op.impl(*vals, **kwargs)
+    if not duals:
+        return Var(ans, level, op, tuple(var_parents), vals, kwargs)
     tangents = [a.tangent if type(a) is Dual and a.level == level else None for a in args]
     t = op.jvp(tangents, ans, *vals, **kwargs)
     return ans if t is None else Dual(ans, level, t)
+
+
+def _boxed(vals: list[Any]) -> bool:
+    for v in vals:
+        if isinstance(v, Box):
+            return True
+    return False
 
 
 def unbox(x: Any, level: int) -> Any:
@@ -204,9 +207,10 @@ def backward(
         vjps = node.op.vjps
         ans = node.value
         for i, parent in node.parents:
-            gi = vjps[i](g, ans, *node.args, **node.kwargs)  # type: ignore[index, misc]
-            if gi is None:
+            rule = vjps[i]
+            if rule is None:  # no gradient flows through this argument
                 continue
+            gi = rule(g, ans, *node.args, **node.kwargs)
             pid = parent.id
             prev = grads.get(pid)
             grads[pid] = gi if prev is None else prev + gi

@@ -199,6 +199,11 @@ def broadcast_shapes(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
         ) from None
 
 
+def indicator(cond: Any, like: Any) -> Any:
+    """1 where ``cond`` holds, else 0, in ``like``'s dtype (float32 stays float32)."""
+    return anp.where(cond, anp.ones_like(like), 0.0)
+
+
 def batch_dims(g: Any, ans: Any) -> int:
     """How many leading batch axes ``g`` carries relative to ``ans``."""
     return len(shape_of(g)) - len(shape_of(ans))

@@ -21,6 +21,7 @@ from engine.ops._util import (
     broadcast_shapes,
     defop,
     fill_tangent,
+    indicator,
     sum_tangents,
     unbroadcast,
 )
@@ -179,7 +180,7 @@ elementwise(
     "relu",
     lambda x: np.maximum(x, 0.0),
     "max(x, 0); relu'(0) = 0.",
-    lambda ans, x: anp.where(x > 0, 1.0, 0.0),
+    lambda ans, x: indicator(x > 0, x),
 )
 elementwise(
     "softplus",
@@ -190,30 +191,30 @@ elementwise(
 
 
 def _tie_share(ans: Any, x: Any, y: Any) -> Any:
-    return anp.where(x == y, 0.5, 0.0)
+    return 0.5 * indicator(x == y, x)
 
 
 elementwise(
     "maximum",
     np.maximum,
     "Elementwise maximum; ties share the gradient evenly.",
-    lambda ans, x, y: anp.where(x > y, 1.0, 0.0) + _tie_share(ans, x, y),
-    lambda ans, x, y: anp.where(y > x, 1.0, 0.0) + _tie_share(ans, x, y),
+    lambda ans, x, y: indicator(x > y, x) + _tie_share(ans, x, y),
+    lambda ans, x, y: indicator(y > x, x) + _tie_share(ans, x, y),
 )
 elementwise(
     "minimum",
     np.minimum,
     "Elementwise minimum; ties share the gradient evenly.",
-    lambda ans, x, y: anp.where(x < y, 1.0, 0.0) + _tie_share(ans, x, y),
-    lambda ans, x, y: anp.where(y < x, 1.0, 0.0) + _tie_share(ans, x, y),
+    lambda ans, x, y: indicator(x < y, x) + _tie_share(ans, x, y),
+    lambda ans, x, y: indicator(y < x, x) + _tie_share(ans, x, y),
 )
 elementwise(
     "clip",
     np.clip,
     "Limit x to [a_min, a_max]; the gradient passes where a_min <= x <= a_max.",
-    lambda ans, x, lo, hi: anp.where((x >= lo) & (x <= hi), 1.0, 0.0),
-    lambda ans, x, lo, hi: anp.where(x < lo, 1.0, 0.0),
-    lambda ans, x, lo, hi: anp.where(x > hi, 1.0, 0.0),
+    lambda ans, x, lo, hi: indicator((x >= lo) & (x <= hi), ans),
+    lambda ans, x, lo, hi: indicator(x < lo, ans),
+    lambda ans, x, lo, hi: indicator(x > hi, ans),
 )
 
 # --- where: the gradient goes to the branch that was taken ----------------------------------

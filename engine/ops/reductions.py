@@ -14,7 +14,14 @@ import numpy as np
 
 import engine.numpy as anp
 from engine.errors import ValueDomainError
-from engine.ops._util import defop, expand_to, keep_reduced, prepare_axes, reduced_shape
+from engine.ops._util import (
+    defop,
+    expand_to,
+    indicator,
+    keep_reduced,
+    prepare_axes,
+    reduced_shape,
+)
 from engine.registry import shape_of
 
 AXES = "x, axis:s=None, keepdims:s=False"
@@ -54,7 +61,7 @@ def reduction(name: str, impl: Any, doc: str, weight: Any, spec: str = AXES) -> 
 
 
 def _max_share(kept: Any, x: Any, axis: Any, **_: Any) -> Any:
-    mask = anp.where(x == kept, 1.0, 0.0)
+    mask = indicator(x == kept, x)
     return mask / anp.sum(mask, axis=axis, keepdims=True)
 
 
@@ -63,7 +70,7 @@ def _prod_others(kept: Any, x: Any, axis: Any, **_: Any) -> Any:
     zero = x == 0
     nonzero = anp.where(zero, 1.0, x)
     p = anp.prod(nonzero, axis=axis, keepdims=True)
-    zeros = anp.sum(anp.where(zero, 1.0, 0.0), axis=axis, keepdims=True)
+    zeros = anp.sum(indicator(zero, x), axis=axis, keepdims=True)
     return anp.where(
         zero, anp.where(zeros == 1, p, 0.0), anp.where(zeros == 0, p / nonzero, 0.0)
     )

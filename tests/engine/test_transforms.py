@@ -1,0 +1,244 @@
+"""Golden tests from the tutorials the product follows, and the transforms' contracts."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import numpy as np
+import pytest
+
+import engine as ad
+import engine.numpy as anp
+from engine import tracer
+from engine.errors import NonScalarOutputError
+
+X = np.array([0.0, 1.0, 2.0, 3.0])
+Y = np.array([3.0, 4.0, 5.0, 6.0])
+
+
+def test_two_dot() -> None:
+    np.testing.assert_allclose(ad.grad(lambda x: 2 * anp.dot(x, x))(X), [0, 4, 8, 12])
+
+
+def test_sum_and_sum_of_squares() -> None:
+    np.testing.assert_allclose(ad.grad(anp.sum)(X), np.ones(4))
+    np.testing.assert_allclose(ad.grad(lambda x: anp.sum(x * x))(X), [0, 2, 4, 6])
+
+
+def test_detach_gradient_is_the_detached_value() -> None:
+    def f(x):  # type: ignore[no-untyped-def]
+        u = anp.detach(x * x)
+        return anp.sum(u * x)
+
+    value, g = ad.value_and_grad(f)(X)
+    assert value == pytest.approx(36.0)
+    np.testing.assert_allclose(g, X * X)
+
+
+def _control_flow(a):  # type: ignore[no-untyped-def]
+    b = a * 2
+    while anp.norm(b) < 1000:
+        b = b * 2
+    c = b if anp.sum(b) > 0 else 100 * b
+    return anp.sum(c)
+
+
+def test_control_flow_gradient_is_c_over_a() -> None:
+    a = np.array([0.3, -0.2, 0.5, 0.1])
+    value, g = ad.value_and_grad(_control_flow)(a)
+    assert value == pytest.approx(1433.6)
+    np.testing.assert_allclose(g, np.full(4, 2048.0))
+    a = np.array([-0.3, -0.2, -0.5, 0.1])  # the other branch: c = 100 * b
+    b = a * 2
+    while np.linalg.norm(b) < 1000:
+        b = b * 2
+    np.testing.assert_allclose(ad.grad(_control_flow)(a), 100 * b / a)
+
+
+def _poly(x):  # type: ignore[no-untyped-def]
+    return anp.stack(
+        [
+            x[0] ** 3 + 2 * x[1] ** 2 + 3 * x[2],
+            3 * x[0] + 2 * x[1] ** 2 + x[2] ** 3,
+            2 * x[0] + x[1] ** 3 + 3 * x[2] ** 2,
+        ]
+    )
+
+
+def test_tutorial_vjp() -> None:
+    value, vjp_fn = ad.vjp(_poly, np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(value, [18, 38, 37])
+    (g,) = vjp_fn(np.array([3.0, 2.0, 1.0]))
+    np.testing.assert_allclose(g, [17, 52, 81])
+
+
+def test_two_dot_xy_and_xy_cotangents() -> None:
+    gx, gy = ad.grad(lambda x, y: 2 * anp.dot(x, y), (0, 1))(X, Y)
+    np.testing.assert_allclose(gx, 2 * Y)
+    np.testing.assert_allclose(gy, 2 * X)
+    _, vjp_fn = ad.vjp(lambda x, y: x * y, X, Y)
+    gx, gy = vjp_fn(np.ones(4))
+    np.testing.assert_allclose(gx, Y)
+    gx, gy = vjp_fn(np.array([2.0, 3.0, 4.0, 5.0]))
+    np.testing.assert_allclose(gx, [6, 12, 20, 30])
+    np.testing.assert_allclose(gy, [0, 3, 8, 15])
+
+
+def test_two_layer_linear_net_matches_closed_form() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    w1, w2 = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
+
+    def loss(w1, w2):  # type: ignore[no-untyped-def]
+        return anp.sum((y - (x @ w1) @ w2) ** 2) / 2
+
+    g1, g2 = ad.grad(loss, (0, 1))(w1, w2)
+    h = x @ w1
+    err = h @ w2 - y
+    np.testing.assert_allclose(g2, h.T @ err)
+    np.testing.assert_allclose(g1, x.T @ (err @ w2.T))
+
+
+def test_requires_grad_propagation() -> None:
+    c = np.array([0.1, 0.2, 0.3])
+    x = np.array([1.0, 2.0, 3.0])
+    value, g = ad.value_and_grad(lambda x: anp.sum(anp.multiply(x, anp.exp(c))))(x)
+    assert value == pytest.approx(7.597552857123997)
+    np.testing.assert_allclose(g, np.exp(c))
+    # an op on constants records nothing: only the parts that depend on x are traced
+    level = tracer.new_level()
+    xv = tracer.Var(x, level)
+    a = anp.add(c, c)
+    b = anp.add(a, xv)
+    assert not isinstance(a, tracer.Box) and isinstance(b, tracer.Var)
+
+
+def test_fan_out_sums_both_contributions() -> None:
+    np.testing.assert_allclose(ad.grad(lambda x: anp.sum(x * x + x))(X), 2 * X + 1)
+
+
+def test_grad_of_non_scalar_says_to_pass_a_cotangent() -> None:
+    with pytest.raises(NonScalarOutputError, match="cotangent"):
+        ad.grad(lambda x: x * 2)(X)
+
+
+def test_deep_chain_needs_no_recursion() -> None:
+    def f(x):  # type: ignore[no-untyped-def]
+        for _ in range(100_000):
+            x = x + 1.0
+        return anp.sum(x)
+
+    np.testing.assert_allclose(ad.grad(f)(X), np.ones(4))
+
+
+def test_grad_of_grad_any_order() -> None:
+    f = anp.sin
+    d1 = ad.grad(lambda x: anp.sum(f(x)))
+    d2 = ad.grad(lambda x: anp.sum(d1(x)))
+    d3 = ad.grad(lambda x: anp.sum(d2(x)))
+    np.testing.assert_allclose(d3(X), -np.cos(X))
+
+
+def test_nested_transforms_do_not_confuse_perturbations() -> None:
+    # d/dx [x * d/dy (x + y)] = 1 at any x (the inner derivative is 1, not 2).
+    def f(x):  # type: ignore[no-untyped-def]
+        inner = ad.grad(lambda y: anp.sum(x + y))(np.array(1.0))
+        return anp.sum(x * inner)
+
+    assert float(ad.grad(f)(np.array(3.0))) == pytest.approx(1.0)
+
+
+def test_vjp_with_two_outputs_sums_contributions() -> None:
+    _, vjp_fn = ad.vjp(lambda x: (x * 2, anp.sum(x * x)), X)
+    (g,) = vjp_fn((np.ones(4), np.array(3.0)))
+    np.testing.assert_allclose(g, 2 + 6 * X)
+
+
+def test_jacobian_is_one_backward_walk() -> None:
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(64, 64))
+    x = rng.normal(size=64)
+    calls = []
+    original = tracer.backward
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    f = lambda x: anp.tanh(w @ x)  # noqa: E731
+    try:
+        ad.transforms.backward = counting  # type: ignore[attr-defined]
+        jac = ad.jacobian(f, mode="reverse")(x)
+    finally:
+        ad.transforms.backward = original  # type: ignore[attr-defined]
+    assert len(calls) == 1
+    expected = (1 - np.tanh(w @ x) ** 2)[:, None] * w
+    np.testing.assert_allclose(jac, expected, rtol=1e-12)
+    np.testing.assert_allclose(ad.jacobian(f, mode="forward")(x), expected, rtol=1e-12)
+
+
+def test_jacobian_non_square_matrix_input_both_modes() -> None:
+    rng = np.random.default_rng(2)
+    m = rng.normal(size=(2, 3))
+
+    def f(m):  # type: ignore[no-untyped-def]
+        return anp.concatenate([anp.sum(m * m, axis=0), anp.exp(m[0]), m[1, :2]])
+
+    rev = ad.jacobian(f, mode="reverse")(m)
+    fwd = ad.jacobian(f, mode="forward")(m)
+    assert rev.shape == (8, 2, 3)
+    np.testing.assert_allclose(rev, fwd)
+    eps = 1e-6
+    for idx in np.ndindex(m.shape):
+        d = np.zeros_like(m)
+        d[idx] = eps
+        col = (np.asarray(f(m + d)) - np.asarray(f(m - d))) / (2 * eps)
+        np.testing.assert_allclose(rev[(...,) + idx], col, rtol=1e-6, atol=1e-8)
+
+
+def test_auto_mode_picks_by_size() -> None:
+    _, _, _, mode = ad.jacobian_and_value(lambda x: anp.sum(x), [X])
+    assert mode == "reverse"
+    _, _, _, mode = ad.jacobian_and_value(lambda x: anp.tile(x, 3), [X])
+    assert mode == "forward"
+
+
+def test_hessian_symmetric_and_matches_gradient_differences() -> None:
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(5, 4))
+    x = rng.normal(size=4)
+
+    def f(x):  # type: ignore[no-untyped-def]
+        return anp.logsumexp(w @ x) + 0.5 * anp.sum(x**2)
+
+    h = ad.hessian(f)(x)
+    np.testing.assert_allclose(h, h.T, atol=1e-12)
+    g = ad.grad(f)
+    eps = 1e-6
+    fd = np.stack([(g(x + eps * e) - g(x - eps * e)) / (2 * eps) for e in np.eye(4)])
+    np.testing.assert_allclose(h, fd, rtol=1e-6, atol=1e-8)
+    _, _, hv = ad.hvp_and_grad(f, [x], [np.ones(4)])
+    np.testing.assert_allclose(hv[0], h @ np.ones(4))
+
+
+def test_float32_end_to_end() -> None:
+    x = X.astype(np.float32)
+    assert ad.grad(lambda x: anp.sum(anp.sin(x) * x))(x).dtype == np.float32
+    assert ad.jacobian(lambda x: anp.tanh(x), mode="forward")(x).dtype == np.float32
+    assert ad.jacobian(lambda x: anp.tanh(x), mode="reverse")(x).dtype == np.float32
+    assert ad.hessian(lambda x: anp.sum(x**3))(x).dtype == np.float32
+
+
+def test_engine_imports_no_web_framework() -> None:
+    root = pathlib.Path(ad.__file__).parent
+    banned = {"fastapi", "pydantic", "starlette", "app", "uvicorn", "httpx"}
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in banned, f"{path} imports {name}"
