@@ -1,9 +1,9 @@
 """A vectorised NumPy autodiff engine: reverse and forward mode, any order.
 
-    import engine as ad
-    import engine.numpy as anp
+import engine as ad
+import engine.numpy as anp
 
-    ad.grad(lambda x: 2 * anp.dot(x, x))(np.arange(4.0))   # -> [0, 4, 8, 12]
+ad.grad(lambda x: 2 * anp.dot(x, x))(np.arange(4.0))   # -> [0, 4, 8, 12]
 """
 
 from engine import numpy  # noqa: F401  (registers the ops and the operators on boxes)

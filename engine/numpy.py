@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.registry import OPS, Op
-from engine.tracer import Box
-
 import engine.ops  # noqa: E402,F401,I001  (registers every op; must follow the imports above)
+from engine.registry import OPS
+from engine.tracer import Box
 
 globals().update(OPS)
 
@@ -46,8 +45,8 @@ for _dunder, _name in {
     "or": "logical_or",
 }.items():
     setattr(Box, f"__{_dunder}__", _binary(_name))
-Box.__neg__ = lambda self: OPS["negative"](self)  # type: ignore[attr-defined]
-Box.__pos__ = lambda self: self  # type: ignore[attr-defined]
+Box.__neg__ = lambda self: OPS["negative"](self)  # type: ignore[method-assign,operator]
+Box.__pos__ = lambda self: self  # type: ignore[method-assign,operator]
 Box.__abs__ = lambda self: OPS["abs"](self)  # type: ignore[attr-defined]
 Box.__invert__ = lambda self: OPS["logical_not"](self)  # type: ignore[attr-defined]
 Box.__getitem__ = lambda self, index: OPS["getitem"](self, index)  # type: ignore[attr-defined]
@@ -55,7 +54,7 @@ Box.__hash__ = object.__hash__  # type: ignore[assignment]
 Box.T = property(lambda self: OPS["transpose"](self))  # type: ignore[attr-defined]
 
 
-def __getattr__(name: str) -> Op:
+def __getattr__(name: str) -> Any:  # ops are registered at import time
     try:
         return OPS[name]
     except KeyError:

@@ -51,8 +51,8 @@ class Op:
     vjps: Any = None  # indexable by argument position: a tuple, or PerArgument
     jvp_rule: Callable[..., Any] | None = None
     differentiable: bool = True
-    # keyword names normalised to negative axes before dispatch (see prepare)
-    prepare: Callable[[tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]] | None = None
+    # normalises arguments before dispatch (positional statics bound, axes made negative)
+    prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]] | None = None
     aliases: tuple[str, ...] = field(default=())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -89,7 +89,9 @@ class Op:
             return exc
         shapes = [shape_of(a) for a in args if not isinstance(a, str | slice | tuple)]
         text = ", ".join(str(s) for s in shapes)
-        return ShapeError(f"{self.name}: {exc} (argument shapes {text})", op=self.name, shapes=shapes)
+        return ShapeError(
+            f"{self.name}: {exc} (argument shapes {text})", op=self.name, shapes=shapes
+        )
 
     def jvp(self, tangents: list[Any], ans: Any, *args: Any, **kwargs: Any) -> Any:
         if self.jvp_rule is None:

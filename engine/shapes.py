@@ -9,8 +9,10 @@ from engine.errors import SizeLimitError
 from engine.registry import Op
 
 
-def check_size(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any], max_elements: int) -> tuple[int, ...]:
-    """The output shape of ``op(*args, **kwargs)``; SizeLimitError if it exceeds ``max_elements``."""
+def check_size(
+    op: Op, args: tuple[Any, ...], kwargs: dict[str, Any], max_elements: int
+) -> tuple[int, ...]:
+    """The output shape of ``op(*args, **kwargs)``; SizeLimitError past ``max_elements``."""
     shape = op.shape(*args, **kwargs)
     size = math.prod(shape)
     if size > max_elements:

@@ -43,19 +43,19 @@ class Box:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.value.shape  # type: ignore[no-any-return]
+        return self.value.shape
 
     @property
     def ndim(self) -> int:
-        return self.value.ndim  # type: ignore[no-any-return]
+        return self.value.ndim
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return self.value.dtype  # type: ignore[no-any-return]
+        return self.value.dtype
 
     @property
     def size(self) -> int:
-        return self.value.size  # type: ignore[no-any-return]
+        return self.value.size
 
     def __len__(self) -> int:
         return len(self.value)
@@ -93,7 +93,7 @@ class Var(Box):
         self.op = op
         self.parents = parents
         self.args = args
-        self.kwargs = kwargs
+        self.kwargs = kwargs if kwargs is not None else {}
 
 
 class Dual(Box):
@@ -137,7 +137,7 @@ def apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 
 def _boxed(vals: list[Any]) -> bool:
-    for v in vals:
+    for v in vals:  # noqa: SIM110  (a plain loop is faster than any() on this hot path)
         if isinstance(v, Box):
             return True
     return False

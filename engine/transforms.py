@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+import engine.numpy as anp
 from engine.errors import NonScalarOutputError, ValueDomainError
 from engine.registry import shape_of
 from engine.tracer import Box, Dual, Var, backward, new_level, unbox
@@ -298,8 +299,6 @@ def _jac_forward(
 
 def _transpose(a: Any, perm: tuple[int, ...]) -> Any:
     if isinstance(a, Box):
-        import engine.numpy as anp
-
         return anp.transpose(a, perm)
     return np.transpose(a, perm)
 

@@ -1,10 +1,5 @@
 """The rule tables, one module per op family. Importing this registers every op."""
 
-from engine.ops import constructors, elementwise, reductions, shape
+from engine.ops import constructors, elementwise, linalg, reductions, shape
 
-try:  # linalg lands separately; TODO(lead): import unconditionally once it exists
-    from engine.ops import linalg  # noqa: F401
-except ImportError:
-    pass
-
-__all__ = ["constructors", "elementwise", "reductions", "shape"]
+__all__ = ["constructors", "elementwise", "linalg", "reductions", "shape"]

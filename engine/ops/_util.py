@@ -119,7 +119,7 @@ def fill_tangent(t: Any, batch: tuple[int, ...], ans_shape: tuple[int, ...]) -> 
 # --- axes -------------------------------------------------------------------------------
 
 
-def norm_axis(axis: int, ndim: int, op: str) -> int:
+def norm_axis(axis: Any, ndim: int, op: str) -> int:
     """``axis`` as a negative index into an ``ndim``-array, or a clear error."""
     if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
         raise ValueDomainError(f"{op}: axis must be an integer, got {axis!r}", op=op)

@@ -46,7 +46,9 @@ def _arange_count(start: Any, stop: Any, step: Any) -> int:
     if stop is None:
         start, stop = 0, start
     step = 1 if step is None else step
-    a, b, s = (_number(v, n, "arange") for v, n in ((start, "start"), (stop, "stop"), (step, "step")))
+    a, b, s = (
+        _number(v, n, "arange") for v, n in ((start, "start"), (stop, "stop"), (step, "step"))
+    )
     if s == 0 or not all(math.isfinite(v) for v in (a, b, s)):
         raise ValueDomainError("arange: step must be non-zero and bounds finite", op="arange")
     return max(0, math.ceil((b - a) / s))
@@ -61,7 +63,9 @@ def _linspace_count(start: Any, stop: Any, num: Any = 50, **_: Any) -> tuple[int
     _number(start, "start", "linspace")
     _number(stop, "stop", "linspace")
     if isinstance(num, bool) or not isinstance(num, int | np.integer) or num < 0:
-        raise ValueDomainError(f"linspace: num must be a non-negative integer, got {num!r}", op="linspace")
+        raise ValueDomainError(
+            f"linspace: num must be a non-negative integer, got {num!r}", op="linspace"
+        )
     return (int(num),)
 
 
@@ -94,7 +98,9 @@ defop(
 )
 defop(
     "eye",
-    lambda N, M=None, k=0, dtype=None: np.eye(*_eye_shape(N, M), k=k, dtype=_dtype(dtype, "eye")),
+    lambda N, M=None, k=0, dtype=None: np.eye(
+        *_eye_shape(N, M), k=k, dtype=_dtype(dtype, "eye")  # type: ignore[call-overload]
+    ),
     "N:s, M:s=None, k:s=0, dtype:s=None",
     "A 2-D array with ones on the k-th diagonal.",
     _eye_shape,
@@ -117,14 +123,18 @@ defop(
 )
 defop(
     "zeros_like",
-    lambda x, dtype=None: np.zeros(shape_of(x), _dtype(dtype or np.result_type(x).name, "zeros_like")),
+    lambda x, dtype=None: np.zeros(
+        shape_of(x), _dtype(dtype or np.result_type(x).name, "zeros_like")
+    ),
     "x, dtype:s=None",
     "Zeros of x's shape and dtype.",
     lambda x, dtype=None: shape_of(x),
 )
 defop(
     "ones_like",
-    lambda x, dtype=None: np.ones(shape_of(x), _dtype(dtype or np.result_type(x).name, "ones_like")),
+    lambda x, dtype=None: np.ones(
+        shape_of(x), _dtype(dtype or np.result_type(x).name, "ones_like")
+    ),
     "x, dtype:s=None",
     "Ones of x's shape and dtype.",
     lambda x, dtype=None: shape_of(x),

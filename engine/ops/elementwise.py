@@ -1,8 +1,10 @@
 """Elementwise ops: each row gives partial derivatives; both modes follow from them.
 
-A partial is ``d(ans, *args)`` (written in engine ops), ``ONE``/``NEG`` for the
-constants 1 and -1, or ``ZERO`` (no gradient flows through that argument).
-Reverse: ``unbroadcast(g * d)``. Forward: ``sum_i align(t_i) * d``.
+A partial is ``d(g, ans, *args) -> g * (d ans / d arg)``, linear in ``g`` and
+written in engine ops (taking ``g`` lets a rule save a pass, e.g. ``g / x``
+for log); ``ONE``/``NEG`` stand for the constants 1 and -1, and ``ZERO`` for
+an argument through which no gradient flows.
+Reverse: ``unbroadcast(d(g, ...))``. Forward: ``sum_i d(align(t_i), ...)``.
 Conventions at kinks follow PyTorch: relu'(0) = 0, abs'(0) = 0, ties in
 maximum/minimum share the gradient evenly, clip passes the gradient on its
 closed interval.
@@ -21,7 +23,6 @@ from engine.ops._util import (
     broadcast_shapes,
     defop,
     fill_tangent,
-    indicator,
     sum_tangents,
     unbroadcast,
 )
@@ -43,7 +44,7 @@ def _vjp(i: int, d: Partial) -> Callable[..., Any] | None:
         elif d == NEG:
             gi = anp.negative(g)
         else:
-            gi = g * d(ans, *args)  # type: ignore[operator]
+            gi = d(g, ans, *args)  # type: ignore[operator]
         return unbroadcast(gi, shape_of(args[i]), len(shape_of(ans)))
 
     return vjp
@@ -65,7 +66,7 @@ def _jvp(partials: tuple[Partial, ...]) -> Callable[..., Any]:
             elif d == NEG:
                 terms.append(anp.negative(t))
             else:
-                terms.append(t * d(ans, *args))  # type: ignore[operator]
+                terms.append(d(t, ans, *args))  # type: ignore[operator]
         if not terms:
             return None
         return fill_tangent(sum_tangents(terms), batch, ans_shape)
@@ -96,31 +97,37 @@ def comparison(name: str, impl: Callable[..., Any], doc: str, nargs: int = 2) ->
 
 elementwise("add", np.add, "x1 + x2, elementwise with broadcasting.", ONE, ONE)
 elementwise("subtract", np.subtract, "x1 - x2, elementwise.", ONE, NEG)
-elementwise("multiply", np.multiply, "x1 * x2, elementwise.", lambda ans, x, y: y, lambda ans, x, y: x)
+elementwise(
+    "multiply",
+    np.multiply,
+    "x1 * x2, elementwise.",
+    lambda g, ans, x, y: g * y,
+    lambda g, ans, x, y: g * x,
+)
 elementwise(
     "divide",
     np.divide,
     "x1 / x2, elementwise (true division).",
-    lambda ans, x, y: 1.0 / y,
-    lambda ans, x, y: anp.negative(ans) / y,
+    lambda g, ans, x, y: g / y,
+    lambda g, ans, x, y: anp.negative(g * ans) / y,
 )
 
 
-def _power_dx(ans: Any, x: Any, y: Any) -> Any:
+def _power_dx(g: Any, ans: Any, x: Any, y: Any) -> Any:
     if isinstance(y, int | float) and not isinstance(y, bool):
         if y == 2:
-            return 2.0 * x
+            return g * (2.0 * x)
         if y == 1:
-            return anp.ones_like(x)
-        return y * x ** (y - 1.0)
+            return g
+        return g * (y * x ** (y - 1.0))
     # PyTorch: zero where the exponent is zero, whatever the base.
-    return anp.where(y == 0, 0.0, y * x ** (y - 1.0))
+    return g * anp.where(y == 0, 0.0, y * x ** (y - 1.0))
 
 
-def _power_dy(ans: Any, x: Any, y: Any) -> Any:
+def _power_dy(g: Any, ans: Any, x: Any, y: Any) -> Any:
     # PyTorch: zero where the base is zero and the exponent non-negative (no log(0) nan).
     safe = anp.where(x == 0, 1.0, x)
-    return anp.where((x == 0) & (y >= 0), 0.0, ans * anp.log(safe))
+    return g * anp.where((x == 0) & (y >= 0), 0.0, ans * anp.log(safe))
 
 
 elementwise("power", np.power, "x1 ** x2, elementwise.", _power_dx, _power_dy)
@@ -131,41 +138,44 @@ elementwise(
     np.remainder,
     "x1 % x2 with the sign of x2; gradient 1 in x1 and -floor(x1/x2) in x2.",
     ONE,
-    lambda ans, x, y: anp.negative(anp.floor_divide(x, y)),
+    lambda g, ans, x, y: anp.negative(g * anp.floor_divide(x, y)),
 )
-elementwise("abs", np.abs, "|x|; abs'(0) = 0.", lambda ans, x: anp.sign(x))
+elementwise("abs", np.abs, "|x|; abs'(0) = 0.", lambda g, ans, x: g * anp.sign(x))
 elementwise("sign", np.sign, "The sign of x (-1, 0 or 1); gradient 0.", ZERO)
 
 # --- powers, exponentials, logarithms ----------------------------------------------------
 
-elementwise("sqrt", np.sqrt, "Square root.", lambda ans, x: 0.5 / ans)
-elementwise("square", np.square, "x ** 2.", lambda ans, x: 2.0 * x)
-elementwise("exp", np.exp, "e ** x.", lambda ans, x: ans)
-elementwise("expm1", np.expm1, "exp(x) - 1, accurate near 0.", lambda ans, x: ans + 1.0)
-elementwise("log", np.log, "Natural logarithm.", lambda ans, x: 1.0 / x)
-elementwise("log1p", np.log1p, "log(1 + x), accurate near 0.", lambda ans, x: 1.0 / (x + 1.0))
-elementwise("log2", np.log2, "Base-2 logarithm.", lambda ans, x: 1.0 / (x * LN2))
-elementwise("log10", np.log10, "Base-10 logarithm.", lambda ans, x: 1.0 / (x * LN10))
+elementwise("sqrt", np.sqrt, "Square root.", lambda g, ans, x: g * (0.5 / ans))
+elementwise("square", np.square, "x ** 2.", lambda g, ans, x: g * (2.0 * x))
+elementwise("exp", np.exp, "e ** x.", lambda g, ans, x: g * ans)
+elementwise("expm1", np.expm1, "exp(x) - 1, accurate near 0.", lambda g, ans, x: g * (ans + 1.0))
+elementwise("log", np.log, "Natural logarithm.", lambda g, ans, x: g / x)
+elementwise("log1p", np.log1p, "log(1 + x), accurate near 0.", lambda g, ans, x: g / (x + 1.0))
+elementwise("log2", np.log2, "Base-2 logarithm.", lambda g, ans, x: g / (x * LN2))
+elementwise("log10", np.log10, "Base-10 logarithm.", lambda g, ans, x: g / (x * LN10))
 
 # --- trigonometric and hyperbolic -----------------------------------------------------
 
-elementwise("sin", np.sin, "Sine.", lambda ans, x: anp.cos(x))
-elementwise("cos", np.cos, "Cosine.", lambda ans, x: anp.negative(anp.sin(x)))
-elementwise("tan", np.tan, "Tangent.", lambda ans, x: 1.0 + ans * ans)
-elementwise("arcsin", np.arcsin, "Inverse sine.", lambda ans, x: 1.0 / anp.sqrt(1.0 - x * x))
+elementwise("sin", np.sin, "Sine.", lambda g, ans, x: g * anp.cos(x))
+elementwise("cos", np.cos, "Cosine.", lambda g, ans, x: anp.negative(g * anp.sin(x)))
+elementwise("tan", np.tan, "Tangent.", lambda g, ans, x: g * (1.0 + ans * ans))
+elementwise("arcsin", np.arcsin, "Inverse sine.", lambda g, ans, x: g / anp.sqrt(1.0 - x * x))
 elementwise(
-    "arccos", np.arccos, "Inverse cosine.", lambda ans, x: -1.0 / anp.sqrt(1.0 - x * x)
+    "arccos",
+    np.arccos,
+    "Inverse cosine.",
+    lambda g, ans, x: anp.negative(g) / anp.sqrt(1.0 - x * x),
 )
-elementwise("arctan", np.arctan, "Inverse tangent.", lambda ans, x: 1.0 / (1.0 + x * x))
-elementwise("sinh", np.sinh, "Hyperbolic sine.", lambda ans, x: anp.cosh(x))
-elementwise("cosh", np.cosh, "Hyperbolic cosine.", lambda ans, x: anp.sinh(x))
-elementwise("tanh", np.tanh, "Hyperbolic tangent.", lambda ans, x: 1.0 - ans * ans)
+elementwise("arctan", np.arctan, "Inverse tangent.", lambda g, ans, x: g / (1.0 + x * x))
+elementwise("sinh", np.sinh, "Hyperbolic sine.", lambda g, ans, x: g * anp.cosh(x))
+elementwise("cosh", np.cosh, "Hyperbolic cosine.", lambda g, ans, x: g * anp.sinh(x))
+elementwise("tanh", np.tanh, "Hyperbolic tangent.", lambda g, ans, x: g * (1.0 - ans * ans))
 elementwise(
     "arctan2",
     np.arctan2,
     "Angle of the point (x2, x1): arctan(x1 / x2) in the right quadrant.",
-    lambda ans, y, x: x / (x * x + y * y),
-    lambda ans, y, x: anp.negative(y) / (x * x + y * y),
+    lambda g, ans, y, x: g * (x / (x * x + y * y)),
+    lambda g, ans, y, x: g * (anp.negative(y) / (x * x + y * y)),
 )
 
 # --- neural-net activations -------------------------------------------------------------
@@ -175,46 +185,52 @@ def _sigmoid(x: Any) -> Any:
     return 0.5 * np.tanh(0.5 * x) + 0.5  # stable for large |x|
 
 
-elementwise("sigmoid", _sigmoid, "Logistic function 1 / (1 + exp(-x)).", lambda ans, x: ans * (1.0 - ans))
+elementwise(
+    "sigmoid",
+    _sigmoid,
+    "Logistic function 1 / (1 + exp(-x)).",
+    lambda g, ans, x: g * (ans * (1.0 - ans)),
+)
 elementwise(
     "relu",
     lambda x: np.maximum(x, 0.0),
     "max(x, 0); relu'(0) = 0.",
-    lambda ans, x: indicator(x > 0, x),
+    lambda g, ans, x: anp.where(x > 0, g, 0.0),
 )
 elementwise(
     "softplus",
     lambda x: np.logaddexp(0.0, x),
     "log(1 + exp(x)), computed stably.",
-    lambda ans, x: anp.sigmoid(x),
+    lambda g, ans, x: g * anp.sigmoid(x),
 )
 
 
-def _tie_share(ans: Any, x: Any, y: Any) -> Any:
-    return 0.5 * indicator(x == y, x)
+def _share(g: Any, wins: Any, tie: Any) -> Any:
+    """All of g where this argument wins, half of it on a tie (PyTorch's convention)."""
+    return anp.where(wins, g, anp.where(tie, 0.5 * g, 0.0))
 
 
 elementwise(
     "maximum",
     np.maximum,
     "Elementwise maximum; ties share the gradient evenly.",
-    lambda ans, x, y: indicator(x > y, x) + _tie_share(ans, x, y),
-    lambda ans, x, y: indicator(y > x, x) + _tie_share(ans, x, y),
+    lambda g, ans, x, y: _share(g, x > y, x == y),
+    lambda g, ans, x, y: _share(g, y > x, x == y),
 )
 elementwise(
     "minimum",
     np.minimum,
     "Elementwise minimum; ties share the gradient evenly.",
-    lambda ans, x, y: indicator(x < y, x) + _tie_share(ans, x, y),
-    lambda ans, x, y: indicator(y < x, x) + _tie_share(ans, x, y),
+    lambda g, ans, x, y: _share(g, x < y, x == y),
+    lambda g, ans, x, y: _share(g, y < x, x == y),
 )
 elementwise(
     "clip",
     np.clip,
     "Limit x to [a_min, a_max]; the gradient passes where a_min <= x <= a_max.",
-    lambda ans, x, lo, hi: indicator((x >= lo) & (x <= hi), ans),
-    lambda ans, x, lo, hi: indicator(x < lo, ans),
-    lambda ans, x, lo, hi: indicator(x > hi, ans),
+    lambda g, ans, x, lo, hi: anp.where((x >= lo) & (x <= hi), g, 0.0),
+    lambda g, ans, x, lo, hi: anp.where(x < lo, g, 0.0),
+    lambda g, ans, x, lo, hi: anp.where(x > hi, g, 0.0),
 )
 
 # --- where: the gradient goes to the branch that was taken ----------------------------------

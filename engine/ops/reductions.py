@@ -71,9 +71,7 @@ def _prod_others(kept: Any, x: Any, axis: Any, **_: Any) -> Any:
     nonzero = anp.where(zero, 1.0, x)
     p = anp.prod(nonzero, axis=axis, keepdims=True)
     zeros = anp.sum(indicator(zero, x), axis=axis, keepdims=True)
-    return anp.where(
-        zero, anp.where(zeros == 1, p, 0.0), anp.where(zeros == 0, p / nonzero, 0.0)
-    )
+    return anp.where(zero, anp.where(zeros == 1, p, 0.0), anp.where(zeros == 0, p / nonzero, 0.0))
 
 
 def _centered(x: Any, axis: Any) -> Any:
@@ -114,11 +112,17 @@ reduction("prod", np.prod, "Product over axes (exact gradient with zeros).", _pr
 reduction("max", np.max, "Maximum over axes; ties share the gradient evenly.", _max_share)
 reduction("min", np.min, "Minimum over axes; ties share the gradient evenly.", _max_share)
 reduction(
-    "var", _np_var, "Variance over axes (ddof=0 by default).", _var_weight,
+    "var",
+    _np_var,
+    "Variance over axes (ddof=0 by default).",
+    _var_weight,
     spec="x, axis:s=None, keepdims:s=False, ddof:s=0",
 )
 reduction(
-    "std", _np_std, "Standard deviation over axes (ddof=0 by default).", _std_weight,
+    "std",
+    _np_std,
+    "Standard deviation over axes (ddof=0 by default).",
+    _std_weight,
     spec="x, axis:s=None, keepdims:s=False, ddof:s=0",
 )
 reduction(
@@ -135,7 +139,7 @@ reduction(
 def _norm_order(ord: Any, axis: tuple[int, ...], x: Any) -> float:
     if ord is None or ord == "fro":
         return 2.0
-    if isinstance(ord, str) or isinstance(ord, bool):
+    if isinstance(ord, str | bool):
         raise ValueDomainError(f"norm: unsupported ord {ord!r}", op="norm")
     if len(axis) > 1 and ord not in (2, 2.0):
         raise ValueDomainError(

@@ -76,6 +76,7 @@ def _reductions() -> list[Case]:
     for name in ["sum", "mean", "prod", "max", "min", "var", "std", "norm", "logsumexp"]:
         op = getattr(anp, name)
         for shape, kw in variants:
+
             def fn(x, op=op, kw=kw):  # type: ignore[no-untyped-def]
                 return op(x, **kw)
 
@@ -130,7 +131,12 @@ def _shape_ops() -> list[Case]:
         Case("squeeze", lambda x: anp.squeeze(x), ((1, 3, 1),)),
         Case("squeeze", lambda x: anp.squeeze(x, axis=0), ((1, 3),), tag="axis"),
         Case("concatenate", lambda x, y: anp.concatenate([x, y], axis=0), ((2, 3), (1, 3))),
-        Case("concatenate", lambda x, y: anp.concatenate([x, y], axis=-1), ((2, 1), (2, 3)), tag="last"),
+        Case(
+            "concatenate",
+            lambda x, y: anp.concatenate([x, y], axis=-1),
+            ((2, 1), (2, 3)),
+            tag="last",
+        ),
         Case("stack", lambda x, y: anp.stack([x, y]), ((3,), (3,))),
         Case("stack", lambda x, y: anp.stack([x, y], axis=1), ((2, 3), (2, 3)), tag="axis1"),
         Case("broadcast_to", lambda x: anp.broadcast_to(x, (2, 3)), ((3,),)),
@@ -172,18 +178,30 @@ def _constants() -> list[Case]:
         for name in ["equal", "not_equal", "less", "less_equal", "greater", "greater_equal"]
     ]
     rows += [
-        _no_grad("logical_and", lambda x, y: anp.logical_and(x > 0, y > 0),
-                 lambda x, y: np.logical_and(x > 0, y > 0), ((3,), (3,))),
-        _no_grad("logical_or", lambda x, y: anp.logical_or(x > 0, y > 0),
-                 lambda x, y: np.logical_or(x > 0, y > 0), ((3,), (3,))),
+        _no_grad(
+            "logical_and",
+            lambda x, y: anp.logical_and(x > 0, y > 0),
+            lambda x, y: np.logical_and(x > 0, y > 0),
+            ((3,), (3,)),
+        ),
+        _no_grad(
+            "logical_or",
+            lambda x, y: anp.logical_or(x > 0, y > 0),
+            lambda x, y: np.logical_or(x > 0, y > 0),
+            ((3,), (3,)),
+        ),
         _no_grad("logical_not", lambda x: anp.logical_not(x > 0), lambda x: ~(x > 0), ((3,),)),
         _no_grad("zeros", lambda x: anp.zeros((2, 3)) + x, lambda x: np.zeros((2, 3)) + x, ((3,),)),
         _no_grad("ones", lambda x: anp.ones(3) * x, lambda x: np.ones(3) * x, ((3,),)),
         _no_grad("full", lambda x: anp.full((3,), 2.5) * x, lambda x: np.full(3, 2.5) * x, ((3,),)),
         _no_grad("eye", lambda x: anp.eye(3) * x, lambda x: np.eye(3) * x, ((3,),)),
         _no_grad("arange", lambda x: anp.arange(3) * x, lambda x: np.arange(3) * x, ((3,),)),
-        _no_grad("linspace", lambda x: anp.linspace(0, 1, 3) * x,
-                 lambda x: np.linspace(0, 1, 3) * x, ((3,),)),
+        _no_grad(
+            "linspace",
+            lambda x: anp.linspace(0, 1, 3) * x,
+            lambda x: np.linspace(0, 1, 3) * x,
+            ((3,),),
+        ),
         _no_grad("zeros_like", lambda x: anp.zeros_like(x) + x, lambda x: x, ((3,),)),
         _no_grad("detach", lambda x: anp.detach(x * x), lambda x: x * x, ((3,),)),
         _no_grad("stop_gradient", lambda x: anp.stop_gradient(x), lambda x: x, ((3,),)),

@@ -1,0 +1,7 @@
+# Type stub: the ops are registered at import time under NumPy's names.
+from collections.abc import Callable
+from typing import Any
+
+from engine.registry import OPS as OPS
+
+def __getattr__(name: str) -> Callable[..., Any]: ...
