@@ -54,6 +54,9 @@ class Op:
     # normalises arguments before dispatch (positional statics bound, axes made negative)
     prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]] | None = None
     aliases: tuple[str, ...] = field(default=())
+    # f(x, y) == f(y, x) for these arguments: with x is y the two reverse rules agree,
+    # so the backward pass runs one of them on 2 * g instead of both (dot(x, x), x * x)
+    symmetric: Callable[..., bool] | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.prepare is not None:
@@ -117,7 +120,7 @@ def shape_of(x: Any) -> tuple[int, ...]:
     """Shape of an array, a box or a Python scalar, without touching its data."""
     shape = getattr(x, "shape", None)
     if shape is not None:
-        return tuple(shape)
+        return shape if type(shape) is tuple else tuple(shape)
     if isinstance(x, int | float | bool | np.number):
         return ()
     return tuple(np.shape(x))

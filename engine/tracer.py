@@ -14,6 +14,7 @@ A value that is not boxed is a constant: ops on constants record nothing
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -172,12 +173,16 @@ def toposort(outputs: Sequence[Var], level: int) -> list[Var]:
         for _, p in v.parents:
             if p.id not in seen:
                 stack.append(p)
-    nodes.sort(key=_node_id, reverse=True)
+    nodes.sort(key=_by_id, reverse=True)
     return nodes
 
 
-def _node_id(v: Var) -> int:
-    return v.id
+def _symmetric(node: Var) -> bool:
+    test = node.op.symmetric  # type: ignore[union-attr]
+    return test is not None and bool(test(*node.args))
+
+
+_by_id = operator.attrgetter("id")
 
 
 def backward(
@@ -206,7 +211,10 @@ def backward(
             on_node(node)
         vjps = node.op.vjps
         ans = node.value
-        for i, parent in node.parents:
+        parents = node.parents
+        if len(parents) == 2 and parents[0][1] is parents[1][1] and _symmetric(node):
+            parents, g = parents[:1], g * 2.0
+        for i, parent in parents:
             rule = vjps[i]
             if rule is None:  # no gradient flows through this argument
                 continue

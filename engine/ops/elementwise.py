@@ -37,17 +37,25 @@ LN2, LN10 = float(np.log(2.0)), float(np.log(10.0))
 def _vjp(i: int, d: Partial) -> Callable[..., Any] | None:
     if d == ZERO:
         return None
+    partial: Callable[..., Any] = {ONE: _identity, NEG: _negate}.get(d, d)  # type: ignore[arg-type]
 
     def vjp(g: Any, ans: Any, *args: Any) -> Any:
-        if d == ONE:
-            gi = g
-        elif d == NEG:
-            gi = anp.negative(g)
-        else:
-            gi = d(g, ans, *args)  # type: ignore[operator]
-        return unbroadcast(gi, shape_of(args[i]), len(shape_of(ans)))
+        gi = partial(g, ans, *args)
+        x = args[i]
+        shape = x.shape if hasattr(x, "shape") else ()
+        if gi.shape == shape:  # the common case: nothing was broadcast, no batch axes
+            return gi
+        return unbroadcast(gi, shape, len(shape_of(ans)))
 
     return vjp
+
+
+def _identity(g: Any, *_: Any) -> Any:
+    return g
+
+
+def _negate(g: Any, *_: Any) -> Any:
+    return anp.negative(g)
 
 
 def _jvp(partials: tuple[Partial, ...]) -> Callable[..., Any]:
@@ -74,6 +82,10 @@ def _jvp(partials: tuple[Partial, ...]) -> Callable[..., Any]:
     return jvp
 
 
+def _always(*args: Any) -> bool:
+    return True
+
+
 def _shape(name: str) -> Callable[..., tuple[int, ...]]:
     def shape(*args: Any) -> tuple[int, ...]:
         return broadcast_shapes(name, *(shape_of(a) for a in args))
@@ -81,11 +93,15 @@ def _shape(name: str) -> Callable[..., tuple[int, ...]]:
     return shape
 
 
-def elementwise(name: str, impl: Callable[..., Any], doc: str, *partials: Partial) -> None:
+def elementwise(
+    name: str, impl: Callable[..., Any], doc: str, *partials: Partial, commutes: bool = False
+) -> None:
     """Register an elementwise op from its partial derivatives (one per argument)."""
     spec = {1: "x", 2: "x1, x2", 3: "x, a_min, a_max"}[len(partials)]
     vjps = [_vjp(i, d) for i, d in enumerate(partials)]
-    defop(name, impl, spec, doc, _shape(name), vjps=vjps, jvp=_jvp(partials))
+    op = defop(name, impl, spec, doc, _shape(name), vjps=vjps, jvp=_jvp(partials))
+    if commutes:
+        op.symmetric = _always
 
 
 def comparison(name: str, impl: Callable[..., Any], doc: str, nargs: int = 2) -> None:
@@ -95,7 +111,7 @@ def comparison(name: str, impl: Callable[..., Any], doc: str, nargs: int = 2) ->
 
 # --- arithmetic -----------------------------------------------------------------------
 
-elementwise("add", np.add, "x1 + x2, elementwise with broadcasting.", ONE, ONE)
+elementwise("add", np.add, "x1 + x2, elementwise with broadcasting.", ONE, ONE, commutes=True)
 elementwise("subtract", np.subtract, "x1 - x2, elementwise.", ONE, NEG)
 elementwise(
     "multiply",
@@ -103,6 +119,7 @@ elementwise(
     "x1 * x2, elementwise.",
     lambda g, ans, x, y: g * y,
     lambda g, ans, x, y: g * x,
+    commutes=True,
 )
 elementwise(
     "divide",
@@ -216,6 +233,7 @@ elementwise(
     "Elementwise maximum; ties share the gradient evenly.",
     lambda g, ans, x, y: _share(g, x > y, x == y),
     lambda g, ans, x, y: _share(g, y > x, x == y),
+    commutes=True,
 )
 elementwise(
     "minimum",
@@ -223,6 +241,7 @@ elementwise(
     "Elementwise minimum; ties share the gradient evenly.",
     lambda g, ans, x, y: _share(g, x < y, x == y),
     lambda g, ans, x, y: _share(g, y < x, x == y),
+    commutes=True,
 )
 elementwise(
     "clip",
