@@ -61,7 +61,7 @@ def _jacobian_fd(f: Any, xs: list[np.ndarray], k: int) -> np.ndarray:
 def test_products_match_numpy_and_finite_differences_in_both_modes(op: str) -> None:
     rng = _rng()
     f = OPS[op]
-    reference = {"matmul": np.matmul, "dot": np.dot}[op]
+    reference: Any = {"matmul": np.matmul, "dot": np.dot}[op]
     for sa, sb in MATMUL_SHAPES if op == "matmul" else DOT_SHAPES:
         xs = [rng.normal(size=sa), rng.normal(size=sb)]
         np.testing.assert_allclose(f(*xs), reference(*xs), rtol=1e-13, atol=1e-13)
@@ -103,9 +103,9 @@ def _hessian_fd(f: Any, x: np.ndarray) -> np.ndarray:
     g = ad.grad(f)
     cols = []
     for j in range(x.size):
-        d = np.zeros(x.size)
-        d[j] = EPS
-        d = d.reshape(x.shape)
+        step = np.zeros(x.size)
+        step[j] = EPS
+        d = step.reshape(x.shape)
         cols.append((g(x + d) - g(x - d)) / (2 * EPS))
     return np.stack(cols, axis=-1).reshape(x.shape + x.shape)
 
@@ -304,6 +304,16 @@ def test_det_and_slogdet_of_a_singular_matrix_do_not_raise() -> None:
     assert sign == 0.0 and logdet == -np.inf
 
 
+@pytest.mark.parametrize("op", ["det", "slogdet"])
+def test_derivative_of_det_at_an_exactly_singular_matrix_names_det(op: str) -> None:
+    f = anp.det if op == "det" else (lambda m: anp.slogdet(m)[1])
+    a = np.zeros((2, 2))
+    with pytest.raises(ValueDomainError, match=f"^{op}: the derivative at a singular matrix"):
+        ad.grad(f)(a)
+    with pytest.raises(ValueDomainError, match=f"^{op}:"):
+        ad.jvp(f, [a], [np.eye(2)])
+
+
 def test_outer_of_two_million_vectors_is_refused_before_any_memory() -> None:
     # zero-stride views: a 10^6-vector with no 8 MB behind it
     a = np.broadcast_to(np.zeros(1), (10**6,))
@@ -384,3 +394,49 @@ def test_two_d_matmul_rules_are_one_matmul_each() -> None:
     assert counter.names == ["matmul", "matmul"]
     np.testing.assert_allclose(gx, g @ y.T)
     np.testing.assert_allclose(gy, x.T @ g)
+
+
+def test_einsum_over_a_huge_index_space_sums_private_indices_first() -> None:
+    """``i,j->`` on two 10^6-vectors: 10^12 steps if looped naively (the test would time out)."""
+    x = np.full(10**6, 0.5)
+    y = np.full(10**6, 2.0)
+    value, (gx, gy) = ad.value_and_grad(lambda a, b: anp.einsum("i,j->", a, b), (0, 1))(x, y)
+    assert value == pytest.approx(0.5e6 * 2e6)
+    np.testing.assert_allclose(gx, np.full_like(x, 2e6))
+    np.testing.assert_allclose(gy, np.full_like(y, 0.5e6))
+
+
+def _random_einsum(rng: np.random.Generator) -> tuple[str, list[tuple[int, ...]]]:
+    """Random subscripts over ``abcd`` with diagonals, private indices, size-1 broadcasting
+    and sometimes an implicit output."""
+    sizes = {c: int(rng.integers(2, 4)) for c in "abcd"}
+    terms, shapes = [], []
+    for _ in range(int(rng.integers(1, 4))):
+        term = "".join(rng.choice(list("abcd"), size=int(rng.integers(1, 4))))
+        shape = tuple(1 if rng.random() < 0.15 and term.count(c) == 1 else sizes[c] for c in term)
+        terms.append(term)
+        shapes.append(shape)
+    used = sorted(set("".join(terms)))
+    out = "".join(c for c in used if rng.random() < 0.5)
+    if rng.random() < 0.2:
+        return ",".join(terms), shapes
+    return ",".join(terms) + "->" + out, shapes
+
+
+def test_random_einsums_in_both_modes_against_finite_differences() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        subscripts, shapes = _random_einsum(rng)
+        xs = [rng.normal(size=s) for s in shapes]
+
+        def f(*ops: Any, s: str = subscripts) -> Any:
+            return anp.einsum(s, *ops)
+
+        np.testing.assert_allclose(f(*xs), np.einsum(subscripts, *xs), atol=1e-12)
+        for k in range(len(xs)):
+            expected = _jacobian_fd(f, xs, k)
+            for mode in ("reverse", "forward"):
+                jac = ad.jacobian(f, argnums=k, mode=mode)(*xs)
+                np.testing.assert_allclose(
+                    jac, expected, rtol=1e-6, atol=1e-8, err_msg=f"{subscripts} {shapes} {mode}"
+                )
