@@ -28,7 +28,7 @@ NOT_OPS = {
 
 def lookup_op(name: str, loc: Loc) -> Op:
     """The registry op called ``name``, or an UnknownOpError saying what can be called."""
-    op = registry.OPS.get(name)
+    op = None if name.startswith("_") else registry.OPS.get(name)  # _names are internal
     if op is not None:
         return op
     where = loc_text(loc)
@@ -43,7 +43,8 @@ def lookup_op(name: str, loc: Loc) -> Op:
             "(GET /ops lists them)"
         )
         raise UnknownOpError(msg, op=name, loc=loc_dict(loc))
-    close = difflib.get_close_matches(name, list(registry.OPS), n=3)
+    public = [n for n in registry.OPS if not n.startswith("_")]
+    close = difflib.get_close_matches(name, public, n=3)
     hint = f"; did you mean {' or '.join(close)}?" if close else " (GET /ops lists the ops)"
     raise UnknownOpError(f"unknown op {name!r} at {where}{hint}", op=name, loc=loc_dict(loc))
 
@@ -82,7 +83,8 @@ def canonical(
     op: Op, filled: dict[str, Any], extra: list[Any], loc: Loc
 ) -> tuple[list[tuple[str, Any]], list[tuple[str, str, Any]]]:
     """Check ``filled`` against ``op`` and order it: ``([(kind, arg)], [(name, kind, arg)])``."""
-    missing = [p.name for p in op.params if p.required and p.kind != VARARGS and p.name not in filled]
+    needed = [p.name for p in op.params if p.required and p.kind != VARARGS]
+    missing = [name for name in needed if name not in filled]
     if missing:
         raise _fail(op, f"missing argument {', '.join(repr(m) for m in missing)}", loc)
     args: list[tuple[str, Any]] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from typing import Any
 
 from engine.errors import LanguageError, SizeLimitError
@@ -148,7 +149,9 @@ def _check_brackets(text: str, max_depth: int) -> None:
 def parse(text: str) -> ast.Module:
     """``ast.parse`` with every failure turned into a LanguageError (it never evaluates)."""
     try:
-        return ast.parse(text, mode="exec")
+        with warnings.catch_warnings():  # user text must not print SyntaxWarnings in our logs
+            warnings.simplefilter("ignore")
+            return ast.parse(text, mode="exec")
     except SyntaxError as exc:
         loc = (exc.lineno or 1, exc.offset or 1)
         msg = f"syntax error at {loc_text(loc)}: {exc.msg}"
@@ -162,21 +165,27 @@ def parse(text: str) -> ast.Module:
 
 def validate(tree: ast.Module, limits: Limits) -> None:
     """Walk the tree with an explicit stack: allowed node types only, bounded depth and size."""
-    stack: list[tuple[ast.AST, int, Loc]] = [(tree, 0, (1, 1))]
+    # each entry: node, depth, and the nearest node with a position (operators have none)
+    stack: list[tuple[ast.AST, int, ast.AST]] = [(tree, 0, tree)]
     count = 0
     while stack:
-        node, depth, parent_loc = stack.pop()
-        loc = node_loc(node, parent_loc)
+        node, depth, anchor = stack.pop()
         count += 1
         if count > limits.max_program_nodes:
             msg = f"the program has more than {limits.max_program_nodes} syntax nodes"
             raise SizeLimitError(msg)
         if depth > limits.max_depth:
+            loc = node_loc(anchor)
             msg = f"expressions nested deeper than {limits.max_depth} levels at {loc_text(loc)}"
             raise LanguageError(msg, loc=loc_dict(loc))
-        _check_node(node, loc)
+        kind = type(node)
+        if kind not in _FAST_OK:
+            _check_node(node, node_loc(node, node_loc(anchor)))
+        if kind in _LEAVES:
+            continue
+        anchor = node if hasattr(node, "lineno") else anchor
         for child in ast.iter_child_nodes(node):
-            stack.append((child, depth + 1, loc))
+            stack.append((child, depth + 1, anchor))
 
 
 def _check_node(node: ast.AST, loc: Loc) -> None:
@@ -197,3 +206,21 @@ def _check_node(node: ast.AST, loc: Loc) -> None:
         raise rejected("**keyword unpacking", loc)
     if isinstance(node, ast.Constant) and isinstance(node.value, complex | bytes):
         raise rejected(f"the literal {node.value!r} (only real numbers)", loc)
+
+
+def _concrete(classes: tuple[type, ...]) -> set[type]:
+    """The classes and all their subclasses (``type(node)`` is exact, isinstance is not)."""
+    out: set[type] = set()
+    todo = list(classes)
+    while todo:
+        cls = todo.pop()
+        out.add(cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+# Types that need no per-node check (names, constants and keywords are checked one by one).
+_FAST_OK = frozenset(
+    _concrete(_ALLOWED) - set(_BAD_OPERATORS) - {ast.Name, ast.Constant, ast.keyword}
+)
+_LEAVES = frozenset({ast.Load, ast.Store, ast.Constant, *_concrete((ast.operator, ast.cmpop))})

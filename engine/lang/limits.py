@@ -1,4 +1,4 @@
-"""Resource limits of the language: checked before work, so no request can hang or exhaust a worker."""
+"""Resource limits of the language, checked before work: no request can hang or exhaust a worker."""
 
 from __future__ import annotations
 

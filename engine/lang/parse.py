@@ -68,9 +68,10 @@ def compile_source(text: str, limits: Limits | None = None) -> Program:
 class _Builder:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        # names that may be read before any assignment: the inputs (first read's loc)
+        # inputs: names read before any assignment to them in the text (first read's loc).
+        # A name assigned earlier on another path is local, as in Python: reading it
+        # unassigned is a runtime error naming it, not a demand for an input.
         self.reads: dict[str, Loc] = {}
-        # names certainly assigned at this point of the program, in program order
         self.defined: set[str] = set()
         self.num_ops = 0
         self.has_loops = False
@@ -80,6 +81,8 @@ class _Builder:
 
     def module(self, tree: ast.Module) -> Program:
         body = tree.body
+        if not body:
+            raise LanguageError("the function is empty (only comments): give an expression")
         if len(body) == 1 and isinstance(body[0], ast.Expr):
             node = body[0]
             out = self.return_values(node.value, node_loc(node))
@@ -87,7 +90,7 @@ class _Builder:
         stmts = self.block(body)
         if not self.has_return:
             last = node_loc(body[-1])
-            msg = f"the program never returns a value: end it with `return ...` (last line {last[0]})"
+            msg = f"the program never returns a value: end it with `return ...` (line {last[0]})"
             raise LanguageError(msg, loc=loc_dict(last))
         return self.program(stmts, "program")
 
@@ -128,7 +131,7 @@ class _Builder:
             self.no_else(node, "while", loc)
             self.has_loops = True
             test = self.expr(node.test, VALUE)
-            return While(test, self.branch(node.body, set(self.defined))[0], loc)
+            return While(test, self.block(node.body), loc)
         if isinstance(node, ast.For):
             return self.for_loop(node, loc)
         if isinstance(node, ast.Return):
@@ -146,28 +149,9 @@ class _Builder:
             raise LanguageError(msg, loc=loc_dict(loc))
         raise rejected(type(node).__name__, loc)  # unreachable after check.validate
 
-    def branch(self, stmts: list[ast.stmt], start: set[str]) -> tuple[tuple[Any, ...], set[str] | None]:
-        """Compile a block from ``start``; also the names defined after it (None: it returns)."""
-        saved, self.defined = self.defined, start
-        body = self.block(stmts)
-        after: set[str] | None = self.defined
-        if stmts and isinstance(stmts[-1], ast.Return):
-            after = None
-        self.defined = saved
-        return body, after
-
     def if_else(self, node: ast.If, loc: Loc) -> If:
         test = self.expr(node.test, VALUE)
-        body, after_body = self.branch(node.body, set(self.defined))
-        orelse, after_else = self.branch(node.orelse, set(self.defined))
-        # a branch that returns does not fall through, so only the other one counts
-        if after_body is None:
-            self.defined = after_else if after_else is not None else set()
-        elif after_else is None:
-            self.defined = after_body
-        else:
-            self.defined = after_body & after_else
-        return If(test, body, orelse, loc)
+        return If(test, self.block(node.body), self.block(node.orelse), loc)
 
     def no_else(self, node: ast.While | ast.For, what: str, loc: Loc) -> None:
         if node.orelse:
@@ -178,16 +162,18 @@ class _Builder:
         if not isinstance(node.target, ast.Name):
             raise rejected("a for loop over anything but one name", node_loc(node.target, loc))
         it = node.iter
-        ok = isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
-        if not ok or it.keywords or not 1 <= len(it.args) <= 3:  # type: ignore[union-attr]
+        if not (
+            isinstance(it, ast.Call)
+            and isinstance(it.func, ast.Name)
+            and it.func.id == "range"
+            and not it.keywords
+            and 1 <= len(it.args) <= 3
+        ):
             raise rejected("a for loop not of the form `for NAME in range(...)`", node_loc(it, loc))
         self.has_loops = True
-        args = tuple(self.expr(a, STATIC_CTX) for a in it.args)  # type: ignore[union-attr]
-        before = set(self.defined)
+        args = tuple(self.expr(a, STATIC_CTX) for a in it.args)
         var = self.target(node.target)
-        body, _ = self.branch(node.body, set(self.defined))
-        self.defined = before  # range(...) may be empty: nothing is certain after the loop
-        return For(var, args, body, loc)
+        return For(var, args, self.block(node.body), loc)
 
     def target(self, node: ast.expr) -> Any:
         loc = node_loc(node)
@@ -200,7 +186,8 @@ class _Builder:
         if isinstance(node, ast.Tuple | ast.List):
             return tuple(self.target(t) for t in node.elts)
         if isinstance(node, ast.Subscript):
-            raise rejected("item assignment x[...] = ...", loc, "build arrays with where/concatenate")
+            hint = "build arrays with where/concatenate"
+            raise rejected("item assignment x[...] = ...", loc, hint)
         raise rejected(f"assignment to {type(node).__name__}", loc)
 
     def return_values(self, node: ast.expr, loc: Loc) -> Return:
@@ -310,7 +297,8 @@ class _Builder:
         loc = node_loc(node)
         if isinstance(node, ast.Slice):
             parts = (node.lower, node.upper, node.step)
-            return Slice(*(None if p is None else self.expr(p, STATIC_CTX) for p in parts), loc)
+            lo, hi, step = (None if p is None else self.expr(p, STATIC_CTX) for p in parts)
+            return Slice(lo, hi, step, loc)
         if isinstance(node, ast.Constant) and node.value is Ellipsis:
             return Ellip(loc)
         return self.expr(node, STATIC_CTX)

@@ -466,11 +466,23 @@ def _is_advanced(i: Any) -> bool:
     return isinstance(i, np.ndarray | list)
 
 
+_BASIC = frozenset({int, slice, type(None), type(Ellipsis)})
+
+
+def _basic(index: tuple[Any, ...]) -> bool:
+    for i in index:  # noqa: SIM110  (hot path: a plain loop beats all())
+        if type(i) not in _BASIC:
+            return False
+    return True
+
+
 def _prepare_getitem(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     x = args[0]
     index = args[1] if len(args) > 1 else kwargs["index"]
     if not isinstance(index, tuple):
         index = (index,)
+    if _basic(index):
+        return (x,), {"index": index}
     index = tuple(np.asarray(i) if isinstance(i, list) else i for i in index)
     for i in index:
         if isinstance(i, np.ndarray) and i.dtype.kind not in "iub":
@@ -526,10 +538,10 @@ def _scatter_impl(g: Any, index: tuple[Any, ...], shape: tuple[int, ...], sub_nd
     batch = g.shape[: g.ndim - sub_ndim]
     out = np.zeros(batch + shape, dtype=g.dtype)
     full = (slice(None),) * len(batch) + index
-    if any(_is_advanced(i) for i in index):
-        np.add.at(out, full, g)
-    else:
+    if _basic(index):
         out[full] = g
+    else:  # index arrays may repeat an element: accumulate
+        np.add.at(out, full, g)
     return out
 
 
