@@ -1,0 +1,411 @@
+"""The interpreter: runs IR define-by-run on engine ops, under iteration and size limits.
+
+Values are NumPy arrays, engine boxes (treated opaquely) and Python numbers
+(literals and loop counters). Numbers become floats when they meet an op, so
+``9**9**9`` is ``inf`` rather than a big-integer hang; they stay integers
+where integers are needed (indices, shapes, axes, ``range``), and integer
+arithmetic there is bounded too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine import registry, tracer
+from engine.errors import (
+    AutodiffError,
+    IterationLimitError,
+    LanguageError,
+    ShapeError,
+    SizeLimitError,
+    UnknownNameError,
+)
+from engine.lang.ir import (
+    Assign,
+    BoolOp,
+    Call,
+    Const,
+    Ellip,
+    For,
+    If,
+    Index,
+    Loc,
+    Name,
+    Not,
+    Num,
+    Return,
+    Seq,
+    Slice,
+    Str,
+    While,
+    loc_dict,
+    loc_text,
+)
+from engine.lang.static import ARITH, arith, index_array, to_static
+from engine.registry import ARRAY, ARRAYS, STATIC, shape_of
+from engine.shapes import check_size
+
+if TYPE_CHECKING:
+    from engine.lang.program import Program
+
+_NUMBER = (int, float, bool)
+
+
+class _Returned:
+    """What ``return`` hands back up through the enclosing blocks."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class Interpreter:
+    """One run of a Program over the values in ``env``."""
+
+    def __init__(
+        self, program: Program, env: dict[str, Any], max_iterations: int, max_elements: int
+    ) -> None:
+        self.program = program
+        self.vars: dict[str, Any] = dict(env)
+        self.max_iterations = max_iterations
+        self.max_elements = max_elements
+        self.iterations = 0
+
+    def run(self) -> Any:
+        """Execute the program; its output, or a tuple of outputs."""
+        for name, loc in zip(self.program.free_names, self.program.free_locs, strict=True):
+            if name not in self.vars:
+                hint = (
+                    f"; {name!r} is an op: call it as {name}(...)" if name in registry.OPS else ""
+                )
+                msg = f"no input named {name!r} (read at {loc_text(loc)}){hint}"
+                raise UnknownNameError(msg, loc=loc_dict(loc))
+        try:
+            out = self.block(self.program.body)
+        except RecursionError:
+            raise LanguageError("the function nests too deeply to run") from None
+        if out is None:
+            raise LanguageError("the program ended without reaching a return statement")
+        return out.value
+
+    # --- statements -----------------------------------------------------------------
+
+    def block(self, stmts: tuple[Any, ...]) -> _Returned | None:
+        for s in stmts:
+            out: _Returned | None = _EXEC[type(s)](self, s)
+            if out is not None:
+                return out
+        return None
+
+    def assign(self, node: Assign) -> None:
+        if type(node.value) is Seq and all(isinstance(t, tuple) for t in node.targets):
+            # a, b = b, a: every right-hand value first, then the bindings, as in Python
+            value: Any = tuple(self.value(e) for e in node.value.items)
+        else:
+            value = self.value(node.value)
+        for target in node.targets:
+            self.bind(target, value, node.loc)
+
+    def bind(self, target: Any, value: Any, loc: Loc) -> None:
+        if isinstance(target, str):
+            self.vars[target] = value
+            return
+        for t, v in zip(target, self.unpack(value, len(target), loc), strict=True):
+            self.bind(t, v, loc)
+
+    def unpack(self, value: Any, n: int, loc: Loc) -> list[Any]:
+        if isinstance(value, tuple | list):
+            items = list(value)
+        else:
+            shape = shape_of(value)
+            count = shape[0] if shape else 0
+            if count != n:
+                msg = f"cannot unpack a value of shape {shape} into {n} names at {loc_text(loc)}"
+                raise ShapeError(msg, shapes=[shape], loc=loc_dict(loc))
+            return [self.apply("getitem", [value, (i,)], {}, loc) for i in range(n)]
+        if len(items) != n:
+            msg = f"cannot unpack {len(items)} values into {n} names at {loc_text(loc)}"
+            raise LanguageError(msg, loc=loc_dict(loc))
+        return items
+
+    def if_(self, node: If) -> _Returned | None:
+        return self.block(node.body if self.cond(node.test, node.loc) else node.orelse)
+
+    def while_(self, node: While) -> _Returned | None:
+        while self.cond(node.test, node.loc):
+            self.tick(node.loc)
+            out = self.block(node.body)
+            if out is not None:
+                return out
+        return None
+
+    def for_(self, node: For) -> _Returned | None:
+        bounds = [self.integer(a, "range()") for a in node.args]
+        if len(bounds) == 3 and bounds[2] == 0:
+            msg = f"range() step is zero at {loc_text(node.loc)}"
+            raise LanguageError(msg, loc=loc_dict(node.loc))
+        for i in range(*bounds):
+            self.tick(node.loc)
+            self.vars[node.var] = i
+            done = self.block(node.body)
+            if done is not None:
+                return done
+        return None
+
+    def tick(self, loc: Loc) -> None:
+        self.iterations += 1
+        if self.iterations > self.max_iterations:
+            msg = (
+                f"the loop at line {_line(loc)} ran past the limit of {self.max_iterations} "
+                "iterations (counted over all loops of the run)"
+            )
+            raise IterationLimitError(msg, loc=loc_dict(loc))
+
+    def return_(self, node: Return) -> _Returned:
+        outs = tuple(_output(self.value(v)) for v in node.values)
+        return _Returned(outs if node.several else outs[0])
+
+    def cond(self, node: Any, loc: Loc) -> bool:
+        """A condition: ``and``/``or``/``not`` short-circuit; the rest must be a scalar."""
+        kind = type(node)
+        if kind is BoolOp:
+            if node.op == "and":
+                return all(self.cond(v, loc) for v in node.values)
+            return any(self.cond(v, loc) for v in node.values)
+        if kind is Not:
+            return not self.cond(node.operand, loc)
+        raw = tracer.unbox_all(self.value(node))
+        if isinstance(raw, _NUMBER):
+            return bool(raw)
+        arr = np.asarray(raw)
+        if arr.size != 1:
+            msg = (
+                f"the condition at line {_line(loc)} is not a scalar: it has shape {arr.shape}; "
+                "reduce it first, e.g. with sum(...), max(...) or min(...)"
+            )
+            raise LanguageError(msg, shapes=[arr.shape], loc=loc_dict(loc))
+        return bool(arr.reshape(()))
+
+    # --- values ----------------------------------------------------------------------
+
+    def value(self, node: Any) -> Any:
+        return _VALUE[type(node)](self, node)
+
+    def num(self, node: Num) -> Any:
+        return node.value if node.int_value is None else node.int_value
+
+    def const(self, node: Const | Str) -> Any:
+        return node.value
+
+    def name(self, node: Name) -> Any:
+        try:
+            return self.vars[node.id]
+        except KeyError:
+            msg = f"{node.id!r} at {loc_text(node.loc)} has no value here (it is assigned on "
+            msg += "another path of the program only)"
+            raise UnknownNameError(msg, loc=loc_dict(node.loc)) from None
+
+    def call(self, node: Call) -> Any:
+        # plain loops, array arguments dispatched inline: one Python frame per nesting level
+        args = []
+        scalars = not node.kwargs  # only scalar array arguments: the result is tiny too
+        for kind, expr in node.args:
+            if kind == ARRAY:
+                v = _VALUE[type(expr)](self, expr)
+                if type(v) is float:
+                    pass
+                elif type(v) is int or type(v) is bool:
+                    v = float(v)
+                elif scalars:
+                    scalars = not shape_of(v)
+                args.append(v)
+            else:
+                scalars = False
+                args.append(self.arg(kind, expr))
+        kwargs = {}
+        for name, kind, expr in node.kwargs:
+            kwargs[name] = self.arg(kind, expr)
+        return self.apply(node.op, args, kwargs, node.loc, sized=scalars)
+
+    def arg(self, kind: str, expr: Any) -> Any:
+        if kind == ARRAY:
+            return self.array(expr)
+        if kind == STATIC:
+            return self.static(expr)
+        if kind == ARRAYS:
+            return self.arrays(expr)
+        raise LanguageError(f"unknown parameter kind {kind!r}")  # registry misconfigured
+
+    def array(self, expr: Any) -> Any:
+        """An array argument: numbers become floats, list literals arrays."""
+        v = self.value(expr)
+        return float(v) if type(v) is int or type(v) is bool else v
+
+    def arrays(self, expr: Any) -> Any:
+        """A sequence-of-arrays argument (concatenate, stack)."""
+        if type(expr) is Seq:
+            return [self.array(e) for e in expr.items]
+        v = self.value(expr)
+        return list(v) if isinstance(v, tuple | list) else v
+
+    def seq(self, node: Seq) -> Any:
+        """A list literal as an array: float64 from numbers, ``stack`` once traced values appear."""
+        items = [self.array(e) for e in node.items]
+        if not any(isinstance(v, tracer.Box) for v in items):
+            total = sum(int(np.size(v)) for v in items)
+            if total > self.max_elements:
+                raise self.too_big("a list literal", (total,), node.loc)
+            try:
+                return np.array(items, dtype=np.float64)
+            except (ValueError, TypeError) as exc:
+                shapes = [shape_of(v) for v in items]
+                where = loc_text(node.loc)
+                msg = f"list literal at {where} is not rectangular ({exc}); item shapes {shapes}"
+                raise ShapeError(msg, shapes=shapes, loc=loc_dict(node.loc)) from None
+        items = [v if isinstance(v, tracer.Box) else np.asarray(v, dtype=np.float64) for v in items]
+        return self.apply("stack", [items], {}, node.loc)
+
+    def boolop(self, node: BoolOp) -> Any:
+        """``and``/``or`` outside a condition: elementwise, as logical_and/logical_or."""
+        name = "logical_and" if node.op == "and" else "logical_or"
+        out = self.array(node.values[0])
+        for v in node.values[1:]:
+            out = self.apply(name, [out, self.array(v)], {}, node.loc)
+        return out
+
+    def not_(self, node: Not) -> Any:
+        return self.apply("logical_not", [self.array(node.operand)], {}, node.loc)
+
+    def index(self, node: Index) -> Any:
+        value = self.value(node.value)
+        items = tuple(self.index_item(i) for i in node.items)
+        if isinstance(value, tuple | list):  # an op that answers several arrays (slogdet)
+            first = items[0] if len(items) == 1 else None
+            if isinstance(first, int) and -len(value) <= first < len(value):
+                return value[first]
+            msg = f"bad index into a tuple of {len(value)} results at {loc_text(node.loc)}"
+            raise LanguageError(msg, loc=loc_dict(node.loc))
+        return self.apply("getitem", [value, items], {}, node.loc)
+
+    def index_item(self, item: Any) -> Any:
+        kind = type(item)
+        if kind is Slice:
+            parts = (item.lower, item.upper, item.step)
+            return slice(*(None if p is None else self.integer(p, "a slice bound") for p in parts))
+        if kind is Ellip:
+            return Ellipsis
+        if kind is Const and item.value is None:
+            return None
+        v = self.static(item, allow_array=True)
+        if isinstance(v, tuple):
+            v = np.asarray(v)
+        if isinstance(v, np.ndarray):
+            return index_array(v, item.loc)
+        return self.as_int(v, "an index", item.loc)
+
+    # --- static values: Python numbers, tuples, strings --------------------------------
+
+    def static(self, expr: Any, allow_array: bool = False) -> Any:
+        """A static argument (axis, shape, subscripts...): a Python value, never traced."""
+        kind = type(expr)
+        if kind is Num:
+            return self.num(expr)
+        if kind is Const or kind is Str:
+            return expr.value
+        if kind is Seq:
+            return tuple(self.static(e) for e in expr.items)
+        if kind is Call and expr.op in ARITH and not expr.kwargs:
+            args = [self.static(a.expr, allow_array=True) for a in expr.args]
+            if all(isinstance(a, _NUMBER) for a in args):
+                return arith(expr.op, args, expr.loc)
+        return to_static(self.value(expr), expr.loc, allow_array)
+
+    def integer(self, expr: Any, what: str) -> int:
+        return self.as_int(self.static(expr), what, expr.loc)
+
+    def as_int(self, v: Any, what: str, loc: Loc) -> int:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        msg = f"{what} must be an integer, got {v!r} at {loc_text(loc)}"
+        raise LanguageError(msg, loc=loc_dict(loc))
+
+    # --- op calls ----------------------------------------------------------------------
+
+    def apply(
+        self, name: str, args: list[Any], kwargs: dict[str, Any], loc: Loc, sized: bool = False
+    ) -> Any:
+        """Call op ``name`` after checking its result's size (unless ``sized``: known tiny)."""
+        op = registry.OPS[name]
+        try:
+            if not sized:
+                check_size(op, tuple(args), kwargs, self.max_elements)
+            if tracer.recorder is not None:
+                tracer.recorder.loc = loc_dict(loc)
+            return op(*args, **kwargs)
+        except AutodiffError as err:
+            raise err.with_loc(loc_dict(loc)) from None
+        except RecursionError:
+            raise
+        except MemoryError:
+            raise self.too_big(name, (), loc, args) from None
+        except Exception as exc:  # NumPy's ValueError/TypeError...: name the op and shapes
+            shapes = _shapes(args)
+            text = ", ".join(map(str, shapes))
+            msg = f"{name}: {exc} (argument shapes {text}) at {loc_text(loc)}"
+            raise ShapeError(msg, op=name, shapes=shapes, loc=loc_dict(loc)) from None
+
+    def too_big(
+        self, what: str, shape: tuple[int, ...], loc: Loc, args: list[Any] | None = None
+    ) -> SizeLimitError:
+        shapes = _shapes(args or [])
+        given = f" from arguments of shapes {', '.join(map(str, shapes))}" if shapes else ""
+        msg = (
+            f"{what} at {loc_text(loc)} would make a result of shape {tuple(shape)}{given}: "
+            f"over the limit of {self.max_elements} elements"
+        )
+        return SizeLimitError(msg, op=what, shapes=shapes, loc=loc_dict(loc))
+
+
+_EXEC: dict[type, Callable[..., Any]] = {
+    Assign: Interpreter.assign,
+    If: Interpreter.if_,
+    While: Interpreter.while_,
+    For: Interpreter.for_,
+    Return: Interpreter.return_,
+}
+_VALUE: dict[type, Callable[..., Any]] = {
+    Num: Interpreter.num,
+    Const: Interpreter.const,
+    Str: Interpreter.const,
+    Name: Interpreter.name,
+    Call: Interpreter.call,
+    Seq: Interpreter.seq,
+    BoolOp: Interpreter.boolop,
+    Not: Interpreter.not_,
+    Index: Interpreter.index,
+}
+
+
+def _line(loc: Loc) -> Any:
+    return loc if isinstance(loc, str) else loc[0]
+
+
+def _shapes(args: list[Any]) -> list[tuple[int, ...]]:
+    out: list[tuple[int, ...]] = []
+    for a in args:
+        if isinstance(a, list):
+            out.extend(shape_of(v) for v in a)
+        elif not isinstance(a, str | tuple | slice) and a is not None:
+            out.append(shape_of(a))
+    return out
+
+
+def _output(v: Any) -> Any:
+    """Outputs are arrays (or boxes): a number literal or loop counter becomes a 0-d float64."""
+    if isinstance(v, _NUMBER):
+        return np.asarray(float(v))
+    return v
