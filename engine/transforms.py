@@ -54,6 +54,14 @@ def _zeros(x: Any, batch: tuple[int, ...] = ()) -> Any:
     return np.zeros(tuple(batch) + shape_of(x), dtype=np.result_type(unbox_dtype(x)))
 
 
+def _like(g: Any, primal: Any) -> Any:
+    """A gradient in its primal's dtype (float64 constants must not promote it), as JAX does."""
+    dtype = unbox_dtype(primal)
+    if isinstance(g, np.ndarray | np.generic) and g.dtype != dtype:
+        return g.astype(dtype)
+    return g
+
+
 def unbox_dtype(x: Any) -> Any:
     while isinstance(x, Box):
         x = x.value
@@ -103,7 +111,7 @@ class Trace:
             cts.append(ct)
         grads = backward(self.outputs, cts, self.leaves, self.level)
         return [
-            g if g is not None else _zeros(self.primals[i], batch)
+            _like(g, self.primals[i]) if g is not None else _zeros(self.primals[i], batch)
             for g, i in zip(grads, self.argnums, strict=True)
         ]
 
