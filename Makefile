@@ -1,0 +1,63 @@
+# The README's two commands: `make serve` and `make test`.
+# They need only Python 3.11 and make; everything else is installed on first use.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# Stamps are keyed on pyproject.toml's checksum, so an edited dependency list
+# reinstalls once and an unchanged one never does (mtimes lie after a checkout).
+KEY := $(shell cksum < pyproject.toml | cut -d' ' -f1)
+RUN_STAMP := $(VENV)/.stamp-run-$(KEY)
+TEST_STAMP := $(VENV)/.stamp-test-$(KEY)
+
+# apt-get needs root: use sudo only when we are not root and it exists.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
+
+.PHONY: serve test lint typecheck pytest system-deps clean
+
+serve: $(RUN_STAMP)
+	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+
+test: $(TEST_STAMP) system-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/mypy
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	rm -f $(VENV)/.stamp-run-*
+	touch $@
+
+# The test extra includes the runtime set, so it satisfies `serve` too.
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.stamp-run-* $(VENV)/.stamp-test-*
+	touch $@ $(RUN_STAMP)
+
+# Debian packages the tests drive: Chromium (docs render offline) and nginx
+# (the load-balancer config). Installed only when missing.
+system-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,354 @@
+"""The ``autodiff`` command: start the service, or compute a derivative from the shell.
+
+    autodiff serve --port 8000
+    autodiff grad "2*dot(x,x)" -i x=[0,1,2,3]                 # on this machine, no server
+    autodiff grad "2*dot(x,x)" -i x=[0,1,2,3] --url http://127.0.0.1:8000
+    autodiff jvp "sin(x)*y" -i x=[1,2] -i y=[3,4] -t x=[1,0] -t y=[0,0] --json
+
+Locally the request goes through the same validation and ``app.compute`` path as
+the service (without the worker pool's time limit); with ``--url`` it goes over
+HTTP through ``app.client``. Errors print one line on stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+from app.client import AutodiffHTTPError, Client, Result, parse_result
+
+COMMANDS = ("grad", "vjp", "jvp", "jacobian", "hessian", "hvp")
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A problem to report as one line and a non-zero exit."""
+
+
+# ------------------------------------------------------------------- arguments
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``name=JSON`` (``x=[0,1,2]``, ``c=2.5``, ``w=@weights.npy``) as a name and a value."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise CLIError(f"expected NAME=VALUE, got {text!r}")
+    raw = raw.strip()
+    if raw.startswith("@"):
+        return name, _load_array(Path(raw[1:]))
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"value of {name} is not JSON ({exc.msg}): {raw!r}") from None
+    return name, value
+
+
+def _load_array(path: Path) -> Any:
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False).tolist()
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"cannot read {path}: {exc}") from None
+
+
+def assignments(items: Sequence[str] | None) -> dict[str, Any]:
+    """Several ``name=JSON`` arguments as a dict (a repeated name is an error)."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        name, value = parse_assignment(item)
+        if name in out:
+            raise CLIError(f"{name} is given twice")
+        out[name] = value
+    return out
+
+
+def function_of(text: str) -> str | dict[str, Any]:
+    """The function argument: source text, or ``@file`` (``.json`` files hold a graph)."""
+    if not text.startswith("@"):
+        return text
+    path = Path(text[1:])
+    try:
+        content = path.read_text()
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror}") from None
+    if path.suffix == ".json":
+        try:
+            graph = json.loads(content)
+        except json.JSONDecodeError as exc:
+            raise CLIError(f"{path} is not JSON: {exc.msg}") from None
+        return graph.get("graph", graph) if isinstance(graph, dict) else graph
+    return content
+
+
+def request_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The JSON request for a compute command, exactly as the service takes it."""
+    fields: dict[str, Any] = {
+        "wrt": args.wrt or None,
+        "check": args.check or None,
+        "include_graph": True if args.graph else None,
+    }
+    if args.command in ("grad", "vjp") and args.cotangent is not None:
+        fields["cotangent"] = parse_assignment(f"cotangent={args.cotangent}")[1]
+    if args.command == "vjp" and "cotangent" not in fields:
+        raise CLIError("vjp needs --cotangent")
+    if args.command == "jvp":
+        fields["tangents"] = assignments(args.tangent)
+    if args.command == "hvp":
+        fields["vectors"] = assignments(args.vector)
+    if args.command == "jacobian":
+        fields["mode"] = args.mode
+    fn = function_of(args.function)
+    body: dict[str, Any] = {"graph": fn} if isinstance(fn, dict) else {"expression": fn}
+    # Values go as the user wrote them: the service validates them and says what is wrong.
+    body["inputs"] = assignments(args.input)
+    for name in args.const or ():
+        if name not in body["inputs"]:
+            raise CLIError(f"--const {name}: there is no input {name}")
+        body["inputs"][name] = {"data": body["inputs"][name], "requires_grad": False}
+    body.update({k: v for k, v in fields.items() if v is not None})
+    body["include_graph"] = bool(args.graph)
+    return body
+
+
+# ------------------------------------------------------------------- computing
+
+
+def compute_local(endpoint: str, body: dict[str, Any]) -> bytes:
+    """Answer the request on this machine, through the service's own validation and engine."""
+    from pydantic import ValidationError  # deferred: `--url` and `serve` do not need them
+
+    from app import compute, deps, schemas
+    from app.settings import get_settings
+    from engine.errors import AutodiffError
+
+    models: dict[str, type[schemas.ComputeRequest]] = {
+        "grad": schemas.GradRequest, "vjp": schemas.VjpRequest, "jvp": schemas.JvpRequest,
+        "jacobian": schemas.JacobianRequest, "hessian": schemas.HessianRequest,
+        "hvp": schemas.HvpRequest,
+    }
+    try:
+        request = models[endpoint].model_validate(body)
+        task = deps.build_task(endpoint, request, get_settings())
+        answer, _, _ = compute.run_encoded(task)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CLIError(f"invalid request: {where}: {first['msg']}") from None
+    except AutodiffError as exc:
+        raise CLIError(f"{exc.title}: {exc.message}{_where(exc.loc, exc.message)}") from None
+    return answer
+
+
+def _where(loc: Any, message: str = "") -> str:
+    if isinstance(loc, dict) and "line" in loc:
+        where = f"line {loc['line']}, column {loc.get('column', '?')}"
+        return "" if where in message else f" ({where})"
+    if isinstance(loc, dict) and "node" in loc:
+        return f" (node {loc['node']})"
+    if isinstance(loc, str):
+        return f" (node {loc})"
+    if isinstance(loc, list | tuple) and list(loc) != ["body"] and loc:
+        return " (at " + ".".join(str(p) for p in loc) + ")"
+    return ""
+
+
+def compute_remote(endpoint: str, body: dict[str, Any], url: str, api_key: str | None) -> bytes:
+    """Answer the request with the service at ``url``."""
+    with Client(url, api_key=api_key) as client:
+        return client.send(f"/{endpoint}", body).content
+
+
+# --------------------------------------------------------------------- output
+
+
+def show(result: Result) -> str:
+    """A result as readable text: the value, then each derivative by input name."""
+    lines = [f"value: {_fmt(result.value)}"]
+    for label in ("gradients", "vjp", "jvp", "jacobian", "hessian", "hvp"):
+        part = getattr(result, label)
+        if part is None:
+            continue
+        if isinstance(part, dict):
+            lines.append(f"{label}:")
+            lines.extend(_named(part, "  "))
+        else:
+            lines.append(f"{label}: {_fmt(part)}")
+    if result.mode:
+        lines.append(f"mode: {result.mode}")
+    if result.check:
+        lines.append("check: " + ", ".join(f"{k}={v}" for k, v in result.check.items()))
+    lines.extend(f"warning: {w}" for w in result.warnings)
+    return "\n".join(lines)
+
+
+def _named(part: dict[str, Any], indent: str) -> list[str]:
+    lines: list[str] = []
+    for name, value in part.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{name}:")
+            lines.extend(_named(value, indent + "  "))
+        else:
+            lines.append(f"{indent}{name}: {_fmt(value, len(indent) + len(name) + 2)}")
+    return lines
+
+
+def _fmt(value: Any, indent: int = 7) -> str:
+    if isinstance(value, list):
+        return "(" + ", ".join(_fmt(v, indent) for v in value) + ")"
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return repr(float(arr))
+    text = np.array2string(arr, separator=", ", max_line_width=100 - indent)
+    return text.replace("\n", "\n" + " " * indent)
+
+
+# ------------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: ``serve``, ``ops`` and one subcommand per derivative."""
+    parser = argparse.ArgumentParser(
+        prog="autodiff", description="Derivatives of NumPy-style functions, here or over HTTP."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="start the HTTP service (uvicorn)")
+    serve.add_argument("--host", default=os.environ.get("UVICORN_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("UVICORN_PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("UVICORN_WORKERS", "1")),
+                       help="uvicorn processes (the compute pool size is AUTODIFF_WORKERS)")
+    serve.add_argument("--log-level", default="info")
+    ops = sub.add_parser("ops", help="list the ops (locally, or from --url)")
+    _add_remote(ops)
+    ops.add_argument("--json", action="store_true", help="print JSON")
+    for name in COMMANDS:
+        _add_compute(sub, name)
+    return parser
+
+
+def _add_remote(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="use the service at this URL instead of computing here")
+    parser.add_argument("--api-key", default=os.environ.get("AUTODIFF_API_KEY"),
+                        help="API key for --url (default: $AUTODIFF_API_KEY)")
+
+
+_HELP = {
+    "grad": "gradient of a scalar output (or a VJP with --cotangent)",
+    "vjp": "vector-Jacobian product (needs --cotangent)",
+    "jvp": "Jacobian-vector product (tangents with -t)",
+    "jacobian": "full Jacobian",
+    "hessian": "Hessian of a scalar output",
+    "hvp": "Hessian-vector product (vectors with -v)",
+}
+
+
+def _add_compute(sub: Any, name: str) -> None:
+    p = sub.add_parser(name, help=_HELP[name])
+    p.add_argument("function", help="expression or program text, or @file (@graph.json)")
+    p.add_argument("-i", "--input", action="append", metavar="NAME=JSON",
+                   help="an input, e.g. x=[0,1,2,3] or x=@x.npy (repeat for several)")
+    p.add_argument("--const", action="append", metavar="NAME",
+                   help="an input that gets no gradient (requires_grad false)")
+    p.add_argument("--wrt", action="append", metavar="NAME",
+                   help="differentiate with respect to this input only (repeatable)")
+    if name in ("grad", "vjp"):
+        p.add_argument("--cotangent", metavar="JSON", help="cotangent of the output")
+    if name == "jvp":
+        p.add_argument("-t", "--tangent", action="append", metavar="NAME=JSON",
+                       help="tangent for one input")
+    if name == "hvp":
+        p.add_argument("-v", "--vector", action="append", metavar="NAME=JSON",
+                       help="vector for one input")
+    if name == "jacobian":
+        p.add_argument("--mode", choices=("auto", "reverse", "forward"), default="auto")
+    p.add_argument("--check", action="store_true", help="also compare with finite differences")
+    p.add_argument("--graph", action="store_true", help="include graph metadata (with --json)")
+    p.add_argument("--json", action="store_true", help="print the JSON answer, for scripts")
+    _add_remote(p)
+
+
+def run_compute(args: argparse.Namespace) -> str:
+    """Run one compute command and return what to print."""
+    body = request_body(args)
+    if args.url:
+        raw = compute_remote(args.command, body, args.url, args.api_key)
+    else:
+        raw = compute_local(args.command, body)
+    if args.json:
+        return raw.decode()
+    return show(parse_result(orjson.loads(raw), None))
+
+
+def run_ops(args: argparse.Namespace) -> str:
+    """The op catalogue, as JSON or one op per line."""
+    if args.url:
+        with Client(args.url, api_key=args.api_key) as client:
+            catalogue = client.ops()
+    else:
+        from app.routes.ops import ops_body
+
+        catalogue = orjson.loads(ops_body())
+    if args.json:
+        return json.dumps(catalogue)
+    ops = catalogue.get("ops", catalogue) if isinstance(catalogue, dict) else catalogue
+    return "\n".join(f"{op['signature']:<48} {op['doc']}" for op in ops)
+
+
+def serve(args: argparse.Namespace) -> str:
+    """Start uvicorn with the service (blocks until stopped)."""
+    import uvicorn
+
+    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,
+                log_level=args.log_level)
+    return ""
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], str]] = {
+    "serve": serve, "ops": run_ops, **dict.fromkeys(COMMANDS, run_compute),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``autodiff`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        out = HANDLERS[args.command](args)
+    except CLIError as exc:
+        return _fail(str(exc))
+    except AutodiffHTTPError as exc:
+        where = _where(exc.errors[0].get("loc"), exc.detail) if exc.errors else ""
+        return _fail(f"{exc.status} {exc.title}: {exc.detail}{where}")
+    except httpx.HTTPError as exc:
+        return _fail(f"cannot reach {getattr(args, 'url', '')}: {exc}")
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("AUTODIFF_DEBUG"):
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (AUTODIFF_DEBUG=1 shows more)")
+    if out:
+        try:
+            print(out)
+        except BrokenPipeError:  # `autodiff ops | head`: the reader left, which is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"autodiff: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,687 @@
+"""From a validated, plain task dict to engine work and a plain result dict. No web imports.
+
+A task is what crosses to a worker process: plain, picklable data (the request's
+fields as JSON values, the endpoint name and the limits). ``run`` compiles the
+function (cached per process), decodes the inputs, differentiates with respect
+to the ``wrt`` inputs only (every other input is closed over as a constant), and
+answers NumPy arrays; ``run_encoded`` also renders the answer to JSON bytes, so
+large arrays never cross the process boundary as Python lists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+import engine
+from app import encoding
+from app.encoding import clip, short
+from engine import lang
+from engine.errors import (
+    AutodiffError,
+    NonScalarOutputError,
+    ShapeError,
+    SizeLimitError,
+    UnknownNameError,
+)
+from engine.graph import Recorder
+from engine.lang.limits import Limits
+
+Task = dict[str, Any]
+# Request fields holding arrays: the ones a spilled body supplies.
+ARRAY_FIELDS = ("inputs", "cotangent", "tangents", "vectors")
+Arrays = tuple[np.ndarray[Any, Any], ...]
+# Finite differences: every coordinate up to this many input elements, else random directions.
+FD_COORDINATES_UP_TO = 16
+FD_RANDOM_DIRECTIONS = 6
+FD_SEED = 0
+
+
+class RequestError(AutodiffError):
+    """A request that does not fit its function (wrt, cotangent or tangent names and shapes)."""
+
+    kind = "invalid-request"
+    title = "Invalid request"
+
+
+@dataclass
+class Problem:
+    """One request, compiled and decoded: what every endpoint works from."""
+
+    task: Task
+    program: Any
+    inputs: dict[str, np.ndarray[Any, Any]]
+    diff: list[str]  # differentiated inputs the function uses (argnums order)
+    zero: list[str]  # differentiated inputs the function never reads: zero derivative
+    consts: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+    graph: dict[str, Any] | None = None
+    traced: Any = None
+
+    @property
+    def primals(self) -> Arrays:
+        """Values of the differentiated inputs, in argnums order."""
+        return tuple(self.inputs[n] for n in self.diff)
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """The task's limits."""
+        return self.task["limits"]
+
+    def fn(self, rec: Any = None) -> Callable[..., Any]:
+        """The function of the differentiated inputs, constants closed over.
+
+        With a recorder, the first call registers the inputs as graph leaves and
+        keeps the traced outputs in ``self.traced`` for the graph metadata.
+        """
+        program, consts, names = self.program, self.consts, self.diff
+        max_iterations = self.limits["max_iterations"]
+        max_elements = self.limits["max_intermediate_elements"]
+        differentiated = set(names)
+
+        def f(*args: Any) -> Any:
+            env = dict(consts)
+            env.update(zip(names, args, strict=True))
+            if rec is not None and not rec.num_nodes:
+                for name, value in env.items():
+                    rec.leaf(name, value, requires_grad=name in differentiated)
+            out = program.run(env, max_iterations=max_iterations, max_elements=max_elements)
+            if rec is not None and self.traced is None:
+                self.traced = out
+            return out
+
+        return f
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def compile_program(task: Task) -> Any:
+    """The task's function, compiled (cached per process)."""
+    limits = task["limits"]
+    return lang.compile_cached(
+        expression=task.get("expression"),
+        graph=task.get("graph"),
+        limits=Limits(
+            max_source_chars=limits["max_source_chars"],
+            max_iterations=limits["max_iterations"],
+            max_elements=limits.get("compile_max_elements", limits["max_intermediate_elements"]),
+        ),
+    )
+
+
+def inline_program(task: Task, max_ops: int) -> Any:
+    """The compiled program if it is provably small work (no loops, few ops), else None."""
+    program = compile_program(task)
+    return program if not program.has_loops and program.num_ops <= max_ops else None
+
+
+def run(task: Task, program: Any = None) -> dict[str, Any]:
+    """Compute the task's answer as a plain dict of NumPy arrays (and ``timing_ms``).
+
+    ``program`` is the task's compiled function when the caller already has it.
+    """
+    start = time.perf_counter()
+    problem = prepare(task, program)
+    # Non-finite results are answered with warnings, not printed to the server's stderr.
+    with np.errstate(all="ignore"):
+        result = ENDPOINTS[task["endpoint"]](problem)
+        if task.get("check"):
+            tick = time.perf_counter()
+            result["check"] = CHECKS[task["endpoint"]](problem, result)
+            problem.timing["check"] = _ms(tick)
+    if problem.graph is not None:
+        result["graph"] = problem.graph
+    if problem.warnings:
+        result["warnings"] = problem.warnings
+    problem.timing["total"] = _ms(start)
+    result["timing_ms"] = problem.timing
+    return result
+
+
+def run_encoded(task: Task, program: Any = None) -> tuple[bytes | str, dict[str, float], float]:
+    """``run`` then render to JSON bytes (without timing): (body, timing_ms, start time).
+
+    With ``body_file`` the array fields come from the spilled request body; with
+    ``spill_dir`` a large answer is spilled too and its file path returned instead.
+    """
+    start = time.perf_counter()
+    load_ms = None
+    if task.get("body_file"):
+        task = _load_spilled(task)
+        load_ms = _ms(start)
+    result = run(task, program)
+    timing = result.pop("timing_ms")
+    if load_ms is not None:
+        timing["load"] = load_ms
+    tick = time.perf_counter()
+    body = encoding.render(result, task.get("encoding", "json"))
+    timing["encode"] = _ms(tick)
+    spilled = encoding.spill(body, task.get("spill_dir"))
+    return (body if spilled is None else spilled), timing, start
+
+
+def _load_spilled(task: Task) -> Task:
+    # The service validated this same body before spilling it: only the arrays are taken.
+    parsed = orjson.loads(encoding.unspill(task["body_file"]))
+    return {**task, **{f: parsed.get(f) for f in ARRAY_FIELDS if f in task}, "body_file": None}
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000.0, 4)
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+def prepare(task: Task, program: Any = None) -> Problem:
+    """Compile, decode the inputs, and split them into differentiated and constant ones."""
+    tick = time.perf_counter()
+    program = program if program is not None else compile_program(task)
+    timing = {"parse": _ms(tick)}
+    tick = time.perf_counter()
+    inputs, requires = _decode_inputs(task)
+    timing["decode"] = _ms(tick)
+    free = set(program.free_names)
+    missing = sorted(free - set(inputs))
+    if missing:
+        raise UnknownNameError(
+            f"the function uses {', '.join(map(clip, missing[:5]))} but 'inputs' has no value for "
+            f"{'it' if len(missing) == 1 else 'them'}",
+            loc=["body", "inputs", short(missing[0])],
+        )
+    wrt = _wrt(task, inputs, requires)
+    warnings = [
+        f"input {clip(name)} is not used by the function; its derivative is zero"
+        for name in inputs
+        if name not in free
+    ]
+    diff = [n for n in wrt if n in free]
+    consts = {n: v for n, v in inputs.items() if n not in diff}
+    zero = [n for n in wrt if n not in free]
+    return Problem(task, program, inputs, diff, zero, consts, warnings, timing)
+
+
+def _decode_inputs(task: Task) -> tuple[dict[str, np.ndarray[Any, Any]], dict[str, bool]]:
+    limit = task["limits"]["max_input_elements"]
+    inputs, requires = {}, {}
+    for name, raw in task["inputs"].items():
+        inputs[name], requires[name] = encoding.decode_input(
+            raw, ["body", "inputs", short(name)], max_elements=limit
+        )
+    return inputs, requires
+
+
+def _wrt(task: Task, inputs: dict[str, Any], requires: dict[str, bool]) -> list[str]:
+    given = task.get("wrt")
+    if given is None:
+        directions = task.get("tangents") or task.get("vectors")
+        if directions is not None:
+            return [n for n in inputs if n in directions]
+        return [n for n in inputs if requires[n]]
+    for i, name in enumerate(given):
+        if name not in inputs:
+            raise RequestError(
+                f"wrt names {clip(name)}, which is not an input", loc=["body", "wrt", i]
+            )
+        if not requires[name]:
+            raise RequestError(
+                f"wrt names {clip(name)}, whose requires_grad is false", loc=["body", "wrt", i]
+            )
+    return list(dict.fromkeys(given))
+
+
+@contextlib.contextmanager
+def recording(problem: Problem) -> Iterator[Any]:
+    """A graph recorder around a forward pass when the request asks for the graph."""
+    if not problem.task.get("include_graph", True):
+        yield None
+        return
+    with Recorder(max_nodes=problem.limits["max_graph_nodes_returned"]) as rec:
+        yield rec
+
+
+def _finish_recording(problem: Problem, rec: Any) -> None:
+    if rec is not None and problem.traced is not None:
+        outs = problem.traced
+        problem.graph = rec.metadata(list(outs) if isinstance(outs, tuple | list) else [outs])
+    problem.traced = None
+
+
+def _locate_nonfinite(problem: Problem, outs: list[Any]) -> None:
+    """Name the op where a non-finite value first arose (a second forward, only then)."""
+    if all(o.dtype.kind != "f" or np.isfinite(o).all() for o in outs):
+        return
+    with Recorder(max_nodes=0, check_finite=True) as rec:
+        problem.fn(rec)(*problem.primals)
+    problem.traced = None
+    for where in rec.nonfinite:
+        loc = where.get("loc")
+        place = f" at line {loc['line']}, column {loc['column']}" if loc and "line" in loc else ""
+        problem.warnings.append(
+            f"non-finite values first arose in {where['op']} (node {where['node']}){place}"
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _outputs(out: Any) -> tuple[list[Any], bool]:
+    """The outputs as a list of arrays, and whether there are several."""
+    if isinstance(out, tuple | list):
+        return [np.asarray(o) for o in out], True
+    return [np.asarray(out)], False
+
+
+def _shapes_text(outs: list[Any], multi: bool) -> str:
+    return str([list(o.shape) for o in outs] if multi else list(outs[0].shape))
+
+
+def _value(outs: list[Any], multi: bool) -> Any:
+    return list(outs) if multi else outs[0]
+
+
+def _decode_like(
+    raw: Any, like: np.ndarray[Any, Any], loc: list[Any], limits: dict[str, int]
+) -> Any:
+    arr = encoding.decode_value(raw, loc, max_elements=limits["max_input_elements"])
+    if arr.shape != like.shape:
+        raise ShapeError(
+            f"{loc[-1]} has shape {list(arr.shape)} but must have shape {list(like.shape)}",
+            shapes=[arr.shape, like.shape],
+            loc=loc,
+        )
+    return arr.astype(like.dtype, copy=False)
+
+
+def _cotangents(problem: Problem, outs: list[Any], multi: bool, required: bool) -> list[Any]:
+    raw = problem.task.get("cotangent")
+    loc: list[Any] = ["body", "cotangent"]
+    if raw is None:
+        if required or any(o.size != 1 for o in outs):
+            raise NonScalarOutputError(
+                f"the output has shape {_shapes_text(outs, multi)}; a gradient needs a scalar "
+                "output: pass a 'cotangent' of the output's shape "
+                "(or reduce the output, e.g. with sum)",
+                shapes=[o.shape for o in outs],
+                loc=["body"],
+            )
+        return [np.ones_like(o) for o in outs]
+    if not multi:
+        return [_decode_like(raw, outs[0], loc, problem.limits)]
+    if not isinstance(raw, list) or len(raw) != len(outs):
+        raise ShapeError(
+            f"the function has {len(outs)} outputs: 'cotangent' must be a list of {len(outs)} "
+            "cotangents",
+            loc=loc,
+        )
+    return [
+        _decode_like(r, o, [*loc, i], problem.limits)
+        for i, (r, o) in enumerate(zip(raw, outs, strict=True))
+    ]
+
+
+def _directions(problem: Problem, key: str) -> Arrays:
+    raw = problem.task.get(key) or {}
+    for name in raw:
+        if name not in problem.inputs:
+            raise RequestError(
+                f"{key} names {clip(name)}, which is not an input", loc=["body", key, short(name)]
+            )
+    wanted = problem.diff + problem.zero
+    for name in wanted:
+        if name not in raw:
+            raise RequestError(f"{key} has no entry for input {clip(name)}", loc=["body", key])
+    extra = [n for n in raw if n not in wanted]
+    if extra:
+        raise RequestError(
+            f"{key} has an entry for {clip(extra[0])}, which is not differentiated "
+            "(requires_grad false or not in wrt)",
+            loc=["body", key, short(extra[0])],
+        )
+    return tuple(
+        _decode_like(raw[n], problem.inputs[n], ["body", key, n], problem.limits)
+        for n in problem.diff
+    )
+
+
+def _by_name(problem: Problem, values: Arrays | list[Any]) -> dict[str, Any]:
+    """Derivatives by input name, zeros for inputs the function never reads."""
+    out: dict[str, Any] = {}
+    for name, value in zip(problem.diff, values, strict=True):
+        x = problem.inputs[name]
+        out[name] = np.zeros_like(x) if value is None else np.asarray(value)
+    for name in problem.zero:
+        out[name] = np.zeros_like(problem.inputs[name])
+    return out
+
+
+def _forward_vjp(problem: Problem) -> tuple[list[Any], bool, Callable[..., Any] | None]:
+    """Forward pass recording a tape: outputs, several?, and the VJP function."""
+    tick = time.perf_counter()
+    with recording(problem) as rec:
+        f = problem.fn(rec)
+        if problem.diff:
+            out, vjp_fn = engine.vjp(f, *problem.primals)
+        else:
+            out, vjp_fn = f(), None
+    _finish_recording(problem, rec)
+    problem.timing["forward"] = _ms(tick)
+    outs, multi = _outputs(out)
+    _locate_nonfinite(problem, outs)
+    return outs, multi, vjp_fn
+
+
+def _pull_back(problem: Problem, vjp_fn: Any, cots: list[Any], multi: bool) -> dict[str, Any]:
+    tick = time.perf_counter()
+    grads: Any = ()
+    if vjp_fn is not None:
+        grads = vjp_fn(tuple(cots) if multi else cots[0])
+    problem.timing["backward"] = _ms(tick)
+    return _by_name(problem, list(grads))
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+def grad(problem: Problem) -> dict[str, Any]:
+    """Gradient of a scalar output, or the VJP with a given cotangent."""
+    outs, multi, vjp_fn = _forward_vjp(problem)
+    cots = _cotangents(problem, outs, multi, required=False)
+    return {"value": _value(outs, multi), "gradients": _pull_back(problem, vjp_fn, cots, multi)}
+
+
+def vjp(problem: Problem) -> dict[str, Any]:
+    """Vector-Jacobian product with the given cotangent(s)."""
+    outs, multi, vjp_fn = _forward_vjp(problem)
+    cots = _cotangents(problem, outs, multi, required=True)
+    return {"value": _value(outs, multi), "vjp": _pull_back(problem, vjp_fn, cots, multi)}
+
+
+def jvp(problem: Problem) -> dict[str, Any]:
+    """Jacobian-vector product in forward mode (one pass, no tape)."""
+    tangents = _directions(problem, "tangents")
+    tick = time.perf_counter()
+    with recording(problem) as rec:
+        f = problem.fn(rec)
+        if problem.diff:
+            out, t_out = engine.jvp(f, problem.primals, tangents)
+        else:
+            out, t_out = f(), None
+    _finish_recording(problem, rec)
+    problem.timing["forward"] = _ms(tick)
+    outs, multi = _outputs(out)
+    _locate_nonfinite(problem, outs)
+    touts = [np.zeros_like(o) for o in outs] if t_out is None else _outputs(t_out)[0]
+    return {"value": _value(outs, multi), "jvp": _value(touts, multi)}
+
+
+def _plain_forward(problem: Problem) -> tuple[list[Any], bool]:
+    tick = time.perf_counter()
+    with recording(problem) as rec:
+        out = problem.fn(rec)(*problem.primals)
+    _finish_recording(problem, rec)
+    problem.timing["forward"] = _ms(tick)
+    outs, multi = _outputs(out)
+    _locate_nonfinite(problem, outs)
+    return outs, multi
+
+
+def _check_size(what: str, count: int, limits: dict[str, int]) -> None:
+    limit = limits["max_intermediate_elements"]
+    if count > limit:
+        raise SizeLimitError(
+            f"the {what} would have {count} elements, over the limit of {limit}", op=what
+        )
+
+
+def jacobian(problem: Problem) -> dict[str, Any]:
+    """Full Jacobian of every output by every differentiated input, rows in one pass."""
+    outs, multi = _plain_forward(problem)  # the shapes, before the Jacobian's memory is taken
+    out_size = sum(o.size for o in outs)
+    in_size = sum(problem.inputs[n].size for n in problem.diff + problem.zero)
+    _check_size("jacobian", out_size * in_size, problem.limits)
+    mode = problem.task.get("mode", "auto")
+    jac: list[list[Any]] = [[] for _ in outs]
+    tick = time.perf_counter()
+    if problem.diff:
+        argnums = tuple(range(len(problem.diff)))
+        _, jac, _, mode = engine.jacobian_and_value(problem.fn(), problem.primals, argnums, mode)
+    elif mode == "auto":
+        mode = "reverse" if out_size <= in_size else "forward"
+    problem.timing[mode] = _ms(tick)
+    result: dict[str, Any] = {}
+    for name in problem.diff + problem.zero:
+        blocks = [_block(problem, row, o, name) for row, o in zip(jac, outs, strict=True)]
+        result[name] = blocks if multi else blocks[0]
+    return {"value": _value(outs, multi), "jacobian": result, "mode": mode}
+
+
+def _block(problem: Problem, row: list[Any], out: Any, name: str) -> Any:
+    x = problem.inputs[name]
+    if name in problem.zero:
+        return np.zeros(out.shape + x.shape, dtype=x.dtype)
+    return np.asarray(row[problem.diff.index(name)])
+
+
+def _scalar_forward(problem: Problem, what: str) -> Any:
+    outs, multi = _plain_forward(problem)
+    if multi or outs[0].size != 1:
+        raise NonScalarOutputError(
+            f"{what} needs one scalar output, got shape {_shapes_text(outs, multi)}: "
+            "reduce the output, e.g. with sum(...)",
+            shapes=[o.shape for o in outs],
+            loc=["body"],
+        )
+    return outs[0]
+
+
+def hessian(problem: Problem) -> dict[str, Any]:
+    """Value, gradient and Hessian (by pairs of input names) of a scalar output."""
+    in_size = sum(problem.inputs[n].size for n in problem.diff + problem.zero)
+    _check_size("hessian", in_size * in_size, problem.limits)
+    value = _scalar_forward(problem, "a Hessian")
+    tick = time.perf_counter()
+    grads: Any = []
+    blocks: Any = []
+    if problem.diff:
+        argnums = tuple(range(len(problem.diff)))
+        value, grads, blocks = engine.hessian_and_grad(problem.fn(), problem.primals, argnums)
+    problem.timing["hessian"] = _ms(tick)
+    names = problem.diff + problem.zero
+    table = {a: {b: _hessian_block(problem, blocks, a, b) for b in names} for a in names}
+    return {"value": np.asarray(value), "gradients": _by_name(problem, grads), "hessian": table}
+
+
+def _hessian_block(problem: Problem, blocks: Any, a: str, b: str) -> Any:
+    x, y = problem.inputs[a], problem.inputs[b]
+    if a in problem.zero or b in problem.zero:
+        return np.zeros(x.shape + y.shape, dtype=x.dtype)
+    return np.asarray(blocks[problem.diff.index(a)][problem.diff.index(b)])
+
+
+def hvp(problem: Problem) -> dict[str, Any]:
+    """Hessian-vector product without forming the Hessian."""
+    vectors = _directions(problem, "vectors")
+    value = _scalar_forward(problem, "a Hessian-vector product")
+    tick = time.perf_counter()
+    values: Any = []
+    if problem.diff:
+        value, _, values = engine.hvp_and_grad(problem.fn(), problem.primals, vectors)
+    problem.timing["hvp"] = _ms(tick)
+    return {"value": np.asarray(value), "hvp": _by_name(problem, list(values))}
+
+
+ENDPOINTS: dict[str, Callable[[Problem], dict[str, Any]]] = {
+    "grad": grad,
+    "vjp": vjp,
+    "jvp": jvp,
+    "jacobian": jacobian,
+    "hessian": hessian,
+    "hvp": hvp,
+}
+
+
+# --------------------------------------------------------------------------- finite differences
+# Each check compares the same derivative the endpoint answered with central
+# differences of the function along a few directions: every coordinate for small
+# inputs, seeded random directions otherwise, so the cost stays a handful of
+# forward passes whatever the size.
+
+
+def _basis(problem: Problem) -> list[Arrays]:
+    shapes = [problem.inputs[n].shape for n in problem.diff]
+    sizes = [math.prod(s) for s in shapes]
+    total = sum(sizes)
+    if total == 0:
+        return []
+    if total <= FD_COORDINATES_UP_TO:
+        flat = np.eye(total)
+    else:
+        flat = np.random.default_rng(FD_SEED).standard_normal((FD_RANDOM_DIRECTIONS, total))
+    splits = np.cumsum(sizes)[:-1]
+    return [
+        tuple(p.reshape(s) for p, s in zip(np.split(row, splits), shapes, strict=True))
+        for row in flat
+    ]
+
+
+def _shifted(problem: Problem, direction: Arrays, t: float) -> Arrays:
+    return tuple(
+        problem.inputs[n].astype(np.float64) + t * d
+        for n, d in zip(problem.diff, direction, strict=True)
+    )
+
+
+def _step(problem: Problem, direction: Arrays) -> float:
+    scale = max(
+        [1.0] + [float(np.max(np.abs(problem.inputs[n]), initial=0.0)) for n in problem.diff]
+    )
+    size = max([float(np.max(np.abs(d), initial=0.0)) for d in direction] + [1e-300])
+    return 6e-6 * scale / size
+
+
+def _central(g: Callable[[Arrays], list[Any]], problem: Problem, direction: Arrays) -> list[Any]:
+    h = _step(problem, direction)
+    plus, minus = g(_shifted(problem, direction, h)), g(_shifted(problem, direction, -h))
+    return [(np.asarray(p) - np.asarray(m)) / (2 * h) for p, m in zip(plus, minus, strict=True)]
+
+
+def _errors(pairs: list[tuple[Any, Any]], directions: int) -> dict[str, Any]:
+    if not pairs:
+        return {"max_abs_error": 0.0, "max_rel_error": 0.0, "directions": 0}
+    abs_err = max(
+        float(np.max(np.abs(np.asarray(a) - np.asarray(b)), initial=0.0)) for a, b in pairs
+    )
+    scale = max(
+        max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
+        for a, b in pairs
+    )
+    rel = abs_err / scale if scale > 0 else abs_err
+    return {"max_abs_error": abs_err, "max_rel_error": rel, "directions": directions}
+
+
+def _outputs_of(problem: Problem) -> Callable[[Arrays], list[Any]]:
+    f = problem.fn()
+    return lambda xs: _outputs(f(*xs))[0]
+
+
+def _gradient_of(problem: Problem) -> Callable[[Arrays], list[Any]]:
+    f = problem.fn()
+    argnums = tuple(range(len(problem.diff)))
+    return lambda xs: list(engine.value_and_grad(f, argnums=argnums)(*xs)[1])
+
+
+def _dot(a: Any, b: Any) -> float:
+    return float(np.sum(np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)))
+
+
+def check_vjp(problem: Problem, result: dict[str, Any]) -> dict[str, Any]:
+    """<vjp, v> against the central difference of <cotangent, f> along v."""
+    derivative = result.get("gradients", result.get("vjp", {}))
+    outs, multi = _outputs(result["value"])
+    cots = _cotangents(problem, outs, multi, required=False)
+    outputs = _outputs_of(problem)
+
+    def scalar(xs: Arrays) -> list[Any]:
+        return [sum(_dot(c, o) for c, o in zip(cots, outputs(xs), strict=True))]
+
+    pairs = []
+    basis = _basis(problem)
+    for d in basis:
+        ad = sum(_dot(derivative[n], dn) for n, dn in zip(problem.diff, d, strict=True))
+        pairs.append((ad, _central(scalar, problem, d)[0]))
+    return _errors(pairs, len(basis))
+
+
+def check_jvp(problem: Problem, result: dict[str, Any]) -> dict[str, Any]:
+    """The JVP against the central difference of f along the tangent."""
+    tangents = _directions(problem, "tangents")
+    if not problem.diff:
+        return _errors([], 0)
+    fd = _central(_outputs_of(problem), problem, tangents)
+    ad = result["jvp"] if isinstance(result["value"], list) else [result["jvp"]]
+    return _errors(list(zip(ad, fd, strict=True)), 1)
+
+
+def check_jacobian(problem: Problem, result: dict[str, Any]) -> dict[str, Any]:
+    """J v against the central difference of f along v, for each direction v."""
+    multi = isinstance(result["value"], list)
+    outs = result["value"] if multi else [result["value"]]
+    pairs = []
+    basis = _basis(problem)
+    for d in basis:
+        fd = _central(_outputs_of(problem), problem, d)
+        for k, out in enumerate(outs):
+            jv = sum(
+                np.tensordot(
+                    np.asarray(result["jacobian"][n][k] if multi else result["jacobian"][n]),
+                    dn,
+                    axes=dn.ndim,
+                )
+                for n, dn in zip(problem.diff, d, strict=True)
+            )
+            pairs.append((np.reshape(jv, np.shape(out)), fd[k]))
+    return _errors(pairs, len(basis))
+
+
+def check_hessian(problem: Problem, result: dict[str, Any]) -> dict[str, Any]:
+    """H v against the central difference of the gradient along v."""
+    pairs = []
+    basis = _basis(problem)
+    for d in basis:
+        fd = _central(_gradient_of(problem), problem, d)
+        for i, a in enumerate(problem.diff):
+            hv = sum(
+                np.tensordot(np.asarray(result["hessian"][a][b]), db, axes=db.ndim)
+                for b, db in zip(problem.diff, d, strict=True)
+            )
+            pairs.append((hv, fd[i]))
+    return _errors(pairs, len(basis))
+
+
+def check_hvp(problem: Problem, result: dict[str, Any]) -> dict[str, Any]:
+    """The HVP against the central difference of the gradient along the vector."""
+    vectors = _directions(problem, "vectors")
+    if not problem.diff:
+        return _errors([], 0)
+    fd = _central(_gradient_of(problem), problem, vectors)
+    return _errors([(result["hvp"][n], g) for n, g in zip(problem.diff, fd, strict=True)], 1)
+
+
+CHECKS: dict[str, Callable[[Problem, dict[str, Any]], dict[str, Any]]] = {
+    "grad": check_vjp,
+    "vjp": check_vjp,
+    "jvp": check_jvp,
+    "jacobian": check_jacobian,
+    "hessian": check_hessian,
+    "hvp": check_hvp,
+}

@@ -1,0 +1,200 @@
+"""Dependencies of the routes: orjson body parsing, the pool, and the runner that dispatches work.
+
+The runner decides where a request runs. A program that is provably small
+work (no loops, few ops, a small body, every array under
+``inline_max_elements``) runs in the server process: the pool hop would cost
+more than the computation. Everything else goes to a worker that the time
+limit can kill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+
+from app import compute, encoding
+from app.errors import NotReadyError
+from app.pool import WorkerPool
+from app.schemas import ComputeRequest
+from app.settings import Settings
+from engine.errors import SizeLimitError
+
+# Sources longer than this are compiled in a worker, not on the event loop.
+INLINE_MAX_SOURCE_CHARS = 20_000
+INLINE_MAX_GRAPH_NODES = 1_000
+# Ops whose work is not bounded by the sizes of their inputs and output (einsum's
+# contraction over several operands can multiply them): never on the event loop.
+INLINE_EXCLUDED_OPS = ("einsum",)
+# Jacobians, Hessians and finite-difference checks multiply the work of the
+# function by up to the input size: they always go to the pool. With at most
+# inline_max_ops ops whose operands and results hold at most inline_max_elements,
+# the rest costs a few milliseconds at worst (a 64x64 matmul per op).
+INLINE_ENDPOINTS = frozenset({"grad", "vjp", "jvp", "hvp"})
+
+
+class OrjsonRequest(Request):
+    """A request whose JSON body is parsed by orjson (several times faster than json)."""
+
+    async def json(self) -> Any:
+        """The body parsed once with orjson (its errors are json.JSONDecodeError)."""
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class OrjsonRoute(APIRoute):
+    """A route that parses JSON bodies with orjson."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap FastAPI's handler so it sees an ``OrjsonRequest``."""
+        handler = super().get_route_handler()
+
+        async def orjson_handler(request: Request) -> Response:
+            return await handler(OrjsonRequest(request.scope, request.receive))
+
+        return orjson_handler
+
+
+def limits(settings: Settings) -> dict[str, int]:
+    """The limits a task carries to the engine."""
+    return {
+        "max_input_elements": settings.max_input_elements,
+        "max_intermediate_elements": settings.max_intermediate_elements,
+        "max_iterations": settings.max_iterations,
+        "max_graph_nodes_returned": settings.max_graph_nodes_returned,
+        "max_source_chars": settings.max_source_chars,
+    }
+
+
+def build_task(endpoint: str, req: ComputeRequest, settings: Settings) -> compute.Task:
+    """The request as plain, picklable data (array values stay the parsed JSON, uncopied)."""
+    task: compute.Task = {name: getattr(req, name) for name in type(req).model_fields}
+    if req.graph is not None:
+        task["graph"] = req.graph.model_dump()
+    task["endpoint"] = endpoint
+    task["limits"] = limits(settings)
+    return task
+
+
+class Runner:
+    """Runs one compute request inline or in the pool and shapes the HTTP answer."""
+
+    def __init__(self, settings: Settings, pool: WorkerPool) -> None:
+        self.settings = settings
+        self.pool = pool
+
+    async def respond(self, endpoint: str, req: ComputeRequest, request: Request) -> Response:
+        """The JSON answer for ``req`` at ``endpoint``."""
+        start = time.perf_counter()
+        self._check_source(req)
+        task = build_task(endpoint, req, self.settings)
+        raw = await request.body()
+        answer = self._try_inline(task, req, len(raw))
+        if answer is None:
+            submitted = time.perf_counter()
+            body, timing, started = await self._in_pool(task, raw)
+            # perf_counter is system-wide on Linux, so the worker's start time compares.
+            timing["queue"] = round(max(0.0, (started - submitted) * 1000.0), 4)
+            request.state.pool_wait_ms = timing["queue"]
+        else:
+            body, timing, _ = answer
+        timing["total"] = round((time.perf_counter() - start) * 1000.0, 4)
+        return Response(_with_timing(body, timing), media_type="application/json")
+
+    async def _in_pool(
+        self, task: compute.Task, raw: bytes
+    ) -> tuple[bytes, dict[str, float], float]:
+        """Run in a worker; a large body and answer cross as files, not through the pipe."""
+        spill_dir = self.pool.spill_dir
+        body_file = encoding.spill(raw, spill_dir)
+        if body_file is not None:
+            arrays = {f: None for f in compute.ARRAY_FIELDS if f in task}
+            task = {**task, **arrays, "body_file": body_file}
+        try:
+            payload, timing, started = await self.pool.run(
+                compute.run_encoded, {**task, "spill_dir": spill_dir}
+            )
+        finally:
+            if body_file is not None:  # the worker deletes it, unless it died first
+                with contextlib.suppress(OSError):
+                    os.unlink(body_file)
+        body = encoding.unspill(payload) if isinstance(payload, str) else payload
+        return body, timing, started
+
+    def _check_source(self, req: ComputeRequest) -> None:
+        limit = self.settings.max_source_chars
+        if req.expression is not None and len(req.expression) > limit:
+            raise SizeLimitError(
+                f"the expression has {len(req.expression)} characters, over the limit of {limit}",
+                loc=["body", "expression"],
+            )
+
+    def _inline_candidate(self, endpoint: str, req: ComputeRequest, body_bytes: int) -> bool:
+        s = self.settings
+        if s.inline_max_elements <= 0 or body_bytes > s.inline_max_body_bytes:
+            return False
+        if endpoint not in INLINE_ENDPOINTS or req.check:
+            return False
+        if req.expression is not None:
+            return len(req.expression) <= INLINE_MAX_SOURCE_CHARS and not any(
+                op in req.expression for op in INLINE_EXCLUDED_OPS
+            )
+        return (
+            req.graph is not None
+            and len(req.graph.nodes) <= INLINE_MAX_GRAPH_NODES
+            and not any(node.op in INLINE_EXCLUDED_OPS for node in req.graph.nodes)
+        )
+
+    def _try_inline(
+        self, task: compute.Task, req: ComputeRequest, body_bytes: int
+    ) -> tuple[bytes, dict[str, float], float] | None:
+        if not self._inline_candidate(task["endpoint"], req, body_bytes):
+            return None
+        program = compute.inline_program(task, self.settings.inline_max_ops)
+        if program is None:
+            return None
+        small = self.settings.inline_max_elements
+        configured = task["limits"]
+        inline_limits = {
+            **configured,
+            "max_input_elements": min(small, configured["max_input_elements"]),
+            "max_intermediate_elements": min(small, configured["max_intermediate_elements"]),
+        }
+        try:
+            body, timing, start = compute.run_encoded({**task, "limits": inline_limits}, program)
+        except SizeLimitError:
+            return None  # bigger than the fast path allows: the pool applies the real limits
+        assert isinstance(body, bytes)  # no spill_dir in the task: never spilled
+        return body, timing, start
+
+
+def _with_timing(body: bytes, timing: dict[str, float]) -> bytes:
+    # The worker rendered the answer before the queue wait and the total were known:
+    # splice timing_ms in as the last member of the JSON object.
+    extra = b'"timing_ms":' + orjson.dumps(timing)
+    if body == b"{}":
+        return b"{" + extra + b"}"
+    return body[:-1] + b"," + extra + b"}"
+
+
+async def get_runner(request: Request) -> Runner:
+    """The app's runner (made by the lifespan with the app's settings and pool).
+
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in its thread
+    pool, a hop that cost more (about 0.25 ms) than a small request's computation.
+    """
+    runner: Runner | None = getattr(request.app.state, "runner", None)
+    if runner is None:
+        raise NotReadyError("the service is starting", {"Retry-After": "1"})
+    return runner
+
+
+RunnerDep = Annotated[Runner, Depends(get_runner)]

@@ -1,0 +1,289 @@
+"""Arrays in and out: JSON lists, the ``{"dtype","shape","b64"}`` form, and non-finite numbers.
+
+No web imports: the worker processes use this module too. Decoding goes
+through NumPy in one call per array (never a Python loop per element) and
+encoding hands whole arrays to orjson, which writes them natively. JSON has
+no NaN or Infinity, so non-finite numbers travel as the strings ``"nan"``,
+``"inf"`` and ``"-inf"`` and the answer's ``warnings`` says where.
+"""
+
+from __future__ import annotations
+
+import binascii
+import contextlib
+import math
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+import orjson
+
+from engine.errors import AutodiffError, SizeLimitError
+
+DTYPES: dict[str, np.dtype[Any]] = {
+    "float64": np.dtype("<f8"),
+    "float32": np.dtype("<f4"),
+}
+_OBJECT_KEYS = frozenset({"data", "b64", "dtype", "shape", "requires_grad"})
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+Loc = list[Any]
+PLAIN_KEYS = frozenset({"graph", "mode"})
+
+
+class InputError(AutodiffError):
+    """An input value that is not a rectangular array of numbers in an accepted form."""
+
+    kind = "invalid-input"
+    title = "Invalid input"
+
+
+def short(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters: errors never echo megabytes of a request back."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def clip(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters."""
+    return short(
+        repr(value) if not isinstance(value, str) else repr(short(value, limit)), limit + 8
+    )
+
+
+def loads(body: bytes) -> Any:
+    """Parse a request body with orjson (strict RFC 8259: no NaN literals)."""
+    return orjson.loads(body)
+
+
+def decode_input(value: Any, loc: Loc, *, max_elements: int) -> tuple[np.ndarray[Any, Any], bool]:
+    """An input as a NumPy array and its ``requires_grad`` flag (default true)."""
+    if isinstance(value, dict):
+        unknown = set(value) - _OBJECT_KEYS
+        if unknown:
+            keys = ", ".join(clip(k) for k in sorted(unknown)[:5])
+            raise InputError(f"unknown keys {keys} in input object", loc=loc)
+        requires_grad = value.get("requires_grad", True)
+        if not isinstance(requires_grad, bool):
+            raise InputError("requires_grad must be true or false", loc=[*loc, "requires_grad"])
+        return _decode_object(value, loc, max_elements), requires_grad
+    return _decode_data(value, DTYPES["float64"], loc, max_elements), True
+
+
+def decode_value(value: Any, loc: Loc, *, max_elements: int) -> np.ndarray[Any, Any]:
+    """A cotangent, tangent or vector: a number, a nested list, or a data/b64 object."""
+    if isinstance(value, dict):
+        if "requires_grad" in value:
+            raise InputError("requires_grad is meaningless here", loc=[*loc, "requires_grad"])
+        return decode_input(value, loc, max_elements=max_elements)[0]
+    return _decode_data(value, DTYPES["float64"], loc, max_elements)
+
+
+def _dtype(value: dict[str, Any], loc: Loc) -> np.dtype[Any]:
+    name = value.get("dtype", "float64")
+    if name not in DTYPES:
+        raise InputError(
+            f"dtype {clip(name)} is not supported (use float64 or float32)", loc=[*loc, "dtype"]
+        )
+    return DTYPES[name]
+
+
+def _shape(value: dict[str, Any], loc: Loc) -> tuple[int, ...] | None:
+    shape = value.get("shape")
+    if shape is None:
+        return None
+    if not isinstance(shape, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
+        raise InputError("shape must be a list of non-negative integers", loc=[*loc, "shape"])
+    return tuple(shape)
+
+
+def _decode_object(value: dict[str, Any], loc: Loc, max_elements: int) -> np.ndarray[Any, Any]:
+    dtype = _dtype(value, loc)
+    shape = _shape(value, loc)
+    if ("data" in value) == ("b64" in value):
+        raise InputError("an input object needs exactly one of 'data' or 'b64'", loc=loc)
+    if "b64" in value:
+        if shape is None:
+            raise InputError("the b64 form needs a 'shape'", loc=[*loc, "shape"])
+        return _decode_b64(value["b64"], dtype, shape, [*loc, "b64"], max_elements)
+    arr = _decode_data(value["data"], dtype, [*loc, "data"], max_elements)
+    if shape is not None and arr.shape != shape:
+        raise InputError(
+            f"data has shape {list(arr.shape)} but shape says {list(shape)}", loc=[*loc, "shape"]
+        )
+    return arr
+
+
+def _check_count(count: int, loc: Loc, max_elements: int) -> None:
+    if count > max_elements:
+        raise SizeLimitError(
+            f"input has {count} elements, over the limit of {max_elements}", loc=loc
+        )
+
+
+def _decode_b64(
+    text: Any, dtype: np.dtype[Any], shape: tuple[int, ...], loc: Loc, max_elements: int
+) -> np.ndarray[Any, Any]:
+    count = math.prod(shape)
+    _check_count(count, loc, max_elements)  # before decoding a byte
+    if not isinstance(text, str):
+        raise InputError("b64 must be a base64 string", loc=loc)
+    try:
+        # binascii validates in C; base64.b64decode(validate=True) runs a regex first
+        raw = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(f"invalid base64: {exc}", loc=loc) from None
+    if len(raw) != count * dtype.itemsize:
+        raise InputError(
+            f"b64 holds {len(raw)} bytes but shape {list(shape)} of {dtype.name} "
+            f"needs {count * dtype.itemsize}",
+            loc=loc,
+        )
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def _decode_data(
+    data: Any, dtype: np.dtype[Any], loc: Loc, max_elements: int
+) -> np.ndarray[Any, Any]:
+    if isinstance(data, str):
+        if data not in _NONFINITE:
+            raise InputError(f"{clip(data)} is not a number", loc=loc)
+        return np.asarray(_NONFINITE[data], dtype=dtype)
+    try:
+        arr = np.asarray(data)
+    except ValueError:
+        raise InputError("nested lists must be rectangular", loc=loc) from None
+    if arr.dtype.kind == "U":
+        arr = _parse_strings(arr, loc)
+    elif arr.dtype.kind == "b":
+        raise InputError("values must be numbers, not true/false", loc=loc)
+    elif arr.dtype.kind not in "iuf":
+        raise InputError("values must be numbers, nested lists of numbers, or an object", loc=loc)
+    _check_count(arr.size, loc, max_elements)
+    return arr.astype(dtype, copy=False)
+
+
+def _parse_strings(arr: np.ndarray[Any, Any], loc: Loc) -> np.ndarray[Any, Any]:
+    # A list mixing numbers and "nan"/"inf"/"-inf" arrives as strings; only those words
+    # and numbers are accepted, any other string is refused.
+    out = np.empty(arr.shape, dtype=np.float64)
+    flat, res = arr.reshape(-1), out.reshape(-1)
+    words = np.isin(flat, list(_NONFINITE))
+    for word, number in _NONFINITE.items():
+        res[flat == word] = number
+    try:
+        res[~words] = flat[~words].astype(np.float64)
+    except ValueError:
+        raise InputError(
+            'values must be numbers or the strings "nan", "inf", "-inf"', loc=loc
+        ) from None
+    return out
+
+
+# --------------------------------------------------------------------------- out
+
+
+def render(result: dict[str, Any], encoding: str = "json") -> bytes:
+    """The answer as strictly valid JSON bytes; non-finite values become strings and warnings."""
+    warnings: list[str] = list(result.get("warnings") or [])
+    converted = {
+        # graph metadata is already plain JSON data (names, shapes, flags): no walk needed
+        k: v if k in PLAIN_KEYS else _convert(v, k, encoding, warnings)
+        for k, v in result.items()
+        if k != "warnings"
+    }
+    if warnings:
+        converted["warnings"] = warnings
+    return orjson.dumps(converted, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _convert(obj: Any, path: str, encoding: str, warnings: list[str]) -> Any:
+    if isinstance(obj, dict):
+        return {k: _convert(v, _join(path, k), encoding, warnings) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_convert(v, _join(path, str(i)), encoding, warnings) for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray | np.generic):
+        return encode_array(np.asarray(obj), path, encoding, warnings)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        warnings.append(f"{path} is not finite")
+        return _word(obj)
+    return obj
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _word(x: float) -> str:
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def encode_array(arr: np.ndarray[Any, Any], path: str, encoding: str, warnings: list[str]) -> Any:
+    """One array as JSON-ready data: a number, an ndarray orjson writes itself, or a b64 object."""
+    finite = arr.dtype.kind != "f" or bool(np.isfinite(arr).all())
+    if not finite:
+        warnings.append(f"{path} has non-finite values")
+    if arr.ndim == 0:
+        value = arr.item()
+        return _word(value) if not finite else value
+    if encoding == "b64" and arr.dtype.kind == "f":
+        little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+        return {
+            "dtype": arr.dtype.name,
+            "shape": list(arr.shape),
+            "b64": _b64(np.ascontiguousarray(little)),
+        }
+    if finite:
+        return np.ascontiguousarray(arr)  # orjson serialises C-contiguous arrays natively
+    return _with_words(arr)
+
+
+def _b64(arr: Any) -> str:
+    # Any: numpy's stubs do not declare the buffer protocol that b2a_base64 reads
+    return binascii.b2a_base64(arr, newline=False).decode("ascii")
+
+
+def _with_words(arr: np.ndarray[Any, Any]) -> Any:
+    # Rare path (a result that is not finite): an object array holding strings.
+    obj = arr.astype(object)
+    obj[np.isnan(arr)] = "nan"
+    obj[np.isposinf(arr)] = "inf"
+    obj[np.isneginf(arr)] = "-inf"
+    return obj.tolist()
+
+
+# --------------------------------------------------------------------------- spilling
+# A pipe to a worker moves about 0.25 GB/s here and pickling a list of 2*10^5
+# floats took 17 ms (holding the GIL, so the event loop too); a file on tmpfs
+# moves a megabyte in a fraction of a millisecond. Large bodies and answers
+# therefore cross between processes as files.
+
+SPILL_MIN_BYTES = 256 * 1024
+
+
+def spill(data: bytes, directory: str | None) -> str | None:
+    """Write ``data`` to a new file in ``directory``; None when small or impossible (in-band)."""
+    if directory is None or len(data) < SPILL_MIN_BYTES:
+        return None
+    path = None
+    try:
+        fd, path = tempfile.mkstemp(dir=directory)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError:  # a full or missing tmpfs: fall back to the pipe
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return None
+    return path
+
+
+def unspill(path: str) -> bytes:
+    """Read and delete a file written by ``spill``."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

@@ -1,0 +1,202 @@
+"""Every error as ``application/problem+json`` (RFC 9457): type, title, status, detail, errors.
+
+The engine's typed errors carry their own status and kind; the service's own
+failures (queue full, time limit, dead worker) are ``ServiceError``s; FastAPI's
+validation errors, 404, 405 and 413 are rewritten into the same shape; anything
+else is a 500 that shows neither a traceback nor a path.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engine.errors import AutodiffError
+
+log = logging.getLogger("app.errors")
+PROBLEM_TYPE = "urn:autodiff:problem:"
+MEDIA_TYPE = "application/problem+json"
+
+
+class ServiceError(Exception):
+    """A failure of the service around the computation (queue, time limit, worker)."""
+
+    kind = "service-error"
+    title = "Service error"
+    status = 500
+
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class QueueFullError(ServiceError):
+    kind, title, status = "queue-full", "Work queue full", 503
+
+
+class NotReadyError(ServiceError):
+    kind, title, status = "not-ready", "Not ready", 503
+
+
+class ComputeTimeoutError(ServiceError):
+    kind, title, status = "time-limit", "Time limit exceeded", 504
+
+
+class WorkerDiedError(ServiceError):
+    kind, title, status = "worker-died", "Worker process died", 502
+
+
+def problem(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A problem+json response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _short(part: Any, limit: int = 60) -> Any:
+    # A body key may be megabytes long; an error never echoes that back.
+    if isinstance(part, str) and len(part) > limit:
+        return part[:limit] + "..."
+    return part
+
+
+def engine_loc(loc: Any) -> Any:
+    """An engine location as the contract writes it: a body path, a source position or a node."""
+    if isinstance(loc, str):
+        return {"node": loc}
+    if isinstance(loc, tuple) and len(loc) == 2 and all(isinstance(v, int) for v in loc):
+        return {"line": loc[0], "column": loc[1]}
+    if isinstance(loc, tuple):
+        return list(loc)
+    return loc
+
+
+def autodiff_problem(exc: AutodiffError) -> Response:
+    """The problem response for a typed engine or language error."""
+    error: dict[str, Any] = {"loc": engine_loc(exc.loc) if exc.loc is not None else ["body"]}
+    error["msg"] = exc.message
+    if exc.op is not None:
+        error["op"] = exc.op
+    if exc.shapes is not None:
+        error["shapes"] = [list(s) for s in exc.shapes]
+    return problem(exc.status, exc.kind, exc.title, exc.message, [error])
+
+
+async def _autodiff_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AutodiffError)
+    return autodiff_problem(exc)
+
+
+async def _service_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    return problem(exc.status, exc.kind, exc.title, exc.detail, headers=exc.headers)
+
+
+async def _validation_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    # Only loc and msg: pydantic's "input" would echo (maybe megabytes of) the body back.
+    errors = [
+        {
+            "loc": [_short(part) for part in e.get("loc", ())],
+            "msg": _short(str(e.get("msg", "")), 200),
+        }
+        for e in exc.errors()[:20]
+    ]
+    detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+    return problem(422, "invalid-request", "Invalid request", detail, errors)
+
+
+async def _http_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    detail = exc.detail if isinstance(exc.detail, str) else phrase
+    kind = phrase.lower().replace(" ", "-")
+    return problem(status, kind, phrase, detail, headers=dict(exc.headers or {}))
+
+
+async def _unhandled_handler(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "internal-error", "Internal error", "An internal error occurred.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error class to a problem+json handler."""
+    app.add_exception_handler(AutodiffError, _autodiff_handler)
+    app.add_exception_handler(ServiceError, _service_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(Exception, _unhandled_handler)
+
+
+_TOO_LARGE = orjson.dumps(
+    {
+        "type": PROBLEM_TYPE + "content-too-large",
+        "title": "Content Too Large",
+        "status": 413,
+        "detail": "The request body is over the configured limit (max_body_bytes).",
+    }
+)
+
+
+class BodyLimitProblems:
+    """Rewrites Starlette's plain-text 413 (sent outside every exception handler) as a problem.
+
+    When Content-Length already exceeds ``max_body_size``, Starlette's body-limit
+    middleware replaces whatever the app answers with ``text/plain`` "Content Too
+    Large"; it sits outside the app's middleware, so only a wrapper can fix it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rewriting = False
+
+        async def send_problem(message: Message) -> None:
+            nonlocal rewriting
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                headers = dict(message.get("headers", ()))
+                rewriting = headers.get(b"content-type", b"").startswith(b"text/plain")
+                if rewriting:
+                    kept = [
+                        (k, v)
+                        for k, v in message.get("headers", ())
+                        if k.lower() not in (b"content-type", b"content-length")
+                    ]
+                    kept += [
+                        (b"content-type", MEDIA_TYPE.encode()),
+                        (b"content-length", str(len(_TOO_LARGE)).encode()),
+                    ]
+                    message = {**message, "headers": kept}
+            elif message["type"] == "http.response.body" and rewriting:
+                message = {"type": "http.response.body", "body": _TOO_LARGE}
+                rewriting = False
+            await send(message)
+
+        await self.app(scope, receive, send_problem)

@@ -1,0 +1,332 @@
+"""Request ids, one JSON log line per request, and Prometheus metrics.
+
+Everything here is pure ASGI (no ``BaseHTTPMiddleware``): that wrapper costs a
+task and a stream per request, and the stack's ceiling is part of the product.
+The metric children are cached per label set so a request pays for a dict
+lookup, not for prometheus-client's label validation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import orjson
+from fastapi import FastAPI
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+POOL_EVENTS = ("timeout", "worker_restart", "queue_full", "memory_limit")
+UNMATCHED = "<unmatched>"
+# Any token is a valid HTTP method; label the rest "other" so a client cannot
+# create unbounded time series.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+ACCESS_LOGGER = "autodiff.access"
+
+# Latency buckets in seconds: sub-millisecond for the inline path up to the
+# time limit (some seconds) for runaway work.
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+
+
+class ObservabilitySettings(Protocol):
+    """What this module reads from the service settings."""
+
+    log_level: str
+
+
+class Metrics:
+    """The service's Prometheus collectors, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        ProcessCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        GCCollector(registry=reg)
+        self.requests = Counter(
+            "autodiff_http_requests", "HTTP requests answered, by endpoint template and status.",
+            ["method", "endpoint", "status"], registry=reg,
+        )
+        self.latency = Histogram(
+            "autodiff_http_request_duration_seconds",
+            "Time from request start to the end of the response body, by endpoint and status.",
+            ["method", "endpoint", "status"], buckets=_LATENCY_BUCKETS, registry=reg,
+        )
+        self.in_flight = Gauge(
+            "autodiff_http_requests_in_flight", "Requests being handled now.", registry=reg
+        )
+        self.queue_depth = Gauge(
+            "autodiff_pool_queue_depth", "Tasks waiting for a pool worker.", registry=reg
+        )
+        self.busy_workers = Gauge(
+            "autodiff_pool_busy_workers", "Pool workers running a task.", registry=reg
+        )
+        self.pool_events = {
+            "timeout": Counter(
+                "autodiff_pool_timeouts", "Tasks killed past the time limit.", registry=reg
+            ),
+            "worker_restart": Counter(
+                "autodiff_pool_worker_restarts",
+                "Pool workers replaced (killed on timeout, crashed or out of memory).",
+                registry=reg,
+            ),
+            "queue_full": Counter(
+                "autodiff_pool_queue_full_rejections",
+                "Requests refused with 503 because the work queue was full.", registry=reg,
+            ),
+            "memory_limit": Counter(
+                "autodiff_pool_memory_limit_kills",
+                "Tasks that hit the per-worker memory cap.", registry=reg,
+            ),
+        }
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        key = (method, endpoint, status)
+        child = self._children.get(key)
+        if child is None:
+            labels = (method, endpoint, str(status))
+            child = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._children[key] = child
+        child[0].inc()
+        child[1].observe(seconds)
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+# The "_created" series double the scrape for no use here.
+disable_created_metrics()
+METRICS = Metrics()
+
+
+def record_pool_event(name: str) -> None:
+    """Count one pool event: "timeout", "worker_restart", "queue_full" or "memory_limit"."""
+    counter = METRICS.pool_events.get(name)
+    if counter is None:
+        raise ValueError(f"unknown pool event {name!r}; expected one of {POOL_EVENTS}")
+    counter.inc()
+
+
+def set_pool_gauges(queue_depth: int, busy_workers: int) -> None:
+    """Publish the pool's current queue depth and number of busy workers."""
+    METRICS.queue_depth.set(queue_depth)
+    METRICS.busy_workers.set(busy_workers)
+
+
+def new_request_id(incoming: bytes | None) -> str:
+    """The client's request id if it is sane (<=128 of [A-Za-z0-9._-]), else a fresh one."""
+    if incoming:
+        try:
+            text = incoming.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+        if _SANE_REQUEST_ID.fullmatch(text):
+            return text
+    # 128 random bits as hex, as uuid4().hex but without building a UUID (4x cheaper).
+    return os.urandom(16).hex()
+
+
+def endpoint_of(scope: Scope) -> str:
+    """The route template that handled the request (bounded label cardinality)."""
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    if "endpoint" in scope:
+        # A mount (the docs assets) sets the endpoint and its own root path
+        # but, under FastAPI's router, no route.
+        return f"{scope.get('root_path', '')}/{{path}}"
+    return UNMATCHED
+
+
+def _find_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+_FALLBACK_500 = orjson.dumps({
+    "type": "urn:autodiff:problem:internal-error",
+    "title": "Internal error",
+    "status": 500,
+    "detail": "An internal error occurred. Quote the X-Request-ID header when reporting it.",
+})
+
+
+class ObservabilityMiddleware:
+    """Request id, access log line and metrics for every HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, logger: logging.Logger) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.logger = logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = new_request_id(_find_header(scope["headers"], b"x-request-id"))
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        id_header = (b"x-request-id", request_id.encode("ascii"))
+        status = 500
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                if _find_header(headers, b"x-request-id") is None:
+                    headers.append(id_header)
+                message["headers"] = headers
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Starlette's ServerErrorMiddleware (inside this one) has normally
+            # answered with the app's 500 handler already; this covers an app
+            # without it. Re-raise so the server still sees the error.
+            status = 500
+            if not started:
+                await _send_bare_500(send, id_header)
+            raise
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - start
+            endpoint = endpoint_of(scope)
+            method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
+            self.metrics.observe(method, endpoint, status, elapsed)
+            if self.logger.isEnabledFor(logging.INFO):
+                self._log(scope, state, request_id, endpoint, status, elapsed)
+
+    def _log(
+        self, scope: Scope, state: dict[str, Any], request_id: str, endpoint: str,
+        status: int, elapsed: float,
+    ) -> None:
+        record: dict[str, Any] = {
+            "ts": time.time(),
+            "level": "info",
+            "event": "request",
+            "request_id": request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "endpoint": endpoint,
+            "status": status,
+            "duration_ms": round(elapsed * 1000.0, 3),
+        }
+        pool_wait = state.get("pool_wait_ms")
+        if pool_wait is not None:
+            record["pool_wait_ms"] = pool_wait
+        self.logger.info(orjson.dumps(record).decode())
+
+
+async def _send_bare_500(send: Send, id_header: tuple[bytes, bytes]) -> None:
+    await send({
+        "type": "http.response.start",
+        "status": 500,
+        "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(_FALLBACK_500)).encode()),
+            id_header,
+        ],
+    })
+    await send({"type": "http.response.body", "body": _FALLBACK_500})
+
+
+class _JsonLineFormatter(logging.Formatter):
+    """Access lines are already JSON; anything else is wrapped as one JSON line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.name == ACCESS_LOGGER and not record.exc_info and message.startswith("{"):
+            return message
+        out: dict[str, Any] = {
+            "ts": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": message,
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            out["request_id"] = request_id
+        if record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        return orjson.dumps(out).decode()
+
+
+def configure_logger(level: str) -> logging.Logger:
+    """The access logger, writing one JSON object per line to stderr (idempotent)."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.setLevel(level.upper())
+    if not any(getattr(h, "_autodiff", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_JsonLineFormatter())
+        handler._autodiff = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    # The JSON line is the record; the root logger would print it a second time.
+    logger.propagate = False
+    return logger
+
+
+def metrics_response() -> Response:
+    """The current metrics as a Prometheus text response."""
+    return Response(METRICS.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def install_observability(app: FastAPI, settings: ObservabilitySettings) -> None:
+    """Wrap the app in the request-id/log/metrics middleware (outermost); add ``GET /metrics``."""
+    if app.middleware_stack is not None:
+        raise RuntimeError("install_observability must run before the app starts")
+    logger = configure_logger(getattr(settings, "log_level", "info") or "info")
+    # Wrap the whole built stack, not just the user middleware: Starlette's
+    # body-limit and server-error layers sit outside every user middleware and
+    # answer 413s and 500s themselves; those need a request id, a log line
+    # and a count too.
+    build_inner = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        return ObservabilityMiddleware(build_inner(), metrics=METRICS, logger=logger)
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        description="Request counts and latency by endpoint and status, pool queue depth, "
+        "busy workers, timeouts, worker restarts and queue-full rejections, in the "
+        "Prometheus text format.",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {
+            "schema": {"type": "string"}}}, "description": "Prometheus text format."}},
+    )
+    async def get_metrics() -> Response:
+        return metrics_response()

@@ -1,0 +1,142 @@
+"""The worker pool: pebble processes that can be killed, a bounded queue, metrics hooks.
+
+pebble's ``ProcessPool.schedule(..., timeout=)`` kills a task past its time limit
+and replaces the worker (the standard ``ProcessPoolExecutor`` cannot stop a
+running task). Workers start from a forkserver, not ``fork``: forking a uvloop
+process that has threads can deadlock. The forkserver preloads the compute
+modules, so a replacement worker is ready without re-importing NumPy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from typing import Any, Protocol
+
+from pebble import ProcessExpired, ProcessPool
+
+from app.errors import ComputeTimeoutError, QueueFullError, WorkerDiedError
+from app.observability import record_pool_event, set_pool_gauges
+from engine.errors import SizeLimitError
+
+PRELOAD = ["app.compute"]
+RETRY_AFTER_S = "1"
+
+
+class PoolSettings(Protocol):
+    """What the pool reads from the service settings."""
+
+    workers: int
+    time_limit_s: float
+    queue_size: int
+    worker_memory_mb: int
+
+
+def init_worker(memory_mb: int) -> None:
+    """Cap the worker's address space so one request cannot take the machine's memory."""
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def ping() -> float:
+    """A trivial task: the pool is up when a worker answers it."""
+    return time.perf_counter()
+
+
+class WorkerPool:
+    """A pebble process pool with a bounded number of tasks in flight."""
+
+    def __init__(self, settings: PoolSettings) -> None:
+        self.workers = settings.workers
+        self.time_limit_s = settings.time_limit_s
+        self.capacity = settings.workers + settings.queue_size
+        self.memory_mb = settings.worker_memory_mb
+        self.in_flight = 0
+        self.ready = False
+        self._pool: ProcessPool | None = None
+        self.spill_dir: str | None = None
+
+    def start(self) -> None:
+        """Start the worker processes (from a forkserver)."""
+        shm = "/dev/shm"
+        where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+        self.spill_dir = tempfile.mkdtemp(prefix="autodiff-spill-", dir=where)
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)
+        self._pool = ProcessPool(
+            max_workers=self.workers,
+            context=context,
+            initializer=init_worker,
+            initargs=(self.memory_mb,),
+        )
+        self._publish()
+
+    async def warm_up(self) -> None:
+        """Run one trivial task per worker; the pool is ready once they answered."""
+        await asyncio.gather(*(self.run(ping) for _ in range(self.workers)))
+        self.ready = True
+
+    def stop(self) -> None:
+        """Stop the workers, killing any running task."""
+        self.ready = False
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool.join(timeout=5)
+            self._pool = None
+        if self.spill_dir is not None:
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
+            self.spill_dir = None
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` in a worker; map time limit, crash and full queue to problems."""
+        if self._pool is None:
+            raise WorkerDiedError("the worker pool is not running", {"Retry-After": RETRY_AFTER_S})
+        if self.in_flight >= self.capacity:
+            record_pool_event("queue_full")
+            raise QueueFullError(
+                f"{self.in_flight} tasks are in flight (limit {self.capacity}); retry shortly",
+                {"Retry-After": RETRY_AFTER_S},
+            )
+        self.in_flight += 1
+        self._publish()
+        try:
+            future = self._pool.schedule(fn, args=args, timeout=self.time_limit_s)
+            return await asyncio.wrap_future(future)
+        except TimeoutError:
+            record_pool_event("timeout")
+            record_pool_event("worker_restart")
+            raise ComputeTimeoutError(
+                f"the computation ran past the time limit of {self.time_limit_s:g} s; "
+                "its worker was replaced"
+            ) from None
+        except ProcessExpired as exc:
+            record_pool_event("worker_restart")
+            raise WorkerDiedError(
+                f"the worker running this request died (exit code {exc.exitcode}); "
+                "it was replaced, the request can be retried"
+            ) from None
+        except MemoryError:
+            record_pool_event("memory_limit")
+            raise SizeLimitError(
+                f"the computation needed more than the worker memory cap of {self.memory_mb} MiB"
+            ) from None
+        except CancelledError:
+            # pebble cancelled the task (pool stopping): not the client's fault
+            raise WorkerDiedError(
+                "the task was cancelled", {"Retry-After": RETRY_AFTER_S}
+            ) from None
+        finally:
+            self.in_flight -= 1
+            self._publish()
+
+    def _publish(self) -> None:
+        busy = min(self.in_flight, self.workers)
+        set_pool_gauges(self.in_flight - busy, busy)

@@ -1,0 +1,374 @@
+"""Request and response models of the HTTP contract (see API.md), with OpenAPI examples.
+
+Array-valued fields are typed ``Any`` with a declared JSON schema: pydantic then
+passes a million-element list through by reference instead of validating each
+number in Python; ``app.encoding`` turns it into one NumPy array in one call.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi.openapi.models import Example
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+
+_NUMBER_OR_WORD = {
+    "anyOf": [{"type": "number"}, {"type": "string", "enum": ["nan", "inf", "-inf"]}]
+}
+_NESTED = {"type": "array", "items": {}, "description": "A rectangular nested list of numbers."}
+_ARRAY_PROPERTIES: dict[str, Any] = {
+    "data": {"anyOf": [_NUMBER_OR_WORD, _NESTED]},
+    "b64": {"type": "string"},
+    "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+    "dtype": {"type": "string", "enum": ["float64", "float32"]},
+}
+_B64_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "description": "An array as an object: `data` (number or nested list) or `b64` (raw "
+    "little-endian bytes, base64) with `shape`; `dtype` float64 (default) or float32.",
+    "properties": _ARRAY_PROPERTIES,
+    "additionalProperties": False,
+}
+_INPUT_OBJECT = {
+    **_B64_OBJECT,
+    "properties": {**_ARRAY_PROPERTIES, "requires_grad": {"type": "boolean"}},
+}
+ArrayValue = Annotated[Any, WithJsonSchema({"anyOf": [_NUMBER_OR_WORD, _NESTED, _B64_OBJECT]})]
+InputValue = Annotated[Any, WithJsonSchema({"anyOf": [_NUMBER_OR_WORD, _NESTED, _INPUT_OBJECT]})]
+ResultValue = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "description": "A number, a nested list, a b64 object (encoding=b64), or for "
+            "several outputs a list with one such entry per output.",
+        }
+    ),
+]
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class GraphNode(BaseModel):
+    """One node of a JSON graph: an op applied to input names, node ids or literals."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(description="Unique id of this node.")
+    op: str = Field(description="Op name, as listed by GET /ops.")
+    inputs: list[Any] = Field(
+        default_factory=list,
+        description="Positional arguments: an input name, another node's id, or a literal.",
+    )
+    attrs: dict[str, Any] = Field(
+        default_factory=dict, description='Keyword arguments of the op, e.g. {"axis": 0}.'
+    )
+
+
+class GraphSpec(BaseModel):
+    """A function as a JSON DAG."""
+
+    model_config = ConfigDict(extra="forbid")
+    nodes: list[GraphNode] = Field(description="The nodes, in any order (no cycles).")
+    outputs: list[str] = Field(
+        min_length=1, description="Ids of the output nodes (several give several outputs)."
+    )
+
+
+class ComputeRequest(BaseModel):
+    """What every compute endpoint takes: one function, its inputs, and options."""
+
+    model_config = ConfigDict(extra="forbid")
+    expression: str | None = Field(
+        None, description="Source text in the safe Python-like language (one of expression/graph)."
+    )
+    graph: GraphSpec | None = Field(
+        None, description="The function as a JSON graph (one of expression/graph)."
+    )
+    inputs: dict[str, InputValue] = Field(
+        description="A value for each free name: a number, a nested list, or an object "
+        "with data or b64, dtype and requires_grad."
+    )
+    wrt: list[str] | None = Field(
+        None,
+        description="Input names to differentiate with respect to "
+        "(default: every input with requires_grad).",
+    )
+    include_graph: bool = Field(True, description="Add graph metadata to the answer.")
+    check: bool = Field(
+        False, description="Also compute the derivative by central finite differences."
+    )
+    encoding: Literal["json", "b64"] = Field(
+        "json", description='"b64" answers arrays as {"dtype","shape","b64"} objects.'
+    )
+
+    @model_validator(mode="after")
+    def _one_function(self) -> ComputeRequest:
+        if (self.expression is None) == (self.graph is None):
+            raise ValueError("give exactly one of 'expression' or 'graph'")
+        return self
+
+
+class GradRequest(ComputeRequest):
+    """Gradient of a scalar output, or a VJP when a cotangent is given."""
+
+    cotangent: ArrayValue | None = Field(
+        None,
+        description="Cotangent of the output (a list of them for several outputs); "
+        "required when the output is not a scalar.",
+    )
+
+
+class VjpRequest(ComputeRequest):
+    """Vector-Jacobian product."""
+
+    cotangent: ArrayValue = Field(
+        description="Cotangent of the output's shape; a list of them for several outputs."
+    )
+
+
+class JvpRequest(ComputeRequest):
+    """Jacobian-vector product (forward mode)."""
+
+    tangents: dict[str, ArrayValue] = Field(
+        description="A tangent per input name, of that input's shape; these inputs are the "
+        "directions (wrt defaults to them)."
+    )
+
+
+class JacobianRequest(ComputeRequest):
+    """Full Jacobian of every output with respect to every wrt input."""
+
+    mode: Literal["auto", "reverse", "forward"] = Field(
+        "auto", description="auto picks reverse when the output is smaller than the input."
+    )
+
+
+class HessianRequest(ComputeRequest):
+    """Hessian of a scalar output."""
+
+
+class HvpRequest(ComputeRequest):
+    """Hessian-vector product without forming the Hessian."""
+
+    vectors: dict[str, ArrayValue] = Field(
+        description="The vector, as one array per input name, of that input's shape."
+    )
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class GraphNodeInfo(BaseModel):
+    """One recorded node of the traced graph."""
+
+    id: str = Field(description="Node id.")
+    op: str = Field(description='Op name; "input" or "constant" for leaves.')
+    inputs: list[str] = Field(description="Ids of the nodes this one reads.")
+    shape: list[int] = Field(description="Shape of the node's value.")
+    dtype: str = Field(description="dtype of the node's value.")
+    requires_grad: bool = Field(description="Whether a gradient flows through this node.")
+    is_leaf: bool = Field(description="True for inputs and constants.")
+    grad_fn: str | None = Field(description="Name of the backward rule; null for leaves.")
+
+
+class GraphInfo(BaseModel):
+    """Metadata of the graph the inputs took (define-by-run)."""
+
+    nodes: list[GraphNodeInfo] = Field(description="The nodes (cut past the configured count).")
+    outputs: list[str] = Field(description="Ids of the output nodes.")
+    num_nodes: int = Field(description="Exact number of nodes.")
+    num_edges: int = Field(description="Exact number of edges.")
+    depth: int = Field(description="Longest path from an input to an output.")
+    truncated: bool = Field(False, description="True when the node list was cut.")
+
+
+class CheckResult(BaseModel):
+    """Agreement of the derivative with central finite differences."""
+
+    max_abs_error: ResultValue = Field(description="Largest absolute difference.")
+    max_rel_error: ResultValue = Field(description="Largest difference relative to the scale.")
+    directions: int = Field(description="Directions along which differences were taken.")
+
+
+class ComputeResponse(BaseModel):
+    """Fields every compute answer has."""
+
+    value: ResultValue = Field(description="The function's output (a list for several outputs).")
+    graph: GraphInfo | None = Field(None, description="Graph metadata (include_graph).")
+    check: CheckResult | None = Field(None, description="Finite-difference check (check).")
+    timing_ms: dict[str, float] = Field(
+        description="Milliseconds per phase: parse, decode, forward, backward (or the pass "
+        "that ran: jacobian mode, hessian, hvp), check, encode, queue (time waiting for a "
+        "worker; absent when the request ran in the server process) and total."
+    )
+    warnings: list[str] | None = Field(
+        None, description="Non-finite values, unused inputs and similar notes."
+    )
+
+
+class GradResponse(ComputeResponse):
+    """The value and the gradient of each differentiated input."""
+
+    gradients: dict[str, ResultValue] = Field(description="Gradient by input name.")
+
+
+class VjpResponse(ComputeResponse):
+    """The value and the vector-Jacobian product by input name."""
+
+    vjp: dict[str, ResultValue] = Field(description="VJP by input name.")
+
+
+class JvpResponse(ComputeResponse):
+    """The value and the Jacobian-vector product."""
+
+    jvp: ResultValue = Field(description="JVP, of the output's shape (a list for several).")
+
+
+class JacobianResponse(ComputeResponse):
+    """The value and the Jacobian by input name."""
+
+    jacobian: dict[str, ResultValue] = Field(
+        description="Jacobian by input name, shape output.shape + input.shape "
+        "(a list with one per output for several outputs)."
+    )
+    mode: Literal["reverse", "forward"] = Field(description="The mode that ran.")
+
+
+class HessianResponse(ComputeResponse):
+    """The value, the gradient and the Hessian by pairs of input names."""
+
+    gradients: dict[str, ResultValue] = Field(description="Gradient by input name.")
+    hessian: dict[str, dict[str, ResultValue]] = Field(
+        description='hessian["x"]["y"] has shape x.shape + y.shape.'
+    )
+
+
+class HvpResponse(ComputeResponse):
+    """The value and the Hessian-vector product by input name."""
+
+    hvp: dict[str, ResultValue] = Field(description="HVP by input name.")
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem+json)."""
+
+    type: str = Field(description="URI naming the kind of problem.")
+    title: str = Field(description="Short summary of the kind of problem.")
+    status: int = Field(description="HTTP status code.")
+    detail: str = Field(description="What went wrong in this request.")
+    errors: list[dict[str, Any]] | None = Field(
+        None,
+        description="Each {loc, msg}: loc is a body path, a source position {line, column} "
+        "or a graph node {node}.",
+    )
+
+
+class OpInfo(BaseModel):
+    """One op of the language."""
+
+    name: str = Field(description="NumPy name of the op.")
+    signature: str = Field(description="Parameters and defaults.")
+    differentiable: bool = Field(description="Whether gradients flow through it.")
+    doc: str = Field(description="One-line description.")
+    aliases: list[str] = Field(description="Other names of the same op.")
+
+
+class OpsResponse(BaseModel):
+    """Every op the language knows."""
+
+    ops: list[OpInfo] = Field(description="The ops, by name.")
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: str = Field(description='"ok" or "ready".')
+
+
+# --------------------------------------------------------------------------- examples
+# Taken from the worked examples (shared/examples/worked.json); the first of each
+# endpoint is what Swagger UI's "Try it out" sends unedited.
+
+_X4 = [0.0, 1.0, 2.0, 3.0]
+_POLY = (
+    "stack([x[0] ** 3 + 2 * x[1] ** 2 + 3 * x[2], 3 * x[0] + 2 * x[1] ** 2 + x[2] ** 3, "
+    "2 * x[0] + x[1] ** 3 + 3 * x[2] ** 2])"
+)
+_CONTROL_FLOW = (
+    "b = a * 2\nwhile norm(b) < 1000:\n    b = b * 2\nif sum(b) > 0:\n    c = b\n"
+    "else:\n    c = 100 * b\nreturn sum(c)"
+)
+
+
+def _example(summary: str, value: dict[str, Any]) -> Example:
+    return Example(summary=summary, value=value)
+
+
+GRAD_EXAMPLES: dict[str, Example] = {
+    "2dot": _example("2*dot(x, x)", {"expression": "2 * dot(x, x)", "inputs": {"x": _X4}}),
+    "controlflow": _example(
+        "Control flow (while, if)",
+        {"expression": _CONTROL_FLOW, "inputs": {"a": [0.3, -0.2, 0.5, 0.1]}},
+    ),
+    "detach": _example(
+        "detach: no gradient through u",
+        {"expression": "u = detach(x * x)\nreturn sum(u * x)", "inputs": {"x": _X4}},
+    ),
+    "requires-grad-false": _example(
+        "A constant input",
+        {
+            "expression": "sum(multiply(x, exp(c)))",
+            "inputs": {
+                "x": [1.0, 2.0, 3.0],
+                "c": {"data": [0.1, 0.2, 0.3], "dtype": "float64", "requires_grad": False},
+            },
+        },
+    ),
+    "cotangent": _example(
+        "Non-scalar output with a cotangent",
+        {"expression": _POLY, "inputs": {"x": [1.0, 2.0, 3.0]}, "cotangent": [3.0, 2.0, 1.0]},
+    ),
+    "graph": _example(
+        "2*dot(x, x) as a JSON graph",
+        {
+            "graph": {
+                "nodes": [
+                    {"id": "xx", "op": "dot", "inputs": ["x", "x"]},
+                    {"id": "y", "op": "multiply", "inputs": ["xx", 2.0]},
+                ],
+                "outputs": ["y"],
+            },
+            "inputs": {"x": _X4},
+        },
+    ),
+}
+VJP_EXAMPLES: dict[str, Example] = {
+    "vjp-poly": _example(
+        "The [17, 52, 81] VJP",
+        {"expression": _POLY, "inputs": {"x": [1.0, 2.0, 3.0]}, "cotangent": [3.0, 2.0, 1.0]},
+    ),
+}
+JVP_EXAMPLES: dict[str, Example] = {
+    "jvp-poly": _example(
+        "Forward mode along [3, 2, 1]",
+        {"expression": _POLY, "inputs": {"x": [1.0, 2.0, 3.0]}, "tangents": {"x": [3.0, 2.0, 1.0]}},
+    ),
+}
+JACOBIAN_EXAMPLES: dict[str, Example] = {
+    "jacobian-poly": _example(
+        "3x3 Jacobian", {"expression": _POLY, "inputs": {"x": [1.0, 2.0, 3.0]}, "mode": "auto"}
+    ),
+}
+HESSIAN_EXAMPLES: dict[str, Example] = {
+    "2dot": _example("2*dot(x, x)", {"expression": "2 * dot(x, x)", "inputs": {"x": _X4}}),
+}
+HVP_EXAMPLES: dict[str, Example] = {
+    "2dot": _example(
+        "2*dot(x, x) along v",
+        {
+            "expression": "2 * dot(x, x)",
+            "inputs": {"x": _X4},
+            "vectors": {"x": [1.0, 0.0, 0.0, 2.0]},
+        },
+    ),
+}

@@ -1,0 +1,152 @@
+"""Optional API keys (constant-time) and CORS, as pure ASGI middleware.
+
+With no keys configured the service is open. With keys, every path needs one
+except health, docs, the OpenAPI document and metrics: deny by default, so a
+new endpoint is protected without anyone remembering to list it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import orjson
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+OPEN_PATHS = frozenset({
+    "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/metrics", "/ops",
+    "/favicon.ico",
+})
+# Static assets of the offline docs (see app/docs.py).
+OPEN_PREFIXES = ("/docs/",)
+
+_UNAUTHORIZED_BODY = orjson.dumps({
+    "type": "about:blank",
+    "title": "Unauthorized",
+    "status": 401,
+    "detail": "A valid API key is required: send 'Authorization: Bearer <key>' "
+    "or 'X-API-Key: <key>'.",
+})
+
+
+class SecuritySettings(Protocol):
+    """What this module reads from the service settings."""
+
+    api_keys: list[str]
+    cors_origins: list[str]
+
+
+def _digest(key: str | bytes) -> bytes:
+    raw = key.encode("utf-8") if isinstance(key, str) else key
+    return hashlib.sha256(raw).digest()
+
+
+class KeyChecker:
+    """Checks a presented key against the configured ones in constant time."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        # Comparing fixed-length digests hides the keys' lengths as well as
+        # their contents; every key is compared so timing does not tell which.
+        self._digests = [_digest(k) for k in keys if k]
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one key is configured."""
+        return bool(self._digests)
+
+    def accepts(self, presented: bytes | None) -> bool:
+        """True if ``presented`` equals one of the configured keys."""
+        if not presented:
+            return False
+        candidate = _digest(presented)
+        ok = False
+        for digest in self._digests:
+            ok |= hmac.compare_digest(candidate, digest)
+        return ok
+
+
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key``, if any."""
+    api_key: bytes | None = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"authorization":
+            scheme, _, token = value.strip().partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return token.strip()
+        elif lname == b"x-api-key" and value.strip():
+            api_key = value.strip()
+    return api_key
+
+
+def is_open_path(path: str) -> bool:
+    """True for paths that never need a key (health, docs, metrics, ops)."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+class APIKeyMiddleware:
+    """Refuses requests to protected paths without a valid key (401 problem+json)."""
+
+    def __init__(self, app: ASGIApp, keys: Sequence[str], router: Router | None = None) -> None:
+        self.app = app
+        self.checker = KeyChecker(keys)
+        self.router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or not self.checker.enabled
+            or is_open_path(scope["path"])
+            or self.checker.accepts(presented_key(scope["headers"]))
+        ):
+            await self.app(scope, receive, send)
+            return
+        self._name_route(scope)
+        await send({
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(_UNAUTHORIZED_BODY)).encode()),
+                (b"www-authenticate", b'Bearer realm="autodiff"'),
+            ],
+        })
+        await send({"type": "http.response.body", "body": _UNAUTHORIZED_BODY})
+
+    def _name_route(self, scope: Scope) -> None:
+        # The request never reaches the router; name its route anyway so the
+        # metrics count 401s by endpoint template rather than as unmatched.
+        if self.router is None:
+            return
+        for route in self.router.routes:
+            match, _ = route.matches(dict(scope))
+            if match is not Match.NONE:
+                scope["route"] = route
+                return
+
+
+def install_security(app: FastAPI, settings: SecuritySettings) -> None:
+    """Add CORS (if origins are configured) and API-key checks (if keys are)."""
+    if app.middleware_stack is not None:
+        raise RuntimeError("install_security must run before the app starts")
+    # Appended (innermost of the user middleware, whatever else is added), CORS
+    # before auth, so preflights pass without a key and 401s carry CORS headers.
+    origins = list(getattr(settings, "cors_origins", None) or [])
+    if origins:
+        app.user_middleware.append(Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        ))
+    keys = [k for k in (getattr(settings, "api_keys", None) or []) if k]
+    if keys:
+        app.user_middleware.append(Middleware(APIKeyMiddleware, keys=keys, router=app.router))

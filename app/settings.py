@@ -1,0 +1,111 @@
+"""Service settings, read from ``AUTODIFF_*`` environment variables (pydantic-settings).
+
+Defaults keep one 2-core machine safe from any single request: every limit
+bounds memory or time taken on behalf of one caller.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each one is an ``AUTODIFF_<NAME>`` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTODIFF_", extra="ignore")
+
+    workers: int = Field(default=2, ge=1, description="Worker processes in the compute pool.")
+    time_limit_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds one computation may run before its worker is killed (504).",
+    )
+    queue_size: int = Field(
+        default=64, ge=0, description="Tasks that may wait for a worker; past it requests get 503."
+    )
+    max_body_bytes: int = Field(
+        default=32 * MiB, ge=1, description="Largest request body (413 past it)."
+    )
+    max_input_elements: int = Field(
+        default=4_000_000, ge=1, description="Largest number of elements in one input array (413)."
+    )
+    max_intermediate_elements: int = Field(
+        default=50_000_000,
+        ge=1,
+        description="Largest array any op, Jacobian or Hessian may create (checked before "
+        "allocation).",
+    )
+    max_iterations: int = Field(
+        default=30_000,
+        ge=1,
+        description=(
+            "Loop iterations one program may run in total (422 past it). Traced iterations cost "
+            "about 25-35 us here, so the default stops `while True` in about a second."
+        ),
+    )
+    max_graph_nodes_returned: int = Field(
+        default=1000,
+        ge=0,
+        description="Graph nodes listed in an answer; past it the list is truncated.",
+    )
+    max_source_chars: int = Field(
+        default=100_000, ge=1, description="Longest expression source text accepted (413 past it)."
+    )
+    worker_memory_mb: int = Field(
+        default=2048, ge=0, description="Address-space cap per worker process in MiB (0 = no cap)."
+    )
+    inline_max_elements: int = Field(
+        default=4096,
+        ge=0,
+        description=(
+            "Fast path: a loop-free program whose inputs and intermediates stay under this many "
+            "elements runs in the server process, skipping the pool hop (0 = never)."
+        ),
+    )
+    inline_max_ops: int = Field(
+        default=64, ge=0, description="Fast path: most ops a program may have to run in-process."
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted API keys, comma-separated; empty means the service is open.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS, comma-separated."
+    )
+    log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        # The environment gives one string; code and tests may give a list.
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def inline_max_body_bytes(self) -> int:
+        """Bodies up to this size are parsed and decoded on the event loop for the fast path."""
+        return 16 * self.inline_max_elements + 4096
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings from the environment, read once (tests override the dependency)."""
+    return Settings()
+
+
+async def app_settings(request: Request) -> Settings:
+    """The settings the running app was built with (``create_app(settings)`` or the env)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+# async: FastAPI would run a plain def dependency in its thread pool (a costly hop).
+SettingsDep = Annotated[Settings, Depends(app_settings)]

@@ -1,0 +1,1 @@
+"""Benchmarks: our engine and service against NumPy, HIPS autograd, PyTorch and JAX (issue 6)."""

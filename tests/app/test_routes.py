@@ -1,0 +1,567 @@
+"""Every endpoint and every error class of the contract, through the ASGI app (one pool)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app import compute
+from app.main import create_app
+from app.settings import Settings
+from engine import lang
+
+WORKED = json.loads((Path(__file__).parent / "worked_examples.json").read_text())
+SETTINGS = Settings(
+    workers=1,
+    time_limit_s=1.0,
+    queue_size=4,
+    max_body_bytes=200_000,
+    max_input_elements=5_000,
+    max_intermediate_elements=100_000,
+    max_iterations=1_000_000,  # so the time limit, not the iteration limit, stops `while True`
+    max_graph_nodes_returned=5,
+    worker_memory_mb=0,
+)
+PROBLEM = "application/problem+json"
+
+
+def strict_json(text: str) -> Any:
+    """Parse refusing NaN/Infinity literals (RFC 8259)."""
+
+    def refuse(word: str) -> Any:
+        raise AssertionError(f"non-standard JSON constant {word}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def wait_ready(client: TestClient) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the pool never became ready")
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app(SETTINGS), raise_server_exceptions=False) as c:
+        wait_ready(c)
+        yield c
+
+
+@pytest.fixture
+def pooled(client: TestClient) -> Iterator[TestClient]:
+    """The same app with the in-process fast path turned off (every request uses the pool)."""
+    with settings_changed(client, inline_max_elements=0):
+        yield client
+
+
+@contextlib.contextmanager
+def settings_changed(client: TestClient, **changes: Any) -> Iterator[None]:
+    """The running app's runner with some settings changed."""
+    runner = client.app.state.runner  # type: ignore[attr-defined]
+    previous = runner.settings
+    runner.settings = previous.model_copy(update=changes)
+    try:
+        yield
+    finally:
+        runner.settings = previous
+
+
+def post(client: TestClient, path: str, body: dict[str, Any], status: int = 200) -> Any:
+    r = client.post(path, json=body)
+    assert r.status_code == status, r.text
+    expected_type = "application/json" if status == 200 else PROBLEM
+    assert r.headers["content-type"].startswith(expected_type)
+    return strict_json(r.text)
+
+
+def close(actual: Any, expected: Any) -> None:
+    np.testing.assert_allclose(
+        np.asarray(actual, float), np.asarray(expected, float), rtol=1e-6, atol=1e-9
+    )
+
+
+# --------------------------------------------------------------------------- worked examples
+
+
+@pytest.mark.parametrize("example", WORKED, ids=[e["name"] for e in WORKED])
+@pytest.mark.parametrize("path", ["inline", "pool"])
+def test_worked_example(
+    client: TestClient, pooled_or_not: Any, example: dict[str, Any], path: str
+) -> None:
+    c = pooled_or_not(path)
+    method, route = example["endpoint"].split()
+    expected = example["response"]
+    body = post(c, route, example["request"], expected["status"])
+    close(body["value"], expected["value"])
+    key = "vjp" if "vjp" in expected else "gradients"
+    assert set(body[key]) == set(expected[key])
+    for name, grad in expected[key].items():
+        close(body[key][name], grad)
+    assert body["graph"]["num_nodes"] >= 1
+    has_loops = lang.compile_cached(expression=example["request"]["expression"]).has_loops
+    assert ("queue" in body["timing_ms"]) == (path == "pool" or has_loops)
+
+
+@pytest.fixture
+def pooled_or_not(client: TestClient, request: pytest.FixtureRequest) -> Any:
+    def choose(path: str) -> TestClient:
+        if path == "pool":
+            return request.getfixturevalue("pooled")
+        return client
+
+    return choose
+
+
+# --------------------------------------------------------------------------- endpoints
+
+POLY = WORKED[5]["request"]["expression"]
+
+
+def poly_jacobian(x: list[float]) -> np.ndarray:
+    x1, x2, x3 = x
+    return np.array([[3 * x1**2, 4 * x2, 3], [3, 4 * x2, 3 * x3**2], [2, 3 * x2**2, 6 * x3]])
+
+
+def test_jvp(client: TestClient) -> None:
+    body = post(
+        client,
+        "/jvp",
+        {"expression": POLY, "inputs": {"x": [1, 2, 3]}, "tangents": {"x": [3, 2, 1]}},
+    )
+    close(body["value"], [18, 38, 37])
+    close(body["jvp"], poly_jacobian([1, 2, 3]) @ [3, 2, 1])
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_jacobian_modes(client: TestClient, mode: str) -> None:
+    body = post(client, "/jacobian", {"expression": POLY, "inputs": {"x": [1, 2, 3]}, "mode": mode})
+    close(body["jacobian"]["x"], poly_jacobian([1, 2, 3]))
+    assert body["mode"] == mode
+
+
+def test_jacobian_auto_picks_by_size(client: TestClient) -> None:
+    wide = post(
+        client, "/jacobian", {"expression": "sum(x * x, keepdims=True)", "inputs": {"x": [1, 2, 3]}}
+    )
+    assert wide["mode"] == "reverse"  # output (1) smaller than input (3)
+    close(wide["jacobian"]["x"], [[2, 4, 6]])
+    tall = post(
+        client,
+        "/jacobian",
+        {
+            "expression": "x * y",
+            "inputs": {"x": 2.0, "y": {"data": [1, 2, 3], "requires_grad": False}},
+        },
+    )
+    assert tall["mode"] == "forward"
+    close(tall["jacobian"]["x"], [1, 2, 3])
+    assert "y" not in tall["jacobian"]
+
+
+def test_hessian_and_hvp(client: TestClient) -> None:
+    body = post(
+        client,
+        "/hessian",
+        {"expression": "sum(x * x * y)", "inputs": {"x": [1.0, 2.0], "y": [3.0, 4.0]}},
+    )
+    close(body["value"], 1 * 3 + 4 * 4)
+    close(body["gradients"]["x"], [6, 16])
+    close(body["hessian"]["x"]["x"], np.diag([6, 8]))
+    close(body["hessian"]["x"]["y"], np.diag([2, 4]))
+    close(body["hessian"]["y"]["y"], np.zeros((2, 2)))
+    hvp = post(
+        client,
+        "/hvp",
+        {
+            "expression": "sum(x * x * y)",
+            "inputs": {"x": [1.0, 2.0], "y": [3.0, 4.0]},
+            "vectors": {"x": [1.0, 0.0], "y": [0.0, 1.0]},
+        },
+    )
+    close(hvp["hvp"]["x"], [6 + 0, 0 + 4])  # H_xx v_x + H_xy v_y
+    close(hvp["hvp"]["y"], [2, 0])
+
+
+def test_several_outputs(client: TestClient) -> None:
+    program = "a = sum(x)\nb = x * 2\nreturn a, b"
+    body = post(
+        client,
+        "/vjp",
+        {"expression": program, "inputs": {"x": [1.0, 2.0]}, "cotangent": [1.0, [1.0, 10.0]]},
+    )
+    assert isinstance(body["value"], list) and len(body["value"]) == 2
+    close(body["value"][0], 3)
+    close(body["vjp"]["x"], [1 + 2, 1 + 20])  # contributions summed
+    jac = post(client, "/jacobian", {"expression": program, "inputs": {"x": [1.0, 2.0]}})
+    close(jac["jacobian"]["x"][0], [1, 1])
+    close(jac["jacobian"]["x"][1], 2 * np.eye(2))
+
+
+def test_constants_wrt_and_unused_inputs(client: TestClient) -> None:
+    body = post(
+        client,
+        "/grad",
+        {
+            "expression": "sum(x * y)",
+            "inputs": {"x": [1.0, 2.0], "y": [3.0, 4.0], "z": 1.0},
+            "wrt": ["x", "z"],
+        },
+    )
+    assert set(body["gradients"]) == {"x", "z"}
+    close(body["gradients"]["x"], [3, 4])
+    assert body["gradients"]["z"] == 0.0
+    assert any("'z'" in w for w in body["warnings"])
+
+
+def test_graph_form_and_graph_metadata(client: TestClient) -> None:
+    graph = {
+        "nodes": [
+            {"id": "xx", "op": "multiply", "inputs": ["x", "x"]},
+            {"id": "y", "op": "sum", "inputs": ["xx"], "attrs": {"axis": 0}},
+        ],
+        "outputs": ["y"],
+    }
+    body = post(client, "/grad", {"graph": graph, "inputs": {"x": [1.0, 2.0]}})
+    close(body["gradients"]["x"], [2, 4])
+    meta = body["graph"]
+    assert {"nodes", "outputs", "num_nodes", "num_edges", "depth"} <= set(meta)
+    node = meta["nodes"][0]
+    assert {"id", "op", "inputs", "shape", "dtype", "requires_grad", "is_leaf", "grad_fn"} <= set(
+        node
+    )
+    assert "graph" not in post(
+        client, "/grad", {"graph": graph, "inputs": {"x": [1.0]}, "include_graph": False}
+    )
+
+
+def test_graph_list_is_cut_past_the_limit(client: TestClient) -> None:
+    body = post(
+        client, "/grad", {"expression": "sum(sin(cos(exp(tanh(x * x)))))", "inputs": {"x": [1.0]}}
+    )
+    assert len(body["graph"]["nodes"]) == SETTINGS.max_graph_nodes_returned
+    assert body["graph"]["num_nodes"] > SETTINGS.max_graph_nodes_returned
+    assert body["graph"]["truncated"] is True
+
+
+def test_check_reports_small_errors(client: TestClient) -> None:
+    for route, extra in [
+        ("/grad", {}),
+        ("/jacobian", {}),
+        ("/hessian", {}),
+        ("/jvp", {"tangents": {"x": [1.0, -1.0, 0.5]}}),
+        ("/hvp", {"vectors": {"x": [1.0, 0.0, 2.0]}}),
+    ]:
+        body = post(
+            client,
+            route,
+            {
+                "expression": "sum(sin(x) * exp(x))",
+                "inputs": {"x": [0.1, 0.2, 0.3]},
+                "check": True,
+                **extra,
+            },
+        )
+        assert body["check"]["max_rel_error"] < 1e-6, (route, body["check"])
+
+
+def test_nonfinite_values_are_strings_with_warnings(client: TestClient) -> None:
+    r = client.post("/grad", json={"expression": "sum(log(x))", "inputs": {"x": [0.0, 1.0]}})
+    body = strict_json(r.text)
+    assert body["value"] == "-inf"
+    assert body["gradients"]["x"][0] == "inf"
+    assert any("log" in w for w in body["warnings"])
+    assert any("gradients.x" in w for w in body["warnings"])
+
+
+def test_nonfinite_inputs_as_strings(client: TestClient) -> None:
+    body = post(
+        client, "/grad", {"expression": "sum(x * 0 + 1)", "inputs": {"x": [1.0, "nan", "-inf"]}}
+    )
+    assert body["value"] == "nan"
+
+
+def test_b64_in_and_out(client: TestClient) -> None:
+    x = np.arange(6.0).reshape(2, 3)
+    raw = {"dtype": "float64", "shape": [2, 3], "b64": base64.b64encode(x.tobytes()).decode()}
+    body = post(
+        client, "/grad", {"expression": "sum(x * x)", "inputs": {"x": raw}, "encoding": "b64"}
+    )
+    g = body["gradients"]["x"]
+    assert g["shape"] == [2, 3] and g["dtype"] == "float64"
+    close(np.frombuffer(base64.b64decode(g["b64"])).reshape(2, 3), 2 * x)
+
+
+def test_float32_stays_float32(client: TestClient) -> None:
+    body = post(
+        client,
+        "/grad",
+        {
+            "expression": "sum(x * x)",
+            "encoding": "b64",
+            "inputs": {"x": {"data": [1.0, 2.0], "dtype": "float32"}},
+        },
+    )
+    assert body["gradients"]["x"]["dtype"] == "float32"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def errors_of(body: dict[str, Any]) -> list[dict[str, Any]]:
+    assert {"type", "title", "status", "detail"} <= set(body)
+    return body.get("errors", [])
+
+
+def test_syntax_error_points_into_the_source(client: TestClient) -> None:
+    body = post(
+        client, "/grad", {"expression": "a = x\nb = (a +\nreturn b", "inputs": {"x": 1.0}}, 422
+    )
+    loc = errors_of(body)[0]["loc"]
+    assert set(loc) == {"line", "column"}
+
+
+def test_unknown_op_and_unknown_name(client: TestClient) -> None:
+    body = post(client, "/grad", {"expression": "sum(frobnicate(x))", "inputs": {"x": 1.0}}, 422)
+    assert "frobnicate" in body["detail"]
+    body = post(client, "/grad", {"expression": "sum(x * y)", "inputs": {"x": 1.0}}, 422)
+    assert "'y'" in body["detail"]
+    assert errors_of(body)[0]["loc"] == ["body", "inputs", "y"]
+
+
+def test_graph_errors_name_the_node(client: TestClient) -> None:
+    graph = {"nodes": [{"id": "a", "op": "nosuchop", "inputs": ["x"]}], "outputs": ["a"]}
+    body = post(client, "/grad", {"graph": graph, "inputs": {"x": 1.0}}, 422)
+    assert errors_of(body)[0]["loc"] == {"node": "a"}
+
+
+def test_shape_mismatch_names_op_and_shapes(client: TestClient) -> None:
+    body = post(
+        client,
+        "/grad",
+        {"expression": "sum(x + y)", "inputs": {"x": [1.0, 2.0], "y": [1.0, 2.0, 3.0]}},
+        422,
+    )
+    err = errors_of(body)[0]
+    assert err["op"] == "add"
+    assert "(2,)" in body["detail"] and "(3,)" in body["detail"]
+
+
+def test_nonscalar_grad_asks_for_a_cotangent(client: TestClient) -> None:
+    body = post(client, "/grad", {"expression": "x * 2", "inputs": {"x": [1.0, 2.0]}}, 422)
+    assert "cotangent" in body["detail"]
+    assert body["type"].endswith("non-scalar-output")
+
+
+def test_cotangent_of_the_wrong_shape(client: TestClient) -> None:
+    body = post(
+        client,
+        "/vjp",
+        {"expression": "x * 2", "inputs": {"x": [1.0, 2.0]}, "cotangent": [1.0]},
+        422,
+    )
+    assert errors_of(body)[0]["loc"] == ["body", "cotangent"]
+
+
+def test_invalid_inputs(client: TestClient) -> None:
+    body = post(
+        client, "/grad", {"expression": "sum(x)", "inputs": {"x": [[1.0, 2.0], [3.0]]}}, 422
+    )
+    assert errors_of(body)[0]["loc"] == ["body", "inputs", "x"]
+    body = post(
+        client,
+        "/grad",
+        {"expression": "sum(x)", "inputs": {"x": {"data": [1], "dtype": "int8"}}},
+        422,
+    )
+    assert errors_of(body)[0]["loc"] == ["body", "inputs", "x", "dtype"]
+    body = post(client, "/grad", {"expression": "sum(x)", "inputs": {"x": ["one"]}}, 422)
+    assert errors_of(body)[0]["loc"] == ["body", "inputs", "x"]
+
+
+def test_wrt_errors(client: TestClient) -> None:
+    body = post(client, "/grad", {"expression": "sum(x)", "inputs": {"x": 1.0}, "wrt": ["q"]}, 422)
+    assert errors_of(body)[0]["loc"] == ["body", "wrt", 0]
+    body = post(
+        client,
+        "/grad",
+        {
+            "expression": "sum(x)",
+            "inputs": {"x": {"data": 1.0, "requires_grad": False}},
+            "wrt": ["x"],
+        },
+        422,
+    )
+    assert "requires_grad" in body["detail"]
+
+
+def test_request_validation_errors_are_problems(client: TestClient) -> None:
+    body = post(client, "/grad", {"inputs": {"x": 1.0}}, 422)
+    assert errors_of(body)[0]["loc"] == ["body"]
+    body = post(
+        client, "/jacobian", {"expression": "x", "inputs": {"x": 1.0}, "mode": "sideways"}, 422
+    )
+    assert errors_of(body)[0]["loc"] == ["body", "mode"]
+    body = post(client, "/grad", {"expression": "x", "inputs": {"x": 1.0}, "typo": 1}, 422)
+    assert errors_of(body)[0]["loc"] == ["body", "typo"]
+    r = client.post("/grad", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
+    r = client.post(
+        "/grad",
+        content=b'{"expression": "x", "inputs": {"x": NaN}}',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422  # strict JSON in as well as out
+
+
+def test_iteration_limit(client: TestClient) -> None:
+    with settings_changed(client, max_iterations=100):
+        body = post(
+            client,
+            "/grad",
+            {"expression": "y = x\nwhile True:\n    y = y + 1\nreturn y", "inputs": {"x": 1.0}},
+            422,
+        )
+    assert body["type"].endswith("iteration-limit")
+
+
+def test_size_limits(client: TestClient) -> None:
+    r = client.post(
+        "/grad",
+        content=b"[" + b"1," * 150_000 + b"1]",
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
+    body = post(client, "/grad", {"expression": "sum(x)", "inputs": {"x": [0.0] * 6_000}}, 413)
+    assert errors_of(body)[0]["loc"] == ["body", "inputs", "x"]
+    body = post(
+        client, "/grad", {"expression": "sum(outer(x, x))", "inputs": {"x": [0.0] * 1_000}}, 413
+    )
+    assert "outer" in body["detail"]
+    body = post(client, "/jacobian", {"expression": "x * 2", "inputs": {"x": [0.0] * 1_000}}, 413)
+    assert "jacobian" in body["detail"]
+    body = post(client, "/hessian", {"expression": "sum(x)", "inputs": {"x": [0.0] * 1_000}}, 413)
+    assert "hessian" in body["detail"]
+    body = post(client, "/grad", {"expression": "x" + " + x" * 30_000, "inputs": {"x": 1.0}}, 413)
+    assert errors_of(body)[0]["loc"] == ["body", "expression"]
+
+
+def test_time_limit_gives_504_and_the_next_request_works(client: TestClient) -> None:
+    body = post(
+        client,
+        "/grad",
+        {"expression": "y = x\nwhile True:\n    y = y + 1\nreturn y", "inputs": {"x": 1.0}},
+        504,
+    )
+    assert body["type"].endswith("time-limit")
+    post(
+        client,
+        "/grad",
+        {"expression": "y = x\nfor i in range(3):\n    y = y * 2\nreturn y", "inputs": {"x": 1.0}},
+    )
+
+
+def test_full_queue_gives_503_with_retry_after(client: TestClient) -> None:
+    pool = client.app.state.pool  # type: ignore[attr-defined]
+    capacity = pool.capacity
+    pool.capacity = 0
+    try:
+        r = client.post(
+            "/grad",
+            json={
+                "expression": "y = x\nfor i in range(2):\n    y = y * 2\nreturn y",
+                "inputs": {"x": 1.0},
+            },
+        )
+    finally:
+        pool.capacity = capacity
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
+    assert int(r.headers["retry-after"]) >= 1
+
+
+def test_404_405_and_500_are_problems(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = client.get("/nowhere")
+    assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
+    r = client.get("/grad")
+    assert r.status_code == 405 and r.headers["content-type"] == PROBLEM
+
+    def broken(task: Any) -> Any:
+        raise RuntimeError("secret detail in /work/main/app/compute.py")
+
+    monkeypatch.setattr(compute, "run_encoded", broken)
+    r = client.post("/grad", json={"expression": "sum(x)", "inputs": {"x": 1.0}})
+    assert r.status_code == 500 and r.headers["content-type"] == PROBLEM
+    assert "secret" not in r.text and "/work" not in r.text and "Traceback" not in r.text
+
+
+# --------------------------------------------------------------------------- other endpoints, docs
+
+
+def test_health_ready_ops(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    ops = {op["name"]: op for op in client.get("/ops").json()["ops"]}
+    assert ops["sum"]["differentiable"] is True
+    assert ops["sum"]["signature"].startswith("sum(")
+    assert ops["less"]["differentiable"] is False
+    assert all(op["doc"] for op in ops.values())
+
+
+def test_openapi_examples_and_descriptions(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for route in ["/grad", "/vjp", "/jvp", "/jacobian", "/hessian", "/hvp"]:
+        content = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"]
+        assert content["examples"], route
+    for name, schema in spec["components"]["schemas"].items():
+        for field, prop in schema.get("properties", {}).items():
+            if name.endswith(("Request", "Response")):
+                assert prop.get("description"), f"{name}.{field} has no description"
+
+
+@pytest.mark.parametrize("route", ["/grad", "/vjp", "/jvp", "/jacobian", "/hessian", "/hvp"])
+def test_every_openapi_example_runs(client: TestClient, route: str) -> None:
+    spec = client.get("/openapi.json").json()
+    examples = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"][
+        "examples"
+    ]
+    for name, example in examples.items():
+        r = client.post(route, json=example["value"])
+        assert r.status_code == 200, (route, name, r.text)
+
+
+def test_fast_path_choice(client: TestClient) -> None:
+    small = post(client, "/grad", {"expression": "sum(x * x)", "inputs": {"x": [1.0, 2.0]}})
+    assert "queue" not in small["timing_ms"]  # loop-free and small: ran in the server process
+    einsum = post(
+        client, "/grad", {"expression": "einsum('i,i->', x, x)", "inputs": {"x": [1.0, 2.0]}}
+    )
+    assert "queue" in einsum["timing_ms"]  # work not bounded by its sizes: sent to the pool
+    close(einsum["gradients"]["x"], [2.0, 4.0])
+    big = post(client, "/grad", {"expression": "sum(x * x)", "inputs": {"x": [1.0] * 4_097}})
+    assert "queue" in big["timing_ms"]  # over inline_max_elements: fell back to the pool
+    small_jacobian = post(client, "/jacobian", {"expression": "x * x", "inputs": {"x": [1.0]}})
+    assert "queue" in small_jacobian["timing_ms"]  # work multiplied by the input size: pool
+    checked = post(client, "/grad", {"expression": "sum(x)", "inputs": {"x": [1.0]}, "check": True})
+    assert "queue" in checked["timing_ms"]
+
+
+def test_not_ready_before_the_pool_starts() -> None:
+    # without the lifespan there is no pool: 503 problems, never a 500
+    cold = TestClient(create_app(SETTINGS), raise_server_exceptions=False)
+    r = cold.get("/readyz")
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
+    assert r.headers["retry-after"]
+    r = cold.post("/grad", json={"expression": "sum(x)", "inputs": {"x": 1.0}})
+    assert r.status_code == 503
+    assert cold.get("/healthz").status_code == 200

@@ -1,0 +1,191 @@
+"""The service as a separate uvicorn process, over real HTTP on loopback.
+
+Small limits through the environment: one worker, a 1 s time limit, a queue of
+one, and an iteration limit high enough that ``while True`` meets the time
+limit first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.server
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKED = json.loads((Path(__file__).parent / "worked_examples.json").read_text())
+RUNAWAY = {"expression": "y = x\nwhile True:\n    y = y + 1\nreturn y", "inputs": {"x": 1.0}}
+SMALL = {
+    "expression": "y = x\nfor i in range(3):\n    y = y * 2\nreturn sum(y)",
+    "inputs": {"x": [1.0, 2.0]},
+}
+ENV = {
+    "AUTODIFF_WORKERS": "1",
+    "AUTODIFF_TIME_LIMIT_S": "1.0",
+    "AUTODIFF_QUEUE_SIZE": "1",
+    "AUTODIFF_MAX_ITERATIONS": "1000000000",
+    "AUTODIFF_LOG_LEVEL": "warning",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "uvicorn exited"
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the server never became ready")
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid``, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the command name (field 2) may hold spaces; the parent pid follows its ')'
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    """The pool's workers: children of the forkserver, itself a child of the server."""
+    for child in children(server_pid):
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"forkserver" in cmdline:
+            return children(child)
+    return []
+
+
+def test_worked_examples_over_http(server: tuple[str, Any]) -> None:
+    url, _ = server
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for example in WORKED:
+            route = example["endpoint"].split()[1]
+            r = client.post(route, json=example["request"])
+            assert r.status_code == 200, (example["name"], r.text)
+            body = r.json()
+            np.testing.assert_allclose(body["value"], example["response"]["value"], rtol=1e-6)
+            key = "vjp" if "vjp" in example["response"] else "gradients"
+            for name, grad in example["response"][key].items():
+                np.testing.assert_allclose(body[key][name], grad, rtol=1e-6)
+            assert r.headers["x-request-id"]
+
+
+def test_runaway_loop_gives_504_then_the_next_request_works(server: tuple[str, Any]) -> None:
+    url, _ = server
+    r = httpx.post(url + "/grad", json=RUNAWAY, timeout=30)
+    assert r.status_code == 504
+    assert r.headers["content-type"] == "application/problem+json"
+    assert httpx.post(url + "/grad", json=SMALL, timeout=30).status_code == 200
+
+
+def test_killed_worker_fails_only_its_request(server: tuple[str, Any]) -> None:
+    url, proc = server
+    result: dict[str, httpx.Response] = {}
+    slow = threading.Thread(
+        target=lambda: result.setdefault("r", httpx.post(url + "/grad", json=RUNAWAY, timeout=30))
+    )
+    slow.start()
+    time.sleep(0.4)  # the runaway task is running (the time limit is 1 s)
+    pids = worker_pids(proc.pid)
+    assert pids, "no pool workers found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    slow.join(timeout=30)
+    r = result["r"]
+    assert 500 <= r.status_code < 600 and r.status_code != 504, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    ok = httpx.post(url + "/grad", json=SMALL, timeout=30)
+    assert ok.status_code == 200, ok.text
+
+
+def test_full_queue_gives_503_with_retry_after(server: tuple[str, Any]) -> None:
+    url, _ = server
+    responses: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        r = httpx.post(url + "/grad", json=RUNAWAY, timeout=30)
+        with lock:
+            responses.append(r)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]  # capacity: 1 worker + 1 queued
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    statuses = sorted(r.status_code for r in responses)
+    assert 503 in statuses, statuses
+    full = next(r for r in responses if r.status_code == 503)
+    assert int(full.headers["retry-after"]) >= 1
+    assert full.headers["content-type"] == "application/problem+json"
+    assert httpx.post(url + "/grad", json=SMALL, timeout=30).status_code == 200
+
+
+def test_large_request_and_answer(server: tuple[str, Any]) -> None:
+    url, _ = server
+    x = np.linspace(-1.0, 1.0, 50_000)
+    r = httpx.post(
+        url + "/grad", json={"expression": "sum(x * x)", "inputs": {"x": x.tolist()}}, timeout=60
+    )
+    assert r.status_code == 200, r.text[:300]
+    np.testing.assert_allclose(r.json()["gradients"]["x"], 2 * x)
