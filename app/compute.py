@@ -454,7 +454,13 @@ def jacobian(problem: Problem) -> dict[str, Any]:
     tick = time.perf_counter()
     if problem.diff:
         argnums = tuple(range(len(problem.diff)))
-        _, jac, _, mode = engine.jacobian_and_value(problem.fn(), problem.primals, argnums, mode)
+        _, jac, _, mode = engine.jacobian_and_value(
+            problem.fn(),
+            problem.primals,
+            argnums,
+            mode,
+            max_elements=problem.limits["max_intermediate_elements"],
+        )
     elif mode == "auto":
         mode = "reverse" if out_size <= in_size else "forward"
     problem.timing[mode] = _ms(tick)
@@ -494,7 +500,12 @@ def hessian(problem: Problem) -> dict[str, Any]:
     blocks: Any = []
     if problem.diff:
         argnums = tuple(range(len(problem.diff)))
-        value, grads, blocks = engine.hessian_and_grad(problem.fn(), problem.primals, argnums)
+        value, grads, blocks = engine.hessian_and_grad(
+            problem.fn(),
+            problem.primals,
+            argnums,
+            max_elements=problem.limits["max_intermediate_elements"],
+        )
     problem.timing["hessian"] = _ms(tick)
     names = problem.diff + problem.zero
     table = {a: {b: _hessian_block(problem, blocks, a, b) for b in names} for a in names}

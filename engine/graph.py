@@ -19,9 +19,17 @@ from engine import tracer
 from engine.registry import Op, shape_of
 from engine.tracer import Box, unbox_all
 
+_DTYPE_NAMES: dict[Any, str] = {}
+
 
 def _dtype_name(x: Any) -> str:
-    return str(np.asarray(unbox_all(x)).dtype) if not isinstance(x, Box) else _dtype_name(x.value)
+    dtype = getattr(unbox_all(x), "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(x).dtype
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype)
+    return name
 
 
 class Recorder:

@@ -17,7 +17,7 @@ import numpy as np
 import engine.numpy as anp
 from engine.errors import NonScalarOutputError, ValueDomainError
 from engine.registry import shape_of
-from engine.tracer import Box, Dual, Var, backward, new_level, unbox
+from engine.tracer import Box, Dual, Var, backward, new_level, toposort, unbox
 
 Fn = Callable[..., Any]
 ArgNums = int | Sequence[int]
@@ -224,27 +224,38 @@ def jacobian_and_value(
     argnums: ArgNums = 0,
     mode: str = "auto",
     chunk_size: int | None = None,
+    max_elements: int | None = None,
 ) -> tuple[Any, list[list[Any]], bool, str]:
     """Value, Jacobian blocks ``jac[output][arg]`` of shape out.shape + arg.shape,
     whether f returned a tuple, and the mode that ran ("reverse" or "forward").
 
-    All rows (or columns) go through ONE batched pass; ``chunk_size`` bounds
-    memory by splitting the stacked identity.
+    All rows (or columns) go through ONE batched pass. ``chunk_size`` splits the
+    stacked identity to bound memory; ``max_elements`` picks the largest chunk whose
+    batched intermediates stay under that many elements.
     """
     if mode not in ("auto", "reverse", "forward"):
         raise ValueDomainError(f"mode must be 'auto', 'reverse' or 'forward', got {mode!r}")
     primals = [as_array(p) for p in primals]
     nums = _argnums(argnums, len(primals))
     in_sizes = [int(np.prod(shape_of(primals[i]))) for i in nums]
-    trace = Trace(f, primals, nums) if mode != "forward" else None
+    trace = Trace(f, primals, nums) if mode != "forward" or max_elements else None
     if trace is not None and mode == "auto":
         out_size = sum(int(np.prod(shape_of(v))) for v in trace.values)
         mode = "reverse" if out_size <= sum(in_sizes) else "forward"
+    if trace is not None and max_elements and chunk_size is None:
+        chunk_size = max(1, max_elements // peak_size(trace))
     if mode == "reverse":
         assert trace is not None
-        return trace.value, _jac_reverse(trace), trace.is_tuple, "reverse"
+        return trace.value, _jac_reverse(trace, chunk_size), trace.is_tuple, "reverse"
     values, jac, is_tuple = _jac_forward(f, primals, nums, in_sizes, chunk_size)
     return (tuple(values) if is_tuple else values[0]), jac, is_tuple, "forward"
+
+
+def peak_size(trace: Trace) -> int:
+    """Elements of the largest value on the trace's tape (a batched pass multiplies it)."""
+    sizes = [int(np.prod(shape_of(v))) for v in toposort(trace.outputs, trace.level)]
+    sizes += [int(np.prod(shape_of(v))) for v in trace.values]
+    return max([1, *sizes])
 
 
 def _jac_reverse(trace: Trace, chunk_size: int | None = None) -> list[list[Any]]:
@@ -327,10 +338,11 @@ def jacobian(f: Fn, argnums: ArgNums = 0, mode: str = "auto", chunk_size: int | 
 
 
 def hessian_and_grad(
-    f: Fn, primals: Sequence[Any], argnums: ArgNums = 0
+    f: Fn, primals: Sequence[Any], argnums: ArgNums = 0, max_elements: int | None = None
 ) -> tuple[Any, list[Any], list[list[Any]]]:
     """Value, gradients, and Hessian blocks ``H[i][j]`` (shape x_i.shape + x_j.shape) of a
-    scalar ``f``, in one forward-over-reverse pass with a stacked identity."""
+    scalar ``f``, in one forward-over-reverse pass with a stacked identity (split into
+    chunks when ``max_elements`` says the batched intermediates would be too large)."""
     primals = [as_array(p) for p in primals]
     nums = _argnums(argnums, len(primals))
 
@@ -338,8 +350,11 @@ def hessian_and_grad(
         trace = Trace(f, xs, nums)
         return (trace.value, *trace.pullback(_scalar_seed(trace)))
 
+    chunk_size = None
+    if max_elements:
+        chunk_size = max(1, max_elements // peak_size(Trace(f, primals, nums)))
     in_sizes = [int(np.prod(shape_of(primals[i]))) for i in nums]
-    values, jac, _ = _jac_forward(value_and_grads, primals, nums, in_sizes, None)
+    values, jac, _ = _jac_forward(value_and_grads, primals, nums, in_sizes, chunk_size)
     return values[0], values[1:], jac[1:]
 
 

@@ -242,3 +242,21 @@ def test_engine_imports_no_web_framework() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in banned, f"{path} imports {name}"
+
+
+def test_chunked_jacobian_and_hessian_match_one_pass() -> None:
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(6, 5))
+    x = rng.normal(size=5)
+
+    def f(x):  # type: ignore[no-untyped-def]
+        return anp.tanh(w @ x)
+
+    for mode in ("reverse", "forward"):
+        _, whole, _, _ = ad.jacobian_and_value(f, [x], 0, mode)
+        _, parts, _, _ = ad.jacobian_and_value(f, [x], 0, mode, max_elements=12)
+        np.testing.assert_allclose(parts[0][0], whole[0][0], rtol=1e-14)
+    g = lambda x: anp.logsumexp(w @ x)  # noqa: E731
+    _, _, whole_h = ad.hessian_and_grad(g, [x])
+    _, _, parts_h = ad.hessian_and_grad(g, [x], max_elements=7)
+    np.testing.assert_allclose(parts_h[0][0], whole_h[0][0], rtol=1e-14)
