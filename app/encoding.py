@@ -80,7 +80,8 @@ def decode_value(value: Any, loc: Loc, *, max_elements: int) -> np.ndarray[Any, 
 
 def _dtype(value: dict[str, Any], loc: Loc) -> np.dtype[Any]:
     name = value.get("dtype", "float64")
-    if name not in DTYPES:
+    # A JSON object or list is unhashable: test the type before the dict lookup.
+    if not isinstance(name, str) or name not in DTYPES:
         raise InputError(
             f"dtype {clip(name)} is not supported (use float64 or float32)", loc=[*loc, "dtype"]
         )

@@ -156,7 +156,7 @@ def unbox_all(x: Any) -> Any:
     return x
 
 
-def toposort(outputs: Sequence[Var], level: int) -> list[Var]:
+def toposort(outputs: Sequence[Any], level: int) -> list[Var]:
     """Nodes of ``level`` reachable from ``outputs``, outputs first (iterative, no recursion).
 
     Var ids grow in creation order, so descending id is a reverse topological order.

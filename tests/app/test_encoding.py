@@ -69,6 +69,10 @@ def test_nonfinite_words_in() -> None:
         ([True, False], LOC),
         ([{"a": 1}], LOC),
         ({"data": [1], "dtype": "int8"}, [*LOC, "dtype"]),
+        # unhashable or non-string dtypes were a TypeError (a 500) before
+        ({"data": [1], "dtype": {}}, [*LOC, "dtype"]),
+        ({"data": [1], "dtype": ["float64"]}, [*LOC, "dtype"]),
+        ({"data": [1], "dtype": 64}, [*LOC, "dtype"]),
         ({"data": [1], "b64": "AAAA"}, LOC),
         ({"b64": "AAAA"}, [*LOC, "shape"]),
         ({"b64": "!!", "shape": [1]}, [*LOC, "b64"]),
