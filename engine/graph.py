@@ -39,13 +39,13 @@ class Recorder:
         self.max_nodes = max_nodes
         self.check_finite = check_finite
         self.loc: Any = None  # set by the interpreter: where the next op call comes from
-        self.nodes: list[dict[str, Any]] = []
+        self._rows: list[tuple[Any, ...]] = []
         self.nonfinite: list[dict[str, Any]] = []
         self.num_nodes = 0
         self.num_edges = 0
         self._ids: dict[int, str] = {}
         self._depth: dict[str, int] = {}
-        self._alive: list[Any] = []  # keeps recorded objects alive so their id() stays unique
+        self._alive: list[Any] = []  # keeps unlisted values alive so their id() stays unique
         self._counter = 0
         self._previous: Any = None
 
@@ -96,24 +96,37 @@ class Recorder:
         is_leaf: bool,
         grad_fn: str | None,
     ) -> None:
+        # Cheap while tracing: keep a row; the metadata dicts are built once, at the end.
         self._ids[id(value)] = node_id
-        self._alive.append(value)
-        self._depth[node_id] = 1 + max((self._depth[i] for i in inputs), default=-1)
+        depth = -1
+        for i in inputs:
+            d = self._depth[i]
+            if d > depth:
+                depth = d
+        self._depth[node_id] = depth + 1
         self.num_nodes += 1
         self.num_edges += len(inputs)
-        if len(self.nodes) < self.max_nodes:
-            self.nodes.append(
-                {
-                    "id": node_id,
-                    "op": op,
-                    "inputs": inputs,
-                    "shape": list(shape_of(value)),
-                    "dtype": _dtype_name(value),
-                    "requires_grad": requires_grad,
-                    "is_leaf": is_leaf,
-                    "grad_fn": grad_fn,
-                }
-            )
+        if len(self._rows) < self.max_nodes:
+            self._rows.append((node_id, op, inputs, value, requires_grad, is_leaf, grad_fn))
+        else:
+            self._alive.append(value)
+
+    @property
+    def nodes(self) -> list[dict[str, Any]]:
+        """The recorded nodes (at most ``max_nodes``) as the API describes them."""
+        return [
+            {
+                "id": node_id,
+                "op": op,
+                "inputs": inputs,
+                "shape": list(shape_of(value)),
+                "dtype": _dtype_name(value),
+                "requires_grad": requires_grad,
+                "is_leaf": is_leaf,
+                "grad_fn": grad_fn,
+            }
+            for node_id, op, inputs, value, requires_grad, is_leaf, grad_fn in self._rows
+        ]
 
     def node_id(self, value: Any) -> str | None:
         """The id of the node that produced ``value`` (None if it was not recorded)."""
@@ -128,5 +141,5 @@ class Recorder:
             "num_nodes": self.num_nodes,
             "num_edges": self.num_edges,
             "depth": max(self._depth.values(), default=0),
-            "truncated": self.num_nodes > len(self.nodes),
+            "truncated": self.num_nodes > len(self._rows),
         }

@@ -505,7 +505,33 @@ def _dummy(shape: tuple[int, ...]) -> Any:
     return np.lib.stride_tricks.as_strided(np.zeros(1), shape, (0,) * len(shape), writeable=False)
 
 
+def _basic_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, ...] | None:
+    """The shape ``x[index]`` has for a basic index, by arithmetic (None: let NumPy say)."""
+    consumed = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if consumed > len(shape) or sum(1 for i in index if i is Ellipsis) > 1:
+        return None
+    out: list[int] = []
+    dims = iter(shape)
+    for i in index:
+        if i is None:
+            out.append(1)
+        elif i is Ellipsis:
+            out.extend(next(dims) for _ in range(len(shape) - consumed))
+        elif type(i) is slice:
+            out.append(len(range(*i.indices(next(dims)))))
+        else:
+            d = next(dims)
+            if not -d <= i < d:
+                return None
+    out.extend(dims)
+    return tuple(out)
+
+
 def _getitem_shape(x: Any, index: tuple[Any, ...]) -> tuple[int, ...]:
+    if _basic(index):
+        shape = _basic_shape(shape_of(x), index)
+        if shape is not None:
+            return shape
     try:
         return tuple(_dummy(shape_of(x))[index].shape)
     except IndexError as exc:
