@@ -61,6 +61,9 @@ class Box:
     def __len__(self) -> int:
         return len(self.value)
 
+    def __iter__(self) -> Any:
+        return (self[i] for i in range(len(self)))  # type: ignore[index]
+
     def __bool__(self) -> bool:
         return bool(self.value)
 

@@ -260,3 +260,8 @@ def test_chunked_jacobian_and_hessian_match_one_pass() -> None:
     _, _, whole_h = ad.hessian_and_grad(g, [x])
     _, _, parts_h = ad.hessian_and_grad(g, [x], max_elements=7)
     np.testing.assert_allclose(parts_h[0][0], whole_h[0][0], rtol=1e-14)
+
+
+def test_traced_arrays_iterate_like_numpy() -> None:
+    g = ad.grad(lambda m: sum(row[0] * row[1] for row in m))(np.arange(6.0).reshape(3, 2))
+    np.testing.assert_allclose(g, [[1, 0], [3, 2], [5, 4]])
