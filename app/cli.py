@@ -94,11 +94,7 @@ def function_of(text: str) -> str | dict[str, Any]:
 
 def request_body(args: argparse.Namespace) -> dict[str, Any]:
     """The JSON request for a compute command, exactly as the service takes it."""
-    fields: dict[str, Any] = {
-        "wrt": args.wrt or None,
-        "check": args.check or None,
-        "include_graph": True if args.graph else None,
-    }
+    fields: dict[str, Any] = {"wrt": args.wrt or None, "check": args.check or None}
     if args.command in ("grad", "vjp") and args.cotangent is not None:
         fields["cotangent"] = parse_assignment(f"cotangent={args.cotangent}")[1]
     if args.command == "vjp" and "cotangent" not in fields:
@@ -129,7 +125,7 @@ def compute_local(endpoint: str, body: dict[str, Any]) -> bytes:
     """Answer the request on this machine, through the service's own validation and engine."""
     from pydantic import ValidationError  # deferred: `--url` and `serve` do not need them
 
-    from app import compute, deps, schemas
+    from app import compute, deps, encoding, schemas
     from app.settings import get_settings
     from engine.errors import AutodiffError
 
@@ -148,7 +144,8 @@ def compute_local(endpoint: str, body: dict[str, Any]) -> bytes:
         raise CLIError(f"invalid request: {where}: {first['msg']}") from None
     except AutodiffError as exc:
         raise CLIError(f"{exc.title}: {exc.message}{_where(exc.loc, exc.message)}") from None
-    return answer
+    # A path only when the task names a spill directory, which this one does not.
+    return answer if isinstance(answer, bytes) else encoding.unspill(answer)
 
 
 def _where(loc: Any, message: str = "") -> str:

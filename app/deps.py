@@ -10,15 +10,19 @@ limit can kill.
 from __future__ import annotations
 
 import contextlib
+import email.message
 import os
 import time
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from app import compute, encoding
 from app.errors import NotReadyError
@@ -37,7 +41,10 @@ INLINE_EXCLUDED_OPS = ("einsum",)
 # function by up to the input size: they always go to the pool. With at most
 # inline_max_ops ops whose operands and results hold at most inline_max_elements,
 # the rest costs a few milliseconds at worst (a 64x64 matmul per op).
+M = TypeVar("M", bound=ComputeRequest)
 INLINE_ENDPOINTS = frozenset({"grad", "vjp", "jvp", "hvp"})
+# Request fields holding one entry per input name: each is capped by max_inputs.
+NAMED_FIELDS = ("inputs", "wrt", "tangents", "vectors")
 
 
 class OrjsonRequest(Request):
@@ -51,16 +58,121 @@ class OrjsonRequest(Request):
 
 
 class OrjsonRoute(APIRoute):
-    """A route that parses JSON bodies with orjson."""
+    """A compute route on a lean request path: one body read, orjson, one validation.
+
+    FastAPI's generic handler (dependency solving, telemetry, content-type
+    parsing with ``email.message``, response-model machinery) cost about a
+    third of the web stack's time per small request; a compute route needs
+    none of it: its body is one model and its one dependency is the runner.
+    The answers are the same: invalid JSON and invalid bodies raise
+    ``RequestValidationError`` with ``loc`` under "body", as FastAPI does.
+    Any other route shape falls back to FastAPI's handler (with orjson).
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """Wrap FastAPI's handler so it sees an ``OrjsonRequest``."""
+        """The lean handler when the endpoint is (model body, request, runner), else FastAPI's."""
+        lean = self._lean_handler()
+        if lean is not None:
+            return lean
         handler = super().get_route_handler()
 
         async def orjson_handler(request: Request) -> Response:
             return await handler(OrjsonRequest(request.scope, request.receive))
 
         return orjson_handler
+
+    def _lean_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]] | None:
+        dependant = self.dependant
+        bodies, deps = dependant.body_params, dependant.dependencies
+        if (
+            len(bodies) != 1
+            or dependant.path_params or dependant.query_params or dependant.header_params
+            or dependant.cookie_params
+            or [d.call for d in deps] != [get_runner]
+            or dependant.request_param_name is None
+        ):
+            return None
+        model = bodies[0].field_info.annotation
+        if not (isinstance(model, type) and issubclass(model, ComputeRequest)):
+            return None
+        body_arg, runner_arg = bodies[0].name, deps[0].name
+        request_arg = dependant.request_param_name
+        if runner_arg is None:
+            return None
+        endpoint = self.endpoint
+
+        async def lean_handler(request: Request) -> Response:
+            req = model_from_body(model, await _read_body(request), request.headers)
+            runner = await get_runner(request)
+            response: Response = await endpoint(
+                **{body_arg: req, request_arg: request, runner_arg: runner}
+            )
+            return response
+
+        return lean_handler
+
+
+async def _read_body(request: Request) -> bytes:
+    try:
+        return await request.body()
+    except HTTPException:
+        raise
+    except Exception as exc:
+        # The body limit's own errors answer 413 further out; anything else is
+        # FastAPI's 400, as its generic handler does.
+        if _is_body_limit_error(exc):
+            raise
+        raise HTTPException(400, "There was an error parsing the body") from exc
+
+
+def _is_body_limit_error(exc: Exception) -> bool:
+    try:
+        from fastapi._body_limit import get_body_limit_error
+    except ImportError:  # another FastAPI: let the error through unchanged
+        return True
+    return get_body_limit_error(exc) is not None
+
+
+def _is_json(content_type: str | None) -> bool:
+    # The common case without parsing; otherwise the same rule as FastAPI
+    # (application/json or application/*+json, parameters allowed).
+    if content_type is None:
+        return False
+    if content_type == "application/json":
+        return True
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+def model_from_body(model: type[M], raw: bytes, headers: Mapping[str, str]) -> M:
+    """The validated request model, or ``RequestValidationError`` as FastAPI raises it."""
+    if not raw:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    body: Any = raw  # not JSON by its content type: validated as bytes (and refused)
+    if _is_json(headers.get("content-type")):
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise RequestValidationError(
+                [{
+                    "type": "json_invalid",
+                    "loc": ("body", exc.pos),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": exc.msg},
+                }]
+            ) from None
+    try:
+        return model.model_validate(body, from_attributes=True)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
 
 
 def limits(settings: Settings) -> dict[str, int]:
@@ -95,6 +207,7 @@ class Runner:
         """The JSON answer for ``req`` at ``endpoint``."""
         start = time.perf_counter()
         self._check_source(req)
+        self._check_names(req)
         task = build_task(endpoint, req, self.settings)
         raw = await request.body()
         answer = self._try_inline(task, req, len(raw))
@@ -136,6 +249,20 @@ class Runner:
                 f"the expression has {len(req.expression)} characters, over the limit of {limit}",
                 loc=["body", "expression"],
             )
+
+    def _check_names(self, req: ComputeRequest) -> None:
+        # 100,000 unused inputs would each cost a decode and a warning line: refuse them
+        # before any work, by count alone.
+        limit = self.settings.max_inputs
+        fields = type(req).model_fields
+        for field in NAMED_FIELDS:
+            # only declared fields: getattr on a missing one costs a pydantic __getattr__
+            names = getattr(req, field) if field in fields else None
+            if names is not None and len(names) > limit:
+                raise SizeLimitError(
+                    f"{field} has {len(names)} names, over the limit of {limit} (max_inputs)",
+                    loc=["body", field],
+                )
 
     def _inline_candidate(self, endpoint: str, req: ComputeRequest, body_bytes: int) -> bool:
         s = self.settings

@@ -8,10 +8,13 @@ else is a 500 that shows neither a traceback nor a path.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from http import HTTPStatus
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -72,7 +75,66 @@ def problem(
     }
     if errors:
         body["errors"] = errors
-    return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    return Response(
+        render_problem(body), status_code=status, media_type=MEDIA_TYPE, headers=headers
+    )
+
+
+def render_problem(body: dict[str, Any]) -> bytes:
+    """``body`` as strictly valid JSON bytes, whatever it holds: rendering never fails."""
+    try:
+        return orjson.dumps(json_safe(body))
+    except (TypeError, ValueError, RecursionError):
+        pass
+    try:
+        # orjson stops at 64-bit integers; an error about a shape of 10**300 elements
+        # holds bigger ones, which the standard library writes as JSON numbers.
+        return json.dumps(json_safe(body), allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError, RecursionError):
+        log.exception("a problem body could not be rendered")
+    minimal = {k: json_safe(body.get(k)) for k in ("type", "title", "status")}
+    minimal["detail"] = "The error could not be described."
+    return orjson.dumps(minimal)
+
+
+_MAX_DEPTH = 32
+_MAX_ITEMS = 100
+# Above this many bits an integer is written as a string (a 4300-digit limit guards
+# int -> str in Python, and no shape or count a client should see is that big).
+_MAX_INT_BITS = 1024
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain JSON data: non-finite floats as words, anything unknown as text."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        number, bits = int(value), int(value).bit_length()
+        return number if bits <= _MAX_INT_BITS else f"an integer of {bits} bits"
+    if isinstance(value, float | np.floating):
+        real = float(value)
+        if math.isfinite(real):
+            return real
+        return "nan" if math.isnan(real) else ("inf" if real > 0 else "-inf")
+    if depth >= _MAX_DEPTH:
+        return "..."
+    if isinstance(value, dict):
+        items = list(value.items())[:_MAX_ITEMS]
+        return {_key(k): json_safe(v, depth + 1) for k, v in items}
+    if isinstance(value, list | tuple | set | frozenset | np.ndarray):
+        seq = value.tolist() if isinstance(value, np.ndarray) else list(value)
+        return [json_safe(v, depth + 1) for v in seq[:_MAX_ITEMS]]
+    return _clip(repr(value))
+
+
+def _key(key: Any) -> str:
+    return _clip(key if isinstance(key, str) else repr(key))
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _short(part: Any, limit: int = 60) -> Any:
@@ -100,7 +162,7 @@ def autodiff_problem(exc: AutodiffError) -> Response:
     if exc.op is not None:
         error["op"] = exc.op
     if exc.shapes is not None:
-        error["shapes"] = [list(s) for s in exc.shapes]
+        error["shapes"] = exc.shapes  # render_problem writes tuples (any size) as lists
     return problem(exc.status, exc.kind, exc.title, exc.message, [error])
 
 

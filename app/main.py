@@ -13,14 +13,16 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
 from app.deps import Runner
 from app.docs import install_docs
 from app.errors import MEDIA_TYPE, BodyLimitProblems, install_error_handlers
 from app.observability import install_observability
-from app.pool import WorkerPool
+from app.pool import WorkerPool, limit_blas_threads
 from app.routes import diff, health, ops
+from app.schemas import PROBLEM_TEXT
 from app.security import install_security
 from app.settings import Settings, get_settings
 
@@ -29,11 +31,23 @@ DESCRIPTION = (
     "and input arrays; get gradients, VJPs, JVPs, Jacobians and Hessians. Errors are "
     "application/problem+json (RFC 9457)."
 )
+NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+}
+# Tag order is the order of the docs: the derivatives first.
+OPENAPI_TAGS = [
+    {"name": "derivatives", "description": "Gradients, VJPs, JVPs, Jacobians and Hessians."},
+    {"name": "language", "description": "The ops a function may use."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+]
 
 
 def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The server's own NumPy work is small (the inline fast path): one BLAS thread,
+        # so several server processes do not oversubscribe the cores either.
+        limit_blas_threads(settings.blas_threads)
         pool = WorkerPool(settings)
         pool.start()
         app.state.pool = pool
@@ -56,17 +70,29 @@ class AutodiffAPI(FastAPI):
         return BodyLimitProblems(super().build_middleware_stack())
 
     def openapi(self) -> dict[str, Any]:
-        """The OpenAPI document, with error answers under application/problem+json only."""
+        """The OpenAPI document, with every error answer as the service sends it: problem+json."""
         if self.openapi_schema:
             return self.openapi_schema
         schema = super().openapi()
         for path in schema.get("paths", {}).values():
             for operation in path.values():
-                for answer in operation.get("responses", {}).values():
-                    content = answer.get("content", {})
-                    if MEDIA_TYPE in content and "application/json" in content:
-                        content[MEDIA_TYPE] = content.pop("application/json")
+                _problem_media_type(operation.get("responses", {}))
         return schema
+
+
+def _problem_media_type(responses: dict[str, Any]) -> None:
+    # FastAPI writes a response's "model" under application/json beside the declared
+    # problem+json; the service sends problem+json only. Any operation can fail with a
+    # 500 problem, so each documents one.
+    responses.setdefault("500", {
+        "description": PROBLEM_TEXT[500],
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    })
+    for status, answer in responses.items():
+        content = answer.get("content", {})
+        if status[0] in "45" and "application/json" in content:
+            moved = content.pop("application/json")
+            content[MEDIA_TYPE] = {**moved, **content.get(MEDIA_TYPE, {})}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -76,19 +102,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="autodiff-service",
         version="0.1.0",
         description=DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
         docs_url=None,
         redoc_url=None,
         lifespan=_lifespan(resolved),
         max_body_size=resolved.max_body_bytes,
+        # The service's telemetry is its Prometheus metrics and JSON logs; FastAPI's
+        # native OpenTelemetry hooks looked up three providers on every request.
+        telemetry=NO_TELEMETRY,
     )
     app.state.settings = resolved
+    # Routers first: the paths of the document (and of /docs) follow this order.
+    app.include_router(diff.router)
+    app.include_router(ops.router)
+    app.include_router(health.router)
     install_error_handlers(app)
     install_observability(app, resolved)
     install_security(app, resolved)
     install_docs(app)
-    app.include_router(diff.router)
-    app.include_router(ops.router)
-    app.include_router(health.router)
     return app
 
 

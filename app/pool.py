@@ -21,12 +21,14 @@ from concurrent.futures import CancelledError
 from typing import Any, Protocol
 
 from pebble import ProcessExpired, ProcessPool
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from app.errors import ComputeTimeoutError, QueueFullError, WorkerDiedError
 from app.observability import record_pool_event, set_pool_gauges
 from engine.errors import SizeLimitError
 
 PRELOAD = ["app.compute"]
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 RETRY_AFTER_S = "1"
 
 
@@ -37,10 +39,30 @@ class PoolSettings(Protocol):
     time_limit_s: float
     queue_size: int
     worker_memory_mb: int
+    blas_threads: int
 
 
-def init_worker(memory_mb: int) -> None:
-    """Cap the worker's address space so one request cannot take the machine's memory."""
+def limit_blas_threads(threads: int) -> None:
+    """Run BLAS/OpenMP with ``threads`` threads in this process (and its children).
+
+    Each pool worker is one unit of parallelism already: two workers each running
+    a 2-thread OpenBLAS on 2 cores oversubscribe them. The environment covers
+    processes started from here (set before NumPy loads, OpenBLAS starts no
+    threads at all); threadpoolctl changes the libraries already loaded.
+    """
+    for name in BLAS_ENV:
+        os.environ[name] = str(threads)
+    threadpool_limits(limits=threads)
+
+
+def blas_threads() -> int:
+    """The most threads any loaded BLAS/OpenMP library of this process will use."""
+    return max((info["num_threads"] for info in threadpool_info()), default=1)
+
+
+def init_worker(memory_mb: int, threads: int = 1) -> None:
+    """One BLAS thread per worker; cap its address space so one request cannot take the memory."""
+    limit_blas_threads(threads)
     if memory_mb > 0:
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -59,6 +81,7 @@ class WorkerPool:
         self.time_limit_s = settings.time_limit_s
         self.capacity = settings.workers + settings.queue_size
         self.memory_mb = settings.worker_memory_mb
+        self.blas_threads = settings.blas_threads
         self.in_flight = 0
         self.ready = False
         self._pool: ProcessPool | None = None
@@ -69,13 +92,17 @@ class WorkerPool:
         shm = "/dev/shm"
         where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
         self.spill_dir = tempfile.mkdtemp(prefix="autodiff-spill-", dir=where)
+        # Before the forkserver starts: it inherits the environment, so NumPy loads
+        # there (preload) with a single-threaded OpenBLAS.
+        for name in BLAS_ENV:
+            os.environ[name] = str(self.blas_threads)
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
         self._pool = ProcessPool(
             max_workers=self.workers,
             context=context,
             initializer=init_worker,
-            initargs=(self.memory_mb,),
+            initargs=(self.memory_mb, self.blas_threads),
         )
         self._publish()
 

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
+from app.errors import MEDIA_TYPE
+
 _NUMBER_OR_WORD = {
     "anyOf": [{"type": "number"}, {"type": "string", "enum": ["nan", "inf", "-inf"]}]
 }
@@ -47,12 +49,15 @@ ResultValue = Annotated[
 
 
 # --------------------------------------------------------------------------- requests
+# Strict: pydantic's lax mode would take 0 or "no" for a boolean and so accept
+# bodies that the documented schema (what clients and fuzzers read) forbids.
+REQUEST_CONFIG = ConfigDict(extra="forbid", strict=True)
 
 
 class GraphNode(BaseModel):
     """One node of a JSON graph: an op applied to input names, node ids or literals."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
     id: str = Field(description="Unique id of this node.")
     op: str = Field(description="Op name, as listed by GET /ops.")
     inputs: list[Any] = Field(
@@ -67,7 +72,7 @@ class GraphNode(BaseModel):
 class GraphSpec(BaseModel):
     """A function as a JSON DAG."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
     nodes: list[GraphNode] = Field(description="The nodes, in any order (no cycles).")
     outputs: list[str] = Field(
         min_length=1, description="Ids of the output nodes (several give several outputs)."
@@ -77,7 +82,7 @@ class GraphSpec(BaseModel):
 class ComputeRequest(BaseModel):
     """What every compute endpoint takes: one function, its inputs, and options."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
     expression: str | None = Field(
         None, description="Source text in the safe Python-like language (one of expression/graph)."
     )
@@ -261,6 +266,38 @@ class Problem(BaseModel):
         description="Each {loc, msg}: loc is a body path, a source position {line, column} "
         "or a graph node {node}.",
     )
+
+
+PROBLEM_TEXT = {
+    401: "API key missing or wrong (only when API keys are configured).",
+    413: "Body, input, number of inputs or intermediate result over the configured limits.",
+    422: "Invalid body, syntax error, unknown name or op, shape mismatch, iteration limit.",
+    500: "An internal error (never a traceback); quote the X-Request-ID header.",
+    502: "The worker running the request died; it was replaced.",
+    503: "The work queue is full or the service is starting (see Retry-After).",
+    504: "The computation ran past the time limit; its worker was replaced.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "string"}}}
+
+
+def problem_responses(
+    *statuses: int, text: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for these error statuses: the Problem schema as problem+json."""
+    texts = {**PROBLEM_TEXT, **(text or {})}
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        # "model" makes FastAPI emit the Problem component; AutodiffAPI.openapi() then
+        # drops the application/json copy FastAPI adds beside the declared media type.
+        entry: dict[str, Any] = {
+            "description": texts[status],
+            "model": Problem,
+            "content": {MEDIA_TYPE: {}},
+        }
+        if status == 503:
+            entry["headers"] = _RETRY_AFTER
+        out[status] = entry
+    return out
 
 
 class OpInfo(BaseModel):

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     max_input_elements: int = Field(
         default=4_000_000, ge=1, description="Largest number of elements in one input array (413)."
     )
+    max_inputs: int = Field(
+        default=1000,
+        ge=1,
+        description="Most named inputs (and wrt, tangent or vector names) in one request (413).",
+    )
     max_intermediate_elements: int = Field(
         default=50_000_000,
         ge=1,
@@ -60,6 +65,12 @@ class Settings(BaseSettings):
     )
     worker_memory_mb: int = Field(
         default=2048, ge=0, description="Address-space cap per worker process in MiB (0 = no cap)."
+    )
+    blas_threads: int = Field(
+        default=1,
+        ge=1,
+        description="BLAS/OpenMP threads per process (pool workers and the server's small "
+        "in-process work); each process is already one unit of parallelism.",
     )
     inline_max_elements: int = Field(
         default=4096,

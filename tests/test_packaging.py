@@ -97,9 +97,12 @@ def test_wheel_holds_engine_app_and_the_script(tmp_path: Path) -> None:
 
 def make_dry_run(target: str, **variables: str) -> list[str]:
     """The commands ``make -n TARGET`` would run."""
+    # Under `make test` the outer make's variables would leak in and add directory noise.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     run = subprocess.run(
-        ["make", "-n", target, *(f"{k}={v}" for k, v in variables.items())],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        ["make", "--no-print-directory", "-n", target,
+         *(f"{k}={v}" for k, v in variables.items())],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=env,
     )
     assert run.returncode == 0, run.stderr
     return run.stdout.splitlines()

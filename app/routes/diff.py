@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
 from app import schemas
 from app.deps import OrjsonRoute, RunnerDep
-from app.errors import MEDIA_TYPE
 
 router = APIRouter(route_class=OrjsonRoute, tags=["derivatives"])
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    text = {
-        401: "API key missing or wrong.",
-        413: "Body, input or intermediate result over the configured limits.",
-        422: "Invalid body, syntax error, unknown name or op, shape mismatch, iteration limit.",
-        502: "The worker running the request died; it was replaced.",
-        503: "The work queue is full (see Retry-After).",
-        504: "The computation ran past the time limit; its worker was replaced.",
-    }
-    return {
-        s: {"description": text[s], "model": schemas.Problem, "content": {MEDIA_TYPE: {}}}
-        for s in statuses
-    }
-
-
-ERRORS = _problems(401, 413, 422, 502, 503, 504)
+ERRORS = schemas.problem_responses(401, 413, 422, 500, 502, 503, 504)
 
 
 @router.post(

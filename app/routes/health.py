@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.errors import MEDIA_TYPE, NotReadyError
-from app.schemas import Health, Problem
+from app.errors import NotReadyError
+from app.schemas import Health, problem_responses
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", response_model=Health, summary="Alive")
+@router.get("/healthz", response_model=Health, summary="Alive", responses=problem_responses(500))
 async def healthz() -> Health:
     """The process answers HTTP."""
     return Health(status="ok")
@@ -20,13 +20,7 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Health,
     summary="Ready: the worker pool is up",
-    responses={
-        503: {
-            "description": "The worker pool is not up yet.",
-            "model": Problem,
-            "content": {MEDIA_TYPE: {}},
-        }
-    },
+    responses=problem_responses(500, 503, text={503: "The worker pool is not up yet."}),
 )
 async def readyz(request: Request) -> Health:
     """Ready once the worker pool has answered a warm-up task."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 import engine.numpy  # noqa: F401  (importing it registers every op)
-from app.schemas import OpInfo, OpsResponse
+from app.schemas import OpInfo, OpsResponse, problem_responses
 from engine.registry import OPS
 
 router = APIRouter(tags=["language"])
@@ -33,7 +33,12 @@ def ops_body() -> bytes:
     return OpsResponse(ops=ordered).model_dump_json().encode()
 
 
-@router.get("/ops", response_model=OpsResponse, summary="The ops of the language")
+@router.get(
+    "/ops",
+    response_model=OpsResponse,
+    summary="The ops of the language",
+    responses=problem_responses(500),
+)
 async def list_ops() -> Response:
     """Every op with its signature, whether it is differentiable, and a one-line description."""
     return Response(ops_body(), media_type="application/json")

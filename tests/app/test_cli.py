@@ -87,6 +87,8 @@ def test_grad_json(capsys: pytest.CaptureFixture[str]) -> None:
     answer = as_json(capsys, "grad", "2*dot(x,x)", "-i", "x=[0,1,2,3]")
     assert answer["value"] == 28.0 and answer["gradients"] == {"x": [0.0, 4.0, 8.0, 12.0]}
     assert "graph" not in answer
+    with_graph = as_json(capsys, "grad", "2*dot(x,x)", "-i", "x=[0,1,2,3]", "--graph", "--check")
+    assert with_graph["graph"]["num_nodes"] >= 2 and with_graph["check"]["max_abs_error"] < 1e-6
 
 
 def test_every_derivative_locally(capsys: pytest.CaptureFixture[str]) -> None:

@@ -54,15 +54,9 @@ FUZZ_SETTINGS = settings(
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-# Bugs this fuzzing found in the service, not fixed yet. Not strict: a run may
-# miss them by chance. The hostile corpus pins each one with a strict xfail
-# (dtype-unhashable, dtype-list, bool-option-as-int); when those turn XPASS,
-# remove this mark too.
-KNOWN_COMPUTE_BUGS = (
-    "app/encoding.py: an input object whose dtype is a JSON object or list is a 500 "
-    "(TypeError: unhashable type); app/schemas.py: booleans accept 0/1 and strings "
-    "(pydantic lax mode), e.g. check: 0, which the documented schema forbids"
-)
+# What this fuzzing found (a 500 on an unhashable dtype, booleans that took 0 or
+# "no") is fixed and pinned by cases of the hostile corpus (dtype-unhashable,
+# dtype-list, bool-option-as-int, bool-option-as-string).
 
 
 @pytest.mark.timeout(120)
@@ -74,7 +68,6 @@ def test_operations_conform(case: schemathesis.Case) -> None:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(strict=False, reason=KNOWN_COMPUTE_BUGS)
 @schema.include(method="POST").parametrize()
 @FUZZ_SETTINGS
 def test_compute_conforms(case: schemathesis.Case) -> None:

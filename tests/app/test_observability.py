@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Iterator
@@ -78,14 +79,34 @@ def access_lines() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
-def sample(name: str, **labels: str) -> float:
-    """The current value of one sample in the service registry (0.0 if absent)."""
+def series(name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample called ``name`` in the service registry: (labels, value)."""
     text = METRICS.render().decode()
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
+    return [
+        (dict(s.labels), float(s.value))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    ]
+
+
+def sample(name: str, **labels: str) -> float:
+    """The value of the one sample with exactly these labels (0.0 if absent).
+
+    Exact, not partial: other tests (the hostile corpus) add series such as a
+    POST 404 that a partial match would pick up instead of the intended one.
+    """
+    values = [value for found, value in series(name) if found == labels]
+    assert len(values) <= 1, f"{name}{labels} matches {len(values)} series"
+    return values[0] if values else 0.0
+
+
+def labelled(name: str, **labels: str) -> list[dict[str, str]]:
+    """The label sets of every ``name`` series that has these labels (and maybe others)."""
+    return [
+        found for found, _ in series(name)
+        if all(found.get(k) == v for k, v in labels.items())
+    ]
 
 
 # ---------------------------------------------------------------- request ids
@@ -206,6 +227,39 @@ def test_one_json_line_per_request(client: TestClient, access_lines: list[str]) 
     assert second["pool_wait_ms"] == 1.25 and second["endpoint"] == "/grad"
 
 
+def test_own_handler_gets_the_line_written_directly(client: TestClient) -> None:
+    """With only the service's handler, the line skips logging and goes to its stream."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    # pytest's log capture adds its handlers to this logger too: keep only the service's.
+    (handler,) = [h for h in logger.handlers if getattr(h, "_autodiff", False)]
+    assert isinstance(handler, logging.StreamHandler)
+    stream, calls = io.StringIO(), []
+    previous, previous_handlers = handler.stream, logger.handlers
+    handler.stream = stream
+    logger.handlers = [handler]
+    original_info = logger.info
+    logger.info = lambda *a, **k: calls.append(a)  # type: ignore[method-assign]
+    try:
+        client.get("/items/3", headers={"X-Request-ID": "direct-1"})
+        client.post("/grad", json={}, headers={"X-Request-ID": "direct-2"})
+    finally:
+        handler.stream = previous
+        logger.handlers = previous_handlers
+        del logger.info
+    assert logger.info == original_info
+    assert calls == []  # logging.Logger.info was not called
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    first, second = (orjson.loads(line) for line in lines)
+    assert set(first) == {
+        "ts", "level", "event", "request_id", "method", "path", "endpoint", "status",
+        "duration_ms",
+    }
+    assert first["request_id"] == "direct-1" and first["status"] == 200
+    assert first["level"] == "info" and first["event"] == "request"
+    assert second["request_id"] == "direct-2" and second["pool_wait_ms"] == 1.25
+
+
 def test_log_level_warning_silences_access_lines(access_lines: list[str]) -> None:
     app = FastAPI()
 
@@ -236,31 +290,33 @@ def test_requests_are_counted_by_route_template(client: TestClient) -> None:
     assert sample("autodiff_http_requests_total", **labels) == before + 3
     assert sample("autodiff_http_request_duration_seconds_count", **labels) == before_hist + 3
     # The raw path never becomes a label.
-    assert sample("autodiff_http_requests_total", endpoint="/items/1") == 0.0
+    assert labelled("autodiff_http_requests_total", endpoint="/items/1") == []
 
 
 def test_unknown_paths_share_one_label(client: TestClient) -> None:
-    before = sample("autodiff_http_requests_total", endpoint="<unmatched>", status="404")
+    labels = {"method": "GET", "endpoint": "<unmatched>", "status": "404"}
+    before = sample("autodiff_http_requests_total", **labels)
     client.get("/random/a")
     client.get("/random/b")
-    assert sample("autodiff_http_requests_total", endpoint="<unmatched>", status="404") == (
-        before + 2
-    )
+    assert sample("autodiff_http_requests_total", **labels) == before + 2
+    assert labelled("autodiff_http_requests_total", endpoint="/random/a") == []
 
 
 def test_status_label_follows_the_response(client: TestClient) -> None:
-    before = sample("autodiff_http_requests_total", endpoint="/items/{item_id}", status="422")
+    labels = {"method": "GET", "endpoint": "/items/{item_id}", "status": "422"}
+    before = sample("autodiff_http_requests_total", **labels)
     client.get("/items/not-an-int")
-    after = sample("autodiff_http_requests_total", endpoint="/items/{item_id}", status="422")
+    after = sample("autodiff_http_requests_total", **labels)
     assert after == before + 1
 
 
 def test_unknown_methods_share_one_label(client: TestClient) -> None:
-    before = sample("autodiff_http_requests_total", method="other")
+    labels = {"method": "other", "endpoint": "/items/{item_id}", "status": "405"}
+    before = sample("autodiff_http_requests_total", **labels)
     for method in ("FOO", "BAR", "BAZ"):
-        client.request(method, "/items/1")
-    assert sample("autodiff_http_requests_total", method="other") == before + 3
-    assert sample("autodiff_http_requests_total", method="FOO") == 0.0
+        assert client.request(method, "/items/1").status_code == 405
+    assert sample("autodiff_http_requests_total", **labels) == before + 3
+    assert labelled("autodiff_http_requests_total", method="FOO") == []
 
 
 @pytest.mark.parametrize("event", POOL_EVENTS)
@@ -328,7 +384,7 @@ def test_body_limit_answers_are_counted_and_carry_the_request_id(
         return body
 
     install_observability(app, SETTINGS)
-    labels = {"endpoint": "/grad", "status": "413"}
+    labels = {"method": "POST", "endpoint": "/grad", "status": "413"}
     before = sample("autodiff_http_requests_total", **labels)
     with TestClient(app) as c:
         r = c.post("/grad", content=b"x" * 1000, headers={"X-Request-ID": "big-1"})

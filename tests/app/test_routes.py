@@ -425,6 +425,55 @@ def test_request_validation_errors_are_problems(client: TestClient) -> None:
     assert r.status_code == 422  # strict JSON in as well as out
 
 
+@pytest.mark.parametrize(
+    ("path", "field", "value"),
+    [
+        ("/grad", "check", 0),
+        ("/grad", "check", "true"),
+        ("/grad", "include_graph", "no"),
+        ("/grad", "include_graph", 1),
+        ("/grad", "encoding", 1),
+        ("/grad", "wrt", "x"),
+        ("/grad", "expression", 5),
+        ("/jacobian", "mode", 1),
+    ],
+)
+def test_options_take_only_their_documented_types(
+    client: TestClient, path: str, field: str, value: Any
+) -> None:
+    """No lax coercion: 0 or "no" is not a boolean, a string is not a list (schema = behaviour)."""
+    body = post(client, path, {"expression": "sum(x)", "inputs": {"x": [1.0]}, field: value}, 422)
+    assert body["type"].endswith("invalid-request")
+    assert errors_of(body)[0]["loc"][:2] == ["body", field]
+
+
+def test_graph_fields_are_strict(client: TestClient) -> None:
+    graph = {"nodes": [{"id": 1, "op": "sum", "inputs": ["x"]}], "outputs": ["1"]}
+    body = post(client, "/grad", {"graph": graph, "inputs": {"x": [1.0]}}, 422)
+    assert errors_of(body)[0]["loc"][:2] == ["body", "graph"]
+
+
+@pytest.mark.parametrize("field", ["inputs", "wrt", "tangents"])
+def test_too_many_names_are_refused_early(client: TestClient, field: str) -> None:
+    names = [f"v{i}" for i in range(1_001)]
+    body: dict[str, Any] = {"expression": "sum(x)", "inputs": {"x": [1.0]}}
+    path = "/jvp" if field == "tangents" else "/grad"
+    if field == "inputs":
+        body["inputs"] = {**body["inputs"], **dict.fromkeys(names, 0.0)}
+    elif field == "wrt":
+        body["wrt"] = names
+    else:
+        body["tangents"] = dict.fromkeys(names, 0.0)
+    r = client.post(path, json=body)
+    assert r.status_code == 413 and r.headers["content-type"] == PROBLEM, r.text
+    assert errors_of(r.json())[0]["loc"] == ["body", field]
+    assert "max_inputs" in r.json()["detail"]
+    assert len(r.content) < 1024
+    if field == "inputs":  # the limit is the setting: raised, the same body is answered
+        with settings_changed(client, max_inputs=2_000):
+            assert client.post(path, json=body).status_code == 200
+
+
 def test_iteration_limit(client: TestClient) -> None:
     with settings_changed(client, max_iterations=100):
         body = post(
@@ -527,6 +576,36 @@ def test_openapi_examples_and_descriptions(client: TestClient) -> None:
         for field, prop in schema.get("properties", {}).items():
             if name.endswith(("Request", "Response")):
                 assert prop.get("description"), f"{name}.{field} has no description"
+
+
+def test_openapi_documents_errors_as_sent(client: TestClient) -> None:
+    """Every error answer of every operation is documented as what is sent: a problem+json."""
+    spec = client.get("/openapi.json").json()
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            errors = {k: v for k, v in op["responses"].items() if k[0] in "45"}
+            assert "500" in errors, (path, method)
+            for status, answer in errors.items():
+                assert answer["content"] == {PROBLEM: {"schema": problem_ref}}, (path, status)
+    assert "Retry-After" in spec["paths"]["/grad"]["post"]["responses"]["503"]["headers"]
+    problem_schema = spec["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "detail"} <= set(problem_schema["required"])
+
+
+def test_readyz_503_is_what_the_document_says() -> None:
+    cold = TestClient(create_app(SETTINGS), raise_server_exceptions=False)  # no lifespan: no pool
+    r = cold.get("/readyz")
+    documented = cold.get("/openapi.json").json()["paths"]["/readyz"]["get"]["responses"]
+    assert r.status_code == 503
+    assert list(documented["503"]["content"]) == [r.headers["content-type"]]
+
+
+def test_derivatives_come_first_in_the_docs(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert [t["name"] for t in spec["tags"]] == ["derivatives", "language", "operations"]
+    first = next(iter(spec["paths"].values()))
+    assert next(iter(first.values()))["tags"] == ["derivatives"]
 
 
 @pytest.mark.parametrize("route", ["/grad", "/vjp", "/jvp", "/jacobian", "/hessian", "/hvp"])
