@@ -19,7 +19,7 @@ def ops_body() -> bytes:
     """The op list as JSON, built once (the registry does not change at run time)."""
     seen: dict[int, OpInfo] = {}
     for op in OPS.values():
-        if id(op) in seen:
+        if id(op) in seen or op.name.startswith("_"):  # internal: not callable by users
             continue
         aliases = sorted(a for a in (op.name, *op.aliases) if a != op.name)
         seen[id(op)] = OpInfo(

@@ -82,7 +82,9 @@ def programs(draw: st.DrawFn) -> tuple[str, Callable[[Any], Any]]:
 
 
 POINTS = st.lists(st.floats(-1.5, 1.5), min_size=3, max_size=3).map(np.array)
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @SETTINGS
