@@ -16,9 +16,10 @@ globals().update(OPS)
 
 
 def _binary(name: str, reflected: bool = False) -> Any:
+    op = OPS[name]
     if reflected:
-        return lambda self, other: OPS[name](other, self)
-    return lambda self, other: OPS[name](self, other)
+        return lambda self, other: op(other, self)
+    return lambda self, other: op(self, other)
 
 
 _OPERATORS = {

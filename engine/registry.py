@@ -41,7 +41,7 @@ class Param:
         return self.default is _REQUIRED
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Op:
     name: str
     impl: Callable[..., Any]
@@ -57,6 +57,12 @@ class Op:
     # f(x, y) == f(y, x) for these arguments: with x is y the two reverse rules agree,
     # so the backward pass runs one of them on 2 * g instead of both (dot(x, x), x * x)
     symmetric: Callable[..., bool] | None = None
+    # the reverse rules always return new arrays (never g or an argument), which the
+    # backward pass may then add into in place; ``accumulate(buf, g, ans, *args,
+    # **kwargs)`` adds the same cotangent straight into such a buffer (getitem:
+    # ``buf[index] += g``, no zeros)
+    fresh_vjp: bool = False
+    accumulate: Callable[..., None] | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.prepare is not None:

@@ -13,9 +13,10 @@ A value that is not boxed is a constant: ops on constants record nothing
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,11 +28,30 @@ _ids = itertools.count()
 _levels = itertools.count(1)
 # Optional observer of every op applied at the top (graph metadata, non-finite checks).
 recorder: Any = None
+# The open tapes: the Vars each reverse-mode level records, in creation order.
+_tapes: dict[int, list[Var]] = {}
 
 
 def new_level() -> int:
     """A fresh trace level, higher than every level opened before."""
     return next(_levels)
+
+
+@contextlib.contextmanager
+def recording_tape(level: int) -> Iterator[list[Var]]:
+    """Record every Var made at ``level`` while the block runs, in creation order.
+
+    Creation order is a topological order, so ``backward`` walks the tape in
+    reverse instead of searching the graph. Vars made at ``level`` after the
+    block (none are, in the transforms) would be missed, so a tape is closed only
+    when the traced function has returned.
+    """
+    tape: list[Var] = []
+    _tapes[level] = tape
+    try:
+        yield tape
+    finally:
+        del _tapes[level]
 
 
 class Box:
@@ -124,27 +144,29 @@ def apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     vals = list(args)
     var_parents: list[tuple[int, Var]] = []
     duals = False
+    lower = False  # a value beneath this level is itself a box (higher-order tracing)
     for i, a in enumerate(args):
-        if isinstance(a, Box) and a.level == level:
-            vals[i] = a.value
-            if type(a) is Var:
-                var_parents.append((i, a))
+        if isinstance(a, Box):
+            if a.level == level:
+                v = vals[i] = a.value
+                if type(a) is Var:
+                    var_parents.append((i, a))
+                else:
+                    duals = True
+                if isinstance(v, Box):
+                    lower = True
             else:
-                duals = True
-    # values below this level may still be boxes of lower levels: recurse only then
-    ans = apply(op, tuple(vals), kwargs) if _boxed(vals) else op.impl(*vals, **kwargs)
+                lower = True
+    ans = apply(op, tuple(vals), kwargs) if lower else op.impl(*vals, **kwargs)
     if not duals:
-        return Var(ans, level, op, tuple(var_parents), vals, kwargs)
+        node = Var(ans, level, op, tuple(var_parents), vals, kwargs)
+        tape = _tapes.get(level)
+        if tape is not None:
+            tape.append(node)
+        return node
     tangents = [a.tangent if type(a) is Dual and a.level == level else None for a in args]
     t = op.jvp(tangents, ans, *vals, **kwargs)
     return ans if t is None else Dual(ans, level, t)
-
-
-def _boxed(vals: list[Any]) -> bool:
-    for v in vals:  # noqa: SIM110  (a plain loop is faster than any() on this hot path)
-        if isinstance(v, Box):
-            return True
-    return False
 
 
 def unbox(x: Any, level: int) -> Any:
@@ -194,25 +216,34 @@ def backward(
     leaves: Sequence[Var],
     level: int,
     on_node: Callable[[Var], None] | None = None,
+    tape: Sequence[Var] | None = None,
 ) -> list[Any]:
     """Cotangents of ``leaves`` given cotangents of ``outputs``; None where no path exists.
 
     A cotangent may carry leading batch axes: every rule maps them through, so a
-    whole stack of cotangents (a Jacobian's rows) goes back in one walk.
+    whole stack of cotangents (a Jacobian's rows) goes back in one walk. With the
+    level's ``tape`` the walk is the tape reversed; without it, a graph search.
+
+    Cotangents that meet at a node are summed in place once the walk owns the
+    buffer (it made it: a sum, or a rule that returns a fresh array such as
+    getitem's scatter), so a value used k times costs one new array, not k - 1;
+    an op's ``accumulate`` hook adds its cotangent straight into such a buffer.
+    Arrays the caller passed in or that rules pass through are never written.
     """
     grads: dict[int, Any] = {}
+    owned: set[int] = set()
     for out, g in zip(outputs, cotangents, strict=True):
         if type(out) is Var and out.level == level:
             grads[out.id] = g if out.id not in grads else grads[out.id] + g
-    for node in toposort(outputs, level):
-        if node.op is None:
-            continue
+    nodes = reversed(tape) if tape is not None else toposort(outputs, level)
+    for node in nodes:
         g = grads.pop(node.id, None)
-        if g is None:
+        if g is None or node.op is None:
             continue
         if on_node is not None:
             on_node(node)
-        vjps = node.op.vjps
+        op = node.op
+        vjps = op.vjps
         ans = node.value
         parents = node.parents
         if len(parents) == 2 and parents[0][1] is parents[1][1] and _symmetric(node):
@@ -221,8 +252,30 @@ def backward(
             rule = vjps[i]
             if rule is None:  # no gradient flows through this argument
                 continue
-            gi = rule(g, ans, *node.args, **node.kwargs)
             pid = parent.id
             prev = grads.get(pid)
-            grads[pid] = gi if prev is None else prev + gi
+            if prev is None:
+                gi = rule(g, ans, *node.args, **node.kwargs)
+                grads[pid] = gi
+                if op.fresh_vjp and type(gi) is np.ndarray:
+                    owned.add(pid)
+            elif pid in owned and op.accumulate is not None and _same_kind(prev, g):
+                op.accumulate(prev, g, ans, *node.args, **node.kwargs)
+            else:
+                gi = rule(g, ans, *node.args, **node.kwargs)
+                if pid in owned and _same_kind(prev, gi) and gi.shape == prev.shape:
+                    np.add(prev, gi, out=prev)
+                else:
+                    total = grads[pid] = prev + gi
+                    if type(total) is np.ndarray:
+                        owned.add(pid)
     return [grads.get(leaf.id) for leaf in leaves]
+
+
+def _same_kind(buf: Any, g: Any) -> bool:
+    """Whether ``g`` may be added into ``buf`` in place: both plain NumPy, one dtype."""
+    return (
+        type(buf) is np.ndarray
+        and (type(g) is np.ndarray or isinstance(g, np.generic))
+        and g.dtype == buf.dtype
+    )

@@ -17,7 +17,7 @@ import numpy as np
 import engine.numpy as anp
 from engine.errors import NonScalarOutputError, ValueDomainError
 from engine.registry import shape_of
-from engine.tracer import Box, Dual, Var, backward, new_level, toposort, unbox
+from engine.tracer import Box, Dual, Var, backward, new_level, recording_tape, toposort, unbox
 
 Fn = Callable[..., Any]
 ArgNums = int | Sequence[int]
@@ -84,7 +84,8 @@ class Trace:
         boxed = list(primals)
         for i, leaf in zip(nums, self.leaves, strict=True):
             boxed[i] = leaf
-        out, self.is_tuple = _outputs(f(*boxed))
+        with recording_tape(self.level) as self.tape:
+            out, self.is_tuple = _outputs(f(*boxed))
         self.outputs = [o if isinstance(o, Box) else as_array(o) for o in out]
         self.values = [unbox(o, self.level) for o in self.outputs]
 
@@ -109,7 +110,7 @@ class Trace:
                 )
             batch = cs[: len(cs) - len(vs)]
             cts.append(ct)
-        grads = backward(self.outputs, cts, self.leaves, self.level)
+        grads = backward(self.outputs, cts, self.leaves, self.level, tape=self.tape)
         return [
             _like(g, self.primals[i]) if g is not None else _zeros(self.primals[i], batch)
             for g, i in zip(grads, self.argnums, strict=True)

@@ -547,7 +547,16 @@ def _getitem_jvp(ts: list[Any], ans: Any, x: Any, index: tuple[Any, ...]) -> Any
     return anp.getitem(t, (slice(None),) * _nb(t, len(shape_of(x))) + index)
 
 
-defop(
+def _getitem_accumulate(buf: Any, g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> None:
+    """``buf += _getitem_vjp(g, ...)`` without the zeros: add ``g`` at ``index`` in place."""
+    full = (slice(None),) * (np.ndim(g) - len(shape_of(ans))) + index
+    if _basic(index):
+        buf[full] += g
+    else:  # index arrays may repeat an element: accumulate
+        np.add.at(buf, full, g)
+
+
+_getitem = defop(
     "getitem",
     lambda x, index: x[index],
     "x, index:s",
@@ -557,6 +566,9 @@ defop(
     jvp=_getitem_jvp,
     prepare=_prepare_getitem,
 )
+# x[0], x[1], x[2] of one x: one zeros buffer that each cotangent is added into
+_getitem.fresh_vjp = True
+_getitem.accumulate = _getitem_accumulate
 
 
 def _scatter_impl(g: Any, index: tuple[Any, ...], shape: tuple[int, ...], sub_ndim: int) -> Any:
