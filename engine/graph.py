@@ -23,7 +23,7 @@ _DTYPE_NAMES: dict[Any, str] = {}
 
 
 def _dtype_name(x: Any) -> str:
-    dtype = getattr(unbox_all(x), "dtype", None)
+    dtype = getattr(x, "dtype", None)
     if dtype is None:
         dtype = np.asarray(x).dtype
     name = _DTYPE_NAMES.get(dtype)
@@ -33,20 +33,22 @@ def _dtype_name(x: Any) -> str:
 
 
 class Recorder:
-    """Collects one metadata node per op call, with exact counts and a capped node list."""
+    """Collects one metadata node per op call, with exact counts and a capped node list.
+
+    Tracing only appends to a log (an op call costs one tuple); names, edges,
+    depth and the node dicts are worked out once, when they are asked for. The
+    log holds every value it names, so ``id()`` stays unique while it lives.
+    """
 
     def __init__(self, max_nodes: int = 1000, check_finite: bool = False) -> None:
         self.max_nodes = max_nodes
         self.check_finite = check_finite
-        self.loc: Any = None  # set by the interpreter: where the next op call comes from
-        self._rows: list[tuple[Any, ...]] = []
-        self.nonfinite: list[dict[str, Any]] = []
-        self.num_nodes = 0
-        self.num_edges = 0
-        self._ids: dict[int, str] = {}
-        self._depth: dict[str, int] = {}
-        self._alive: list[Any] = []  # keeps unlisted values alive so their id() stays unique
-        self._counter = 0
+        # where the next op call comes from, set by the interpreter: (line, column) or a
+        # graph node id, made JSON only if it is reported
+        self.loc: Any = None
+        self._log: list[tuple[Any, ...]] = []  # (op, args, ans, loc) or (name, None, value, rg)
+        self._first_bad: int | None = None  # log index of the first non-finite result
+        self._built: _Graph | None = None
         self._previous: Any = None
 
     def __enter__(self) -> Recorder:
@@ -59,87 +61,132 @@ class Recorder:
 
     def leaf(self, name: str, value: Any, requires_grad: bool) -> None:
         """Register an input of the function under its name."""
-        self._add(name, "input", [], value, requires_grad, is_leaf=True, grad_fn=None)
+        self._log.append((name, None, value, requires_grad))
 
     def record(self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any], ans: Any) -> None:
         """Called by ``Op.__call__`` after an op ran."""
-        inputs = []
-        for a in args:
-            if isinstance(a, Box | np.ndarray):
-                node = self._ids.get(id(a))
-                if node is None:
-                    node = self._constant(a)
-                inputs.append(node)
-        requires_grad = isinstance(ans, Box)
-        node_id = f"{op.name}_{self._counter}"
-        self._counter += 1
-        grad_fn = f"{op.name}_backward" if requires_grad else None
-        self._add(node_id, op.name, inputs, ans, requires_grad, is_leaf=False, grad_fn=grad_fn)
-        if self.check_finite and not self.nonfinite:
+        self._log.append((op, args, ans, self.loc))
+        if self.check_finite and self._first_bad is None:
             raw = np.asarray(unbox_all(ans))
             if raw.dtype.kind == "f" and not np.isfinite(raw).all():
-                self.nonfinite.append({"node": node_id, "op": op.name, "loc": self.loc})
+                self._first_bad = len(self._log) - 1
 
-    def _constant(self, value: Any) -> str:
-        node_id = f"constant_{self._counter}"
-        self._counter += 1
-        self._add(node_id, "constant", [], value, False, is_leaf=True, grad_fn=None)
-        return node_id
+    @property
+    def num_nodes(self) -> int:
+        """Nodes so far: inputs, op results and the constants they read."""
+        return self._graph().num_nodes
 
-    def _add(
-        self,
-        node_id: str,
-        op: str,
-        inputs: list[str],
-        value: Any,
-        requires_grad: bool,
-        is_leaf: bool,
-        grad_fn: str | None,
-    ) -> None:
-        # Cheap while tracing: keep a row; the metadata dicts are built once, at the end.
-        self._ids[id(value)] = node_id
-        depth = -1
-        for i in inputs:
-            d = self._depth[i]
-            if d > depth:
-                depth = d
-        self._depth[node_id] = depth + 1
-        self.num_nodes += 1
-        self.num_edges += len(inputs)
-        if len(self._rows) < self.max_nodes:
-            self._rows.append((node_id, op, inputs, value, requires_grad, is_leaf, grad_fn))
-        else:
-            self._alive.append(value)
+    @property
+    def nonfinite(self) -> list[dict[str, Any]]:
+        """With ``check_finite``: the first op whose result holds a NaN or an infinity."""
+        if self._first_bad is None:
+            return []
+        from engine.lang.ir import loc_dict  # the interpreter's location form
+
+        op, _, _, loc = self._log[self._first_bad]
+        node = self._graph().op_ids[self._first_bad]
+        return [{"node": node, "op": op.name, "loc": loc_dict(loc)}]
 
     @property
     def nodes(self) -> list[dict[str, Any]]:
         """The recorded nodes (at most ``max_nodes``) as the API describes them."""
-        return [
-            {
-                "id": node_id,
-                "op": op,
-                "inputs": inputs,
-                "shape": list(shape_of(value)),
-                "dtype": _dtype_name(value),
-                "requires_grad": requires_grad,
-                "is_leaf": is_leaf,
-                "grad_fn": grad_fn,
-            }
-            for node_id, op, inputs, value, requires_grad, is_leaf, grad_fn in self._rows
-        ]
+        out = []
+        for node_id, op, inputs, value, requires_grad, is_leaf in self._graph().rows:
+            raw = unbox_all(value)
+            shape = getattr(raw, "shape", None)
+            out.append(
+                {
+                    "id": node_id,
+                    "op": op,
+                    "inputs": inputs,
+                    "shape": list(shape) if shape is not None else list(shape_of(raw)),
+                    "dtype": _dtype_name(raw),
+                    "requires_grad": requires_grad,
+                    "is_leaf": is_leaf,
+                    "grad_fn": f"{op}_backward" if requires_grad and not is_leaf else None,
+                }
+            )
+        return out
 
     def node_id(self, value: Any) -> str | None:
         """The id of the node that produced ``value`` (None if it was not recorded)."""
-        return self._ids.get(id(value))
+        return self._graph().ids.get(id(value))
 
     def metadata(self, outputs: list[Any]) -> dict[str, Any]:
         """The graph as the API describes it: nodes, outputs, counts, depth, truncation."""
-        outs = [self._ids.get(id(o)) or self._constant(o) for o in outputs]
+        graph = self._graph()
+        outs = []
+        for o in outputs:
+            node = graph.ids.get(id(o))
+            if node is None:  # an output that no op made: a constant node of its own
+                self._log.append((None, None, o, False))
+                graph = self._graph()
+                node = graph.ids[id(o)]
+            outs.append(node)
         return {
             "nodes": self.nodes,
             "outputs": outs,
-            "num_nodes": self.num_nodes,
-            "num_edges": self.num_edges,
-            "depth": max(self._depth.values(), default=0),
-            "truncated": self.num_nodes > len(self._rows),
+            "num_nodes": graph.num_nodes,
+            "num_edges": graph.num_edges,
+            "depth": graph.depth,
+            "truncated": graph.num_nodes > len(graph.rows),
         }
+
+    def _graph(self) -> _Graph:
+        built = self._built
+        if built is None or built.logged != len(self._log):
+            built = self._built = _Graph(self._log, self.max_nodes)
+        return built
+
+
+class _Graph:
+    """The log worked out: node ids, the first ``max_nodes`` rows, counts and depth."""
+
+    def __init__(self, log: list[tuple[Any, ...]], max_nodes: int) -> None:
+        self.logged = len(log)
+        self.ids: dict[int, str] = {}
+        self.op_ids: dict[int, str] = {}  # log index -> node id, for op calls
+        self.rows: list[tuple[Any, ...]] = []
+        depths: dict[str, int] = {}
+        ids, rows = self.ids, self.rows
+        num_nodes = num_edges = max_depth = counter = 0
+        for k, (head, args, value, extra) in enumerate(log):
+            inputs: list[str] = []
+            depth = 0
+            if args is None:  # an input (head: its name) or an output no op made (head: None)
+                if head is None:
+                    node_id, op, requires_grad = f"constant_{counter}", "constant", False
+                    counter += 1
+                else:
+                    node_id, op, requires_grad = head, "input", extra
+            else:
+                for a in args:
+                    if isinstance(a, Box | np.ndarray):
+                        node = ids.get(id(a))
+                        if node is None:  # a constant array: a leaf node of its own
+                            node = f"constant_{counter}"
+                            counter += 1
+                            ids[id(a)] = node
+                            depths[node] = 0
+                            num_nodes += 1
+                            if len(rows) < max_nodes:
+                                rows.append((node, "constant", [], a, False, True))
+                        elif depths[node] >= depth:
+                            depth = depths[node] + 1
+                        inputs.append(node)
+                op = head.name
+                node_id = f"{op}_{counter}"
+                counter += 1
+                requires_grad = isinstance(value, Box)
+                self.op_ids[k] = node_id
+                if inputs and depth == 0:
+                    depth = 1
+            ids[id(value)] = node_id
+            depths[node_id] = depth
+            if depth > max_depth:
+                max_depth = depth
+            num_nodes += 1
+            num_edges += len(inputs)
+            if len(rows) < max_nodes:
+                rows.append((node_id, op, inputs, value, requires_grad, args is None))
+        self.num_nodes, self.num_edges, self.depth = num_nodes, num_edges, max_depth

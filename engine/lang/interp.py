@@ -63,6 +63,9 @@ class _Returned:
         self.value = value
 
 
+_BASIC_INDEX = frozenset({int, slice, type(None), type(Ellipsis)})
+
+
 class Interpreter:
     """One run of a Program over the values in ``env``."""
 
@@ -289,7 +292,10 @@ class Interpreter:
                 return value[first]
             msg = f"bad index into a tuple of {len(value)} results at {loc_text(node.loc)}"
             raise LanguageError(msg, loc=loc_dict(node.loc))
-        return self.apply("getitem", [value, items], {}, node.loc)
+        # a basic index (ints, slices, None, ...) selects a view: never more elements than
+        # the value it indexes, so only index arrays need the size check first
+        basic = all(type(i) in _BASIC_INDEX for i in items)
+        return self.apply("getitem", [value, items], {}, node.loc, sized=basic)
 
     def index_item(self, item: Any) -> Any:
         kind = type(item)
@@ -344,7 +350,7 @@ class Interpreter:
             if not sized:
                 check_size(op, tuple(args), kwargs, self.max_elements)
             if tracer.recorder is not None:
-                tracer.recorder.loc = loc_dict(loc)
+                tracer.recorder.loc = loc
             return op(*args, **kwargs)
         except AutodiffError as err:
             raise err.with_loc(loc_dict(loc)) from None

@@ -21,6 +21,7 @@ from engine.errors import (
 )
 from engine.graph import Recorder
 from engine.lang import Program, compile_source
+from engine.lang.ir import loc_dict
 
 X = np.arange(6.0)
 M = np.arange(6.0).reshape(2, 3)
@@ -303,7 +304,7 @@ def test_recorder_gets_the_location_of_each_op() -> None:
 
     class Spy(Recorder):
         def record(self, op: Any, args: Any, kwargs: Any, ans: Any) -> None:
-            seen.append((op.name, self.loc))
+            seen.append((op.name, loc_dict(self.loc)))
             super().record(op, args, kwargs, ans)
 
     with Spy():
