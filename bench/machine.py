@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Any
 
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+# glibc returns freed memory to the kernel past a 128 KiB-32 MiB threshold, so every new
+# 8 MB array of a 10^6-element workload page-faults afresh (about 2.5 ms each here). The
+# service's pool workers keep freed memory instead (app.pool.MALLOC_ENV, bounded by the
+# per-worker memory cap); ``--malloc service`` times every framework the same way.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 
 def _cpu_model() -> str:
@@ -53,18 +58,22 @@ def describe() -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "blas_env": {k: os.environ.get(k) for k in BLAS_ENV},
+        "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
     }
 
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def bench_env(threads: int = 0) -> dict[str, str]:
+def bench_env(threads: int = 0, malloc: str = "default") -> dict[str, str]:
     """This environment without the OpenBLAS overrides (they slow a current NumPy; see README).
 
-    ``threads`` > 0 also caps every library's thread pool (BLAS, OpenMP, XLA) at that many.
+    ``threads`` > 0 also caps every library's thread pool (BLAS, OpenMP, XLA) at that many;
+    ``malloc="service"`` sets glibc's thresholds as the service's workers run.
     """
-    env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV and k not in MALLOC_ENV}
+    if malloc == "service":
+        env.update(MALLOC_ENV)
     if threads > 0:
         env.update({k: str(threads) for k in THREAD_ENV})
         xla = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}"

@@ -261,6 +261,7 @@ def _machine_text(meta: dict[str, Any]) -> str:
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         f"- OpenBLAS overrides in the calling shell: {m['blas_env']} (the timing children "
         "run with both unset; see bench/README.md)",
+        _malloc_text(meta.get("malloc", "default")),
     ]
     seen = set()
     for fw, libs in meta["blas"].items():
@@ -271,6 +272,17 @@ def _machine_text(meta: dict[str, Any]) -> str:
                 seen.add(desc)
                 lines.append(f"- BLAS/threads seen by the {fw} child: {desc}")
     return "\n".join(lines)
+
+
+def _malloc_text(malloc: str) -> str:
+    if malloc == "service":
+        from bench.machine import MALLOC_ENV
+
+        env = " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
+        return (f"- glibc malloc: every framework's timing process runs with `{env}`, as the "
+                "service's pool workers do (freed memory is kept, so a new 8 MB array does not "
+                "page-fault afresh); `--malloc default` times glibc's own thresholds")
+    return "- glibc malloc: its default thresholds (`--malloc default`)"
 
 
 def engine_section(results: dict[str, Any]) -> str:

@@ -110,6 +110,7 @@ class Options:
     threads: int
     gc_on: bool = True
     rounds: int = 1
+    malloc: str = "service"
 
     def flags(self) -> list[str]:
         """The same options as command-line flags (for the child processes)."""
@@ -186,7 +187,8 @@ class Child:
     def __init__(self, framework: str, opts: Options) -> None:
         cmd = [sys.executable, "-m", "bench.run", "--child", framework, *opts.flags()]
         self.framework = framework
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=machine.bench_env(opts.threads),
+        env = machine.bench_env(opts.threads, opts.malloc)
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def ask(self, line: str) -> Any:
@@ -285,6 +287,7 @@ def assemble(cases: list[Case], agreement: dict[str, dict[str, float]],
             "threads": opts.threads,
             "gc": opts.gc_on,
             "rounds": opts.rounds,
+            "malloc": opts.malloc,
             "load_average_before": load_before,
             "load_average_after": machine.load_average(),
             "seconds": round(time.time() - started, 1),
@@ -312,6 +315,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    "as timeit does")
     p.add_argument("--rounds", type=int, help="sweeps over all cases, samples pooled "
                    "(default 2; 1 with --quick)")
+    p.add_argument("--malloc", choices=("service", "default"), default="service",
+                   help="service (default): every framework's process keeps freed memory as "
+                   "the service's workers do (glibc MALLOC_*_THRESHOLD_); default: glibc's own")
     p.add_argument("--frameworks", help=f"subset of {','.join(FRAMEWORKS)} (default: installed)")
     p.add_argument("--http", action="store_true", help="also run the HTTP benchmark (bench.http)")
     p.add_argument("--no-report", action="store_true", help="print, do not write RESULTS.md")
@@ -323,7 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     """Check, time, report."""
     args = parse(argv)
     rounds = args.rounds or (1 if args.quick else 2)
-    opts = Options(args.quick, args.clock, args.threads, args.gc == "on", max(1, rounds))
+    opts = Options(args.quick, args.clock, args.threads, args.gc == "on", max(1, rounds),
+                   args.malloc)
     if args.child:
         child_main(args.child, opts)
         return

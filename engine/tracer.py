@@ -138,7 +138,7 @@ def apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if isinstance(a, Box) and a.level > level:
             level = a.level
     if level == 0:
-        return op.impl(*args, **kwargs)
+        return op.impl(*args, **kwargs) if kwargs else op.impl(*args)
     if not op.differentiable:
         return op.impl(*[unbox_all(a) for a in args], **kwargs)
     vals = list(args)
@@ -157,7 +157,10 @@ def apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                     lower = True
             else:
                 lower = True
-    ans = apply(op, tuple(vals), kwargs) if lower else op.impl(*vals, **kwargs)
+    if lower:
+        ans = apply(op, tuple(vals), kwargs)
+    else:
+        ans = op.impl(*vals, **kwargs) if kwargs else op.impl(*vals)
     if not duals:
         node = Var(ans, level, op, tuple(var_parents), vals, kwargs)
         tape = _tapes.get(level)
@@ -236,15 +239,20 @@ def backward(
         if type(out) is Var and out.level == level:
             grads[out.id] = g if out.id not in grads else grads[out.id] + g
     nodes = reversed(tape) if tape is not None else toposort(outputs, level)
+    pop, get = grads.pop, grads.get
     for node in nodes:
-        g = grads.pop(node.id, None)
-        if g is None or node.op is None:
+        g = pop(node.id, None)
+        if g is None:
+            continue
+        op = node.op
+        if op is None:
             continue
         if on_node is not None:
             on_node(node)
-        op = node.op
         vjps = op.vjps
         ans = node.value
+        args = node.args
+        kwargs = node.kwargs
         parents = node.parents
         if len(parents) == 2 and parents[0][1] is parents[1][1] and _symmetric(node):
             parents, g = parents[:1], g * 2.0
@@ -253,16 +261,15 @@ def backward(
             if rule is None:  # no gradient flows through this argument
                 continue
             pid = parent.id
-            prev = grads.get(pid)
+            prev = get(pid)
             if prev is None:
-                gi = rule(g, ans, *node.args, **node.kwargs)
-                grads[pid] = gi
+                gi = grads[pid] = rule(g, ans, *args, **kwargs) if kwargs else rule(g, ans, *args)
                 if op.fresh_vjp and type(gi) is np.ndarray:
                     owned.add(pid)
             elif pid in owned and op.accumulate is not None and _same_kind(prev, g):
-                op.accumulate(prev, g, ans, *node.args, **node.kwargs)
+                op.accumulate(prev, g, ans, *args, **kwargs)
             else:
-                gi = rule(g, ans, *node.args, **node.kwargs)
+                gi = rule(g, ans, *args, **kwargs) if kwargs else rule(g, ans, *args)
                 if pid in owned and _same_kind(prev, gi) and gi.shape == prev.shape:
                     np.add(prev, gi, out=prev)
                 else:

@@ -42,8 +42,7 @@ def _vjp(i: int, d: Partial) -> Callable[..., Any] | None:
 
     def vjp(g: Any, ans: Any, *args: Any) -> Any:
         gi = partial(g, ans, *args)
-        x = args[i]
-        shape = x.shape if hasattr(x, "shape") else ()
+        shape = getattr(args[i], "shape", ())
         if gi.shape == shape:  # the common case: nothing was broadcast, no batch axes
             return gi
         return unbroadcast(gi, shape, len(shape_of(ans)))
