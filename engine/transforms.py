@@ -62,6 +62,16 @@ def _like(g: Any, primal: Any) -> Any:
     return g
 
 
+def _own(g: Any, given: list[Any]) -> Any:
+    """``g`` as a writable array of its own: rules may pass arrays through (an input, a
+    cotangent, a broadcast view), but a gradient handed out must be safe to modify."""
+    if type(g) is not np.ndarray:
+        return g
+    if not (g.flags.writeable and g.flags.owndata) or any(g is v for v in given):
+        return np.array(g)
+    return g
+
+
 def unbox_dtype(x: Any) -> Any:
     while isinstance(x, Box):
         x = x.value
@@ -111,8 +121,11 @@ class Trace:
             batch = cs[: len(cs) - len(vs)]
             cts.append(ct)
         grads = backward(self.outputs, cts, self.leaves, self.level, tape=self.tape)
+        given = [*self.primals, *self.values, *cts]
         return [
-            _like(g, self.primals[i]) if g is not None else _zeros(self.primals[i], batch)
+            _own(_like(g, self.primals[i]), given)
+            if g is not None
+            else _zeros(self.primals[i], batch)
             for g, i in zip(grads, self.argnums, strict=True)
         ]
 

@@ -50,6 +50,32 @@ def _vjp(i: int, d: Partial) -> Callable[..., Any] | None:
     return vjp
 
 
+def _times(g: Any, d: Any) -> Any:
+    """``g * d``, or a read-only view of ``d`` when ``g`` is a broadcast 1 of its shape.
+
+    ``sum``'s cotangent is ``broadcast_to(1, shape)`` (a zero-stride view), so the rules
+    right under a summed loss would make a full pass multiplying by one. The view shares
+    ``d``'s memory, which is safe: the backward pass writes only into buffers it made,
+    and a view that reaches the caller as a gradient is copied there (``_own``).
+    """
+    if (
+        type(g) is np.ndarray
+        and g.size >= _ONES_MIN_SIZE
+        and type(d) is np.ndarray
+        and d.shape == g.shape
+        and d.dtype == g.dtype
+        and not any(g.strides)
+        and g.flat[0] == 1
+    ):
+        view = d.view()
+        view.flags.writeable = False
+        return view
+    return g * d
+
+
+_ONES_MIN_SIZE = 4096  # below this the check costs more than the pass it saves
+
+
 def _identity(g: Any, *_: Any) -> Any:
     return g
 
@@ -143,8 +169,8 @@ elementwise(
     "multiply",
     _operator(np.multiply, operator.mul),
     "x1 * x2, elementwise.",
-    lambda g, ans, x, y: g * y,
-    lambda g, ans, x, y: g * x,
+    lambda g, ans, x, y: _times(g, y),
+    lambda g, ans, x, y: _times(g, x),
     commutes=True,
 )
 elementwise(
@@ -193,7 +219,7 @@ elementwise("sign", np.sign, "The sign of x (-1, 0 or 1); gradient 0.", ZERO)
 
 elementwise("sqrt", np.sqrt, "Square root.", lambda g, ans, x: g * (0.5 / ans))
 elementwise("square", np.square, "x ** 2.", lambda g, ans, x: g * (2.0 * x))
-elementwise("exp", np.exp, "e ** x.", lambda g, ans, x: g * ans)
+elementwise("exp", np.exp, "e ** x.", lambda g, ans, x: _times(g, ans))
 elementwise("expm1", np.expm1, "exp(x) - 1, accurate near 0.", lambda g, ans, x: g * (ans + 1.0))
 elementwise("log", np.log, "Natural logarithm.", lambda g, ans, x: g / x)
 elementwise("log1p", np.log1p, "log(1 + x), accurate near 0.", lambda g, ans, x: g / (x + 1.0))
@@ -202,7 +228,7 @@ elementwise("log10", np.log10, "Base-10 logarithm.", lambda g, ans, x: g / (x * 
 
 # --- trigonometric and hyperbolic -----------------------------------------------------
 
-elementwise("sin", np.sin, "Sine.", lambda g, ans, x: g * anp.cos(x))
+elementwise("sin", np.sin, "Sine.", lambda g, ans, x: _times(g, anp.cos(x)))
 elementwise("cos", np.cos, "Cosine.", lambda g, ans, x: anp.negative(g * anp.sin(x)))
 elementwise("tan", np.tan, "Tangent.", lambda g, ans, x: g * (1.0 + ans * ans))
 elementwise("arcsin", np.arcsin, "Inverse sine.", lambda g, ans, x: g / anp.sqrt(1.0 - x * x))

@@ -321,3 +321,36 @@ def test_tapes_close_with_their_trace() -> None:
     before = dict(tracer._tapes)
     ad.grad(lambda x: anp.sum(ad.grad(lambda y: anp.sum(anp.sin(y) * x))(x)))(X)
     assert tracer._tapes == before
+
+
+def test_rules_under_a_summed_loss_skip_the_multiply_by_one() -> None:
+    # big enough for the broadcast-ones shortcut; the answers must not change
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=5000), rng.normal(size=5000)
+    gx, gy = ad.grad(lambda x, y: anp.sum(x * y), argnums=(0, 1))(x, y)
+    np.testing.assert_array_equal(gx, y)
+    np.testing.assert_array_equal(gy, x)
+    np.testing.assert_allclose(ad.grad(lambda x: anp.sum(anp.exp(x)))(x), np.exp(x))
+    np.testing.assert_allclose(ad.grad(lambda x: anp.sum(anp.sin(x)))(x), np.cos(x))
+    w3 = lambda x: anp.sum(anp.sin(x) * anp.exp(-(x**2)) + anp.log(1 + x**2))  # noqa: E731
+    e = np.exp(-(x**2))
+    expected = e * (np.cos(x) - 2 * x * np.sin(x)) + 2 * x / (1 + x**2)
+    np.testing.assert_allclose(ad.grad(w3)(x), expected, rtol=1e-12, atol=1e-14)
+    # a cotangent that is a broadcast 1 given by the caller takes the same path
+    _, pullback = ad.vjp(lambda x: x * y, x)
+    (g,) = pullback(np.broadcast_to(1.0, x.shape))
+    np.testing.assert_array_equal(g, y)
+
+
+def test_gradients_are_writable_arrays_of_their_own() -> None:
+    rng = np.random.default_rng(6)
+    x, c = rng.normal(size=5000), rng.normal(size=5000)
+    keep = c.copy()
+    for g in (
+        ad.grad(lambda x: anp.sum(x))(x),  # a broadcast view inside
+        ad.grad(lambda x: anp.sum(x * c))(x),  # would be c itself
+        ad.vjp(lambda x: x, x)[1](c)[0],  # the caller's own cotangent
+    ):
+        assert g.flags.writeable and g.flags.owndata
+        g += 1.0
+    np.testing.assert_array_equal(c, keep)
