@@ -449,9 +449,19 @@ _variadic(
     _concat_vjp,
     lambda ts, ans, *xs, axis: anp.concatenate(_zeros_for(ts, xs), axis=axis),
 )
+
+
+def _stack(*xs: Any, axis: int) -> Any:
+    # NumPy scalars (x[0], x[1], ...): np.array takes 0.3 us where np.stack takes 3.5
+    kind = type(xs[0]) if xs else None
+    if (kind is np.float64 or kind is np.float32) and all(type(x) is kind for x in xs):
+        return np.array(xs, dtype=kind)
+    return np.stack(xs, axis=axis)
+
+
 _variadic(
     "stack",
-    lambda *xs, axis: np.stack(xs, axis=axis),
+    _stack,
     "Join a sequence of same-shape arrays along a new axis.",
     _stack_shape,
     _stack_vjp,

@@ -354,3 +354,14 @@ def test_gradients_are_writable_arrays_of_their_own() -> None:
         assert g.flags.writeable and g.flags.owndata
         g += 1.0
     np.testing.assert_array_equal(c, keep)
+
+
+def test_stack_of_numpy_scalars_keeps_dtype_and_gradients() -> None:
+    for dtype in (np.float64, np.float32):
+        x = np.array([1.0, 2.0, 3.0], dtype=dtype)
+        out, pullback = ad.vjp(lambda x: anp.stack([x[2], x[0] * x[1], x[0]]), x)
+        assert out.dtype == dtype and out.shape == (3,)
+        np.testing.assert_allclose(out, [3.0, 2.0, 1.0])
+        np.testing.assert_allclose(pullback(np.array([1.0, 10.0, 100.0]))[0], [120.0, 10.0, 1.0])
+    mixed = anp.stack([np.float64(1.0), np.float32(2.0)])  # falls back to np.stack's promotion
+    assert mixed.dtype == np.float64
