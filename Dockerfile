@@ -25,8 +25,10 @@ RUN pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim-bookworm AS runtime
 
-# Parallelism comes from processes (replicas x AUTODIFF_WORKERS): one BLAS thread
-# each, so a container's CPU limit is not oversubscribed.
+# Parallelism comes from processes (replicas x UVICORN_WORKERS server processes, each
+# with a pool of AUTODIFF_WORKERS, by default the cores divided among the server
+# processes): one BLAS thread each, so a container's CPU limit is not oversubscribed.
+# The service logs one JSON line per request itself, so uvicorn's access log is off.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -35,7 +37,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     MKL_NUM_THREADS=1 \
     UVICORN_HOST=0.0.0.0 \
     UVICORN_PORT=8000 \
-    UVICORN_WORKERS=1 \
+    UVICORN_WORKERS=2 \
+    UVICORN_ACCESS_LOG=false \
     UVICORN_TIMEOUT_KEEP_ALIVE=5 \
     UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN=20 \
     UVICORN_LIMIT_CONCURRENCY=256 \

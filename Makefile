@@ -6,6 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Server processes: one per core of a 2-core machine. Each starts a compute pool of
+# its own, sized from this same variable (the cores divided among the processes), so
+# it is passed in the environment, where uvicorn and the app both read it.
+UVICORN_WORKERS ?= 2
 
 # Stamps are keyed on pyproject.toml's checksum, so an edited dependency list
 # reinstalls once and an unchanged one never does (mtimes lie after a checkout).
@@ -19,8 +23,9 @@ APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Tim
 
 .PHONY: serve test lint typecheck pytest system-deps clean
 
+# The service writes one JSON line per request itself: uvicorn's access log would double it.
 serve: $(RUN_STAMP)
-	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+	UVICORN_WORKERS=$(UVICORN_WORKERS) $(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT) --no-access-log
 
 test: $(TEST_STAMP) system-deps
 	$(BIN)/ruff check .

@@ -32,6 +32,7 @@ from engine.errors import (
     UnknownNameError,
 )
 from engine.graph import Recorder
+from engine.lang.ir import Call, Index
 from engine.lang.limits import Limits
 
 Task = dict[str, Any]
@@ -119,9 +120,57 @@ def compile_program(task: Task) -> Any:
 
 
 def inline_program(task: Task, max_ops: int) -> Any:
-    """The compiled program if it is provably small work (no loops, few ops), else None."""
+    """The compiled program if it is provably small work (no loops, few op sites), else None."""
     program = compile_program(task)
-    return program if not program.has_loops and program.num_ops <= max_ops else None
+    if program.has_loops or max(program.num_ops, op_census(program)[1]) > max_ops:
+        return None
+    return program
+
+
+# Ops whose work is linear in the sizes of their operands and result: elementwise maths,
+# reductions, shapes, indexing, constructors (and their rules, written in the same ops).
+# Everything else (contractions, decompositions, norm, whose ord=2 is an SVD, and any op
+# added later) can cost more than its sizes say and is never "linear" here.
+LINEAR_OPS = frozenset({
+    "abs", "add", "arccos", "arcsin", "arctan", "arctan2", "clip", "cos", "cosh", "divide",
+    "equal", "exp", "expm1", "floor_divide", "greater", "greater_equal", "less", "less_equal",
+    "log", "log10", "log1p", "log2", "logical_and", "logical_not", "logical_or", "maximum",
+    "minimum", "multiply", "negative", "not_equal", "power", "remainder", "sign", "sin", "sinh",
+    "sqrt", "square", "subtract", "tan", "tanh", "where", "relu", "sigmoid", "softplus",
+    "sum", "mean", "prod", "max", "min", "var", "std", "logsumexp", "softmax", "log_softmax",
+    "broadcast_to", "concatenate", "detach", "stop_gradient", "expand_dims", "flip", "getitem",
+    "repeat", "reshape", "squeeze", "stack", "swapaxes", "tile", "transpose", "outer",
+    "trace", "diag", "arange", "eye", "full", "linspace", "ones", "ones_like", "zeros",
+    "zeros_like",
+})
+_op_cache: dict[int, tuple[Any, frozenset[str], int]] = {}
+
+
+def op_census(program: Any) -> tuple[frozenset[str], int]:
+    """The ops a compiled program calls and its number of op sites, indexing (``getitem``)
+    included (``num_ops`` leaves it out of text programs); cached per program."""
+    hit = _op_cache.get(id(program))
+    if hit is not None and hit[0] is program:
+        return hit[1], hit[2]
+    names: set[str] = set()
+    sites = 0
+    stack: list[Any] = [program.body]
+    while stack:  # the IR is nested named tuples: a walk over tuples finds every call
+        node = stack.pop()
+        if isinstance(node, Call | Index):
+            names.add(node.op if isinstance(node, Call) else "getitem")
+            sites += 1
+        if isinstance(node, tuple):
+            stack.extend(node)
+    if len(_op_cache) > 1024:  # compiled programs are cached too, but not forever
+        _op_cache.clear()
+    _op_cache[id(program)] = (program, frozenset(names), sites)
+    return frozenset(names), sites
+
+
+def linear_cost(program: Any) -> bool:
+    """Whether every op of the program does work linear in its operands' and result's sizes."""
+    return op_census(program)[0] <= LINEAR_OPS
 
 
 def run(task: Task, program: Any = None) -> dict[str, Any]:

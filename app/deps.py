@@ -1,19 +1,42 @@
 """Dependencies of the routes: orjson body parsing, the pool, and the runner that dispatches work.
 
-The runner decides where a request runs. A program that is provably small
-work (no loops, few ops, a small body, every array under
-``inline_max_elements``) runs in the server process: the pool hop would cost
-more than the computation. Everything else goes to a worker that the time
-limit can kill.
+The runner decides where a request runs. Only work proven small before it starts
+may skip the pool, whose time limit can kill a runaway computation; the proof
+comes from the request alone, checked before anything runs:
+
+- every lane: a gradient, VJP, JVP or HVP (never a Jacobian, Hessian or
+  finite-difference check, whose work grows with the input size), a program
+  without loops (each op site runs once, and its rules a fixed number of ops)
+  and at most ``inline_max_ops`` op sites;
+- **on the event loop**: a body under ``inline_max_body_bytes``, no einsum,
+  every input and intermediate under ``inline_max_elements`` (4,096: a few
+  milliseconds at worst, a 64x64 matmul per op). The pool hop would cost more
+  than such a computation (W1: about 0.4 ms).
+- **in a server thread** (the "medium" lane): only ops whose work is linear in
+  their sizes (``compute.LINEAR_OPS``: no contraction or decomposition), every
+  input and intermediate under ``min(thread_max_elements, 2^21 / op sites)``
+  elements (so the whole forward pass touches at most 2^21 elements; 10^5-element
+  elementwise gradients fit), a body under ``thread_max_body_bytes`` of which
+  all but ``inline_max_body_bytes`` is b64 text (JSON lists are decoded holding
+  the GIL, b64 is not). The thread does not block the event loop: NumPy
+  releases the GIL in large ufuncs.
+
+Sizes are checked by each op's shape function before it allocates: a program
+that would go past its lane's limit stops there and runs in the pool instead.
+The engine's tracer keeps global state (the recorder), so the server runs one
+computation at a time: while the thread is busy, every request goes to the pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.message
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -45,6 +68,10 @@ M = TypeVar("M", bound=ComputeRequest)
 INLINE_ENDPOINTS = frozenset({"grad", "vjp", "jvp", "hvp"})
 # Request fields holding one entry per input name: each is capped by max_inputs.
 NAMED_FIELDS = ("inputs", "wrt", "tangents", "vectors")
+# Medium lane: op sites x elements per op. Worst cases measured here: 23 ms for the gradient
+# and 63 ms for the HVP of 61 chained transcendental ops on 34,379 elements.
+THREAD_MAX_ELEMENT_OPS = 2**21
+Answer = tuple[bytes, dict[str, float], float]
 
 
 class OrjsonRequest(Request):
@@ -197,11 +224,18 @@ def build_task(endpoint: str, req: ComputeRequest, settings: Settings) -> comput
 
 
 class Runner:
-    """Runs one compute request inline or in the pool and shapes the HTTP answer."""
+    """Runs one compute request (on the loop, in the server thread, or in the pool) and answers."""
 
     def __init__(self, settings: Settings, pool: WorkerPool) -> None:
         self.settings = settings
         self.pool = pool
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autodiff-medium")
+        self._thread_busy = False
+        self.ran: Counter[str] = Counter()  # requests per lane: "loop", "thread", "pool"
+
+    def close(self) -> None:
+        """Stop the server thread once its computation (if any) ends."""
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
     async def respond(self, endpoint: str, req: ComputeRequest, request: Request) -> Response:
         """The JSON answer for ``req`` at ``endpoint``."""
@@ -210,24 +244,26 @@ class Runner:
         self._check_names(req)
         task = build_task(endpoint, req, self.settings)
         raw = await request.body()
-        answer = self._try_inline(task, req, len(raw))
+        answer = await self._in_process(task, req, raw)
         if answer is None:
             submitted = time.perf_counter()
             body, timing, started = await self._in_pool(task, raw)
             # perf_counter is system-wide on Linux, so the worker's start time compares.
             timing["queue"] = round(max(0.0, (started - submitted) * 1000.0), 4)
             request.state.pool_wait_ms = timing["queue"]
+            self.ran["pool"] += 1
         else:
             body, timing, _ = answer
         timing["total"] = round((time.perf_counter() - start) * 1000.0, 4)
         return Response(_with_timing(body, timing), media_type="application/json")
 
-    async def _in_pool(
-        self, task: compute.Task, raw: bytes
-    ) -> tuple[bytes, dict[str, float], float]:
+    async def _in_pool(self, task: compute.Task, raw: bytes) -> Answer:
         """Run in a worker; a large body and answer cross as files, not through the pipe."""
         spill_dir = self.pool.spill_dir
-        body_file = encoding.spill(raw, spill_dir)
+        # Spill files are written and read in a thread: the system calls release the GIL,
+        # so the event loop serves other requests meanwhile (a 2 MB body: 1.2 ms).
+        big = len(raw) >= encoding.SPILL_MIN_BYTES and spill_dir is not None
+        body_file = await asyncio.to_thread(encoding.spill, raw, spill_dir) if big else None
         if body_file is not None:
             arrays = {f: None for f in compute.ARRAY_FIELDS if f in task}
             task = {**task, **arrays, "body_file": body_file}
@@ -239,8 +275,9 @@ class Runner:
             if body_file is not None:  # the worker deletes it, unless it died first
                 with contextlib.suppress(OSError):
                     os.unlink(body_file)
-        body = encoding.unspill(payload) if isinstance(payload, str) else payload
-        return body, timing, started
+        if isinstance(payload, str):
+            return await asyncio.to_thread(encoding.unspill, payload), timing, started
+        return payload, timing, started
 
     def _check_source(self, req: ComputeRequest) -> None:
         limit = self.settings.max_source_chars
@@ -264,43 +301,113 @@ class Runner:
                     loc=["body", field],
                 )
 
-    def _inline_candidate(self, endpoint: str, req: ComputeRequest, body_bytes: int) -> bool:
-        s = self.settings
-        if s.inline_max_elements <= 0 or body_bytes > s.inline_max_body_bytes:
-            return False
+    # --- the in-process lanes (see the module docstring for the rule) --------------------
+
+    async def _in_process(
+        self, task: compute.Task, req: ComputeRequest, raw: bytes
+    ) -> Answer | None:
+        """The answer computed in the server process, or None when the work is not proven small."""
+        if self._thread_busy or not self._function_bounded(task["endpoint"], req):
+            return None
+        answer = self._on_loop(task, len(raw))
+        if answer is None:
+            answer = await self._on_thread(task, raw)
+        return answer
+
+    def _function_bounded(self, endpoint: str, req: ComputeRequest) -> bool:
         if endpoint not in INLINE_ENDPOINTS or req.check:
             return False
         if req.expression is not None:
-            return len(req.expression) <= INLINE_MAX_SOURCE_CHARS and not any(
-                op in req.expression for op in INLINE_EXCLUDED_OPS
-            )
-        return (
-            req.graph is not None
-            and len(req.graph.nodes) <= INLINE_MAX_GRAPH_NODES
-            and not any(node.op in INLINE_EXCLUDED_OPS for node in req.graph.nodes)
-        )
+            return len(req.expression) <= INLINE_MAX_SOURCE_CHARS
+        return req.graph is not None and len(req.graph.nodes) <= INLINE_MAX_GRAPH_NODES
 
-    def _try_inline(
-        self, task: compute.Task, req: ComputeRequest, body_bytes: int
-    ) -> tuple[bytes, dict[str, float], float] | None:
-        if not self._inline_candidate(task["endpoint"], req, body_bytes):
+    def _on_loop(self, task: compute.Task, body_bytes: int) -> Answer | None:
+        s = self.settings
+        if s.inline_max_elements <= 0 or body_bytes > s.inline_max_body_bytes:
             return None
-        program = compute.inline_program(task, self.settings.inline_max_ops)
+        program = compute.inline_program(task, s.inline_max_ops)
+        if program is None or not compute.op_census(program)[0].isdisjoint(INLINE_EXCLUDED_OPS):
+            return None
+        try:
+            capped = _capped(task, s.inline_max_elements)
+            answer = _bytes_answer(compute.run_encoded(capped, program))
+        except SizeLimitError:
+            return None  # bigger than this lane allows: the next one applies its own limits
+        self.ran["loop"] += 1
+        return answer
+
+    async def _on_thread(self, task: compute.Task, raw: bytes) -> Answer | None:
+        budget = self._thread_budget(task, raw)
+        if budget is None:
+            return None
+        program, elements = budget
+        self._thread_busy = True
+        future: Future[Any] = self._thread.submit(
+            compute.run_encoded, _capped(task, elements), program
+        )
+        loop = asyncio.get_running_loop()
+        # Cleared when the computation has really ended, even if this request is cancelled.
+        future.add_done_callback(lambda _: _call_soon(loop, self._thread_done))
+        try:
+            answer = _bytes_answer(await asyncio.wrap_future(future))
+        except SizeLimitError:
+            return None
+        self.ran["thread"] += 1
+        return answer
+
+    def _thread_done(self) -> None:
+        self._thread_busy = False
+
+    def _thread_budget(self, task: compute.Task, raw: bytes) -> tuple[Any, int] | None:
+        """The program and the medium lane's element limit, or None when it does not qualify."""
+        s = self.settings
+        if s.thread_max_elements <= 0 or len(raw) > s.thread_max_body_bytes:
+            return None
+        if len(raw) - _b64_chars(task) > s.inline_max_body_bytes:
+            return None  # large JSON lists: decoding them would hold the GIL for milliseconds
+        program = compute.inline_program(task, s.inline_max_ops)  # cached compile
         if program is None:
             return None
-        small = self.settings.inline_max_elements
-        configured = task["limits"]
-        inline_limits = {
-            **configured,
-            "max_input_elements": min(small, configured["max_input_elements"]),
-            "max_intermediate_elements": min(small, configured["max_intermediate_elements"]),
-        }
-        try:
-            body, timing, start = compute.run_encoded({**task, "limits": inline_limits}, program)
-        except SizeLimitError:
-            return None  # bigger than the fast path allows: the pool applies the real limits
-        assert isinstance(body, bytes)  # no spill_dir in the task: never spilled
-        return body, timing, start
+        names, sites = compute.op_census(program)
+        if not names <= compute.LINEAR_OPS:
+            return None
+        return program, min(s.thread_max_elements, THREAD_MAX_ELEMENT_OPS // max(1, sites))
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed first (the server stopping)
+        loop.call_soon_threadsafe(fn)
+
+
+def _bytes_answer(result: tuple[bytes | str, dict[str, float], float]) -> Answer:
+    body, timing, start = result
+    assert isinstance(body, bytes)  # no spill_dir in an in-process task: never spilled
+    return body, timing, start
+
+
+def _capped(task: compute.Task, elements: int) -> compute.Task:
+    """The task with its input and intermediate sizes capped at ``elements``."""
+    configured = task["limits"]
+    return {**task, "limits": {
+        **configured,
+        "max_input_elements": min(elements, configured["max_input_elements"]),
+        "max_intermediate_elements": min(elements, configured["max_intermediate_elements"]),
+    }}
+
+
+def _b64_chars(task: compute.Task) -> int:
+    """Characters of b64 text in the task's array fields (top-level and one list deep)."""
+    total = 0
+    for field in compute.ARRAY_FIELDS:
+        value = task.get(field)
+        values = value.values() if field != "cotangent" and isinstance(value, dict) else [value]
+        for item in values:
+            # a short list may hold one b64 object per output; a long one is numbers
+            items = item if isinstance(item, list) and len(item) <= 16 else [item]
+            for one in items:
+                if isinstance(one, dict) and isinstance(one.get("b64"), str):
+                    total += len(one["b64"])
+    return total
 
 
 def _with_timing(body: bytes, timing: dict[str, float]) -> bytes:

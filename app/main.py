@@ -51,13 +51,14 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         pool = WorkerPool(settings)
         pool.start()
         app.state.pool = pool
-        app.state.runner = Runner(settings, pool)
+        runner = app.state.runner = Runner(settings, pool)
         warm = asyncio.create_task(pool.warm_up())
         try:
             yield
         finally:
             warm.cancel()
             pool.stop()
+            runner.close()
 
     return lifespan
 

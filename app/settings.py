@@ -6,6 +6,8 @@ bounds memory or time taken on behalf of one caller.
 
 from __future__ import annotations
 
+import math
+import os
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -14,6 +16,42 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+
+
+def _int_env(name: str) -> int:
+    try:
+        return int(os.environ.get(name, ""))
+    except ValueError:
+        return 0
+
+
+def usable_cores(cpu_max: str | None = None) -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota.
+
+    A container's ``--cpus`` limit is a quota, which the affinity does not show.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    try:
+        with open(cpu_max or CGROUP_CPU_MAX, encoding="ascii") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota here
+    return cores
+
+
+def default_pool_workers() -> int:
+    """The usable cores shared among the server processes (at least 1 pool worker each).
+
+    Each uvicorn process (``UVICORN_WORKERS``, or ``WEB_CONCURRENCY``, which uvicorn
+    also reads) starts a pool of its own: two processes with two pool workers each
+    would put four computations on two cores.
+    """
+    processes = _int_env("UVICORN_WORKERS") or _int_env("WEB_CONCURRENCY") or 1
+    return max(1, usable_cores() // max(1, processes))
 
 
 class Settings(BaseSettings):
@@ -21,7 +59,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AUTODIFF_", extra="ignore")
 
-    workers: int = Field(default=2, ge=1, description="Worker processes in the compute pool.")
+    workers: int = Field(
+        default_factory=default_pool_workers,
+        ge=1,
+        description="Worker processes in the compute pool of each server process (default: the "
+        "cores divided by the uvicorn processes, UVICORN_WORKERS).",
+    )
     time_limit_s: float = Field(
         default=5.0,
         gt=0,
@@ -66,6 +109,20 @@ class Settings(BaseSettings):
     worker_memory_mb: int = Field(
         default=2048, ge=0, description="Address-space cap per worker process in MiB (0 = no cap)."
     )
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness added to pool workers: the server process (HTTP, /healthz, "
+        "small in-process requests) gets the CPU first when computations fill the cores.",
+    )
+    worker_malloc_keep_mb: int = Field(
+        default=512,
+        ge=0,
+        description="Freed memory (MiB) glibc keeps in each pool worker for reuse, instead of "
+        "returning it and page-faulting new arrays in (0 = glibc's defaults). Counts against "
+        "worker_memory_mb.",
+    )
     blas_threads: int = Field(
         default=1,
         ge=1,
@@ -78,6 +135,15 @@ class Settings(BaseSettings):
         description=(
             "Fast path: a loop-free program whose inputs and intermediates stay under this many "
             "elements runs in the server process, skipping the pool hop (0 = never)."
+        ),
+    )
+    thread_max_elements: int = Field(
+        default=131_072,
+        ge=0,
+        description=(
+            "Medium path: a loop-free program of linear-cost ops (no contraction or "
+            "decomposition) whose arrays stay under this many elements (fewer with more ops: "
+            "ops x elements <= 2^21) runs in a server thread, skipping the pool hop (0 = never)."
         ),
     )
     inline_max_ops: int = Field(
@@ -104,6 +170,13 @@ class Settings(BaseSettings):
     def inline_max_body_bytes(self) -> int:
         """Bodies up to this size are parsed and decoded on the event loop for the fast path."""
         return 16 * self.inline_max_elements + 4096
+
+    @property
+    def thread_max_body_bytes(self) -> int:
+        """Bodies up to this size may take the medium path: three b64 float64 arrays of
+        ``thread_max_elements`` and the fast path's room for everything else."""
+        b64_chars = 4 * -(-8 * self.thread_max_elements // 3)
+        return 3 * b64_chars + self.inline_max_body_bytes
 
 
 @lru_cache

@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.http [--quick]
 
-Starts ``uvicorn app.main:app`` with default settings on a loopback port, checks every
-workload's answer against our engine in process (1e-8), then measures. Load comes from wrk
-when Debian's wrk is installed, else from a bounded asyncio httpx client.
+Starts ``uvicorn app.main:app`` as ``make serve`` does (two processes, default settings) on a
+loopback port, checks every workload's answer against our engine in process (1e-8), then
+measures. Load comes from wrk when Debian's wrk is installed, else from a bounded asyncio
+httpx client.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
                      "quick": args.quick, "commit": machine.git_commit(),
                      "machine": machine.describe(),
                      "load_tool": "wrk" if loadgen.have_wrk() else "httpx",
-                     "server": "uvicorn app.main:app, default settings"},
+                     "server": "uvicorn app.main:app as make serve runs it (2 processes), "
+                               "default settings"},
             "workloads": check_and_time_workloads(client, select(args.only), args.quick),
             "large": large(client, args.quick),
         }

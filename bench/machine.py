@@ -13,7 +13,7 @@ BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 # 8 MB array of a 10^6-element workload page-faults afresh (about 2.5 ms each here). The
 # service's pool workers keep freed memory instead (app.pool.MALLOC_ENV, bounded by the
 # per-worker memory cap); ``--malloc service`` times every framework the same way.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**29), "MALLOC_TRIM_THRESHOLD_": str(2**29)}
 
 
 def _cpu_model() -> str:

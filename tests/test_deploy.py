@@ -101,7 +101,8 @@ def test_image_command_serves_from_its_env_and_stops_on_sigterm(tmp_path: Path) 
     # empty working directory: the HEALTHCHECK passes while it runs and fails before,
     # and SIGTERM (the STOPSIGNAL) stops it cleanly within the graceful timeout.
     image_env, cmd, probe = runtime_env_and_cmd()
-    assert image_env["UVICORN_WORKERS"] == "1" and cmd[0] == "uvicorn"
+    assert image_env["UVICORN_WORKERS"] == "2" and cmd[0] == "uvicorn"
+    assert image_env["UVICORN_ACCESS_LOG"] == "false"  # the app logs each request itself
     port = free_port()
     env = {**os.environ, **{k: v for k, v in image_env.items() if k != "PATH"},
            "UVICORN_HOST": "127.0.0.1", "UVICORN_PORT": str(port),

@@ -229,3 +229,25 @@ def test_large_bodies_and_answers_cross_as_files(tmp_path: Path) -> None:
     np.testing.assert_allclose(answer["gradients"]["x"], 2 * x)
     assert list(tmp_path.iterdir()) == []  # both files were removed
     assert encoding.spill(b"small", str(tmp_path)) is None  # small data stays in-band
+
+
+def test_op_census_counts_every_site_indexing_included() -> None:
+    program = compute.compile_program(task("grad", "y = x[1:2]\nreturn sum(y[0] * x[0])", {}))
+    names, sites = compute.op_census(program)
+    assert names == {"getitem", "multiply", "sum"}
+    assert sites == 5  # three getitems, a multiply and a sum
+    graph = {"nodes": [{"id": "y", "op": "matmul", "inputs": ["a", "b"]}], "outputs": ["y"]}
+    names, sites = compute.op_census(compute.compile_program({**task("grad", "", {}),
+                                                              "expression": None, "graph": graph}))
+    assert (names, sites) == ({"matmul"}, 1)
+
+
+def test_linear_ops_are_real_ops_and_leave_out_superlinear_work() -> None:
+    from engine.registry import OPS
+
+    assert set(OPS) >= compute.LINEAR_OPS
+    for name in ("matmul", "dot", "inner", "tensordot", "einsum", "inv", "det", "slogdet",
+                 "solve", "cholesky", "norm"):
+        assert name not in compute.LINEAR_OPS
+    assert compute.linear_cost(compute.compile_program(task("grad", "sum(sin(x) * x[0])", {})))
+    assert not compute.linear_cost(compute.compile_program(task("grad", "x @ x", {})))

@@ -1,11 +1,16 @@
-"""The worker pool's processes (app/pool.py): one BLAS thread each."""
+"""The worker pool's processes (app/pool.py): one BLAS thread each, niced, sized to the cores."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
-from app.pool import WorkerPool, blas_threads
-from app.settings import Settings
+import pytest
+
+from app import settings
+from app.pool import MALLOC_ENV, WorkerPool, blas_threads, malloc_env
+from app.settings import Settings, default_pool_workers, usable_cores
 
 
 def test_workers_run_one_blas_thread() -> None:
@@ -29,3 +34,57 @@ def test_blas_threads_follow_the_setting() -> None:
         assert asyncio.run(pool.run(blas_threads)) == 2
     finally:
         pool.stop()
+
+
+def test_workers_yield_the_cpu_and_keep_freed_memory() -> None:
+    """Niced below the server; glibc told to reuse freed memory (set for the pool only)."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, workers=1, worker_memory_mb=0, worker_nice=7, worker_malloc_keep_mb=64
+    )
+    pool = WorkerPool(settings)
+    pool.start()
+    try:
+        assert asyncio.run(pool.run(os.getpriority, os.PRIO_PROCESS, 0)) == 7
+        # The forkserver is shared by every pool of a process: the test checks the
+        # variable reached this process's environment, which each new forkserver inherits.
+        assert os.environ["MALLOC_TRIM_THRESHOLD_"] == str(64 * 2**20)
+        assert os.environ["MALLOC_MMAP_THRESHOLD_"] == str(64 * 2**20)
+    finally:
+        pool.stop()
+
+
+def test_malloc_env_is_off_at_zero() -> None:
+    assert malloc_env(0) == {}
+    assert malloc_env(1) == dict.fromkeys(MALLOC_ENV, str(2**20))
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, 2), ({"UVICORN_WORKERS": "2"}, 1), ({"WEB_CONCURRENCY": "2"}, 1),
+     ({"UVICORN_WORKERS": "4"}, 1), ({"UVICORN_WORKERS": "junk"}, 2)],
+)
+def test_pool_size_shares_the_cores_among_server_processes(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: int
+) -> None:
+    monkeypatch.delenv("UVICORN_WORKERS", raising=False)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # two cores
+    monkeypatch.setattr(settings, "CGROUP_CPU_MAX", "/nonexistent")  # and no cgroup quota
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert default_pool_workers() == expected
+    assert Settings(_env_file=None).workers == expected  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"), [("max 100000\n", 4), ("200000 100000\n", 2), ("50000 100000\n", 1),
+                              ("150000 100000\n", 2), (None, 4)],
+)
+def test_usable_cores_follow_a_container_quota(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cpu_max: str | None, expected: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max)
+    assert usable_cores(str(path)) == expected

@@ -61,8 +61,8 @@ def client() -> Iterator[TestClient]:
 
 @pytest.fixture
 def pooled(client: TestClient) -> Iterator[TestClient]:
-    """The same app with the in-process fast path turned off (every request uses the pool)."""
-    with settings_changed(client, inline_max_elements=0):
+    """The same app with the in-process lanes turned off (every request uses the pool)."""
+    with settings_changed(client, inline_max_elements=0, thread_max_elements=0):
         yield client
 
 
@@ -627,8 +627,15 @@ def test_fast_path_choice(client: TestClient) -> None:
     )
     assert "queue" in einsum["timing_ms"]  # work not bounded by its sizes: sent to the pool
     close(einsum["gradients"]["x"], [2.0, 4.0])
-    big = post(client, "/grad", {"expression": "sum(x * x)", "inputs": {"x": [1.0] * 4_097}})
-    assert "queue" in big["timing_ms"]  # over inline_max_elements: fell back to the pool
+    big_body = {"expression": "sum(x * x)", "inputs": {"x": [1.0] * 4_097}}
+    runner = client.app.state.runner  # type: ignore[attr-defined]
+    before = runner.ran["thread"]
+    big = post(client, "/grad", big_body)
+    assert "queue" not in big["timing_ms"]  # over inline_max_elements, linear ops: the thread
+    assert runner.ran["thread"] == before + 1
+    with settings_changed(client, thread_max_elements=0):
+        big = post(client, "/grad", big_body)
+    assert "queue" in big["timing_ms"]  # without the thread lane: the pool
     small_jacobian = post(client, "/jacobian", {"expression": "x * x", "inputs": {"x": [1.0]}})
     assert "queue" in small_jacobian["timing_ms"]  # work multiplied by the input size: pool
     checked = post(client, "/grad", {"expression": "sum(x)", "inputs": {"x": [1.0]}, "check": True})
@@ -644,3 +651,71 @@ def test_not_ready_before_the_pool_starts() -> None:
     r = cold.post("/grad", json={"expression": "sum(x)", "inputs": {"x": 1.0}})
     assert r.status_code == 503
     assert cold.get("/healthz").status_code == 200
+
+
+# --------------------------------------------------------------------------- the thread lane
+
+W3 = "sum(sin(x) * exp(-x ** 2) + log(1 + x ** 2))"
+
+
+def b64_input(x: np.ndarray) -> dict[str, Any]:
+    return {"dtype": "float64", "shape": list(x.shape),
+            "b64": base64.b64encode(x.astype("<f8").tobytes()).decode()}
+
+
+def lane_runs(client: TestClient, body: dict[str, Any]) -> tuple[Any, str]:
+    """The answer and the lane that computed it ("loop", "thread" or "pool")."""
+    runner = client.app.state.runner  # type: ignore[attr-defined]
+    before = dict(runner.ran)
+    answer = post(client, "/grad", body)
+    lanes = ("loop", "thread", "pool")
+    changed = [lane for lane in lanes if runner.ran[lane] != before.get(lane, 0)]
+    assert len(changed) == 1, changed
+    assert ("queue" in answer["timing_ms"]) == (changed[0] == "pool")
+    return answer, changed[0]
+
+
+def test_linear_b64_work_runs_in_the_server_thread(client: TestClient) -> None:
+    x = np.linspace(-2, 2, 4_500)
+    answer, lane = lane_runs(client, {"expression": W3, "inputs": {"x": b64_input(x)}})
+    assert lane == "thread"
+    expected = (np.cos(x) - 2 * x * np.sin(x)) * np.exp(-x**2) + 2 * x / (1 + x**2)
+    close(answer["gradients"]["x"], expected)
+
+
+def test_contractions_never_take_the_thread(client: TestClient) -> None:
+    x = np.linspace(-2, 2, 4_500)
+    answer, lane = lane_runs(client, {"expression": "dot(x, x)", "inputs": {"x": b64_input(x)}})
+    assert lane == "pool"
+    close(answer["gradients"]["x"], 2 * x)
+
+
+def test_large_json_lists_are_decoded_in_the_pool(client: TestClient) -> None:
+    # JSON lists are decoded holding the GIL: past the loop lane's body size, not in-process
+    x = np.random.default_rng(0).standard_normal(5_000)
+    _, lane = lane_runs(client, {"expression": "sum(x * x)", "inputs": {"x": x.tolist()}})
+    assert lane == "pool"
+
+
+def test_thread_budget_is_checked_before_each_op(client: TestClient) -> None:
+    # outer(x, x) has 40,000 elements: over the loop lane's 4,096, under the thread's default
+    body = {"expression": "sum(outer(x, x))", "inputs": {"x": [0.5] * 200}}
+    answer, lane = lane_runs(client, body)
+    assert lane == "thread"
+    with settings_changed(client, thread_max_elements=10_000):
+        again, lane = lane_runs(client, body)  # refused by its shape, before allocating
+    assert lane == "pool"
+    close(again["gradients"]["x"], answer["gradients"]["x"])
+
+
+def test_one_computation_in_process_at_a_time(client: TestClient) -> None:
+    # The tracer's recorder is global: while the thread computes, everything goes to the pool.
+    runner = client.app.state.runner  # type: ignore[attr-defined]
+    runner._thread_busy = True
+    try:
+        _, lane = lane_runs(client, {"expression": "sum(x * x)", "inputs": {"x": [1.0, 2.0]}})
+    finally:
+        runner._thread_busy = False
+    assert lane == "pool"
+    _, lane = lane_runs(client, {"expression": "sum(x * x)", "inputs": {"x": [1.0, 2.0]}})
+    assert lane == "loop"
