@@ -91,7 +91,7 @@ class Problem:
         def f(*args: Any) -> Any:
             env = dict(consts)
             env.update(zip(names, args, strict=True))
-            if rec is not None and not rec.num_nodes:
+            if rec is not None and not rec.started:
                 for name, value in env.items():
                     rec.leaf(name, value, requires_grad=name in differentiated)
             out = program.run(env, max_iterations=max_iterations, max_elements=max_elements)

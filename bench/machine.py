@@ -9,11 +9,20 @@ from pathlib import Path
 from typing import Any
 
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-# glibc returns freed memory to the kernel past a 128 KiB-32 MiB threshold, so every new
-# 8 MB array of a 10^6-element workload page-faults afresh (about 2.5 ms each here). The
-# service's pool workers keep freed memory instead (app.pool.MALLOC_ENV, bounded by the
-# per-worker memory cap); ``--malloc service`` times every framework the same way.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**29), "MALLOC_TRIM_THRESHOLD_": str(2**29)}
+MALLOC_NAMES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def service_malloc_env() -> dict[str, str]:
+    """glibc's thresholds as the service's pool workers run with their default settings.
+
+    glibc returns freed memory to the kernel past a 128 KiB-32 MiB threshold, so every
+    new 8 MB array of a 10^6-element workload page-faults afresh (about 2.5 ms each
+    here); ``--malloc service`` times every framework with the workers' setting instead.
+    """
+    from app.pool import malloc_env
+    from app.settings import Settings
+
+    return malloc_env(Settings.model_fields["worker_malloc_keep_mb"].default)
 
 
 def _cpu_model() -> str:
@@ -58,7 +67,7 @@ def describe() -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "blas_env": {k: os.environ.get(k) for k in BLAS_ENV},
-        "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
+        "malloc_env": {k: os.environ.get(k) for k in MALLOC_NAMES},
     }
 
 
@@ -71,9 +80,9 @@ def bench_env(threads: int = 0, malloc: str = "default") -> dict[str, str]:
     ``threads`` > 0 also caps every library's thread pool (BLAS, OpenMP, XLA) at that many;
     ``malloc="service"`` sets glibc's thresholds as the service's workers run.
     """
-    env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV and k not in MALLOC_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV and k not in MALLOC_NAMES}
     if malloc == "service":
-        env.update(MALLOC_ENV)
+        env.update(service_malloc_env())
     if threads > 0:
         env.update({k: str(threads) for k in THREAD_ENV})
         xla = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}"

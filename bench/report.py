@@ -280,9 +280,9 @@ def _machine_text(meta: dict[str, Any]) -> str:
 
 def _malloc_text(malloc: str) -> str:
     if malloc == "service":
-        from bench.machine import MALLOC_ENV
+        from bench.machine import service_malloc_env
 
-        env = " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
+        env = " ".join(f"{k}={v}" for k, v in service_malloc_env().items())
         return (f"- glibc malloc: every framework's timing process runs with `{env}`, as the "
                 "service's pool workers do (freed memory is kept, so a new 8 MB array does not "
                 "page-fault afresh); `--malloc default` times glibc's own thresholds")

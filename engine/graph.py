@@ -72,6 +72,11 @@ class Recorder:
                 self._first_bad = len(self._log) - 1
 
     @property
+    def started(self) -> bool:
+        """Whether anything was recorded yet (cheap: builds nothing)."""
+        return bool(self._log)
+
+    @property
     def num_nodes(self) -> int:
         """Nodes so far: inputs, op results and the constants they read."""
         return self._graph().num_nodes

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,44 +16,39 @@ from app.pool import MALLOC_ENV, WorkerPool, blas_threads, malloc_env
 from app.settings import Settings, default_pool_workers, usable_cores
 
 
-def test_workers_run_one_blas_thread() -> None:
-    """Two workers each running a 2-thread OpenBLAS on 2 cores oversubscribe them."""
-    settings = Settings(_env_file=None, workers=1, worker_memory_mb=0)  # type: ignore[call-arg]
-    pool = WorkerPool(settings)
-    pool.start()
-    try:
-        assert asyncio.run(pool.run(blas_threads)) == 1
-    finally:
-        pool.stop()
-
-
-def test_blas_threads_follow_the_setting() -> None:
+@contextlib.contextmanager
+def _one_worker(**overrides: Any) -> Iterator[WorkerPool]:
+    """A started pool of one worker (no memory cap) with the given settings."""
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, workers=1, worker_memory_mb=0, blas_threads=2
+        _env_file=None, workers=1, worker_memory_mb=0, **overrides
     )
     pool = WorkerPool(settings)
     pool.start()
     try:
-        assert asyncio.run(pool.run(blas_threads)) == 2
+        yield pool
     finally:
         pool.stop()
+
+
+def test_workers_run_one_blas_thread() -> None:
+    """Two workers each running a 2-thread OpenBLAS on 2 cores oversubscribe them."""
+    with _one_worker() as pool:
+        assert asyncio.run(pool.run(blas_threads)) == 1
+
+
+def test_blas_threads_follow_the_setting() -> None:
+    with _one_worker(blas_threads=2) as pool:
+        assert asyncio.run(pool.run(blas_threads)) == 2
 
 
 def test_workers_yield_the_cpu_and_keep_freed_memory() -> None:
     """Niced below the server; glibc told to reuse freed memory (set for the pool only)."""
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, workers=1, worker_memory_mb=0, worker_nice=7, worker_malloc_keep_mb=64
-    )
-    pool = WorkerPool(settings)
-    pool.start()
-    try:
+    with _one_worker(worker_nice=7, worker_malloc_keep_mb=64) as pool:
         assert asyncio.run(pool.run(os.getpriority, os.PRIO_PROCESS, 0)) == 7
         # The forkserver is shared by every pool of a process: the test checks the
         # variable reached this process's environment, which each new forkserver inherits.
         assert os.environ["MALLOC_TRIM_THRESHOLD_"] == str(64 * 2**20)
         assert os.environ["MALLOC_MMAP_THRESHOLD_"] == str(64 * 2**20)
-    finally:
-        pool.stop()
 
 
 def test_malloc_env_is_off_at_zero() -> None:
