@@ -132,7 +132,55 @@ class Dual(Box):
 
 
 def apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Apply ``op`` to possibly boxed ``args``: the one entry point of all tracing."""
+    """Apply ``op`` to possibly boxed ``args``: the one entry point of all tracing.
+
+    The common case, first-order reverse mode on one or two arguments (every box a
+    Var over a raw value, all at one level), takes a short path: the general one
+    below costs about 0.7 us more per op, which is most of a scalar op's time.
+    """
+    n = len(args)
+    if n == 1:
+        x = args[0]
+        if type(x) is Var:
+            xv = x.value
+            if not isinstance(xv, Box) and op.differentiable:
+                return _record(op, x.level, ((0, x),), (xv,), kwargs)
+        elif not isinstance(x, Box):
+            return op.impl(x, **kwargs) if kwargs else op.impl(x)
+    elif n == 2:
+        x, y = args
+        if type(x) is Var:
+            xv = x.value
+            if not isinstance(xv, Box) and op.differentiable:
+                if type(y) is Var:
+                    yv = y.value
+                    if y.level == x.level and not isinstance(yv, Box):
+                        return _record(op, x.level, ((0, x), (1, y)), (xv, yv), kwargs)
+                elif not isinstance(y, Box):
+                    return _record(op, x.level, ((0, x),), (xv, y), kwargs)
+        elif type(y) is Var:
+            yv = y.value
+            if not isinstance(x, Box) and not isinstance(yv, Box) and op.differentiable:
+                return _record(op, y.level, ((1, y),), (x, yv), kwargs)
+        elif not isinstance(x, Box) and not isinstance(y, Box):  # constants: nothing to trace
+            return op.impl(x, y, **kwargs) if kwargs else op.impl(x, y)
+    return _apply(op, args, kwargs)
+
+
+def _record(
+    op: Op, level: int, parents: tuple[tuple[int, Var], ...], vals: tuple[Any, ...], kwargs: Any
+) -> Var:
+    """Run ``op`` on raw values and record the result as a Var of ``level``."""
+    ans = op.impl(*vals, **kwargs) if kwargs else op.impl(*vals)
+    node = Var(ans, level, op, parents, vals, kwargs)
+    tape = _tapes.get(level)
+    if tape is not None:
+        tape.append(node)
+    return node
+
+
+def _apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``apply`` in general: any mix of levels, Vars and Duals, and boxes within boxes."""
     level = 0
     for a in args:
         if isinstance(a, Box) and a.level > level:
@@ -162,7 +210,7 @@ def apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     else:
         ans = op.impl(*vals, **kwargs) if kwargs else op.impl(*vals)
     if not duals:
-        node = Var(ans, level, op, tuple(var_parents), vals, kwargs)
+        node = Var(ans, level, op, tuple(var_parents), tuple(vals), kwargs)
         tape = _tapes.get(level)
         if tape is not None:
             tape.append(node)

@@ -35,19 +35,28 @@ Partial = Callable[..., Any] | str
 LN2, LN10 = float(np.log(2.0)), float(np.log(10.0))
 
 
-def _vjp(i: int, d: Partial) -> Callable[..., Any] | None:
+def _vjp(i: int, d: Partial, nargs: int) -> Callable[..., Any] | None:
     if d == ZERO:
         return None
     partial: Callable[..., Any] = {ONE: _identity, NEG: _negate}.get(d, d)  # type: ignore[arg-type]
 
-    def vjp(g: Any, ans: Any, *args: Any) -> Any:
-        gi = partial(g, ans, *args)
-        shape = getattr(args[i], "shape", ())
+    def fit(gi: Any, x: Any, ans: Any) -> Any:
+        """``gi`` summed down to ``x``'s shape (it may be broadcast or carry batch axes)."""
+        shape = getattr(x, "shape", ())
         if gi.shape == shape:  # the common case: nothing was broadcast, no batch axes
             return gi
         return unbroadcast(gi, shape, len(shape_of(ans)))
 
-    return vjp
+    # one closure per arity: the rule runs once per node of every backward pass
+    if d == ONE and nargs == 2:
+        return lambda g, ans, x, y: fit(g, (x, y)[i], ans)
+    if nargs == 1:
+        return lambda g, ans, x: fit(partial(g, ans, x), x, ans)
+    if nargs == 2 and i == 0:
+        return lambda g, ans, x, y: fit(partial(g, ans, x, y), x, ans)
+    if nargs == 2:
+        return lambda g, ans, x, y: fit(partial(g, ans, x, y), y, ans)
+    return lambda g, ans, *args: fit(partial(g, ans, *args), args[i], ans)
 
 
 def _times(g: Any, d: Any) -> Any:
@@ -124,7 +133,7 @@ def elementwise(
 ) -> None:
     """Register an elementwise op from its partial derivatives (one per argument)."""
     spec = {1: "x", 2: "x1, x2", 3: "x, a_min, a_max"}[len(partials)]
-    vjps = [_vjp(i, d) for i, d in enumerate(partials)]
+    vjps = [_vjp(i, d, len(partials)) for i, d in enumerate(partials)]
     op = defop(name, impl, spec, doc, _shape(name), vjps=vjps, jvp=_jvp(partials))
     if commutes:
         op.symmetric = _always

@@ -390,7 +390,10 @@ def _concat_shape(*xs: Any, axis: int) -> tuple[int, ...]:
 
 
 def _slice_along(g: Any, axis: int, index: Any) -> Any:
-    return anp.getitem(g, (Ellipsis, index) + (slice(None),) * (-axis - 1))
+    full = (Ellipsis, index) + (slice(None),) * (-axis - 1)
+    if type(g) is np.ndarray:  # a plain cotangent: index it directly, nothing to trace
+        return g[full]
+    return anp.getitem(g, full)
 
 
 def _concat_vjp(i: int) -> Any:
@@ -559,7 +562,8 @@ def _getitem_jvp(ts: list[Any], ans: Any, x: Any, index: tuple[Any, ...]) -> Any
 
 def _getitem_accumulate(buf: Any, g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> None:
     """``buf += _getitem_vjp(g, ...)`` without the zeros: add ``g`` at ``index`` in place."""
-    full = (slice(None),) * (np.ndim(g) - len(shape_of(ans))) + index
+    batch = g.ndim - np.ndim(ans)  # g is an array or NumPy scalar (the backward pass checks)
+    full = (slice(None),) * batch + index if batch else index
     if _basic(index):
         buf[full] += g
     else:  # index arrays may repeat an element: accumulate
