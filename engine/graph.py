@@ -95,23 +95,7 @@ class Recorder:
     @property
     def nodes(self) -> list[dict[str, Any]]:
         """The recorded nodes (at most ``max_nodes``) as the API describes them."""
-        out = []
-        for node_id, op, inputs, value, requires_grad, is_leaf in self._graph().rows:
-            raw = unbox_all(value)
-            shape = getattr(raw, "shape", None)
-            out.append(
-                {
-                    "id": node_id,
-                    "op": op,
-                    "inputs": inputs,
-                    "shape": list(shape) if shape is not None else list(shape_of(raw)),
-                    "dtype": _dtype_name(raw),
-                    "requires_grad": requires_grad,
-                    "is_leaf": is_leaf,
-                    "grad_fn": f"{op}_backward" if requires_grad and not is_leaf else None,
-                }
-            )
-        return out
+        return self._graph().rows
 
     def node_id(self, value: Any) -> str | None:
         """The id of the node that produced ``value`` (None if it was not recorded)."""
@@ -144,6 +128,34 @@ class Recorder:
         return built
 
 
+_NODE_TYPES = (Box, np.ndarray)  # what an op reads that is a node (numbers are attributes)
+
+
+def _row(
+    node_id: str, op: str, inputs: list[str], value: Any, requires_grad: bool, is_leaf: bool
+) -> dict[str, Any]:
+    """One node as the API describes it."""
+    raw = value
+    while isinstance(raw, Box):
+        raw = raw.value
+    kind = type(raw)
+    if kind is np.float64:  # a scalar (x[0], a loss): the most common node of small graphs
+        shape, dtype = [], "float64"
+    else:
+        shape = list(getattr(raw, "shape", None) or shape_of(raw))
+        dtype = _dtype_name(raw)
+    return {
+        "id": node_id,
+        "op": op,
+        "inputs": inputs,
+        "shape": shape,
+        "dtype": dtype,
+        "requires_grad": requires_grad,
+        "is_leaf": is_leaf,
+        "grad_fn": f"{op}_backward" if requires_grad and not is_leaf else None,
+    }
+
+
 class _Graph:
     """The log worked out: node ids, the first ``max_nodes`` rows, counts and depth."""
 
@@ -151,9 +163,9 @@ class _Graph:
         self.logged = len(log)
         self.ids: dict[int, str] = {}
         self.op_ids: dict[int, str] = {}  # log index -> node id, for op calls
-        self.rows: list[tuple[Any, ...]] = []
+        self.rows: list[dict[str, Any]] = []
         depths: dict[str, int] = {}
-        ids, rows = self.ids, self.rows
+        ids, rows, op_ids = self.ids, self.rows, self.op_ids
         num_nodes = num_edges = max_depth = counter = 0
         for k, (head, args, value, extra) in enumerate(log):
             inputs: list[str] = []
@@ -166,24 +178,24 @@ class _Graph:
                     node_id, op, requires_grad = head, "input", extra
             else:
                 for a in args:
-                    if isinstance(a, Box | np.ndarray):
+                    if isinstance(a, _NODE_TYPES):
                         node = ids.get(id(a))
                         if node is None:  # a constant array: a leaf node of its own
-                            node = f"constant_{counter}"
+                            node = ids[id(a)] = f"constant_{counter}"
                             counter += 1
-                            ids[id(a)] = node
                             depths[node] = 0
                             num_nodes += 1
                             if len(rows) < max_nodes:
-                                rows.append((node, "constant", [], a, False, True))
-                        elif depths[node] >= depth:
-                            depth = depths[node] + 1
+                                rows.append(_row(node, "constant", [], a, False, True))
+                        else:
+                            d = depths[node]
+                            if d >= depth:
+                                depth = d + 1
                         inputs.append(node)
                 op = head.name
-                node_id = f"{op}_{counter}"
+                node_id = op_ids[k] = f"{op}_{counter}"
                 counter += 1
                 requires_grad = isinstance(value, Box)
-                self.op_ids[k] = node_id
                 if inputs and depth == 0:
                     depth = 1
             ids[id(value)] = node_id
@@ -193,5 +205,5 @@ class _Graph:
             num_nodes += 1
             num_edges += len(inputs)
             if len(rows) < max_nodes:
-                rows.append((node_id, op, inputs, value, requires_grad, args is None))
+                rows.append(_row(node_id, op, inputs, value, requires_grad, args is None))
         self.num_nodes, self.num_edges, self.depth = num_nodes, num_edges, max_depth
