@@ -552,6 +552,8 @@ def _getitem_shape(x: Any, index: tuple[Any, ...]) -> tuple[int, ...]:
 
 
 def _getitem_vjp(g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> Any:
+    if type(g) is np.ndarray or isinstance(g, np.generic):  # plain: nothing to trace
+        return _scatter_impl(g, index, shape_of(x), len(shape_of(ans)))
     return anp._scatter(g, index=index, shape=shape_of(x), sub_ndim=len(shape_of(ans)))
 
 
