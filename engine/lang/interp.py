@@ -196,7 +196,10 @@ class Interpreter:
     # --- values ----------------------------------------------------------------------
 
     def value(self, node: Any) -> Any:
-        return _VALUE[type(node)](self, node)
+        hit = _compiled.get(id(node))
+        if hit is None or hit[0] is not node:
+            hit = _compile(node)
+        return hit[1](self)
 
     def num(self, node: Num) -> Any:
         return node.value if node.int_value is None else node.int_value
@@ -218,7 +221,7 @@ class Interpreter:
         scalars = not node.kwargs  # only scalar array arguments: the result is tiny too
         for kind, expr in node.args:
             if kind == ARRAY:
-                v = _VALUE[type(expr)](self, expr)
+                v = self.value(expr)
                 if type(v) is float:
                     pass
                 elif type(v) is int or type(v) is bool:
@@ -287,11 +290,7 @@ class Interpreter:
         value = self.value(node.value)
         items = tuple(self.index_item(i) for i in node.items)
         if isinstance(value, tuple | list):  # an op that answers several arrays (slogdet)
-            first = items[0] if len(items) == 1 else None
-            if isinstance(first, int) and -len(value) <= first < len(value):
-                return value[first]
-            msg = f"bad index into a tuple of {len(value)} results at {loc_text(node.loc)}"
-            raise LanguageError(msg, loc=loc_dict(node.loc))
+            return _pick(value, items, node.loc)
         # a basic index (ints, slices, None, ...) selects a view: never more elements than
         # the value it indexes, so only index arrays need the size check first
         basic = all(type(i) in _BASIC_INDEX for i in items)
@@ -345,7 +344,13 @@ class Interpreter:
         self, name: str, args: list[Any], kwargs: dict[str, Any], loc: Loc, sized: bool = False
     ) -> Any:
         """Call op ``name`` after checking its result's size (unless ``sized``: known tiny)."""
-        op = registry.OPS[name]
+        return self.apply_op(registry.OPS[name], args, kwargs, loc, sized)
+
+    def apply_op(
+        self, op: registry.Op, args: list[Any], kwargs: dict[str, Any], loc: Loc, sized: bool
+    ) -> Any:
+        """``apply`` with the op looked up already."""
+        name = op.name
         try:
             if not sized:
                 check_size(op, tuple(args), kwargs, self.max_elements)
@@ -415,3 +420,152 @@ def _output(v: Any) -> Any:
     if isinstance(v, _NUMBER):
         return np.asarray(float(v))
     return v
+
+
+def _pick(value: tuple[Any, ...] | list[Any], items: tuple[Any, ...], loc: Loc) -> Any:
+    """``value[i]`` of an op's several results (slogdet), with a clear error for a bad index."""
+    first = items[0] if len(items) == 1 else None
+    if isinstance(first, int) and -len(value) <= first < len(value):
+        return value[first]
+    msg = f"bad index into a tuple of {len(value)} results at {loc_text(loc)}"
+    raise LanguageError(msg, loc=loc_dict(loc))
+
+
+# --- expressions compiled to closures ----------------------------------------------------
+#
+# An expression is evaluated by a closure made once per IR node: the op looked up, constant
+# indices worked out, and no dispatch on node types while it runs. Only the common forms are
+# compiled (names, numbers, calls with array arguments only, indexing by constants); every
+# other node runs through the Interpreter method above, so there is one meaning for each form.
+
+Compiled = Callable[[Interpreter], Any]
+_compiled: dict[int, tuple[Any, Compiled]] = {}
+_COMPILED_MAX = 100_000  # IR nodes of cached programs; cleared, not grown, past this
+
+
+def _compile(node: Any) -> tuple[Any, Compiled]:
+    if len(_compiled) >= _COMPILED_MAX:
+        _compiled.clear()
+    kind = type(node)
+    fn: Compiled | None = None
+    if kind is Num:
+        fn = _constant(node.value if node.int_value is None else node.int_value)
+    elif kind is Const or kind is Str:
+        fn = _constant(node.value)
+    elif kind is Name:
+        fn = _name(node)
+    elif kind is Call and not node.kwargs and all(a.kind == ARRAY for a in node.args):
+        fn = _call(node)
+    elif kind is Index:
+        fn = _index(node)
+    if fn is None:
+        method = _VALUE[kind]
+        fn = lambda it: method(it, node)  # noqa: E731
+    hit = _compiled[id(node)] = (node, fn)
+    return hit
+
+
+def _constant(value: Any) -> Compiled:
+    return lambda it: value
+
+
+def _name(node: Name) -> Compiled:
+    key = node.id
+
+    def run(it: Interpreter) -> Any:
+        try:
+            return it.vars[key]
+        except KeyError:
+            return it.name(node)  # raises the error that says where
+
+    return run
+
+
+def _array_arg(v: Any) -> tuple[Any, bool]:
+    """An array argument as ``call`` takes it (numbers as floats), and whether it is a scalar."""
+    kind = type(v)
+    if kind is float:
+        return v, True
+    if kind is int or kind is bool:
+        return float(v), True
+    return v, not shape_of(v)
+
+
+def _call(node: Call) -> Compiled:
+    op = registry.OPS[node.op]
+    loc = node.loc
+    parts = [_value_fn(a.expr) for a in node.args]
+    if len(parts) == 1:
+        (fa,) = parts
+
+        def run1(it: Interpreter) -> Any:
+            a, sa = _array_arg(fa(it))
+            return it.apply_op(op, [a], {}, loc, sa)
+
+        return run1
+    if len(parts) == 2:
+        fa, fb = parts
+
+        def run2(it: Interpreter) -> Any:
+            a, sa = _array_arg(fa(it))
+            b, sb = _array_arg(fb(it))
+            return it.apply_op(op, [a, b], {}, loc, sa and sb)
+
+        return run2
+
+    def run(it: Interpreter) -> Any:
+        args = []
+        scalars = True
+        for f in parts:
+            v, scalar = _array_arg(f(it))
+            scalars = scalars and scalar
+            args.append(v)
+        return it.apply_op(op, args, {}, loc, scalars)
+
+    return run
+
+
+def _value_fn(node: Any) -> Compiled:
+    hit = _compiled.get(id(node))
+    return (hit if hit is not None and hit[0] is node else _compile(node))[1]
+
+
+def _constant_item(item: Any) -> tuple[bool, Any]:
+    """(True, the index item) when it is known before running: an integer, ``:``-style
+    slice of integers, ``None`` or ``...``; (False, None) otherwise."""
+    kind = type(item)
+    if kind is Num and item.int_value is not None:
+        return True, item.int_value
+    if kind is Ellip:
+        return True, Ellipsis
+    if kind is Const and item.value is None:
+        return True, None
+    if kind is Slice:
+        parts: list[int | None] = []
+        for p in (item.lower, item.upper, item.step):
+            if p is None:
+                parts.append(None)
+            elif type(p) is Num and p.int_value is not None:
+                parts.append(p.int_value)
+            else:
+                return False, None
+        return True, slice(*parts)
+    return False, None
+
+
+def _index(node: Index) -> Compiled | None:
+    known = [_constant_item(i) for i in node.items]
+    if not all(ok for ok, _ in known):
+        return None
+    items = tuple(v for _, v in known)
+    op = registry.OPS["getitem"]
+    loc = node.loc
+    of = _value_fn(node.value)
+
+    def run(it: Interpreter) -> Any:
+        value = of(it)
+        if isinstance(value, tuple | list):
+            return _pick(value, items, loc)
+        return it.apply_op(op, [value, items], {}, loc, True)
+
+    return run

@@ -390,3 +390,38 @@ def test_computed_integral_values_serve_as_indices_and_bounds() -> None:
     assert program.run(env) == 3.0
     with pytest.raises(LanguageError, match="an index must be an integer, got 1.0"):
         compile_source("x[1.0]").run(env)  # a float literal is not an index, as in Python
+
+
+# --- expressions compiled to closures (engine/lang/interp.py) --------------------------------
+
+
+def test_indexing_an_ops_several_results_by_constant() -> None:
+    a = np.array([[2.0, 1.0], [1.0, 3.0]])
+    sign, logdet = np.linalg.slogdet(a)
+    assert run("return slogdet(a)[0] * slogdet(a)[1]", a=a) == pytest.approx(sign * logdet)
+    with pytest.raises(LanguageError, match="bad index into a tuple of 2 results at line 1"):
+        run("return slogdet(a)[2]", a=a)
+
+
+def test_constant_and_computed_indices_agree() -> None:
+    # x[1:5:2], x[..., 2] and x[None, 0] are worked out when compiled; x[i] at run time
+    x = np.arange(8.0) ** 2
+    source = "i = 3\nreturn sum(x[1:5:2]) + x[..., 2] + sum(x[None, 0]) + x[i] + x[-1]"
+    expected = x[1:5:2].sum() + x[2] + x[None, 0].sum() + x[3] + x[-1]
+    assert run(source, x=x) == pytest.approx(expected)
+    grad = engine.grad(lambda v: compile_source(source).run({"x": v}))(x)
+    want = np.zeros(8)
+    for k in (1, 3, 2, 0, 3, 7):
+        want[k] += 1.0
+    np.testing.assert_array_equal(grad, want)
+
+
+def test_compiled_expressions_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.lang import interp
+
+    monkeypatch.setattr(interp, "_COMPILED_MAX", 50)
+    for k in range(40):
+        assert run(f"return x[{k % 6}] * {k} + sin(x[0])") == pytest.approx(
+            X[k % 6] * k + math.sin(X[0])
+        )
+    assert 0 < len(interp._compiled) <= 50
