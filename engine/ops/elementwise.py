@@ -219,7 +219,7 @@ elementwise(
 
 
 def _power_dx(g: Any, ans: Any, x: Any, y: Any) -> Any:
-    if isinstance(y, int | float) and not isinstance(y, bool):
+    if type(y) is float or type(y) is int or type(y) is np.float64:  # a constant (not bool)
         if y == 2:
             return _times_new(g, 2.0 * x)
         if y == 1:

@@ -390,10 +390,9 @@ def _concat_shape(*xs: Any, axis: int) -> tuple[int, ...]:
 
 
 def _slice_along(g: Any, axis: int, index: Any) -> Any:
-    full = (Ellipsis, index) + (slice(None),) * (-axis - 1)
     if type(g) is np.ndarray:  # a plain cotangent: index it directly, nothing to trace
-        return g[full]
-    return anp.getitem(g, full)
+        return g[..., index] if axis == -1 else g[(Ellipsis, index) + (slice(None),) * (-axis - 1)]
+    return anp.getitem(g, (Ellipsis, index) + (slice(None),) * (-axis - 1))
 
 
 def _concat_vjp(i: int) -> Any:
@@ -564,7 +563,7 @@ def _getitem_jvp(ts: list[Any], ans: Any, x: Any, index: tuple[Any, ...]) -> Any
 
 def _getitem_accumulate(buf: Any, g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> None:
     """``buf += _getitem_vjp(g, ...)`` without the zeros: add ``g`` at ``index`` in place."""
-    batch = g.ndim - np.ndim(ans)  # g is an array or NumPy scalar (the backward pass checks)
+    batch = g.ndim - len(shape_of(ans))  # g: an array or NumPy scalar (the backward checks)
     full = (slice(None),) * batch + index if batch else index
     if _basic(index):
         buf[full] += g
@@ -588,7 +587,8 @@ _getitem.accumulate = _getitem_accumulate
 
 
 def _scatter_impl(g: Any, index: tuple[Any, ...], shape: tuple[int, ...], sub_ndim: int) -> Any:
-    g = np.asarray(g)
+    if type(g) is not np.ndarray and not isinstance(g, np.generic):
+        g = np.asarray(g)
     batch = g.shape[: g.ndim - sub_ndim]
     out = np.zeros(batch + shape, dtype=g.dtype)
     full = (slice(None),) * len(batch) + index
