@@ -23,8 +23,13 @@ Fn = Callable[..., Any]
 ArgNums = int | Sequence[int]
 
 
+_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
+
+
 def as_array(x: Any) -> Any:
     """A float array for a NumPy/Python input (boxes of outer transforms pass through)."""
+    if type(x) is np.ndarray and (x.dtype is _F64 or x.dtype is _F32):  # the common case
+        return x
     if isinstance(x, Box):
         return x
     a = np.asarray(x)
@@ -56,7 +61,7 @@ def _zeros(x: Any, batch: tuple[int, ...] = ()) -> Any:
 
 def _like(g: Any, primal: Any) -> Any:
     """A gradient in its primal's dtype (float64 constants must not promote it), as JAX does."""
-    dtype = unbox_dtype(primal)
+    dtype = primal.dtype if type(primal) is np.ndarray else unbox_dtype(primal)
     if isinstance(g, np.ndarray | np.generic) and g.dtype != dtype:
         return g.astype(dtype)
     return g
@@ -67,8 +72,12 @@ def _own(g: Any, given: list[Any]) -> Any:
     cotangent, a broadcast view), but a gradient handed out must be safe to modify."""
     if type(g) is not np.ndarray:
         return g
-    if not (g.flags.writeable and g.flags.owndata) or any(g is v for v in given):
+    flags = g.flags
+    if not (flags.writeable and flags.owndata):
         return np.array(g)
+    for v in given:
+        if g is v:
+            return np.array(g)
     return g
 
 
