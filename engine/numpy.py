@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import engine.ops  # noqa: E402,F401,I001  (registers every op; must follow the imports above)
+from engine import tracer
 from engine.registry import OPS
-from engine.tracer import Box
+from engine.tracer import Box, Var
 
 globals().update(OPS)
 
@@ -50,7 +51,26 @@ Box.__neg__ = lambda self: OPS["negative"](self)  # type: ignore[method-assign,o
 Box.__pos__ = lambda self: self  # type: ignore[method-assign,operator]
 Box.__abs__ = lambda self: OPS["abs"](self)  # type: ignore[attr-defined]
 Box.__invert__ = lambda self: OPS["logical_not"](self)  # type: ignore[attr-defined]
-Box.__getitem__ = lambda self, index: OPS["getitem"](self, index)  # type: ignore[attr-defined]
+_getitem = OPS["getitem"]
+
+
+def _box_getitem(self: Box, index: Any) -> Any:
+    """``self[index]``. A Var read again at the same integer gives the node it gave before
+    (``x[0]`` written three times is one node, whose cotangents are summed once), unless a
+    graph is being recorded for its metadata, which lists every op call as written."""
+    if type(index) is int and type(self) is Var and tracer.recorder is None:
+        try:
+            items = self.items
+        except AttributeError:
+            items = self.items = {}
+        node = items.get(index)
+        if node is None:
+            node = items[index] = _getitem(self, index)
+        return node
+    return _getitem(self, index)
+
+
+Box.__getitem__ = _box_getitem  # type: ignore[attr-defined]
 Box.__hash__ = object.__hash__  # type: ignore[assignment]
 Box.T = property(lambda self: OPS["transpose"](self))  # type: ignore[attr-defined]
 

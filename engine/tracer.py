@@ -106,7 +106,9 @@ class Box:
 class Var(Box):
     """A reverse-mode node: its value, the op that made it, and its parents."""
 
-    __slots__ = ("id", "op", "parents", "args", "kwargs")
+    # ``items``: the nodes of ``self[i]`` for integers i, made on the first read (see
+    # engine.numpy's ``__getitem__``); unset until then
+    __slots__ = ("id", "op", "parents", "args", "kwargs", "items")
 
     def __init__(
         self,

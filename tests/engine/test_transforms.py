@@ -365,3 +365,30 @@ def test_stack_of_numpy_scalars_keeps_dtype_and_gradients() -> None:
         np.testing.assert_allclose(pullback(np.array([1.0, 10.0, 100.0]))[0], [120.0, 10.0, 1.0])
     mixed = anp.stack([np.float64(1.0), np.float32(2.0)])  # falls back to np.stack's promotion
     assert mixed.dtype == np.float64
+
+
+def test_an_element_read_twice_is_one_node_unless_a_graph_is_recorded() -> None:
+    from engine.graph import Recorder
+
+    seen = {}
+
+    def f(x):  # type: ignore[no-untyped-def]
+        a, b = x[0], x[0]
+        out = a * b + x[0] ** 3 + x[1] * x[-1]
+        if type(a) is tracer.Var and a.level in tracer._tapes:  # the reverse-mode trace
+            seen["same"] = a is b
+            seen["tape"] = sum(1 for v in tracer._tapes[a.level] if v.op.name == "getitem")
+        return out
+
+    x = np.array([1.5, -2.0, 0.5])
+    g = ad.grad(f)(x)
+    assert seen == {"same": True, "tape": 3}  # x[0] once, then x[1] and x[-1]
+    seen.clear()
+    np.testing.assert_allclose(g, _fd_grad(lambda v: float(f(v)), x), rtol=1e-7)
+    h = ad.hessian(f)(x)  # forward over reverse: Duals are not cached
+    fd_h = np.stack([_fd_grad(lambda v, i=i: float(ad.grad(f)(v)[i]), x) for i in range(3)])
+    np.testing.assert_allclose(h, fd_h, rtol=1e-6, atol=1e-8)
+    # with a recorder the metadata lists every read as written: three getitem nodes of x[0]
+    with Recorder() as rec:
+        ad.grad(lambda v: v[0] * v[0] + v[0])(x)
+    assert [n["op"] for n in rec.nodes].count("getitem") == 3
