@@ -17,10 +17,10 @@ globals().update(OPS)
 
 
 def _binary(name: str, reflected: bool = False) -> Any:
-    op = OPS[name]
+    call = OPS[name].call2
     if reflected:
-        return lambda self, other: op(other, self)
-    return lambda self, other: op(self, other)
+        return lambda self, other: call(other, self)
+    return lambda self, other: call(self, other)
 
 
 _OPERATORS = {

@@ -319,7 +319,13 @@ def backward(
             pid = parent.id
             prev = get(pid)
             if prev is None:
-                gi = grads[pid] = rule(g, ans, *args, **kwargs) if kwargs else rule(g, ans, *args)
+                if kwargs:
+                    gi = rule(g, ans, *args, **kwargs)
+                elif len(args) == 2:  # most ops: a direct call costs less than *args
+                    gi = rule(g, ans, args[0], args[1])
+                else:
+                    gi = rule(g, ans, *args)
+                grads[pid] = gi
                 if op.fresh_vjp and type(gi) is np.ndarray:
                     owned.add(pid)
             elif pid in owned and op.accumulate is not None and _same_kind(prev, g):

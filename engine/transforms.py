@@ -94,19 +94,26 @@ class Trace:
     """A function traced once in reverse mode: outputs, leaves, and the backward pass."""
 
     def __init__(self, f: Fn, primals: Sequence[Any], argnums: ArgNums = None) -> None:  # type: ignore[assignment]
-        primals = [as_array(p) for p in primals]
+        # plain loops, not comprehensions: this runs once per call of every transform
+        primals = list(map(as_array, primals))
         nums = tuple(range(len(primals))) if argnums is None else _argnums(argnums, len(primals))
-        self.level = new_level()
+        self.level = level = new_level()
         self.primals = primals
         self.argnums = nums
-        self.leaves = [Var(primals[i], self.level) for i in nums]
+        self.leaves = []
         boxed = list(primals)
-        for i, leaf in zip(nums, self.leaves, strict=True):
-            boxed[i] = leaf
-        with recording_tape(self.level) as self.tape:
+        for i in nums:
+            leaf = boxed[i] = Var(primals[i], level)
+            self.leaves.append(leaf)
+        with recording_tape(level) as self.tape:
             out, self.is_tuple = _outputs(f(*boxed))
-        self.outputs = [o if isinstance(o, Box) else as_array(o) for o in out]
-        self.values = [unbox(o, self.level) for o in self.outputs]
+        self.outputs = []
+        self.values = []
+        for o in out:
+            if not isinstance(o, Box):
+                o = as_array(o)
+            self.outputs.append(o)
+            self.values.append(unbox(o, level))
 
     @property
     def value(self) -> Any:
