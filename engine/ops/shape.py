@@ -391,7 +391,9 @@ def _concat_shape(*xs: Any, axis: int) -> tuple[int, ...]:
 
 def _slice_along(g: Any, axis: int, index: Any) -> Any:
     if type(g) is np.ndarray:  # a plain cotangent: index it directly, nothing to trace
-        return g[..., index] if axis == -1 else g[(Ellipsis, index) + (slice(None),) * (-axis - 1)]
+        if axis == -1:  # g[i] of a vector is a NumPy scalar, as x[i] is (g[..., i]: 0-d array)
+            return g[index] if g.ndim == 1 else g[..., index]
+        return g[(Ellipsis, index) + (slice(None),) * (-axis - 1)]
     return anp.getitem(g, (Ellipsis, index) + (slice(None),) * (-axis - 1))
 
 
