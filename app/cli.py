@@ -27,8 +27,17 @@ import orjson
 from app.client import AutodiffHTTPError, Client, Result, parse_result
 
 COMMANDS = ("grad", "vjp", "jvp", "jacobian", "hessian", "hvp")
+# Server processes by default: one per core of a 2-core machine, as `make serve` and the image.
+DEFAULT_SERVER_PROCESSES = 2
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+
+
+def _int_env(name: str) -> int:
+    try:
+        return int(os.environ.get(name, ""))
+    except ValueError:
+        return 0
 
 
 class CLIError(Exception):
@@ -130,8 +139,11 @@ def compute_local(endpoint: str, body: dict[str, Any]) -> bytes:
     from engine.errors import AutodiffError
 
     models: dict[str, type[schemas.ComputeRequest]] = {
-        "grad": schemas.GradRequest, "vjp": schemas.VjpRequest, "jvp": schemas.JvpRequest,
-        "jacobian": schemas.JacobianRequest, "hessian": schemas.HessianRequest,
+        "grad": schemas.GradRequest,
+        "vjp": schemas.VjpRequest,
+        "jvp": schemas.JvpRequest,
+        "jacobian": schemas.JacobianRequest,
+        "hessian": schemas.HessianRequest,
         "hvp": schemas.HvpRequest,
     }
     try:
@@ -223,8 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the HTTP service (uvicorn)")
     serve.add_argument("--host", default=os.environ.get("UVICORN_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("UVICORN_PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("UVICORN_WORKERS", "1")),
-                       help="uvicorn processes (the compute pool size is AUTODIFF_WORKERS)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=_int_env("UVICORN_WORKERS") or DEFAULT_SERVER_PROCESSES,
+        help="server (uvicorn) processes; default $UVICORN_WORKERS, else "
+        f"{DEFAULT_SERVER_PROCESSES} as `make serve` and the image. Each starts its own compute "
+        "pool, of AUTODIFF_WORKERS processes (default: the cores divided among the server "
+        "processes); with more than one, /metrics sums over them all",
+    )
     serve.add_argument("--log-level", default="info")
     ops = sub.add_parser("ops", help="list the ops (locally, or from --url)")
     _add_remote(ops)
@@ -236,8 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_remote(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="use the service at this URL instead of computing here")
-    parser.add_argument("--api-key", default=os.environ.get("AUTODIFF_API_KEY"),
-                        help="API key for --url (default: $AUTODIFF_API_KEY)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("AUTODIFF_API_KEY"),
+        help="API key for --url (default: $AUTODIFF_API_KEY)",
+    )
 
 
 _HELP = {
@@ -253,20 +275,35 @@ _HELP = {
 def _add_compute(sub: Any, name: str) -> None:
     p = sub.add_parser(name, help=_HELP[name])
     p.add_argument("function", help="expression or program text, or @file (@graph.json)")
-    p.add_argument("-i", "--input", action="append", metavar="NAME=JSON",
-                   help="an input, e.g. x=[0,1,2,3] or x=@x.npy (repeat for several)")
-    p.add_argument("--const", action="append", metavar="NAME",
-                   help="an input that gets no gradient (requires_grad false)")
-    p.add_argument("--wrt", action="append", metavar="NAME",
-                   help="differentiate with respect to this input only (repeatable)")
+    p.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        metavar="NAME=JSON",
+        help="an input, e.g. x=[0,1,2,3] or x=@x.npy (repeat for several)",
+    )
+    p.add_argument(
+        "--const",
+        action="append",
+        metavar="NAME",
+        help="an input that gets no gradient (requires_grad false)",
+    )
+    p.add_argument(
+        "--wrt",
+        action="append",
+        metavar="NAME",
+        help="differentiate with respect to this input only (repeatable)",
+    )
     if name in ("grad", "vjp"):
         p.add_argument("--cotangent", metavar="JSON", help="cotangent of the output")
     if name == "jvp":
-        p.add_argument("-t", "--tangent", action="append", metavar="NAME=JSON",
-                       help="tangent for one input")
+        p.add_argument(
+            "-t", "--tangent", action="append", metavar="NAME=JSON", help="tangent for one input"
+        )
     if name == "hvp":
-        p.add_argument("-v", "--vector", action="append", metavar="NAME=JSON",
-                       help="vector for one input")
+        p.add_argument(
+            "-v", "--vector", action="append", metavar="NAME=JSON", help="vector for one input"
+        )
     if name == "jacobian":
         p.add_argument("--mode", choices=("auto", "reverse", "forward"), default="auto")
     p.add_argument("--check", action="store_true", help="also compare with finite differences")
@@ -306,13 +343,27 @@ def serve(args: argparse.Namespace) -> str:
     """Start uvicorn with the service (blocks until stopped)."""
     import uvicorn
 
-    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,
-                log_level=args.log_level)
+    if args.workers < 1:
+        raise CLIError(f"--workers must be at least 1, got {args.workers}")
+    # The app reads the number of server processes from the environment (its pool size and
+    # its metrics mode follow it), as under `make serve`; uvicorn's processes inherit it.
+    os.environ["UVICORN_WORKERS"] = str(args.workers)
+    # The service writes one JSON line per request itself: uvicorn's access log would double it.
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=False,
+    )
     return ""
 
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], str]] = {
-    "serve": serve, "ops": run_ops, **dict.fromkeys(COMMANDS, run_compute),
+    "serve": serve,
+    "ops": run_ops,
+    **dict.fromkeys(COMMANDS, run_compute),
 }
 
 

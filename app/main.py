@@ -19,12 +19,13 @@ from starlette.types import ASGIApp
 from app.deps import Runner
 from app.docs import install_docs
 from app.errors import MEDIA_TYPE, BodyLimitProblems, install_error_handlers
-from app.observability import install_observability
-from app.pool import WorkerPool, limit_blas_threads
+from app.observability import METRICS, install_observability
+from app.pool import WorkerPool
 from app.routes import diff, health, ops
 from app.schemas import PROBLEM_TEXT
 from app.security import install_security
 from app.settings import Settings, get_settings
+from app.worker import limit_blas_threads
 
 DESCRIPTION = (
     "Derivatives over HTTP: send a function (an expression, a small program, or a JSON graph) "
@@ -32,7 +33,10 @@ DESCRIPTION = (
     "application/problem+json (RFC 9457)."
 )
 NO_TELEMETRY: TelemetryConfig = {
-    "tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
 }
 # Tag order is the order of the docs: the derivatives first.
 OPENAPI_TAGS = [
@@ -59,6 +63,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             warm.cancel()
             pool.stop()
             runner.close()
+            METRICS.process_exiting()
 
     return lifespan
 
@@ -85,10 +90,13 @@ def _problem_media_type(responses: dict[str, Any]) -> None:
     # FastAPI writes a response's "model" under application/json beside the declared
     # problem+json; the service sends problem+json only. Any operation can fail with a
     # 500 problem, so each documents one.
-    responses.setdefault("500", {
-        "description": PROBLEM_TEXT[500],
-        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    })
+    responses.setdefault(
+        "500",
+        {
+            "description": PROBLEM_TEXT[500],
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        },
+    )
     for status, answer in responses.items():
         content = answer.get("content", {})
         if status[0] in "45" and "application/json" in content:

@@ -4,6 +4,12 @@ Everything here is pure ASGI (no ``BaseHTTPMiddleware``): that wrapper costs a
 task and a stream per request, and the stack's ceiling is part of the product.
 The metric children are cached per label set so a request pays for a dict
 lookup, not for prometheus-client's label validation.
+
+With several server processes the metrics are prometheus-client's multiprocess
+kind (see ``app.multiproc``): counters and histograms sum over the processes, the
+gauges too (``livesum``: a process that stopped leaves the sums), and the
+process/platform/GC collectors, which can only describe the process answering
+the scrape, are left out.
 """
 
 from __future__ import annotations
@@ -27,12 +33,16 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    values,
 )
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import multiproc
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 POOL_EVENTS = ("timeout", "worker_restart", "queue_full", "memory_limit")
@@ -45,7 +55,21 @@ ACCESS_LOGGER = "autodiff.access"
 # Latency buckets in seconds: sub-millisecond for the inline path up to the
 # time limit (some seconds) for runaway work.
 _LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
 )
 
 
@@ -56,31 +80,53 @@ class ObservabilitySettings(Protocol):
 
 
 class Metrics:
-    """The service's Prometheus collectors, in a registry of their own."""
+    """The service's Prometheus collectors, in a registry of their own.
 
-    def __init__(self) -> None:
+    With ``multiproc_dir`` the values live in that directory's files (prometheus-client's
+    multiprocess mode must be on) and ``registry`` reads every process's files.
+    """
+
+    def __init__(self, multiproc_dir: str | None = None) -> None:
+        self.multiproc_dir = multiproc_dir
         self.registry = CollectorRegistry(auto_describe=True)
-        reg = self.registry
-        ProcessCollector(registry=reg)
-        PlatformCollector(registry=reg)
-        GCCollector(registry=reg)
+        reg: CollectorRegistry | None = self.registry
+        if multiproc_dir is None:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        else:
+            MultiProcessCollector(self.registry, path=multiproc_dir)
+            reg = None  # the files are the registry: registering too would count twice
         self.requests = Counter(
-            "autodiff_http_requests", "HTTP requests answered, by endpoint template and status.",
-            ["method", "endpoint", "status"], registry=reg,
+            "autodiff_http_requests",
+            "HTTP requests answered, by endpoint template and status.",
+            ["method", "endpoint", "status"],
+            registry=reg,
         )
         self.latency = Histogram(
             "autodiff_http_request_duration_seconds",
             "Time from request start to the end of the response body, by endpoint and status.",
-            ["method", "endpoint", "status"], buckets=_LATENCY_BUCKETS, registry=reg,
+            ["method", "endpoint", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
         )
         self.in_flight = Gauge(
-            "autodiff_http_requests_in_flight", "Requests being handled now.", registry=reg
+            "autodiff_http_requests_in_flight",
+            "Requests being handled now.",
+            registry=reg,
+            multiprocess_mode="livesum",
         )
         self.queue_depth = Gauge(
-            "autodiff_pool_queue_depth", "Tasks waiting for a pool worker.", registry=reg
+            "autodiff_pool_queue_depth",
+            "Tasks waiting for a pool worker.",
+            registry=reg,
+            multiprocess_mode="livesum",
         )
         self.busy_workers = Gauge(
-            "autodiff_pool_busy_workers", "Pool workers running a task.", registry=reg
+            "autodiff_pool_busy_workers",
+            "Pool workers running a task.",
+            registry=reg,
+            multiprocess_mode="livesum",
         )
         self.pool_events = {
             "timeout": Counter(
@@ -93,11 +139,13 @@ class Metrics:
             ),
             "queue_full": Counter(
                 "autodiff_pool_queue_full_rejections",
-                "Requests refused with 503 because the work queue was full.", registry=reg,
+                "Requests refused with 503 because the work queue was full.",
+                registry=reg,
             ),
             "memory_limit": Counter(
                 "autodiff_pool_memory_limit_kills",
-                "Tasks that hit the per-worker memory cap.", registry=reg,
+                "Tasks that hit the per-worker memory cap.",
+                registry=reg,
             ),
         }
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -114,13 +162,29 @@ class Metrics:
         child[1].observe(seconds)
 
     def render(self) -> bytes:
-        """The registry in Prometheus text format."""
+        """The registry in Prometheus text format (every server process's, in multiprocess mode)."""
+        if self.multiproc_dir is not None:
+            multiproc.reap_dead(self.multiproc_dir)
         return generate_latest(self.registry)
+
+    def process_exiting(self) -> None:
+        """Take this process's gauges out of the multiprocess sums (a no-op otherwise)."""
+        if self.multiproc_dir is not None:
+            multiproc.mark_dead(self.multiproc_dir)
+
+
+def _multiprocess_dir() -> str | None:
+    path = multiproc.configure()
+    if path is not None and not getattr(values.ValueClass, "_multiprocess", False):
+        # prometheus-client picks its value class from the environment when first imported,
+        # which here came before the app set the variable: let it pick again, now.
+        values.ValueClass = values.get_value_class()
+    return path
 
 
 # The "_created" series double the scrape for no use here.
 disable_created_metrics()
-METRICS = Metrics()
+METRICS = Metrics(_multiprocess_dir())
 
 
 def record_pool_event(name: str) -> None:
@@ -169,12 +233,14 @@ def _find_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes |
     return None
 
 
-_FALLBACK_500 = orjson.dumps({
-    "type": "urn:autodiff:problem:internal-error",
-    "title": "Internal error",
-    "status": 500,
-    "detail": "An internal error occurred. Quote the X-Request-ID header when reporting it.",
-})
+_FALLBACK_500 = orjson.dumps(
+    {
+        "type": "urn:autodiff:problem:internal-error",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "An internal error occurred. Quote the X-Request-ID header when reporting it.",
+    }
+)
 
 
 class ObservabilityMiddleware:
@@ -229,8 +295,13 @@ class ObservabilityMiddleware:
                 self._log(scope, state, request_id, endpoint, status, elapsed)
 
     def _log(
-        self, scope: Scope, state: dict[str, Any], request_id: str, endpoint: str,
-        status: int, elapsed: float,
+        self,
+        scope: Scope,
+        state: dict[str, Any],
+        request_id: str,
+        endpoint: str,
+        status: int,
+        elapsed: float,
     ) -> None:
         record: dict[str, Any] = {
             "ts": time.time(),
@@ -273,15 +344,17 @@ def _direct_stream(logger: logging.Logger) -> Any:
 
 
 async def _send_bare_500(send: Send, id_header: tuple[bytes, bytes]) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": 500,
-        "headers": [
-            (b"content-type", b"application/problem+json"),
-            (b"content-length", str(len(_FALLBACK_500)).encode()),
-            id_header,
-        ],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(_FALLBACK_500)).encode()),
+                id_header,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": _FALLBACK_500})
 
 
@@ -349,8 +422,12 @@ def install_observability(app: FastAPI, settings: ObservabilitySettings) -> None
         "busy workers, timeouts, worker restarts and queue-full rejections, in the "
         "Prometheus text format.",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {
-            "schema": {"type": "string"}}}, "description": "Prometheus text format."}},
+        responses={
+            200: {
+                "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+                "description": "Prometheus text format.",
+            }
+        },
     )
     async def get_metrics() -> Response:
         return metrics_response()

@@ -4,7 +4,9 @@ pebble's ``ProcessPool.schedule(..., timeout=)`` kills a task past its time limi
 and replaces the worker (the standard ``ProcessPoolExecutor`` cannot stop a
 running task). Workers start from a forkserver, not ``fork``: forking a uvloop
 process that has threads can deadlock. The forkserver preloads the compute
-modules, so a replacement worker is ready without re-importing NumPy.
+modules, so a replacement worker is ready without re-importing NumPy. What runs inside a
+worker (its set-up, the warm-up task) lives in ``app.worker``, which imports nothing of the
+web side: a worker never writes the server's metric files.
 """
 
 from __future__ import annotations
@@ -12,24 +14,20 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import resource
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any, Protocol
 
 from pebble import ProcessExpired, ProcessPool
-from threadpoolctl import threadpool_info, threadpool_limits
 
 from app.errors import ComputeTimeoutError, QueueFullError, WorkerDiedError
 from app.observability import record_pool_event, set_pool_gauges
+from app.worker import BLAS_ENV, init_worker, malloc_env, ping
 from engine.errors import SizeLimitError
 
 PRELOAD = ["app.compute"]
-BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 RETRY_AFTER_S = "1"
 
 
@@ -43,60 +41,6 @@ class PoolSettings(Protocol):
     blas_threads: int
     worker_nice: int
     worker_malloc_keep_mb: int
-
-
-def limit_blas_threads(threads: int) -> None:
-    """Run BLAS/OpenMP with ``threads`` threads in this process (and its children).
-
-    Each pool worker is one unit of parallelism already: two workers each running
-    a 2-thread OpenBLAS on 2 cores oversubscribe them. The environment covers
-    processes started from here (set before NumPy loads, OpenBLAS starts no
-    threads at all); threadpoolctl changes the libraries already loaded.
-    """
-    for name in BLAS_ENV:
-        os.environ[name] = str(threads)
-    threadpool_limits(limits=threads)
-
-
-def malloc_env(keep_mb: int) -> dict[str, str]:
-    """glibc's variables for a process that keeps up to ``keep_mb`` MiB of freed memory.
-
-    By default glibc maps each large array afresh and unmaps it when freed, so every
-    new 8 MB intermediate costs about 2.5 ms of page faults (bench/PROFILE.md item 0).
-    Allocating below the mmap threshold from the heap, and trimming the heap only past
-    the trim threshold, lets a worker reuse the memory of its previous arrays: W3 at
-    n=10^6 over HTTP went from 185-213 ms to 117 ms here. The worker's address-space cap
-    still bounds what it can hold.
-    """
-    if keep_mb <= 0:
-        return {}
-    return dict.fromkeys(MALLOC_ENV, str(keep_mb * 1024 * 1024))
-
-
-def blas_threads() -> int:
-    """The most threads any loaded BLAS/OpenMP library of this process will use."""
-    return max((info["num_threads"] for info in threadpool_info()), default=1)
-
-
-def init_worker(memory_mb: int, threads: int = 1, nice: int = 0) -> None:
-    """One BLAS thread per worker, a lower CPU priority, and a cap on its address space.
-
-    The priority: on a busy machine the server process (HTTP parsing, /healthz, the
-    small in-process requests) should win the CPU over long computations, whose
-    latency a few scheduler slices barely change. The cap: one request cannot take
-    the machine's memory.
-    """
-    limit_blas_threads(threads)
-    if nice > 0:
-        os.nice(nice)
-    if memory_mb > 0:
-        limit = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def ping() -> float:
-    """A trivial task: the pool is up when a worker answers it."""
-    return time.perf_counter()
 
 
 class WorkerPool:

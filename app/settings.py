@@ -50,8 +50,14 @@ def default_pool_workers() -> int:
     also reads) starts a pool of its own: two processes with two pool workers each
     would put four computations on two cores.
     """
-    processes = _int_env("UVICORN_WORKERS") or _int_env("WEB_CONCURRENCY") or 1
-    return max(1, usable_cores() // max(1, processes))
+    return max(1, usable_cores() // server_processes())
+
+
+def server_processes() -> int:
+    """The uvicorn processes serving the app: ``UVICORN_WORKERS``, else ``WEB_CONCURRENCY``
+    (uvicorn reads both), else 1. A ``--workers`` flag on uvicorn's command line is not seen:
+    ``make serve``, the image and ``autodiff serve`` pass the variable."""
+    return max(1, _int_env("UVICORN_WORKERS") or _int_env("WEB_CONCURRENCY") or 1)
 
 
 class Settings(BaseSettings):

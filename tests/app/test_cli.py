@@ -11,12 +11,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
-from app.cli import main
+from app.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "autodiff"
@@ -49,7 +50,10 @@ def url() -> Iterator[str]:
     env = {**os.environ, "AUTODIFF_WORKERS": "1", "AUTODIFF_LOG_LEVEL": "warning"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -112,14 +116,27 @@ def test_constants_wrt_and_files(capsys: pytest.CaptureFixture[str], tmp_path: P
     program = tmp_path / "f.txt"
     program.write_text("u = x * c\nreturn sum(u * y)\n")
     np.save(tmp_path / "y.npy", np.array([1.0, 2.0]))
-    answer = as_json(capsys, "grad", f"@{program}", "-i", "x=[3, 4]", "-i", "c=[1, 1]",
-                     "-i", f"y=@{tmp_path / 'y.npy'}", "--const", "c", "--wrt", "x")
+    answer = as_json(
+        capsys,
+        "grad",
+        f"@{program}",
+        "-i",
+        "x=[3, 4]",
+        "-i",
+        "c=[1, 1]",
+        "-i",
+        f"y=@{tmp_path / 'y.npy'}",
+        "--const",
+        "c",
+        "--wrt",
+        "x",
+    )
     assert answer["gradients"] == {"x": [1.0, 2.0]}
     graph = tmp_path / "g.json"
-    graph.write_text(json.dumps({"nodes": [{"id": "s", "op": "sum", "inputs": ["x"]}],
-                                 "outputs": ["s"]}))
-    assert as_json(capsys, "grad", f"@{graph}", "-i", "x=[1, 2]")["gradients"] == {
-        "x": [1.0, 1.0]}
+    graph.write_text(
+        json.dumps({"nodes": [{"id": "s", "op": "sum", "inputs": ["x"]}], "outputs": ["s"]})
+    )
+    assert as_json(capsys, "grad", f"@{graph}", "-i", "x=[1, 2]")["gradients"] == {"x": [1.0, 1.0]}
 
 
 def test_hessian_readable_nests_names(capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,8 +176,9 @@ def test_errors_are_one_line_and_exit_non_zero(
 
 
 def test_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    status, _, err = run(capsys, "grad", "sum(x)", "-i", "x=[1]",
-                         "--url", f"http://127.0.0.1:{free_port()}")
+    status, _, err = run(
+        capsys, "grad", "sum(x)", "-i", "x=[1]", "--url", f"http://127.0.0.1:{free_port()}"
+    )
     assert status == 1 and err.count("\n") == 1 and "cannot reach" in err
 
 
@@ -173,11 +191,12 @@ def test_usage_errors_exit_2() -> None:
 # ----------------------------------------------------------------- --url
 
 
-def test_url_gives_the_same_answers_as_local(capsys: pytest.CaptureFixture[str],
-                                             url: str) -> None:
-    for argv in (["grad", "2*dot(x,x)", "-i", "x=[0,1,2,3]"],
-                 ["jacobian", "x * x", "-i", "x=[1, 2]"],
-                 ["hessian", "sum(x ** 3)", "-i", "x=[1, 2]"]):
+def test_url_gives_the_same_answers_as_local(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    for argv in (
+        ["grad", "2*dot(x,x)", "-i", "x=[0,1,2,3]"],
+        ["jacobian", "x * x", "-i", "x=[1, 2]"],
+        ["hessian", "sum(x ** 3)", "-i", "x=[1, 2]"],
+    ):
         local = as_json(capsys, *argv)
         remote = as_json(capsys, *argv, "--url", url)
         for key in ("value", "gradients", "jacobian", "hessian"):
@@ -201,8 +220,12 @@ def test_url_ops(capsys: pytest.CaptureFixture[str], url: str) -> None:
 def test_console_script_is_installed() -> None:
     # `make test` installs the project, which puts `autodiff` next to the interpreter.
     assert SCRIPT.exists(), "run `make test` (pip install -e .) to install the console script"
-    run_ = subprocess.run([str(SCRIPT), "grad", "sum(x * x)", "-i", "x=[1, 2]", "--json"],
-                          capture_output=True, text=True, timeout=60)
+    run_ = subprocess.run(
+        [str(SCRIPT), "grad", "sum(x * x)", "-i", "x=[1, 2]", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run_.returncode == 0, run_.stderr
     assert json.loads(run_.stdout)["gradients"] == {"x": [2.0, 4.0]}
 
@@ -224,3 +247,27 @@ def test_readme_console_session_is_what_the_cli_prints(
         assert status == (1 if err else 0)
         checked += 1
     assert checked >= 4
+
+
+# ------------------------------------------------------------------------ serve
+
+
+def test_serve_defaults_to_two_processes_as_make_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UVICORN_WORKERS", raising=False)
+    assert build_parser().parse_args(["serve"]).workers == 2
+    monkeypatch.setenv("UVICORN_WORKERS", "3")
+    assert build_parser().parse_args(["serve"]).workers == 3
+    assert build_parser().parse_args(["serve", "--workers", "1"]).workers == 1
+
+
+def test_serve_passes_the_process_count_to_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    monkeypatch.setenv("UVICORN_WORKERS", "2")
+    assert main(["serve", "--workers", "3"]) == 0
+    assert calls[0]["workers"] == 3 and calls[0]["access_log"] is False
+    # The app sizes its pools and picks its metrics mode from the variable.
+    assert os.environ["UVICORN_WORKERS"] == "3"
+    assert main(["serve", "--workers", "0"]) == 1

@@ -17,8 +17,9 @@ import pytest
 from app import compute, encoding
 from app.deps import limits
 from app.errors import ComputeTimeoutError, QueueFullError, WorkerDiedError
-from app.pool import WorkerPool, ping
+from app.pool import WorkerPool
 from app.settings import Settings
+from app.worker import ping
 from engine.errors import AutodiffError, NonScalarOutputError, SizeLimitError, UnknownNameError
 
 SETTINGS = Settings(max_input_elements=10_000, max_intermediate_elements=1_000_000)
@@ -237,8 +238,9 @@ def test_op_census_counts_every_site_indexing_included() -> None:
     assert names == {"getitem", "multiply", "sum"}
     assert sites == 5  # three getitems, a multiply and a sum
     graph = {"nodes": [{"id": "y", "op": "matmul", "inputs": ["a", "b"]}], "outputs": ["y"]}
-    names, sites = compute.op_census(compute.compile_program({**task("grad", "", {}),
-                                                              "expression": None, "graph": graph}))
+    names, sites = compute.op_census(
+        compute.compile_program({**task("grad", "", {}), "expression": None, "graph": graph})
+    )
     assert (names, sites) == ({"matmul"}, 1)
 
 
@@ -246,8 +248,19 @@ def test_linear_ops_are_real_ops_and_leave_out_superlinear_work() -> None:
     from engine.registry import OPS
 
     assert set(OPS) >= compute.LINEAR_OPS
-    for name in ("matmul", "dot", "inner", "tensordot", "einsum", "inv", "det", "slogdet",
-                 "solve", "cholesky", "norm"):
+    for name in (
+        "matmul",
+        "dot",
+        "inner",
+        "tensordot",
+        "einsum",
+        "inv",
+        "det",
+        "slogdet",
+        "solve",
+        "cholesky",
+        "norm",
+    ):
         assert name not in compute.LINEAR_OPS
     assert compute.linear_cost(compute.compile_program(task("grad", "sum(sin(x) * x[0])", {})))
     assert not compute.linear_cost(compute.compile_program(task("grad", "x @ x", {})))

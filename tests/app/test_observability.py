@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import stat
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import orjson
@@ -16,6 +20,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from app import multiproc
 from app.observability import (
     ACCESS_LOGGER,
     METRICS,
@@ -103,10 +108,7 @@ def sample(name: str, **labels: str) -> float:
 
 def labelled(name: str, **labels: str) -> list[dict[str, str]]:
     """The label sets of every ``name`` series that has these labels (and maybe others)."""
-    return [
-        found for found, _ in series(name)
-        if all(found.get(k) == v for k, v in labels.items())
-    ]
+    return [found for found, _ in series(name) if all(found.get(k) == v for k, v in labels.items())]
 
 
 # ---------------------------------------------------------------- request ids
@@ -252,7 +254,14 @@ def test_own_handler_gets_the_line_written_directly(client: TestClient) -> None:
     assert len(lines) == 2
     first, second = (orjson.loads(line) for line in lines)
     assert set(first) == {
-        "ts", "level", "event", "request_id", "method", "path", "endpoint", "status",
+        "ts",
+        "level",
+        "event",
+        "request_id",
+        "method",
+        "path",
+        "endpoint",
+        "status",
         "duration_ms",
     }
     assert first["request_id"] == "direct-1" and first["status"] == 200
@@ -354,9 +363,13 @@ def test_metrics_endpoint_is_prometheus_text(client: TestClient) -> None:
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     families = {f.name for f in text_string_to_metric_families(r.text)}
-    assert {"autodiff_http_requests", "autodiff_http_request_duration_seconds",
-            "autodiff_pool_queue_depth", "autodiff_pool_busy_workers",
-            "process_resident_memory_bytes"} <= families
+    assert {
+        "autodiff_http_requests",
+        "autodiff_http_request_duration_seconds",
+        "autodiff_pool_queue_depth",
+        "autodiff_pool_busy_workers",
+        "process_resident_memory_bytes",
+    } <= families
 
 
 def test_metrics_is_documented_as_text(client: TestClient) -> None:
@@ -404,7 +417,10 @@ def service() -> Iterator[TestClient]:
     from app.settings import Settings
 
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, inline_max_elements=0, time_limit_s=1.0, max_iterations=10**9,
+        _env_file=None,
+        inline_max_elements=0,
+        time_limit_s=1.0,
+        max_iterations=10**9,
         workers=1,
     )
     with TestClient(create_app(settings)) as c:
@@ -441,8 +457,10 @@ def test_service_errors_carry_request_ids(service: TestClient) -> None:
 def test_service_counts_a_timeout_and_the_worker_restart(service: TestClient) -> None:
     timeouts = sample("autodiff_pool_timeouts_total")
     restarts = sample("autodiff_pool_worker_restarts_total")
-    runaway = {"expression": "y = x\nwhile True:\n    y = y + 1\nreturn sum(y)",
-               "inputs": {"x": [1.0]}}
+    runaway = {
+        "expression": "y = x\nwhile True:\n    y = y + 1\nreturn sum(y)",
+        "inputs": {"x": [1.0]},
+    }
     assert service.post("/grad", json=runaway).status_code == 504
     text = service.get("/metrics").text
     assert 'autodiff_http_requests_total{endpoint="/grad",method="POST",status="504"}' in text
@@ -452,3 +470,76 @@ def test_service_counts_a_timeout_and_the_worker_restart(service: TestClient) ->
     assert service.post("/grad", json=TWO_DOT).status_code == 200
     assert sample("autodiff_pool_busy_workers") == 0.0
     assert sample("autodiff_pool_queue_depth") == 0.0
+
+
+# ---------------------------------------------------------------- several server processes
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_one_server_process_keeps_the_in_memory_registry(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(multiproc.ENV, raising=False)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.setenv("UVICORN_WORKERS", "1")
+    assert multiproc.configure(root=str(tmp_path)) is None
+    assert list(tmp_path.iterdir()) == []
+    assert METRICS.multiproc_dir is None  # the test process is one process
+
+
+def test_several_server_processes_share_their_supervisors_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(multiproc.ENV, "placeholder")  # restored after the test
+    monkeypatch.delenv(multiproc.ENV)
+    monkeypatch.setenv("UVICORN_WORKERS", "2")
+    path = multiproc.configure(root=str(tmp_path))
+    assert path == multiproc.supervisor_dir(os.getppid(), str(tmp_path))
+    assert os.environ[multiproc.ENV] == path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+    # A sibling process (same parent) gets the same one; the operator's choice wins.
+    monkeypatch.delenv(multiproc.ENV)
+    assert multiproc.configure(root=str(tmp_path)) == path
+    monkeypatch.setenv(multiproc.ENV, str(tmp_path / "mine"))
+    assert multiproc.configure(root=str(tmp_path)) == str(tmp_path / "mine")
+
+
+def test_a_directory_that_is_not_ours_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(multiproc.ENV, "placeholder")
+    monkeypatch.delenv(multiproc.ENV)
+    monkeypatch.setenv("UVICORN_WORKERS", "2")
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", multiproc.supervisor_dir(os.getppid(), str(tmp_path)))
+    assert multiproc.configure(root=str(tmp_path)) is None
+    assert multiproc.ENV not in os.environ
+
+
+def test_stale_directories_go_and_live_ones_stay(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    me = os.getpid()
+    gone = tmp_path / f"{multiproc.PREFIX}{dead}-12345"
+    running = Path(multiproc.supervisor_dir(me, str(tmp_path)))
+    orphaned_writer = tmp_path / f"{multiproc.PREFIX}{dead}-777"
+    for path, writer in ((gone, dead), (running, dead), (orphaned_writer, me)):
+        path.mkdir()
+        (path / f"counter_{writer}.db").write_bytes(b"")
+    assert multiproc.remove_stale(str(tmp_path)) == [str(gone)]
+    assert running.exists() and orphaned_writer.exists()
+
+
+def test_live_gauges_of_dead_processes_are_reaped(tmp_path: Path) -> None:
+    dead, me = _dead_pid(), os.getpid()
+    for pid in (dead, me):
+        (tmp_path / f"gauge_livesum_{pid}.db").write_bytes(b"")
+        (tmp_path / f"counter_{pid}.db").write_bytes(b"")
+    multiproc.reap_dead(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"counter_{dead}.db", f"counter_{me}.db", f"gauge_livesum_{me}.db"]
+    )

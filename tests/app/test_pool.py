@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from app import settings
-from app.pool import MALLOC_ENV, WorkerPool, blas_threads, malloc_env
+from app.pool import WorkerPool
 from app.settings import Settings, default_pool_workers, usable_cores
+from app.worker import MALLOC_ENV, blas_threads, malloc_env
 
 
 @contextlib.contextmanager
@@ -58,8 +59,13 @@ def test_malloc_env_is_off_at_zero() -> None:
 
 @pytest.mark.parametrize(
     ("env", "expected"),
-    [({}, 2), ({"UVICORN_WORKERS": "2"}, 1), ({"WEB_CONCURRENCY": "2"}, 1),
-     ({"UVICORN_WORKERS": "4"}, 1), ({"UVICORN_WORKERS": "junk"}, 2)],
+    [
+        ({}, 2),
+        ({"UVICORN_WORKERS": "2"}, 1),
+        ({"WEB_CONCURRENCY": "2"}, 1),
+        ({"UVICORN_WORKERS": "4"}, 1),
+        ({"UVICORN_WORKERS": "junk"}, 2),
+    ],
 )
 def test_pool_size_shares_the_cores_among_server_processes(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: int
@@ -75,8 +81,14 @@ def test_pool_size_shares_the_cores_among_server_processes(
 
 
 @pytest.mark.parametrize(
-    ("cpu_max", "expected"), [("max 100000\n", 4), ("200000 100000\n", 2), ("50000 100000\n", 1),
-                              ("150000 100000\n", 2), (None, 4)],
+    ("cpu_max", "expected"),
+    [
+        ("max 100000\n", 4),
+        ("200000 100000\n", 2),
+        ("50000 100000\n", 1),
+        ("150000 100000\n", 2),
+        (None, 4),
+    ],
 )
 def test_usable_cores_follow_a_container_quota(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cpu_max: str | None, expected: int

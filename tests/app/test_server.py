@@ -189,3 +189,102 @@ def test_large_request_and_answer(server: tuple[str, Any]) -> None:
     )
     assert r.status_code == 200, r.text[:300]
     np.testing.assert_allclose(r.json()["gradients"]["x"], 2 * x)
+
+
+# ------------------------------------------------ several server processes (make serve)
+
+
+def _counts_by_pid(path: str, endpoint: str) -> dict[int, float]:
+    """Requests answered at ``endpoint``, per server process, from its own counter file."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    out: dict[int, float] = {}
+    for file in Path(path).glob("counter_*.db"):
+        pid = int(file.stem.split("_")[1])
+        for family in MultiProcessCollector.merge([str(file)]):
+            for s in family.samples:
+                if s.name == "autodiff_http_requests_total" and s.labels["endpoint"] == endpoint:
+                    out[pid] = out.get(pid, 0.0) + s.value
+    return out
+
+
+def _scraped(url: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url + "/metrics", timeout=10).text  # a new connection: any process
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def test_metrics_cover_both_server_processes() -> None:
+    """UVICORN_WORKERS=2, as make serve: /metrics counts what either process answered."""
+    from app import multiproc
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != multiproc.ENV}
+    env.update(ENV, UVICORN_WORKERS="2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    path = multiproc.supervisor_dir(proc.pid)
+    try:
+        deadline = time.monotonic() + 60
+        ready = 0
+        while ready < 10:  # in a row, on new connections: both processes are up
+            assert proc.poll() is None and time.monotonic() < deadline, "not ready"
+            try:
+                ready = ready + 1 if httpx.get(url + "/readyz").status_code == 200 else 0
+            except httpx.TransportError:
+                ready = 0
+            time.sleep(0.05)
+        assert httpx.post(url + "/grad", json=SMALL, timeout=30).status_code == 200  # the pool
+
+        sent = 0
+
+        def one() -> None:
+            assert httpx.get(url + "/healthz", timeout=10).status_code == 200
+
+        # New connections from several threads until each process has answered some.
+        while len(_counts_by_pid(path, "/healthz")) < 2:
+            assert sent < 3000, f"one process answered all: {_counts_by_pid(path, '/healthz')}"
+            threads = [threading.Thread(target=one) for _ in range(20)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            sent += len(threads)
+        # A request is counted just after its answer is sent: allow the last ones a moment.
+        settle = time.monotonic() + 10
+        while sum(_counts_by_pid(path, "/healthz").values()) < sent < 10**6:
+            assert time.monotonic() < settle, (sent, _counts_by_pid(path, "/healthz"))
+            time.sleep(0.05)
+        by_pid = _counts_by_pid(path, "/healthz")
+        assert sum(by_pid.values()) == sent and min(by_pid.values()) > 0
+        for _ in range(6):  # whichever process answers the scrape
+            assert _scraped(url, "autodiff_http_requests_total", endpoint="/healthz") == sent
+            assert (
+                _scraped(url, "autodiff_http_request_duration_seconds_count", endpoint="/healthz")
+                == sent
+            )
+            # Summed over the processes (no pid label): at least the scrape itself.
+            assert _scraped(url, "autodiff_http_requests_in_flight") >= 1.0
+            assert _scraped(url, "autodiff_pool_busy_workers") == 0.0
+        # Only the two server processes write metrics: not the pool's workers.
+        assert multiproc.writers(path) == set(by_pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    # Stopped cleanly: the live gauges left the sums, the counters stay until the next start.
+    assert not list(Path(path).glob("gauge_*.db"))
+    assert list(Path(path).glob("counter_*.db"))
+    assert path in multiproc.remove_stale(keep="")
