@@ -1,6 +1,9 @@
 """The service over HTTP (issue 6 item 3): rates, latencies and the service's own phase times.
 
     .venv/bin/python -m bench.http [--quick]
+    .venv/bin/python -m bench.http --w1 --rounds 3                # W1's rates only
+    .venv/bin/python -m bench.http --w1 --rounds 4 --ab /tmp/A    # A (/tmp/A's app/) vs this tree
+    .venv/bin/python -m bench.http --w1 --env-a K=V --env-b K=V   # one tree, two environments
 
 Starts ``uvicorn app.main:app`` as ``make serve`` does (two processes, default settings) on a
 loopback port, checks every workload's answer against our engine in process (1e-8), then
@@ -25,10 +28,11 @@ import numpy as np
 from bench import bodies, loadgen, machine, report
 from bench.check import DisagreementError, compare
 from bench.entries import flat_numpy
-from bench.server import Server
+from bench.server import Server, cpu_seconds
 from bench.workloads import Case, all_cases, select
 
 BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
 
 
@@ -39,13 +43,19 @@ def _post(client: httpx.Client, path: str, body: bytes) -> httpx.Response:
 def _phases(docs: list[dict[str, Any]]) -> dict[str, float]:
     """Median of each ``timing_ms`` phase over the answers."""
     keys = dict.fromkeys(k for d in docs for k in d.get("timing_ms", {}))
-    return {k: statistics.median(float(d["timing_ms"][k]) for d in docs
-                                 if isinstance(d.get("timing_ms", {}).get(k), int | float))
-            for k in keys}
+    return {
+        k: statistics.median(
+            float(d["timing_ms"][k])
+            for d in docs
+            if isinstance(d.get("timing_ms", {}).get(k), int | float)
+        )
+        for k in keys
+    }
 
 
-def sample(client: httpx.Client, path: str, body: bytes, count: int,
-           budget_s: float) -> dict[str, Any]:
+def sample(
+    client: httpx.Client, path: str, body: bytes, count: int, budget_s: float
+) -> dict[str, Any]:
     """Sequential requests (one connection): client-side p50/p99 and the service's phases."""
     lat: list[float] = []
     docs: list[dict[str, Any]] = []
@@ -58,9 +68,13 @@ def sample(client: httpx.Client, path: str, body: bytes, count: int,
             raise RuntimeError(f"{path} answered {r.status_code}: {r.text[:300]}")
         docs.append(r.json())
     ms = np.array(lat) * 1e3
-    return {"requests": len(lat), "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99)), "body_bytes": len(body),
-            "timing_ms": _phases(docs)}
+    return {
+        "requests": len(lat),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "body_bytes": len(body),
+        "timing_ms": _phases(docs),
+    }
 
 
 def _reference(case: Case) -> list[np.ndarray]:
@@ -71,8 +85,9 @@ def _reference(case: Case) -> list[np.ndarray]:
     return flat_numpy(entry.gradient())
 
 
-def check_and_time_workloads(client: httpx.Client, cases: list[Case],
-                             quick: bool) -> list[dict[str, Any]]:
+def check_and_time_workloads(
+    client: httpx.Client, cases: list[Case], quick: bool
+) -> list[dict[str, Any]]:
     """Every workload through HTTP: its answer against ours in process, then its latency."""
     rows = []
     for case in cases:
@@ -97,25 +112,31 @@ def throughput(url: str, quick: bool) -> list[dict[str, Any]]:
     specs = [loadgen.Spec("healthz", "GET", "/healthz")]
     for key in ("W1", "W2 n=4"):
         path, body = bodies.request(cases[key], "json")
-        specs.append(loadgen.Spec(key.replace(" ", "_").replace("=", ""), "POST", path,
-                                  bodies.encode(body)))
+        specs.append(
+            loadgen.Spec(key.replace(" ", "_").replace("=", ""), "POST", path, bodies.encode(body))
+        )
     rows = []
     for spec in specs:
         for conns in (1, 16):
             res = loadgen.run_load(url, [spec], conns, 3.0 if quick else 10.0, timeout_s=10.0)
             bad = {s: n for s, n in res.statuses.get(spec.tag, {}).items() if s != "200"}
-            rows.append({"name": f"{spec.method} {spec.path} ({spec.tag})", **res.as_dict(),
-                         "non_200": bad})
-            print(f"[http] {spec.tag:<8} c={conns:<3} {res.rps:8.0f} req/s  p50 "
-                  f"{res.p50_ms:.3g} ms  p99 {res.p99_ms:.3g} ms  non-200 {bad}", file=sys.stderr)
+            rows.append(
+                {"name": f"{spec.method} {spec.path} ({spec.tag})", **res.as_dict(), "non_200": bad}
+            )
+            print(
+                f"[http] {spec.tag:<8} c={conns:<3} {res.rps:8.0f} req/s  p50 "
+                f"{res.p50_ms:.3g} ms  p99 {res.p99_ms:.3g} ms  non-200 {bad}",
+                file=sys.stderr,
+            )
     return rows
 
 
 def large(client: httpx.Client, quick: bool) -> list[dict[str, Any]]:
     """W3 at n=10^5: latency with JSON lists and with b64, both ways."""
     case = select("W3")[0]
-    small = Case("W3 n=10^5", "W3", case.title, case.answer, 10**5,
-                 {"x": case.inputs["x"][: 10**5].copy()})
+    small = Case(
+        "W3 n=10^5", "W3", case.title, case.answer, 10**5, {"x": case.inputs["x"][: 10**5].copy()}
+    )
     rows = []
     for enc in ("json", "b64"):
         path, body = bodies.request(small, enc)
@@ -124,22 +145,27 @@ def large(client: httpx.Client, quick: bool) -> list[dict[str, Any]]:
         compare(small.key, f"HTTP {enc}", _reference(small), bodies.answer(small, r.json()))
         stats = sample(client, path, raw, 10 if quick else 40, 3.0 if quick else 10.0)
         rows.append({"name": f"W3 n=10^5 ({enc})", **stats})
-        print(f"[http] W3 n=10^5 {enc:<4} p50 {stats['p50_ms']:.3g} ms p99 "
-              f"{stats['p99_ms']:.3g} ms {stats['timing_ms']}", file=sys.stderr)
+        print(
+            f"[http] W3 n=10^5 {enc:<4} p50 {stats['p50_ms']:.3g} ms p99 "
+            f"{stats['p99_ms']:.3g} ms {stats['timing_ms']}",
+            file=sys.stderr,
+        )
     return rows
 
 
 def healthz_under_load(url: str, quick: bool) -> dict[str, Any]:
     """GET /healthz p50/p99 while 4 connections keep sending W3 n=10^5 (JSON lists)."""
     case = select("W3")[0]
-    small = Case("W3 n=10^5", "W3", case.title, case.answer, 10**5,
-                 {"x": case.inputs["x"][: 10**5].copy()})
+    small = Case(
+        "W3 n=10^5", "W3", case.title, case.answer, 10**5, {"x": case.inputs["x"][: 10**5].copy()}
+    )
     path, body = bodies.request(small, "json")
     spec = loadgen.Spec("big", "POST", path, bodies.encode(body))
     duration = 4.0 if quick else 10.0
     holder: dict[str, Any] = {}
-    bg = threading.Thread(target=lambda: holder.update(
-        res=loadgen.run_load(url, [spec], 4, duration, timeout_s=30.0)))
+    bg = threading.Thread(
+        target=lambda: holder.update(res=loadgen.run_load(url, [spec], 4, duration, timeout_s=30.0))
+    )
     bg.start()
     time.sleep(1.0)  # let the large requests pile up first
     lat: list[float] = []
@@ -152,11 +178,78 @@ def healthz_under_load(url: str, quick: bool) -> dict[str, Any]:
     bg.join()
     ms = np.array(lat) * 1e3
     res: loadgen.LoadResult = holder["res"]
-    out = {"samples": len(lat), "p50_ms": float(np.percentile(ms, 50)),
-           "p99_ms": float(np.percentile(ms, 99)), "background": res.as_dict()}
-    print(f"[http] /healthz under load: p50 {out['p50_ms']:.3g} ms p99 {out['p99_ms']:.3g} ms "
-          f"(background {res.rps:.1f} req/s)", file=sys.stderr)
+    out = {
+        "samples": len(lat),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "background": res.as_dict(),
+    }
+    print(
+        f"[http] /healthz under load: p50 {out['p50_ms']:.3g} ms p99 {out['p99_ms']:.3g} ms "
+        f"(background {res.rps:.1f} req/s)",
+        file=sys.stderr,
+    )
     return out
+
+
+def _w1_spec() -> loadgen.Spec:
+    case = next(c for c in all_cases() if c.key == "W1")
+    path, body = bodies.request(case, "json")
+    return loadgen.Spec("W1", "POST", path, bodies.encode(body))
+
+
+def _w1_rates(srv: Server, seconds: float) -> dict[str, float]:
+    spec = _w1_spec()
+    out: dict[str, float] = {}
+    for conns in (16, 1):
+        cpu = cpu_seconds(srv.pid)
+        res = loadgen.run_load(srv.url, [spec], conns, seconds, timeout_s=10.0)
+        # The server's CPU per request (its processes, pool included): steadier than the
+        # rate on a shared machine, where the load generator takes its share too.
+        out[f"c{conns}_cpu_us"] = (cpu_seconds(srv.pid) - cpu) / max(1, res.requests) * 1e6
+        bad = {s: n for s, n in res.statuses.get(spec.tag, {}).items() if s != "200"}
+        if bad or res.socket_errors:
+            raise SystemExit(f"[http] W1 c={conns}: non-200 {bad}, errors {res.socket_errors}")
+        out[f"c{conns}_rps"], out[f"c{conns}_p50_ms"] = res.rps, res.p50_ms
+        out[f"c{conns}_p99_ms"] = res.p99_ms
+    return out
+
+
+def _pairs(items: list[str] | None) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in items or ())
+
+
+def w1_rounds(args: argparse.Namespace) -> None:
+    """W1 at 16 and 1 connections, one fresh server per run; with --ab or --env-*, A and B
+    interleave within each round. Prints every run, then the best of each side."""
+    sides = [("B", REPO_DIR, _pairs(args.env_b))]
+    if args.ab or args.env_a or args.env_b:
+        a_repo = Path(args.ab).resolve() if args.ab else REPO_DIR
+        sides.insert(0, ("A", a_repo, _pairs(args.env_a)))
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in sides}
+    for r in range(args.rounds):
+        for label, repo, env in sides if r % 2 == 0 else sides[::-1]:
+            with Server(OUT_DIR / f"server-w1-{label}.log", env=env, repo=repo) as srv:
+                res = _w1_rates(srv, args.seconds)
+            runs[label].append(res)
+            print(
+                f"[w1] round {r} {label}: 16 conns {res['c16_rps']:,.0f} req/s p50 "
+                f"{res['c16_p50_ms']:.3g} p99 {res['c16_p99_ms']:.3g} ms, "
+                f"{res['c16_cpu_us']:.0f} us CPU/req | 1 conn "
+                f"{res['c1_rps']:,.0f} req/s p50 {res['c1_p50_ms']:.3g} ms, "
+                f"{res['c1_cpu_us']:.0f} us CPU/req",
+                file=sys.stderr,
+            )
+    for label, got in runs.items():
+        print(
+            f"[w1] best of {len(got)} {label}: 16 conns "
+            f"{max(g['c16_rps'] for g in got):,.0f} req/s (p99 "
+            f"{min(g['c16_p99_ms'] for g in got):.3g} ms), CPU/req min "
+            f"{min(g['c16_cpu_us'] for g in got):.0f} median "
+            f"{statistics.median(g['c16_cpu_us'] for g in got):.0f} us | 1 conn p50 "
+            f"{min(g['c1_p50_ms'] for g in got):.3g} ms, "
+            f"{max(g['c1_rps'] for g in got):,.0f} req/s"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,21 +258,49 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="shorter runs")
     p.add_argument("--only", help="workloads for the per-workload table (default: all)")
     p.add_argument("--no-report", action="store_true", help="do not rewrite RESULTS.md")
-    p.add_argument("--loadgen", choices=loadgen.TOOLS, default="auto",
-                   help="load generator: wrk if installed (auto), or force one")
+    p.add_argument(
+        "--loadgen",
+        choices=loadgen.TOOLS,
+        default="auto",
+        help="load generator: wrk if installed (auto), or force one",
+    )
+    p.add_argument(
+        "--w1",
+        action="store_true",
+        help="only W1 at 16 and 1 connections, fresh server per run (no files written)",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="--w1: runs per side")
+    p.add_argument("--seconds", type=float, default=8.0, help="--w1: seconds per load run")
+    p.add_argument(
+        "--ab",
+        metavar="DIR",
+        help="--w1: side A serves DIR's app/ (a copy of an "
+        "older app/, with engine/ linked to this tree's), side B this tree",
+    )
+    p.add_argument("--env-a", action="append", metavar="K=V", help="--w1: server env, side A")
+    p.add_argument("--env-b", action="append", metavar="K=V", help="--w1: server env, side B")
     args = p.parse_args(argv)
     loadgen.tool = args.loadgen
+    if args.w1:
+        OUT_DIR.mkdir(exist_ok=True)
+        w1_rounds(args)
+        return
     started = time.time()
     OUT_DIR.mkdir(exist_ok=True)
-    with Server(OUT_DIR / "server-http.log") as srv, \
-            httpx.Client(base_url=srv.url, timeout=60.0) as client:
+    with (
+        Server(OUT_DIR / "server-http.log") as srv,
+        httpx.Client(base_url=srv.url, timeout=60.0) as client,
+    ):
         doc: dict[str, Any] = {
-            "meta": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                     "quick": args.quick, "commit": machine.git_commit(),
-                     "machine": machine.describe(),
-                     "load_tool": "wrk" if loadgen.have_wrk() else "httpx",
-                     "server": "uvicorn app.main:app as make serve runs it (2 processes), "
-                               "default settings"},
+            "meta": {
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "quick": args.quick,
+                "commit": machine.git_commit(),
+                "machine": machine.describe(),
+                "load_tool": "wrk" if loadgen.have_wrk() else "httpx",
+                "server": "uvicorn app.main:app as make serve runs it (2 processes), "
+                "default settings",
+            },
             "workloads": check_and_time_workloads(client, select(args.only), args.quick),
             "large": large(client, args.quick),
         }

@@ -33,7 +33,14 @@ READY_IN_A_ROW = 10  # /readyz answers from either process: both must have their
 class Server:
     """``uvicorn app.main:app`` as ``make serve`` runs it (plus ``env``), as a context manager."""
 
-    def __init__(self, log_path: Path, env: dict[str, str] | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        port: int = 0,
+        repo: Path | None = None,
+    ) -> None:
+        self.repo = repo or REPO  # another tree's app/ (A/B runs): `python -m` puts it first
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -43,11 +50,26 @@ class Server:
     def __enter__(self) -> Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
-        cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-               "--port", str(self.port), "--no-access-log"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+        ]
         # Its own session: the pool's processes go with it when we stop it by its group id.
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.repo,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         self._wait_ready()
         return self
@@ -58,8 +80,9 @@ class Server:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.proc.returncode}; see "
-                                   f"{self.log_path}")
+                raise RuntimeError(
+                    f"uvicorn exited with {self.proc.returncode}; see {self.log_path}"
+                )
             try:  # a new connection each time, so either process may answer
                 ready = httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200
             except httpx.HTTPError:
@@ -70,8 +93,12 @@ class Server:
             time.sleep(0.05 if ready else 0.2)
         raise RuntimeError(f"service not ready after {timeout_s} s; see {self.log_path}")
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def stop(self) -> None:
@@ -134,3 +161,17 @@ def rss_kib(pid: int) -> int:
 def tree_rss_kib(pid: int) -> dict[int, int]:
     """VmRSS in KiB of ``pid`` and each of its descendants."""
     return {p: rss_kib(p) for p in descendants(pid)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants (0 for those gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat", encoding="utf-8") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / tick
