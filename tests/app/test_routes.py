@@ -719,3 +719,16 @@ def test_one_computation_in_process_at_a_time(client: TestClient) -> None:
     assert lane == "pool"
     _, lane = lane_runs(client, {"expression": "sum(x * x)", "inputs": {"x": [1.0, 2.0]}})
     assert lane == "loop"
+
+
+def test_timing_is_spliced_into_the_rendered_answer() -> None:
+    import orjson
+
+    from app.deps import _with_timing
+
+    timing = {"forward": 1.25, "total": 2.5}
+    assert orjson.loads(_with_timing(b"{}", timing)) == {"timing_ms": timing}
+    big = orjson.dumps({"value": 1.0, "gradients": {"x": {"b64": "A" * 1_000_000}}})
+    spliced = orjson.loads(_with_timing(big, timing))
+    assert spliced == {**orjson.loads(big), "timing_ms": timing}
+    assert list(spliced)[-1] == "timing_ms"
