@@ -42,6 +42,8 @@ class Param:
 
 
 _NO_KWARGS: dict[str, Any] = {}  # shared by operator calls: nothing writes into an op's kwargs
+# what NumPy raises for bad shapes or values: named as the op's typed error
+_NUMPY_ERRORS = (ValueError, TypeError, IndexError, np.linalg.LinAlgError)
 
 
 @dataclass(eq=False, slots=True)
@@ -79,7 +81,7 @@ class Op:
                 ans = tracer.apply(self, args, kwargs)
             finally:
                 tracer.recorder = recorder
-        except (ValueError, TypeError, IndexError, np.linalg.LinAlgError) as exc:
+        except _NUMPY_ERRORS as exc:
             raise self.error(exc, args) from None
         recorder.record(self, args, kwargs, ans)
         return ans
@@ -90,7 +92,7 @@ class Op:
         if self.prepare is None and tracer.recorder is None:
             try:
                 return tracer.apply(self, (x, y), _NO_KWARGS)
-            except (ValueError, TypeError, IndexError, np.linalg.LinAlgError) as exc:
+            except _NUMPY_ERRORS as exc:
                 raise self.error(exc, (x, y)) from None
         return self(x, y)
 

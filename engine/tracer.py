@@ -180,8 +180,12 @@ def _record(
 ) -> Var:
     """Run ``op`` on raw values and record the result as a Var of ``level``."""
     ans = op.impl(*vals, **kwargs) if kwargs else op.impl(*vals)
-    node = Var(ans, level, op, parents, vals, kwargs)
-    tape = _tapes.get(level)
+    return _taped(Var(ans, level, op, parents, vals, kwargs))
+
+
+def _taped(node: Var) -> Var:
+    """``node``, appended to its level's tape when one is open."""
+    tape = _tapes.get(node.level)
     if tape is not None:
         tape.append(node)
     return node
@@ -218,11 +222,7 @@ def _apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     else:
         ans = op.impl(*vals, **kwargs) if kwargs else op.impl(*vals)
     if not duals:
-        node = Var(ans, level, op, tuple(var_parents), tuple(vals), kwargs)
-        tape = _tapes.get(level)
-        if tape is not None:
-            tape.append(node)
-        return node
+        return _taped(Var(ans, level, op, tuple(var_parents), tuple(vals), kwargs))
     tangents = [a.tangent if type(a) is Dual and a.level == level else None for a in args]
     t = op.jvp(tangents, ans, *vals, **kwargs)
     return ans if t is None else Dual(ans, level, t)

@@ -85,15 +85,7 @@ def _times(g: Any, d: Any) -> Any:
     ``d``'s memory, which is safe: the backward pass writes only into buffers it made,
     and a view that reaches the caller as a gradient is copied there (``_own``).
     """
-    if (
-        type(g) is np.ndarray
-        and g.size >= _ONES_MIN_SIZE
-        and type(d) is np.ndarray
-        and d.shape == g.shape
-        and d.dtype == g.dtype
-        and not any(g.strides)
-        and g.flat[0] == 1
-    ):
+    if type(d) is np.ndarray and _broadcast_one(g) and d.shape == g.shape and d.dtype == g.dtype:
         view = d.view()
         view.flags.writeable = False
         return view
@@ -101,6 +93,13 @@ def _times(g: Any, d: Any) -> Any:
 
 
 _ONES_MIN_SIZE = 4096  # below this the check costs more than the pass it saves
+
+
+def _broadcast_one(g: Any) -> bool:
+    """Whether ``g`` is ``sum``'s cotangent: a large zero-stride array of ones."""
+    return (
+        type(g) is np.ndarray and g.size >= _ONES_MIN_SIZE and not any(g.strides) and g.flat[0] == 1
+    )
 
 
 def _times_new(g: Any, t: Any) -> Any:
@@ -117,8 +116,8 @@ def _times_new(g: Any, t: Any) -> Any:
         and t.dtype == g.dtype
         and t.flags.writeable
     ):
-        if g.size >= _ONES_MIN_SIZE and not any(g.strides) and g.flat[0] == 1:
-            return t  # a broadcast 1 (under a sum): nothing to multiply
+        if _broadcast_one(g):
+            return t  # under a sum: nothing to multiply
         return np.multiply(t, g, out=t)
     return g * t
 

@@ -390,11 +390,11 @@ def _concat_shape(*xs: Any, axis: int) -> tuple[int, ...]:
 
 
 def _slice_along(g: Any, axis: int, index: Any) -> Any:
-    if type(g) is np.ndarray:  # a plain cotangent: index it directly, nothing to trace
-        if axis == -1:  # g[i] of a vector is a NumPy scalar, as x[i] is (g[..., i]: 0-d array)
-            return g[index] if g.ndim == 1 else g[..., index]
-        return g[(Ellipsis, index) + (slice(None),) * (-axis - 1)]
-    return anp.getitem(g, (Ellipsis, index) + (slice(None),) * (-axis - 1))
+    if type(g) is np.ndarray and g.ndim == 1:
+        return g[index]  # a NumPy scalar, as x[i] is (g[..., i] would be a 0-d array)
+    full = (Ellipsis, index) + (slice(None),) * (-axis - 1)
+    # a plain cotangent is indexed directly: nothing to trace
+    return g[full] if type(g) is np.ndarray else anp.getitem(g, full)
 
 
 def _concat_vjp(i: int) -> Any:
