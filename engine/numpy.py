@@ -10,17 +10,30 @@ from typing import Any
 
 import engine.ops  # noqa: E402,F401,I001  (registers every op; must follow the imports above)
 from engine import tracer
-from engine.registry import OPS
+from engine.registry import NUMPY_ERRORS, OPS
 from engine.tracer import Box, Var
 
 globals().update(OPS)
 
 
 def _binary(name: str, reflected: bool = False) -> Any:
-    call = OPS[name].call2
+    """The operator for op ``name``: ``op(x, y)`` through ``tracer.apply2`` when nothing is
+    recorded (no ``*args, **kwargs`` packing nor ``Op.__call__``: a fifth of a scalar op)."""
+    op = OPS[name]
+    assert op.prepare is None, f"{name}: the operators pass arguments as they are"
+    apply2, errors = tracer.apply2, NUMPY_ERRORS
+
+    def call(x: Any, y: Any) -> Any:
+        if tracer.recorder is None:
+            try:
+                return apply2(op, x, y)
+            except errors as exc:
+                raise op.error(exc, (x, y)) from None
+        return op(x, y)
+
     if reflected:
         return lambda self, other: call(other, self)
-    return lambda self, other: call(self, other)
+    return call
 
 
 _OPERATORS = {

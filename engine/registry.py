@@ -41,9 +41,8 @@ class Param:
         return self.default is _REQUIRED
 
 
-_NO_KWARGS: dict[str, Any] = {}  # shared by operator calls: nothing writes into an op's kwargs
 # what NumPy raises for bad shapes or values: named as the op's typed error
-_NUMPY_ERRORS = (ValueError, TypeError, IndexError, np.linalg.LinAlgError)
+NUMPY_ERRORS = (ValueError, TypeError, IndexError, np.linalg.LinAlgError)
 
 
 @dataclass(eq=False, slots=True)
@@ -81,20 +80,10 @@ class Op:
                 ans = tracer.apply(self, args, kwargs)
             finally:
                 tracer.recorder = recorder
-        except _NUMPY_ERRORS as exc:
+        except NUMPY_ERRORS as exc:
             raise self.error(exc, args) from None
         recorder.record(self, args, kwargs, ans)
         return ans
-
-    def call2(self, x: Any, y: Any) -> Any:
-        """``self(x, y)``, as the operators call it: without packing ``*args, **kwargs``
-        (a tenth of a scalar op's time) when there is nothing to prepare or record."""
-        if self.prepare is None and tracer.recorder is None:
-            try:
-                return tracer.apply(self, (x, y), _NO_KWARGS)
-            except _NUMPY_ERRORS as exc:
-                raise self.error(exc, (x, y)) from None
-        return self(x, y)
 
     def shape(self, *args: Any, **kwargs: Any) -> tuple[int, ...]:
         """The output shape of ``self(*args, **kwargs)``, computed from shapes alone."""
