@@ -1,8 +1,12 @@
-"""The compute endpoints: validate, hand to the runner (inline or pool), answer JSON bytes."""
+"""The compute endpoints: validate, hand to the runner (inline or pool), answer JSON bytes.
 
-from __future__ import annotations
+The six endpoints differ only in their models, examples and words, so they are one table
+and one route factory. (No ``from __future__ import annotations`` here: FastAPI reads the
+request model from the handler's annotation, which must be the class itself, not a name
+to look up in this module.)
+"""
 
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
@@ -16,91 +20,83 @@ router = APIRouter(route_class=OrjsonRoute, tags=["derivatives"])
 ERRORS = schemas.problem_responses(401, 413, 422, 500, 502, 503, 504)
 
 
-@router.post(
-    "/grad",
-    response_model=schemas.GradResponse,
-    responses=ERRORS,
-    summary="Gradient of a scalar output (or VJP with a cotangent)",
+class Endpoint(NamedTuple):
+    name: str  # the path and the runner's endpoint
+    request: type[schemas.ComputeRequest]
+    response: type[Any]
+    examples: dict[str, Any]
+    summary: str
+    doc: str  # the handler's docstring: the operation's description in the docs
+
+
+ENDPOINTS = (
+    Endpoint(
+        "grad",
+        schemas.GradRequest,
+        schemas.GradResponse,
+        schemas.GRAD_EXAMPLES,
+        "Gradient of a scalar output (or VJP with a cotangent)",
+        "Gradient of a scalar output by every differentiated input, as PyTorch's backward().",
+    ),
+    Endpoint(
+        "vjp",
+        schemas.VjpRequest,
+        schemas.VjpResponse,
+        schemas.VJP_EXAMPLES,
+        "Vector-Jacobian product",
+        "Cotangent times the Jacobian; several outputs' contributions are summed.",
+    ),
+    Endpoint(
+        "jvp",
+        schemas.JvpRequest,
+        schemas.JvpResponse,
+        schemas.JVP_EXAMPLES,
+        "Jacobian-vector product (forward mode)",
+        "The Jacobian times the tangents, in one forward pass without a tape.",
+    ),
+    Endpoint(
+        "jacobian",
+        schemas.JacobianRequest,
+        schemas.JacobianResponse,
+        schemas.JACOBIAN_EXAMPLES,
+        "Full Jacobian",
+        "Jacobian of every output by every differentiated input, in one vectorised pass.",
+    ),
+    Endpoint(
+        "hessian",
+        schemas.HessianRequest,
+        schemas.HessianResponse,
+        schemas.HESSIAN_EXAMPLES,
+        "Hessian of a scalar output",
+        "Value, gradient and Hessian by pairs of input names.",
+    ),
+    Endpoint(
+        "hvp",
+        schemas.HvpRequest,
+        schemas.HvpResponse,
+        schemas.HVP_EXAMPLES,
+        "Hessian-vector product",
+        "The Hessian times the given vectors, without forming the Hessian.",
+    ),
 )
-async def grad(
-    req: Annotated[schemas.GradRequest, Body(openapi_examples=schemas.GRAD_EXAMPLES)],
-    request: Request,
-    runner: RunnerDep,
-) -> Response:
-    """Gradient of a scalar output by every differentiated input, as PyTorch's backward()."""
-    return await runner.respond("grad", req, request)
 
 
-@router.post(
-    "/vjp",
-    response_model=schemas.VjpResponse,
-    responses=ERRORS,
-    summary="Vector-Jacobian product",
-)
-async def vjp(
-    req: Annotated[schemas.VjpRequest, Body(openapi_examples=schemas.VJP_EXAMPLES)],
-    request: Request,
-    runner: RunnerDep,
-) -> Response:
-    """Cotangent times the Jacobian; several outputs' contributions are summed."""
-    return await runner.respond("vjp", req, request)
+def add_route(e: Endpoint) -> None:
+    """``POST /{e.name}``: the request validated by ``e.request``, answered by the runner."""
+
+    async def handler(
+        req: Annotated[e.request, Body(openapi_examples=e.examples)],  # type: ignore[name-defined]
+        request: Request,
+        runner: RunnerDep,
+    ) -> Response:
+        return await runner.respond(e.name, req, request)
+
+    handler.__name__ = handler.__qualname__ = e.name  # FastAPI's operation id: grad_grad_post
+    handler.__doc__ = e.doc
+    router.post(f"/{e.name}", response_model=e.response, responses=ERRORS, summary=e.summary)(
+        handler
+    )
 
 
-@router.post(
-    "/jvp",
-    response_model=schemas.JvpResponse,
-    responses=ERRORS,
-    summary="Jacobian-vector product (forward mode)",
-)
-async def jvp(
-    req: Annotated[schemas.JvpRequest, Body(openapi_examples=schemas.JVP_EXAMPLES)],
-    request: Request,
-    runner: RunnerDep,
-) -> Response:
-    """The Jacobian times the tangents, in one forward pass without a tape."""
-    return await runner.respond("jvp", req, request)
-
-
-@router.post(
-    "/jacobian",
-    response_model=schemas.JacobianResponse,
-    responses=ERRORS,
-    summary="Full Jacobian",
-)
-async def jacobian(
-    req: Annotated[schemas.JacobianRequest, Body(openapi_examples=schemas.JACOBIAN_EXAMPLES)],
-    request: Request,
-    runner: RunnerDep,
-) -> Response:
-    """Jacobian of every output by every differentiated input, in one vectorised pass."""
-    return await runner.respond("jacobian", req, request)
-
-
-@router.post(
-    "/hessian",
-    response_model=schemas.HessianResponse,
-    responses=ERRORS,
-    summary="Hessian of a scalar output",
-)
-async def hessian(
-    req: Annotated[schemas.HessianRequest, Body(openapi_examples=schemas.HESSIAN_EXAMPLES)],
-    request: Request,
-    runner: RunnerDep,
-) -> Response:
-    """Value, gradient and Hessian by pairs of input names."""
-    return await runner.respond("hessian", req, request)
-
-
-@router.post(
-    "/hvp",
-    response_model=schemas.HvpResponse,
-    responses=ERRORS,
-    summary="Hessian-vector product",
-)
-async def hvp(
-    req: Annotated[schemas.HvpRequest, Body(openapi_examples=schemas.HVP_EXAMPLES)],
-    request: Request,
-    runner: RunnerDep,
-) -> Response:
-    """The Hessian times the given vectors, without forming the Hessian."""
-    return await runner.respond("hvp", req, request)
+for _endpoint in ENDPOINTS:
+    add_route(_endpoint)
