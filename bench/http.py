@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.http --w1 --rounds 3                # W1's rates only
     .venv/bin/python -m bench.http --w1 --rounds 4 --ab /tmp/A    # A (/tmp/A's app/) vs this tree
     .venv/bin/python -m bench.http --w1 --env-a K=V --env-b K=V   # one tree, two environments
+    .venv/bin/python -m bench.http --large --rounds 5 [--ab /tmp/A]  # W3 n=10^5 json and b64 only
 
 Starts ``uvicorn app.main:app`` as ``make serve`` does (two processes, default settings) on a
 loopback port, checks every workload's answer against our engine in process (1e-8), then
@@ -131,12 +132,16 @@ def throughput(url: str, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def large(client: httpx.Client, quick: bool) -> list[dict[str, Any]]:
-    """W3 at n=10^5: latency with JSON lists and with b64, both ways."""
+def _w3_small() -> Case:
     case = select("W3")[0]
-    small = Case(
+    return Case(
         "W3 n=10^5", "W3", case.title, case.answer, 10**5, {"x": case.inputs["x"][: 10**5].copy()}
     )
+
+
+def large(client: httpx.Client, quick: bool) -> list[dict[str, Any]]:
+    """W3 at n=10^5: latency with JSON lists and with b64, both ways."""
+    small = _w3_small()
     rows = []
     for enc in ("json", "b64"):
         path, body = bodies.request(small, enc)
@@ -155,10 +160,7 @@ def large(client: httpx.Client, quick: bool) -> list[dict[str, Any]]:
 
 def healthz_under_load(url: str, quick: bool) -> dict[str, Any]:
     """GET /healthz p50/p99 while 4 connections keep sending W3 n=10^5 (JSON lists)."""
-    case = select("W3")[0]
-    small = Case(
-        "W3 n=10^5", "W3", case.title, case.answer, 10**5, {"x": case.inputs["x"][: 10**5].copy()}
-    )
+    small = _w3_small()
     path, body = bodies.request(small, "json")
     spec = loadgen.Spec("big", "POST", path, bodies.encode(body))
     duration = 4.0 if quick else 10.0
@@ -215,6 +217,40 @@ def _w1_rates(srv: Server, seconds: float) -> dict[str, float]:
     return out
 
 
+def large_rounds(args: argparse.Namespace) -> None:
+    """W3 n=10^5 (JSON lists and b64) only, as ``large`` measures it, one fresh server per
+    run; with --ab or --env-*, A and B interleave within each round. Prints every run, then
+    the median of each side's p50s."""
+    sides = [("B", REPO_DIR, _pairs(args.env_b))]
+    if args.ab or args.env_a or args.env_b:
+        a_repo = Path(args.ab).resolve() if args.ab else REPO_DIR
+        sides.insert(0, ("A", a_repo, _pairs(args.env_a)))
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in sides}
+    for r in range(args.rounds):
+        for label, repo, env in sides if r % 2 == 0 else sides[::-1]:
+            with (
+                Server(OUT_DIR / f"server-large-{label}.log", env=env, repo=repo) as srv,
+                httpx.Client(base_url=srv.url, timeout=60.0) as client,
+            ):
+                rows = large(client, args.quick)
+            res = {row["name"]: row["p50_ms"] for row in rows}
+            runs[label].append(res)
+            print(
+                f"[large] round {r} {label}: "
+                + ", ".join(f"{k} p50 {v:.3g} ms" for k, v in res.items()),
+                file=sys.stderr,
+            )
+    for label, got in runs.items():
+        print(
+            f"[large] median of {len(got)} {label}: "
+            + ", ".join(
+                f"{k} p50 {statistics.median(g[k] for g in got):.3g} ms "
+                f"(min {min(g[k] for g in got):.3g})"
+                for k in got[0]
+            )
+        )
+
+
 def _pairs(items: list[str] | None) -> dict[str, str]:
     return dict(item.split("=", 1) for item in items or ())
 
@@ -269,21 +305,30 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="only W1 at 16 and 1 connections, fresh server per run (no files written)",
     )
-    p.add_argument("--rounds", type=int, default=3, help="--w1: runs per side")
+    p.add_argument(
+        "--large",
+        action="store_true",
+        help="only W3 n=10^5 with JSON lists and b64, fresh server per run (no files written)",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="--w1, --large: runs per side")
     p.add_argument("--seconds", type=float, default=8.0, help="--w1: seconds per load run")
     p.add_argument(
         "--ab",
         metavar="DIR",
-        help="--w1: side A serves DIR's app/ (a copy of an "
+        help="--w1, --large: side A serves DIR's app/ (a copy of an "
         "older app/, with engine/ linked to this tree's), side B this tree",
     )
-    p.add_argument("--env-a", action="append", metavar="K=V", help="--w1: server env, side A")
-    p.add_argument("--env-b", action="append", metavar="K=V", help="--w1: server env, side B")
+    p.add_argument("--env-a", action="append", metavar="K=V", help="--w1/--large: env, side A")
+    p.add_argument("--env-b", action="append", metavar="K=V", help="--w1/--large: env, side B")
     args = p.parse_args(argv)
     loadgen.tool = args.loadgen
     if args.w1:
         OUT_DIR.mkdir(exist_ok=True)
         w1_rounds(args)
+        return
+    if args.large:
+        OUT_DIR.mkdir(exist_ok=True)
+        large_rounds(args)
         return
     started = time.time()
     OUT_DIR.mkdir(exist_ok=True)
