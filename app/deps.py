@@ -184,7 +184,7 @@ def model_from_body(model: type[M], raw: bytes, headers: Mapping[str, str]) -> M
     body: Any = raw  # not JSON by its content type: validated as bytes (and refused)
     if _is_json(headers.get("content-type")):
         try:
-            body = orjson.loads(raw)
+            body = encoding.loads_body(raw)
         except orjson.JSONDecodeError as exc:
             raise RequestValidationError(
                 [{
@@ -405,7 +405,7 @@ def _b64_chars(task: compute.Task) -> int:
             # a short list may hold one b64 object per output; a long one is numbers
             items = item if isinstance(item, list) and len(item) <= 16 else [item]
             for one in items:
-                if isinstance(one, dict) and isinstance(one.get("b64"), str):
+                if isinstance(one, dict) and isinstance(one.get("b64"), str | encoding.B64Text):
                     total += len(one["b64"])
     return total
 

@@ -8,9 +8,18 @@ import json
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
-from app.encoding import InputError, b64decode, decode_input, decode_value, render
+from app.encoding import (
+    B64Text,
+    InputError,
+    b64decode,
+    decode_input,
+    decode_value,
+    loads_body,
+    render,
+)
 from engine.errors import SizeLimitError
 
 LOC = ["body", "inputs", "x"]
@@ -164,3 +173,60 @@ def test_errors_do_not_echo_long_values() -> None:
     with pytest.raises(InputError) as err:
         decode(["x" * 100_000])
     assert len(err.value.message) < 200
+
+
+# --------------------------------------------------------------------------- large b64 bodies
+
+BIG = np.linspace(-3, 3, 20_000)
+BIG_B64 = base64.b64encode(BIG.tobytes()).decode()
+
+
+def plain(doc: Any) -> Any:
+    """The document with each ``B64Text`` written back as its base64 text."""
+    if isinstance(doc, dict):
+        return {k: plain(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [plain(v) for v in doc]
+    if isinstance(doc, B64Text):
+        return base64.b64encode(doc.data).decode()
+    return doc
+
+
+def test_loads_body_decodes_large_b64_from_the_bytes() -> None:
+    obj = {"dtype": "float64", "shape": [20_000], "b64": BIG_B64}
+    body = {"expression": "sum(x)", "inputs": {"x": obj, "y": {**obj, "requires_grad": False}},
+            "cotangent": [obj, {"data": [1.0]}], "tangents": {"x": obj}, "note": "b64"}
+    raw = orjson.dumps(body)
+    doc = loads_body(raw)
+    assert plain(doc) == orjson.loads(raw)
+    assert isinstance(doc["inputs"]["x"]["b64"], B64Text)
+    assert isinstance(doc["cotangent"][0]["b64"], B64Text)
+    assert len(doc["inputs"]["x"]["b64"]) == len(BIG_B64)
+    arr, grad = decode(doc["inputs"]["x"], 10**6)
+    np.testing.assert_array_equal(arr, BIG)
+    assert grad
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # not strict base64: parsed whole (and refused later with binascii's message)
+        b'{"inputs": {"x": {"shape": [1], "b64": "' + b"A" * 70_000 + b'!"}}}',
+        # invalid JSON: the same error, at the same place
+        b'{"inputs": {"x": {"shape": [1], "b64": "' + BIG_B64.encode() + b'"}}',
+        # a "b64" member outside an array field, or under another key
+        b'{"graph": {"b64": "' + BIG_B64.encode() + b'"}, "inputs": {}}',
+        b'{"inputs": {"x": {"\\"b64": "' + BIG_B64.encode() + b'"}}}',
+        # a duplicate key: the last one wins, as in orjson
+        b'{"inputs": {"x": {"b64": "' + BIG_B64.encode() + b'", "b64": "AAAA"}}}',
+    ],
+)
+def test_loads_body_falls_back_to_orjson(raw: bytes) -> None:
+    try:
+        expected: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        with pytest.raises(orjson.JSONDecodeError) as got:
+            loads_body(raw)
+        assert (got.value.msg, got.value.pos) == (exc.msg, exc.pos)
+        return
+    assert plain(loads_body(raw)) == expected

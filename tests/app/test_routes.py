@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app import compute
+from app import compute, encoding
 from app.main import create_app
 from app.settings import Settings
 from engine import lang
@@ -681,6 +681,25 @@ def test_linear_b64_work_runs_in_the_server_thread(client: TestClient) -> None:
     assert lane == "thread"
     expected = (np.cos(x) - 2 * x * np.sin(x)) * np.exp(-x**2) + 2 * x / (1 + x**2)
     close(answer["gradients"]["x"], expected)
+
+
+@pytest.mark.parametrize("path", ["inline", "pool"])
+def test_large_b64_inputs_decoded_while_parsing(
+    pooled_or_not: Any, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # b64 text over the cut size is decoded as the body is parsed; under the spill size,
+    # the pool gets it pickled with the task
+    monkeypatch.setattr(encoding, "B64_CUT_MIN_CHARS", 1_000)
+    x = np.linspace(-2, 2, 4_500)
+    body = {"expression": W3, "inputs": {"x": b64_input(x)}, "encoding": "b64"}
+    answer = post(pooled_or_not(path), "/grad", body)
+    expected = (np.cos(x) - 2 * x * np.sin(x)) * np.exp(-x**2) + 2 * x / (1 + x**2)
+    close(np.frombuffer(base64.b64decode(answer["gradients"]["x"]["b64"])), expected)
+    assert ("queue" in answer["timing_ms"]) == (path == "pool")
+    short = {**body, "inputs": {"x": {**b64_input(x), "shape": [4_499]}}}
+    problem = post(pooled_or_not(path), "/grad", short, 422)
+    assert problem["errors"][0]["loc"] == ["body", "inputs", "x", "b64"]
+    assert "holds 36000 bytes" in problem["detail"]
 
 
 def test_contractions_never_take_the_thread(client: TestClient) -> None:
