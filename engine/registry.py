@@ -67,6 +67,11 @@ class Op:
     # ``buf[index] += g``, no zeros)
     fresh_vjp: bool = False
     accumulate: Callable[..., None] | None = None
+    # in-place reverse rules, by argument position (None where there is none): ``into(g,
+    # ans, *args, **kwargs)`` writes that argument's cotangent into ``g`` and returns it,
+    # or returns None when it does not apply (broadcasting, dtypes); the backward pass
+    # calls it only when it owns ``g`` and the node has one traced argument
+    vjps_into: Any = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.prepare is not None:

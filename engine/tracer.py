@@ -24,11 +24,14 @@ if TYPE_CHECKING:
     from engine.registry import Op
 
 _ids = itertools.count()
+_ndarray = np.ndarray  # a module global: one lookup, not np's attribute, on the hot paths
 _levels = itertools.count(1)
 # Optional observer of every op applied at the top (graph metadata, non-finite checks).
 recorder: Any = None
 # The open tapes: the Vars each reverse-mode level records, in creation order.
 _tapes: dict[int, list[Var]] = {}
+# the open tapes' memos of shared array nodes (see ``recording_tape``)
+_memos: dict[int, dict[tuple[Any, ...], Var]] = {}
 # the kwargs of every op called without any (operators): shared, nothing writes into it
 _NO_KWARGS: dict[str, Any] = {}
 
@@ -46,6 +49,12 @@ class recording_tape:  # noqa: N801 (used as a context manager, like a function)
     block (none are, in the transforms) would be missed, so a tape is closed only
     when the traced function has returned. (A class: a generator-based context
     manager costs 1 us per trace.)
+
+    While the block runs the level also keeps a memo of the array ops that the
+    operators applied: ``(op, node ids, constant)`` to the node made, so ``x ** 2``
+    written twice on one array is one node (one pass forward, one rule backward; JAX's
+    CSE does the same under jit). Keys hold ids, not boxes (a box's ``==`` is the
+    traced ``equal``); the tape keeps those nodes, and so their ids, alive.
     """
 
     __slots__ = ("level", "tape")
@@ -56,10 +65,11 @@ class recording_tape:  # noqa: N801 (used as a context manager, like a function)
 
     def __enter__(self) -> list[Var]:
         _tapes[self.level] = self.tape
+        _memos[self.level] = {}
         return self.tape
 
     def __exit__(self, *exc: object) -> None:
-        del _tapes[self.level]
+        del _tapes[self.level], _memos[self.level]
 
 
 class Box:
@@ -180,7 +190,9 @@ def apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 def apply2(op: Op, x: Any, y: Any) -> Any:
     """``apply(op, (x, y), {})``, as the operators call it, with the first-order reverse
     mode cases written out: no tuples packed to dispatch, no call to record or tape (each
-    layer is a tenth of a scalar op's time)."""
+    layer is a tenth of a scalar op's time). On arrays, an op applied again to the same
+    nodes (and Python-number constant) gives the node it gave before (see
+    ``recording_tape``)."""
     if op.differentiable:
         if type(x) is Var:
             xv = x.value
@@ -188,6 +200,9 @@ def apply2(op: Op, x: Any, y: Any) -> Any:
                 if type(y) is Var:
                     yv = y.value
                     if y.level == x.level and not isinstance(yv, Box):
+                        if type(xv) is _ndarray or type(yv) is _ndarray:
+                            key = (op, x.id, y.id)
+                            return _shared(op, x.level, key, ((0, x), (1, y)), xv, yv)
                         level = x.level
                         node = Var(op.impl(xv, yv), level, op, ((0, x), (1, y)), (xv, yv))
                         tape = _tapes.get(level)
@@ -195,6 +210,8 @@ def apply2(op: Op, x: Any, y: Any) -> Any:
                             tape.append(node)
                         return node
                 elif not isinstance(y, Box):
+                    if type(xv) is _ndarray and (type(y) is float or type(y) is int):
+                        return _shared(op, x.level, (op, x.id, 0, y), ((0, x),), xv, y)
                     level = x.level
                     node = Var(op.impl(xv, y), level, op, ((0, x),), (xv, y))
                     tape = _tapes.get(level)
@@ -204,6 +221,8 @@ def apply2(op: Op, x: Any, y: Any) -> Any:
         elif type(y) is Var:
             yv = y.value
             if not isinstance(x, Box) and not isinstance(yv, Box):
+                if type(yv) is _ndarray and (type(x) is float or type(x) is int):
+                    return _shared(op, y.level, (op, y.id, 1, x), ((1, y),), x, yv)
                 level = y.level
                 node = Var(op.impl(x, yv), level, op, ((1, y),), (x, yv))
                 tape = _tapes.get(level)
@@ -211,6 +230,18 @@ def apply2(op: Op, x: Any, y: Any) -> Any:
                     tape.append(node)
                 return node
     return apply(op, (x, y), _NO_KWARGS)
+
+
+def _shared(op: Op, level: int, key: tuple[Any, ...], parents: Any, xv: Any, yv: Any) -> Var:
+    """The node of ``op(xv, yv)`` at ``level``: the open tape's for ``key``, or a new one."""
+    memo = _memos.get(level)
+    if memo is None:
+        return Var(op.impl(xv, yv), level, op, parents, (xv, yv))
+    node = memo.get(key)
+    if node is None:
+        node = memo[key] = Var(op.impl(xv, yv), level, op, parents, (xv, yv))
+        _tapes[level].append(node)
+    return node
 
 
 def _record(
@@ -321,11 +352,14 @@ def backward(
     whole stack of cotangents (a Jacobian's rows) goes back in one walk. With the
     level's ``tape`` the walk is the tape reversed; without it, a graph search.
 
-    Cotangents that meet at a node are summed in place once the walk owns the
-    buffer (it made it: a sum, or a rule that returns a fresh array such as
-    getitem's scatter), so a value used k times costs one new array, not k - 1;
-    an op's ``accumulate`` hook adds its cotangent straight into such a buffer.
-    Arrays the caller passed in or that rules pass through are never written.
+    The walk owns a buffer when it made it (a rule's new array, or a sum): nothing
+    else holds it. Cotangents that meet at a node are summed into an owned buffer in
+    place, so a value used k times costs one new array, not k - 1 (an op's
+    ``accumulate`` hook adds its cotangent straight into one); and a node with one
+    traced argument whose cotangent is owned runs its op's in-place rule
+    (``Op.vjps_into``: ``-g``, ``g * 2 * x``, ``g * exp(x)`` written into ``g``), so
+    a chain of such ops makes no new array at all. Arrays the caller passed in, forward
+    values and arrays that rules pass through are never written.
     """
     grads: dict[int, Any] = {}
     owned: set[int] = set()
@@ -350,33 +384,62 @@ def backward(
         parents = node.parents
         if len(parents) == 2 and parents[0][1] is parents[1][1] and _symmetric(node):
             parents, g = parents[:1], g * 2.0
+        # no one else holds g (an array the walk made): a one-argument rule may write into it
+        mine = type(g) is _ndarray and len(parents) == 1 and node.id in owned
+        intos = op.vjps_into if mine else None
         for i, parent in parents:
             rule = vjps[i]
             if rule is None:  # no gradient flows through this argument
                 continue
             pid = parent.id
             prev = get(pid)
-            if prev is None:
+            accumulate = op.accumulate  # e.g. getitem's: g added at its index, no zeros
+            if prev is not None and accumulate is not None and pid in owned and _same_kind(prev, g):
+                accumulate(prev, g, ans, *args, **kwargs)
+                continue
+            gi = None
+            if intos is not None and intos[i] is not None:
+                gi = intos[i](g, ans, *args, **kwargs)  # None: it does not apply here
+            if gi is not None:  # written into g, which is still the walk's alone
+                fresh = True
+            else:
                 if kwargs:
                     gi = rule(g, ans, *args, **kwargs)
                 elif len(args) == 2:  # most ops: a direct call costs less than *args
                     gi = rule(g, ans, args[0], args[1])
                 else:
                     gi = rule(g, ans, *args)
+                fresh = type(gi) is _ndarray and (
+                    op.fresh_vjp or (mine and gi is g) or _made_by_rule(gi, g, ans, args)
+                )
+            if prev is None:  # the first cotangent of this parent: most edges
                 grads[pid] = gi
-                if op.fresh_vjp and type(gi) is np.ndarray:
+                if fresh:
                     owned.add(pid)
-            elif pid in owned and op.accumulate is not None and _same_kind(prev, g):
-                op.accumulate(prev, g, ans, *args, **kwargs)
+            elif pid in owned and _same_kind(prev, gi) and gi.shape == prev.shape:
+                np.add(prev, gi, out=prev)
+            elif fresh and _same_kind(gi, prev) and gi.shape == prev.shape:
+                grads[pid] = np.add(gi, prev, out=gi)  # the sum goes into the new array
+                owned.add(pid)
             else:
-                gi = rule(g, ans, *args, **kwargs) if kwargs else rule(g, ans, *args)
-                if pid in owned and _same_kind(prev, gi) and gi.shape == prev.shape:
-                    np.add(prev, gi, out=prev)
-                else:
-                    total = grads[pid] = prev + gi
-                    if type(total) is np.ndarray:
-                        owned.add(pid)
+                total = grads[pid] = prev + gi
+                if type(total) is _ndarray:
+                    owned.add(pid)
     return [grads.get(leaf.id) for leaf in leaves]
+
+
+_OWN_MIN_SIZE = 4096  # below this, finding out costs more than the writes it could save
+
+
+def _made_by_rule(gi: Any, g: Any, ans: Any, args: Sequence[Any]) -> bool:
+    """Whether the array ``gi`` that a rule returned is new: not the cotangent, the
+    answer or an argument passed through, nor a view of anything, and writable.
+    (Small arrays are not looked at: they count as not new.)"""
+    if gi.size < _OWN_MIN_SIZE:
+        return False
+    if gi is g or gi is ans or gi.base is not None or not gi.flags.writeable:
+        return False
+    return all(gi is not a for a in args)
 
 
 def _same_kind(buf: Any, g: Any) -> bool:

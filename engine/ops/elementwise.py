@@ -172,15 +172,45 @@ def _shape(name: str) -> Callable[..., tuple[int, ...]]:
     return shape
 
 
+def _into(i: int, write: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """The in-place rule for argument ``i`` (see ``Op.vjps_into``): ``write(g, ans, *args)``
+    puts ``g * d ans / d arg_i`` into ``g``. It applies when nothing was broadcast to
+    undo (the argument has the answer's shape; ``g`` may carry batch axes) and ``g``
+    already has the answer's dtype, so the values are those of the usual rule."""
+    if write is None:
+        return None
+
+    def into(g: Any, ans: Any, *args: Any) -> Any:
+        x = args[i]
+        if (
+            type(g) is np.ndarray
+            and type(x) is np.ndarray
+            and x.shape == ans.shape
+            and g.dtype == ans.dtype
+        ):
+            return write(g, ans, *args)
+        return None
+
+    return into
+
+
 def elementwise(
-    name: str, impl: Callable[..., Any], doc: str, *partials: Partial, commutes: bool = False
+    name: str,
+    impl: Callable[..., Any],
+    doc: str,
+    *partials: Partial,
+    commutes: bool = False,
+    into: tuple[Callable[..., Any] | None, ...] = (),
 ) -> None:
-    """Register an elementwise op from its partial derivatives (one per argument)."""
+    """Register an elementwise op from its partial derivatives (one per argument), and
+    optionally their in-place forms (``into``, one per argument or None)."""
     spec = {1: "x", 2: "x1, x2", 3: "x, a_min, a_max"}[len(partials)]
     vjps = [_vjp(i, d, len(partials)) for i, d in enumerate(partials)]
     op = defop(name, impl, spec, doc, _shape(name), vjps=vjps, jvp=_jvp(partials))
     if commutes:
         op.symmetric = _always
+    if into:
+        op.vjps_into = tuple(_into(i, w) for i, w in enumerate(into))
 
 
 def comparison(name: str, impl: Callable[..., Any], doc: str, nargs: int = 2) -> None:
@@ -217,7 +247,20 @@ elementwise(
     ONE,
     commutes=True,
 )
-elementwise("subtract", _operator(np.subtract, operator.sub), "x1 - x2, elementwise.", ONE, NEG)
+
+
+def _neg_into(g: Any, *_: Any) -> Any:
+    return np.negative(g, out=g)
+
+
+elementwise(
+    "subtract",
+    _operator(np.subtract, operator.sub),
+    "x1 - x2, elementwise.",
+    ONE,
+    NEG,
+    into=(None, _neg_into),
+)
 elementwise(
     "multiply",
     _operator(np.multiply, operator.mul),
@@ -225,6 +268,10 @@ elementwise(
     lambda g, ans, x, y: _times(g, y),
     lambda g, ans, x, y: _times(g, x),
     commutes=True,
+    into=(
+        lambda g, ans, x, y: np.multiply(g, y, out=g),
+        lambda g, ans, x, y: np.multiply(g, x, out=g),
+    ),
 )
 elementwise(
     "divide",
@@ -232,6 +279,7 @@ elementwise(
     "x1 / x2, elementwise (true division).",
     lambda g, ans, x, y: g / y,
     lambda g, ans, x, y: anp.negative(g * ans) / y,
+    into=(lambda g, ans, x, y: np.divide(g, y, out=g), None),
 )
 
 
@@ -252,11 +300,23 @@ def _power_dy(g: Any, ans: Any, x: Any, y: Any) -> Any:
     return g * anp.where((x == 0) & (y >= 0), 0.0, ans * anp.log(safe))
 
 
+def _power_dx_into(g: Any, ans: Any, x: Any, y: Any) -> Any:
+    if (type(y) is float or type(y) is int) and y == 2:  # g * 2x with no new array
+        np.multiply(g, x, out=g)
+        return np.multiply(g, 2.0, out=g)
+    return None  # other exponents make a temporary either way: the usual rule
+
+
 # ``x ** 2`` on an array is NumPy's square (half the time of np.power's general loop)
 elementwise(
-    "power", _operator(np.power, operator.pow), "x1 ** x2, elementwise.", _power_dx, _power_dy
+    "power",
+    _operator(np.power, operator.pow),
+    "x1 ** x2, elementwise.",
+    _power_dx,
+    _power_dy,
+    into=(_power_dx_into, None),
 )
-elementwise("negative", np.negative, "-x, elementwise.", NEG)
+elementwise("negative", np.negative, "-x, elementwise.", NEG, into=(_neg_into,))
 elementwise("floor_divide", np.floor_divide, "x1 // x2, elementwise; gradient 0.", ZERO, ZERO)
 elementwise(
     "remainder",
@@ -271,10 +331,28 @@ elementwise("sign", np.sign, "The sign of x (-1, 0 or 1); gradient 0.", ZERO)
 # --- powers, exponentials, logarithms ----------------------------------------------------
 
 elementwise("sqrt", np.sqrt, "Square root.", lambda g, ans, x: _times_new(g, 0.5 / ans))
-elementwise("square", np.square, "x ** 2.", lambda g, ans, x: _times_new(g, 2.0 * x))
-elementwise("exp", np.exp, "e ** x.", lambda g, ans, x: _times(g, ans))
+elementwise(
+    "square",
+    np.square,
+    "x ** 2.",
+    lambda g, ans, x: _times_new(g, 2.0 * x),
+    into=(lambda g, ans, x: np.multiply(np.multiply(g, x, out=g), 2.0, out=g),),
+)
+elementwise(
+    "exp",
+    np.exp,
+    "e ** x.",
+    lambda g, ans, x: _times(g, ans),
+    into=(lambda g, ans, x: np.multiply(g, ans, out=g),),
+)
 elementwise("expm1", np.expm1, "exp(x) - 1, accurate near 0.", lambda g, ans, x: g * (ans + 1.0))
-elementwise("log", np.log, "Natural logarithm.", lambda g, ans, x: g / x)
+elementwise(
+    "log",
+    np.log,
+    "Natural logarithm.",
+    lambda g, ans, x: g / x,
+    into=(lambda g, ans, x: np.divide(g, x, out=g),),
+)
 elementwise("log1p", np.log1p, "log(1 + x), accurate near 0.", lambda g, ans, x: g / (x + 1.0))
 elementwise("log2", np.log2, "Base-2 logarithm.", lambda g, ans, x: g / (x * LN2))
 elementwise("log10", np.log10, "Base-10 logarithm.", lambda g, ans, x: g / (x * LN10))

@@ -109,7 +109,7 @@ def _np_sum(x: Any, axis: Any, keepdims: bool = False) -> Any:
     return np.sum(x, axis=axis, keepdims=keepdims)
 
 
-_ADD_REDUCE = np.add.reduce
+_ADD_REDUCE: Any = np.add.reduce
 
 reduction("sum", _np_sum, "Sum over axes.", lambda kept, x, **_: None)
 reduction(
