@@ -192,7 +192,8 @@ def apply2(op: Op, x: Any, y: Any) -> Any:
     mode cases written out: no tuples packed to dispatch, no call to record or tape (each
     layer is a tenth of a scalar op's time). On arrays, an op applied again to the same
     nodes (and Python-number constant) gives the node it gave before (see
-    ``recording_tape``)."""
+    ``recording_tape``); not for a zero constant, since 0 == -0.0 but ``x * -0.0``
+    and ``x * 0.0`` differ in the sign of their zeros."""
     if op.differentiable:
         if type(x) is Var:
             xv = x.value
@@ -210,7 +211,7 @@ def apply2(op: Op, x: Any, y: Any) -> Any:
                             tape.append(node)
                         return node
                 elif not isinstance(y, Box):
-                    if type(xv) is _ndarray and (type(y) is float or type(y) is int):
+                    if type(xv) is _ndarray and (type(y) is float or type(y) is int) and y:
                         return _shared(op, x.level, (op, x.id, 0, y), ((0, x),), xv, y)
                     level = x.level
                     node = Var(op.impl(xv, y), level, op, ((0, x),), (xv, y))
@@ -221,7 +222,7 @@ def apply2(op: Op, x: Any, y: Any) -> Any:
         elif type(y) is Var:
             yv = y.value
             if not isinstance(x, Box) and not isinstance(yv, Box):
-                if type(yv) is _ndarray and (type(x) is float or type(x) is int):
+                if type(yv) is _ndarray and (type(x) is float or type(x) is int) and x:
                     return _shared(op, y.level, (op, y.id, 1, x), ((1, y),), x, yv)
                 level = y.level
                 node = Var(op.impl(x, yv), level, op, ((1, y),), (x, yv))

@@ -189,6 +189,11 @@ def test_an_array_expression_written_twice_is_one_node() -> None:
     # ** 2 and ** 2.0 are the same value; other constants and other nodes are not shared
     counts, _ = _op_counts(lambda u: anp.sum(u**2 + u**2.0 + u**3 + (u * 1.0) ** 2), X)
     assert counts["power"] == 3  # u**2 (== u**2.0), u**3, (u*1.0)**2
+    # 0 == -0.0, but their products differ in the sign of zero: never shared
+    counts, _ = _op_counts(lambda u: anp.sum(1.0 / (u * 0.0 + 1.0) + 1.0 / (u * -0.0 + 1.0)), X)
+    assert counts["multiply"] == 2
+    (plus, minus), _ = ad.vjp(lambda u: (u * 0.0, u * -0.0), X)  # X > 0
+    assert not np.signbit(plus).any() and np.signbit(minus).all()
     with Recorder() as rec:  # the graph's metadata lists every op as written
         ad.grad(lambda u: anp.sum(u**2 + u**2))(X)
     assert [n["op"] for n in rec.nodes].count("power") == 2
