@@ -212,7 +212,7 @@ def apply2(op: Op, x: Any, y: Any) -> Any:
                         return node
                 elif not isinstance(y, Box):
                     if type(xv) is _ndarray and (type(y) is float or type(y) is int) and y:
-                        return _shared(op, x.level, (op, x.id, 0, y), ((0, x),), xv, y)
+                        return _shared(op, x.level, (op, x.id, 0, y, type(y)), ((0, x),), xv, y)
                     level = x.level
                     node = Var(op.impl(xv, y), level, op, ((0, x),), (xv, y))
                     tape = _tapes.get(level)
@@ -223,7 +223,7 @@ def apply2(op: Op, x: Any, y: Any) -> Any:
             yv = y.value
             if not isinstance(x, Box) and not isinstance(yv, Box):
                 if type(yv) is _ndarray and (type(x) is float or type(x) is int) and x:
-                    return _shared(op, y.level, (op, y.id, 1, x), ((1, y),), x, yv)
+                    return _shared(op, y.level, (op, y.id, 1, x, type(x)), ((1, y),), x, yv)
                 level = y.level
                 node = Var(op.impl(x, yv), level, op, ((1, y),), (x, yv))
                 tape = _tapes.get(level)
