@@ -67,6 +67,7 @@ def loads(body: bytes) -> Any:
 
 B64_CUT_MIN_CHARS = 64 * 1024
 _B64_MEMBER = b'"b64":"'
+_CUT_MAX_QUOTES = 1024  # a body of many strings is parsed whole, not quote by quote
 _CUT_FIELDS = ("inputs", "tangents", "vectors", "cotangent")
 
 
@@ -110,8 +111,16 @@ def _loads_cut(body: bytes) -> Any:
     nonce = os.urandom(8).hex()  # placeholders no client can name in advance
     parts: list[Any] = []
     found: dict[str, B64Text] = {}
-    pos = search = 0
-    while (at := body.find(_B64_MEMBER, search)) >= 0:
+    pos = search = quotes = 0
+    # Quote by quote (memchr): bytes.find of the whole member took 0.9 ms on 2 MB of
+    # JSON numbers, whose digits defeat its skip table.
+    while (at := body.find(b'"', search)) >= 0:
+        quotes += 1
+        if quotes > _CUT_MAX_QUOTES:
+            return None
+        if not body.startswith(_B64_MEMBER, at):
+            search = at + 1
+            continue
         start = at + len(_B64_MEMBER)
         end = body.find(b'"', start)
         if end < 0:
