@@ -511,7 +511,7 @@ def jacobian(problem: Problem) -> dict[str, Any]:
             max_elements=problem.limits["max_intermediate_elements"],
         )
     elif mode == "auto":
-        mode = "reverse" if out_size <= in_size else "forward"
+        mode = "reverse" if out_size < in_size else "forward"
     problem.timing[mode] = _ms(tick)
     result: dict[str, Any] = {}
     for name in problem.diff + problem.zero:

@@ -72,6 +72,10 @@ class Op:
     # or returns None when it does not apply (broadcasting, dtypes); the backward pass
     # calls it only when it owns ``g`` and the node has one traced argument
     vjps_into: Any = None
+    # the forward rule when a tangent is rows of an identity (``engine.basis.Basis``):
+    # ``jvp_basis(tangents, ans, *args, **kwargs)`` gives the tangent without the product
+    # with the identity, or None to be given the rows dense (``jvp``)
+    jvp_basis: Callable[..., Any] | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.prepare is not None:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.basis import Basis, dense
+
 if TYPE_CHECKING:
     from engine.registry import Op
 
@@ -294,7 +296,12 @@ def _apply(op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not duals:
         return _taped(Var(ans, level, op, tuple(var_parents), tuple(vals), kwargs))
     tangents = [a.tangent if type(a) is Dual and a.level == level else None for a in args]
-    t = op.jvp(tangents, ans, *vals, **kwargs)
+    if Basis in map(type, tangents):  # rows of an identity, pushed by a Jacobian or Hessian
+        t = op.jvp_basis(tangents, ans, *vals, **kwargs) if op.jvp_basis is not None else None
+        if t is None:  # the op has no shortcut for unit vectors here: it gets them dense
+            t = op.jvp([dense(t) for t in tangents], ans, *vals, **kwargs)
+    else:
+        t = op.jvp(tangents, ans, *vals, **kwargs)
     return ans if t is None else Dual(ans, level, t)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 import engine.numpy as anp
+from engine.basis import Basis, dense
 from engine.errors import NonScalarOutputError, ValueDomainError
 from engine.registry import shape_of
 from engine.tracer import Box, Dual, Var, backward, new_level, recording_tape, toposort, unbox
@@ -203,14 +204,14 @@ def _push(f: Fn, primals: Sequence[Any], tangents: Sequence[Any], argnums: tuple
     level = new_level()
     boxed = list(primals)
     for i, t in zip(argnums, tangents, strict=True):
-        boxed[i] = Dual(primals[i], level, as_array(t))
+        boxed[i] = Dual(primals[i], level, t if type(t) is Basis else as_array(t))
     outs, is_tuple = _outputs(f(*boxed))
     batch = shape_of(tangents[0])[: len(shape_of(tangents[0])) - len(shape_of(primals[argnums[0]]))]
     values, touts = [], []
     for o in outs:
         if isinstance(o, Dual) and o.level == level:
             values.append(o.value)
-            touts.append(o.tangent)
+            touts.append(dense(o.tangent))
         else:
             o = o if isinstance(o, Box) else as_array(o)
             values.append(o)
@@ -243,6 +244,17 @@ def _basis(sizes: Sequence[int], dtype: Any) -> list[Any]:
     return [eye[:, offsets[k] : offsets[k + 1]] for k in range(len(sizes))]
 
 
+def _basis_rows(
+    part: slice, primals: list[Any], nums: tuple[int, ...], sizes: list[int], dtype: Any
+) -> list[Basis]:
+    """Rows ``part`` of the identity that ``_basis`` would make, per input, unmaterialised."""
+    offsets = np.cumsum([0, *sizes])
+    return [
+        Basis(part.start, part.stop, int(offsets[k]), shape_of(primals[i]), dtype)
+        for k, i in enumerate(nums)
+    ]
+
+
 def _chunks(n: int, chunk_size: int | None) -> list[slice]:
     step = n if not chunk_size or chunk_size >= n else chunk_size
     return [slice(i, min(i + step, n)) for i in range(0, max(n, 1), max(step, 1))]
@@ -271,7 +283,7 @@ def jacobian_and_value(
     trace = Trace(f, primals, nums) if mode != "forward" or max_elements else None
     if trace is not None and mode == "auto":
         out_size = sum(int(np.prod(shape_of(v))) for v in trace.values)
-        mode = "reverse" if out_size <= sum(in_sizes) else "forward"
+        mode = "reverse" if out_size < sum(in_sizes) else "forward"
     if trace is not None and max_elements and chunk_size is None:
         chunk_size = max(1, max_elements // peak_size(trace))
     if mode == "reverse":
@@ -316,15 +328,12 @@ def _jac_forward(
     f: Fn, primals: list[Any], nums: tuple[int, ...], in_sizes: list[int], chunk_size: int | None
 ) -> tuple[list[Any], list[list[Any]], bool]:
     dtype = np.result_type(*[unbox_dtype(primals[i]) for i in nums])
-    cols = _basis(in_sizes, dtype)
     n = sum(in_sizes)
     parts: list[list[Any]] = []
     values: list[Any] = []
     is_tuple = False
     for part in _chunks(n, chunk_size):
-        tangents = [
-            c[part].reshape((-1,) + shape_of(primals[i])) for c, i in zip(cols, nums, strict=True)
-        ]
+        tangents = _basis_rows(part, primals, nums, in_sizes, dtype)
         values, touts, is_tuple = _push(f, primals, tangents, nums)
         parts.append(touts)
     touts = [
