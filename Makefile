@@ -16,12 +16,13 @@ UVICORN_WORKERS ?= 2
 KEY := $(shell cksum < pyproject.toml | cut -d' ' -f1)
 RUN_STAMP := $(VENV)/.stamp-run-$(KEY)
 TEST_STAMP := $(VENV)/.stamp-test-$(KEY)
+BENCH_STAMP := $(VENV)/.stamp-bench-$(KEY)
 
 # apt-get needs root: use sudo only when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 
-.PHONY: serve test lint typecheck pytest system-deps clean
+.PHONY: serve test bench lint typecheck pytest system-deps clean
 
 # The service writes one JSON line per request itself: uvicorn's access log would double it.
 serve: $(RUN_STAMP)
@@ -31,6 +32,20 @@ test: $(TEST_STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# Issue 6's benchmark: every workload in process and over HTTP, beside the installed peers
+# (the bench extra: PyTorch CPU, HIPS autograd, JAX); writes bench/RESULTS.md and the charts.
+# Debian's wrk drives the HTTP load (the httpx fallback is itself the bottleneck at 16
+# connections), installed like the test tools' Debian packages: only when missing.
+bench: $(BENCH_STAMP)
+	@command -v wrk >/dev/null 2>&1 || { echo "installing: wrk"; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq wrk; }
+	$(BIN)/python -m bench.run --http
+
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	rm -f $(VENV)/.stamp-bench-*
+	touch $@ $(RUN_STAMP)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
