@@ -225,10 +225,7 @@ def large_rounds(args: argparse.Namespace) -> None:
     """W3 n=10^5 (JSON lists and b64) only, as ``large`` measures it, one fresh server per
     run; with --ab or --env-*, A and B interleave within each round. Prints every run, then
     the median of each side's p50s."""
-    sides = [("B", REPO_DIR, _pairs(args.env_b))]
-    if args.ab or args.env_a or args.env_b:
-        a_repo = Path(args.ab).resolve() if args.ab else REPO_DIR
-        sides.insert(0, ("A", a_repo, _pairs(args.env_a)))
+    sides = _sides(args)
     runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in sides}
     for r in range(args.rounds):
         for label, repo, env in sides if r % 2 == 0 else sides[::-1]:
@@ -255,6 +252,16 @@ def large_rounds(args: argparse.Namespace) -> None:
         )
 
 
+def _sides(args: argparse.Namespace) -> list[tuple[str, Path, dict[str, str]]]:
+    """(label, tree, environment) of each side: B is this tree; A (--ab DIR's tree, or this
+    one with --env-a) only when asked for a comparison."""
+    sides = [("B", REPO_DIR, _pairs(args.env_b))]
+    if args.ab or args.env_a or args.env_b:
+        a_repo = Path(args.ab).resolve() if args.ab else REPO_DIR
+        sides.insert(0, ("A", a_repo, _pairs(args.env_a)))
+    return sides
+
+
 def _pairs(items: list[str] | None) -> dict[str, str]:
     return dict(item.split("=", 1) for item in items or ())
 
@@ -262,10 +269,7 @@ def _pairs(items: list[str] | None) -> dict[str, str]:
 def w1_rounds(args: argparse.Namespace) -> None:
     """W1 at 16 and 1 connections, one fresh server per run; with --ab or --env-*, A and B
     interleave within each round. Prints every run, then the best of each side."""
-    sides = [("B", REPO_DIR, _pairs(args.env_b))]
-    if args.ab or args.env_a or args.env_b:
-        a_repo = Path(args.ab).resolve() if args.ab else REPO_DIR
-        sides.insert(0, ("A", a_repo, _pairs(args.env_a)))
+    sides = _sides(args)
     runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in sides}
     for r in range(args.rounds):
         for label, repo, env in sides if r % 2 == 0 else sides[::-1]:
