@@ -30,6 +30,7 @@ serve: $(RUN_STAMP)
 
 test: $(TEST_STAMP) system-deps
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
@@ -49,6 +50,7 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy

@@ -51,8 +51,9 @@ class AutodiffHTTPError(Exception):
         self.detail: str = str(problem.get("detail", ""))
         self.errors: list[dict[str, Any]] = list(problem.get("errors") or [])
         self.request_id = request_id
-        super().__init__(f"{status} {self.title}: {self.detail}" if self.detail else
-                         f"{status} {self.title}")
+        super().__init__(
+            f"{status} {self.title}: {self.detail}" if self.detail else f"{status} {self.title}"
+        )
 
 
 @dataclass(frozen=True)
@@ -176,15 +177,15 @@ def build_body(
         raise ValueError(f"constants {sorted(unknown)} are not among the inputs")
     body: dict[str, Any] = {"graph": dict(fn)} if isinstance(fn, Mapping) else {"expression": fn}
     body["inputs"] = {
-        name: _input(name, value, name in const, b64_min_elements)
-        for name, value in inputs.items()
+        name: _input(name, value, name in const, b64_min_elements) for name, value in inputs.items()
     }
     for key, value in fields.items():
         if value is None:
             continue
         if key in ("tangents", "vectors"):
-            value = {k: encode_array(v, b64_min_elements=b64_min_elements)
-                     for k, v in value.items()}
+            value = {
+                k: encode_array(v, b64_min_elements=b64_min_elements) for k, v in value.items()
+            }
         elif key == "cotangent":
             value = _encode_many(value, b64_min_elements)
         elif key == "wrt":
@@ -260,8 +261,11 @@ def _raise_for_problem(response: httpx.Response) -> None:
         if not isinstance(problem, dict):
             raise ValueError
     except ValueError:
-        problem = {"title": response.reason_phrase, "status": response.status_code,
-                   "detail": response.text[:500]}
+        problem = {
+            "title": response.reason_phrase,
+            "status": response.status_code,
+            "detail": response.text[:500],
+        }
     raise AutodiffHTTPError(response.status_code, problem, response.headers.get("x-request-id"))
 
 
@@ -358,65 +362,164 @@ class Client(_Base):
         return parse_result(response.json(), response.headers.get("x-request-id"))
 
     def grad(
-        self, fn: Function, inputs: Mapping[str, Any], *, wrt: str | Sequence[str] | None = None,
-        cotangent: Any = None, constants: Iterable[str] = (), check: bool = False,
-        include_graph: bool = False, encoding: Encoding | None = None,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        *,
+        wrt: str | Sequence[str] | None = None,
+        cotangent: Any = None,
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
+        encoding: Encoding | None = None,
     ) -> Result:
         """Gradient of a scalar output (or, with ``cotangent``, the VJP): ``POST /grad``."""
-        return self._compute("/grad", self._body(
-            fn, inputs, wrt=wrt, cotangent=cotangent, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding))
+        return self._compute(
+            "/grad",
+            self._body(
+                fn,
+                inputs,
+                wrt=wrt,
+                cotangent=cotangent,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+            ),
+        )
 
     def vjp(
-        self, fn: Function, inputs: Mapping[str, Any], cotangent: Any, *,
-        wrt: str | Sequence[str] | None = None, constants: Iterable[str] = (),
-        check: bool = False, include_graph: bool = False, encoding: Encoding | None = None,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        cotangent: Any,
+        *,
+        wrt: str | Sequence[str] | None = None,
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
+        encoding: Encoding | None = None,
     ) -> Result:
         """Vector-Jacobian product (a tuple of cotangents for several outputs): ``POST /vjp``."""
-        return self._compute("/vjp", self._body(
-            fn, inputs, cotangent=cotangent, wrt=wrt, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding))
+        return self._compute(
+            "/vjp",
+            self._body(
+                fn,
+                inputs,
+                cotangent=cotangent,
+                wrt=wrt,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+            ),
+        )
 
     def jvp(
-        self, fn: Function, inputs: Mapping[str, Any], tangents: Mapping[str, Any], *,
-        constants: Iterable[str] = (), check: bool = False, include_graph: bool = False,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        tangents: Mapping[str, Any],
+        *,
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
         encoding: Encoding | None = None,
     ) -> Result:
         """Jacobian-vector product in forward mode: ``POST /jvp``."""
-        return self._compute("/jvp", self._body(
-            fn, inputs, tangents=tangents, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding))
+        return self._compute(
+            "/jvp",
+            self._body(
+                fn,
+                inputs,
+                tangents=tangents,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+            ),
+        )
 
     def jacobian(
-        self, fn: Function, inputs: Mapping[str, Any], *,
-        wrt: str | Sequence[str] | None = None, mode: str = "auto",
-        constants: Iterable[str] = (), check: bool = False, include_graph: bool = False,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        *,
+        wrt: str | Sequence[str] | None = None,
+        mode: str = "auto",
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
         encoding: Encoding | None = None,
     ) -> Result:
         """Full Jacobian, shape ``output.shape + input.shape``: ``POST /jacobian``."""
-        return self._compute("/jacobian", self._body(
-            fn, inputs, wrt=wrt, mode=mode, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding, square=True))
+        return self._compute(
+            "/jacobian",
+            self._body(
+                fn,
+                inputs,
+                wrt=wrt,
+                mode=mode,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+                square=True,
+            ),
+        )
 
     def hessian(
-        self, fn: Function, inputs: Mapping[str, Any], *,
-        wrt: str | Sequence[str] | None = None, constants: Iterable[str] = (),
-        check: bool = False, include_graph: bool = False, encoding: Encoding | None = None,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        *,
+        wrt: str | Sequence[str] | None = None,
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
+        encoding: Encoding | None = None,
     ) -> Result:
         """Hessian of a scalar output, by pairs of input names: ``POST /hessian``."""
-        return self._compute("/hessian", self._body(
-            fn, inputs, wrt=wrt, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding, square=True))
+        return self._compute(
+            "/hessian",
+            self._body(
+                fn,
+                inputs,
+                wrt=wrt,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+                square=True,
+            ),
+        )
 
     def hvp(
-        self, fn: Function, inputs: Mapping[str, Any], vectors: Mapping[str, Any], *,
-        wrt: str | Sequence[str] | None = None, constants: Iterable[str] = (),
-        check: bool = False, include_graph: bool = False, encoding: Encoding | None = None,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        vectors: Mapping[str, Any],
+        *,
+        wrt: str | Sequence[str] | None = None,
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
+        encoding: Encoding | None = None,
     ) -> Result:
         """Hessian-vector product without forming the Hessian: ``POST /hvp``."""
-        return self._compute("/hvp", self._body(
-            fn, inputs, vectors=vectors, wrt=wrt, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding))
+        return self._compute(
+            "/hvp",
+            self._body(
+                fn,
+                inputs,
+                vectors=vectors,
+                wrt=wrt,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+            ),
+        )
 
     def ops(self) -> Any:
         """The op catalogue (``GET /ops``) as the server sends it."""
@@ -456,9 +559,7 @@ class AsyncClient(_Base):
         attempt = 0
         while True:
             try:
-                response: httpx.Response | None = await self._http.request(
-                    method, path, json=body
-                )
+                response: httpx.Response | None = await self._http.request(method, path, json=body)
             except _RETRYABLE_TRANSPORT:
                 if not self._should_retry(None, attempt):
                     raise
@@ -474,65 +575,164 @@ class AsyncClient(_Base):
         return parse_result(response.json(), response.headers.get("x-request-id"))
 
     async def grad(
-        self, fn: Function, inputs: Mapping[str, Any], *, wrt: str | Sequence[str] | None = None,
-        cotangent: Any = None, constants: Iterable[str] = (), check: bool = False,
-        include_graph: bool = False, encoding: Encoding | None = None,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        *,
+        wrt: str | Sequence[str] | None = None,
+        cotangent: Any = None,
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
+        encoding: Encoding | None = None,
     ) -> Result:
         """Gradient of a scalar output (or, with ``cotangent``, the VJP): ``POST /grad``."""
-        return await self._compute("/grad", self._body(
-            fn, inputs, wrt=wrt, cotangent=cotangent, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding))
+        return await self._compute(
+            "/grad",
+            self._body(
+                fn,
+                inputs,
+                wrt=wrt,
+                cotangent=cotangent,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+            ),
+        )
 
     async def vjp(
-        self, fn: Function, inputs: Mapping[str, Any], cotangent: Any, *,
-        wrt: str | Sequence[str] | None = None, constants: Iterable[str] = (),
-        check: bool = False, include_graph: bool = False, encoding: Encoding | None = None,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        cotangent: Any,
+        *,
+        wrt: str | Sequence[str] | None = None,
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
+        encoding: Encoding | None = None,
     ) -> Result:
         """Vector-Jacobian product (a tuple of cotangents for several outputs): ``POST /vjp``."""
-        return await self._compute("/vjp", self._body(
-            fn, inputs, cotangent=cotangent, wrt=wrt, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding))
+        return await self._compute(
+            "/vjp",
+            self._body(
+                fn,
+                inputs,
+                cotangent=cotangent,
+                wrt=wrt,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+            ),
+        )
 
     async def jvp(
-        self, fn: Function, inputs: Mapping[str, Any], tangents: Mapping[str, Any], *,
-        constants: Iterable[str] = (), check: bool = False, include_graph: bool = False,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        tangents: Mapping[str, Any],
+        *,
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
         encoding: Encoding | None = None,
     ) -> Result:
         """Jacobian-vector product in forward mode: ``POST /jvp``."""
-        return await self._compute("/jvp", self._body(
-            fn, inputs, tangents=tangents, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding))
+        return await self._compute(
+            "/jvp",
+            self._body(
+                fn,
+                inputs,
+                tangents=tangents,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+            ),
+        )
 
     async def jacobian(
-        self, fn: Function, inputs: Mapping[str, Any], *,
-        wrt: str | Sequence[str] | None = None, mode: str = "auto",
-        constants: Iterable[str] = (), check: bool = False, include_graph: bool = False,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        *,
+        wrt: str | Sequence[str] | None = None,
+        mode: str = "auto",
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
         encoding: Encoding | None = None,
     ) -> Result:
         """Full Jacobian, shape ``output.shape + input.shape``: ``POST /jacobian``."""
-        return await self._compute("/jacobian", self._body(
-            fn, inputs, wrt=wrt, mode=mode, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding, square=True))
+        return await self._compute(
+            "/jacobian",
+            self._body(
+                fn,
+                inputs,
+                wrt=wrt,
+                mode=mode,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+                square=True,
+            ),
+        )
 
     async def hessian(
-        self, fn: Function, inputs: Mapping[str, Any], *,
-        wrt: str | Sequence[str] | None = None, constants: Iterable[str] = (),
-        check: bool = False, include_graph: bool = False, encoding: Encoding | None = None,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        *,
+        wrt: str | Sequence[str] | None = None,
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
+        encoding: Encoding | None = None,
     ) -> Result:
         """Hessian of a scalar output, by pairs of input names: ``POST /hessian``."""
-        return await self._compute("/hessian", self._body(
-            fn, inputs, wrt=wrt, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding, square=True))
+        return await self._compute(
+            "/hessian",
+            self._body(
+                fn,
+                inputs,
+                wrt=wrt,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+                square=True,
+            ),
+        )
 
     async def hvp(
-        self, fn: Function, inputs: Mapping[str, Any], vectors: Mapping[str, Any], *,
-        wrt: str | Sequence[str] | None = None, constants: Iterable[str] = (),
-        check: bool = False, include_graph: bool = False, encoding: Encoding | None = None,
+        self,
+        fn: Function,
+        inputs: Mapping[str, Any],
+        vectors: Mapping[str, Any],
+        *,
+        wrt: str | Sequence[str] | None = None,
+        constants: Iterable[str] = (),
+        check: bool = False,
+        include_graph: bool = False,
+        encoding: Encoding | None = None,
     ) -> Result:
         """Hessian-vector product without forming the Hessian: ``POST /hvp``."""
-        return await self._compute("/hvp", self._body(
-            fn, inputs, vectors=vectors, wrt=wrt, constants=constants, check=check,
-            include_graph=include_graph, encoding=encoding))
+        return await self._compute(
+            "/hvp",
+            self._body(
+                fn,
+                inputs,
+                vectors=vectors,
+                wrt=wrt,
+                constants=constants,
+                check=check,
+                include_graph=include_graph,
+                encoding=encoding,
+            ),
+        )
 
     async def ops(self) -> Any:
         """The op catalogue (``GET /ops``) as the server sends it."""

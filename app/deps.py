@@ -113,7 +113,9 @@ class OrjsonRoute(APIRoute):
         bodies, deps = dependant.body_params, dependant.dependencies
         if (
             len(bodies) != 1
-            or dependant.path_params or dependant.query_params or dependant.header_params
+            or dependant.path_params
+            or dependant.query_params
+            or dependant.header_params
             or dependant.cookie_params
             or [d.call for d in deps] != [get_runner]
             or dependant.request_param_name is None
@@ -187,13 +189,15 @@ def model_from_body(model: type[M], raw: bytes, headers: Mapping[str, str]) -> M
             body = encoding.loads_body(raw)
         except orjson.JSONDecodeError as exc:
             raise RequestValidationError(
-                [{
-                    "type": "json_invalid",
-                    "loc": ("body", exc.pos),
-                    "msg": "JSON decode error",
-                    "input": {},
-                    "ctx": {"error": exc.msg},
-                }]
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", exc.pos),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": exc.msg},
+                    }
+                ]
             ) from None
     try:
         return model.model_validate(body, from_attributes=True)
@@ -388,11 +392,14 @@ def _bytes_answer(result: tuple[bytes | str, dict[str, float], float]) -> Answer
 def _capped(task: compute.Task, elements: int) -> compute.Task:
     """The task with its input and intermediate sizes capped at ``elements``."""
     configured = task["limits"]
-    return {**task, "limits": {
-        **configured,
-        "max_input_elements": min(elements, configured["max_input_elements"]),
-        "max_intermediate_elements": min(elements, configured["max_intermediate_elements"]),
-    }}
+    return {
+        **task,
+        "limits": {
+            **configured,
+            "max_input_elements": min(elements, configured["max_input_elements"]),
+            "max_intermediate_elements": min(elements, configured["max_intermediate_elements"]),
+        },
+    }
 
 
 def _b64_chars(task: compute.Task) -> int:

@@ -19,20 +19,30 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-OPEN_PATHS = frozenset({
-    "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/metrics", "/ops",
-    "/favicon.ico",
-})
+OPEN_PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/docs",
+        "/redoc",
+        "/openapi.json",
+        "/metrics",
+        "/ops",
+        "/favicon.ico",
+    }
+)
 # Static assets of the offline docs (see app/docs.py).
 OPEN_PREFIXES = ("/docs/",)
 
-_UNAUTHORIZED_BODY = orjson.dumps({
-    "type": "about:blank",
-    "title": "Unauthorized",
-    "status": 401,
-    "detail": "A valid API key is required: send 'Authorization: Bearer <key>' "
-    "or 'X-API-Key: <key>'.",
-})
+_UNAUTHORIZED_BODY = orjson.dumps(
+    {
+        "type": "about:blank",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "A valid API key is required: send 'Authorization: Bearer <key>' "
+        "or 'X-API-Key: <key>'.",
+    }
+)
 
 
 class SecuritySettings(Protocol):
@@ -108,15 +118,17 @@ class APIKeyMiddleware:
             await self.app(scope, receive, send)
             return
         self._name_route(scope)
-        await send({
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(_UNAUTHORIZED_BODY)).encode()),
-                (b"www-authenticate", b'Bearer realm="autodiff"'),
-            ],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(_UNAUTHORIZED_BODY)).encode()),
+                    (b"www-authenticate", b'Bearer realm="autodiff"'),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": _UNAUTHORIZED_BODY})
 
     def _name_route(self, scope: Scope) -> None:
@@ -139,14 +151,16 @@ def install_security(app: FastAPI, settings: SecuritySettings) -> None:
     # before auth, so preflights pass without a key and 401s carry CORS headers.
     origins = list(getattr(settings, "cors_origins", None) or [])
     if origins:
-        app.user_middleware.append(Middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
-            max_age=600,
-        ))
+        app.user_middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+                expose_headers=["X-Request-ID", "Retry-After"],
+                max_age=600,
+            )
+        )
     keys = [k for k in (getattr(settings, "api_keys", None) or []) if k]
     if keys:
         app.user_middleware.append(Middleware(APIKeyMiddleware, keys=keys, router=app.router))

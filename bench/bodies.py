@@ -29,8 +29,11 @@ W8_SOURCE = (
 def b64(a: Any, requires_grad: bool = True) -> dict[str, Any]:
     """An input in the service's ``b64`` form (raw little-endian float64 bytes)."""
     arr = np.ascontiguousarray(a, dtype="<f8")
-    out: dict[str, Any] = {"dtype": "float64", "shape": list(arr.shape),
-                           "b64": base64.b64encode(arr.tobytes()).decode("ascii")}
+    out: dict[str, Any] = {
+        "dtype": "float64",
+        "shape": list(arr.shape),
+        "b64": base64.b64encode(arr.tobytes()).decode("ascii"),
+    }
     if not requires_grad:
         out["requires_grad"] = False
     return out
@@ -49,8 +52,11 @@ def request(case: Case, encoding: str = "b64") -> tuple[str, dict[str, Any]]:
     w = case.workload
     extra: dict[str, Any] = {"encoding": encoding} if encoding == "b64" else {}
     if w == "W1":
-        return "/vjp", {"expression": W1_SOURCE, "inputs": {"x": as_list(inp["x"])},
-                        "cotangent": as_list(inp["ct"])}
+        return "/vjp", {
+            "expression": W1_SOURCE,
+            "inputs": {"x": as_list(inp["x"])},
+            "cotangent": as_list(inp["ct"]),
+        }
     if w in ("W2", "W3"):
         source = W2_SOURCE if w == "W2" else W3_SOURCE
         return "/grad", {"expression": source, "inputs": {"x": enc(inp["x"])}, **extra}
@@ -78,7 +84,8 @@ def decode_array(value: Any) -> np.ndarray:
     if isinstance(value, dict) and "b64" in value:
         raw = base64.b64decode(value["b64"])
         return np.frombuffer(raw, dtype=np.dtype(value["dtype"]).newbyteorder("<")).reshape(
-            value["shape"])
+            value["shape"]
+        )
     return np.asarray(value, dtype=np.float64)
 
 

@@ -126,10 +126,18 @@ def _warm_entries(case: Case) -> list[Entry]:
     w = case.workload
     if w == "W8":  # data-dependent Python control flow cannot be jitted; grad traces it eagerly
         vg = jax.value_and_grad(f)
-        return [Entry("jax (no jit)", NAME, _ready(f, *args), _ready(vg, *args),
-                      "Python while/if: not jittable")]
+        return [
+            Entry(
+                "jax (no jit)",
+                NAME,
+                _ready(f, *args),
+                _ready(vg, *args),
+                "Python while/if: not jittable",
+            )
+        ]
     forward = _ready(jax.jit(f), *args)
     if w == "W1":
+
         def vjp(x: Any, ct: Any) -> Any:
             y, pullback = jax.vjp(f, x)
             return y, pullback(ct)
@@ -138,10 +146,18 @@ def _warm_entries(case: Case) -> list[Entry]:
         return [Entry("jax (jit)", NAME, forward, _ready(jax.jit(vjp), *args, ct))]
     if w == "W6":
         return [
-            Entry("jax.jacfwd (jit)", NAME, forward,
-                  _ready(jax.jit(lambda *a: (jax.jacfwd(f, 2)(*a),)), *args)),
-            Entry("jax.jacrev (jit)", NAME, forward,
-                  _ready(jax.jit(lambda *a: (jax.jacrev(f, 2)(*a),)), *args)),
+            Entry(
+                "jax.jacfwd (jit)",
+                NAME,
+                forward,
+                _ready(jax.jit(lambda *a: (jax.jacfwd(f, 2)(*a),)), *args),
+            ),
+            Entry(
+                "jax.jacrev (jit)",
+                NAME,
+                forward,
+                _ready(jax.jit(lambda *a: (jax.jacrev(f, 2)(*a),)), *args),
+            ),
         ]
     if w == "W7":
         hess = jax.jit(lambda *a: (jax.hessian(f, 1)(*a),))

@@ -47,8 +47,9 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def w4(X: np.ndarray, Y: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np.ndarray,
-       b2: np.ndarray) -> Any:
+def w4(
+    X: np.ndarray, Y: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np.ndarray, b2: np.ndarray
+) -> Any:
     """Mean softmax cross-entropy of the tanh MLP."""
     logits = np.tanh(X @ W1 + b1) @ W2 + b2
     return -np.mean(np.sum(Y * _log_softmax(logits), axis=1))
@@ -100,8 +101,9 @@ def w3_grad(x: np.ndarray) -> tuple[Any, np.ndarray]:
     return value, e * (np.cos(x) - 2 * x * s) + 2 * x / q
 
 
-def w4_grad(X: np.ndarray, Y: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np.ndarray,
-            b2: np.ndarray) -> tuple[Any, ...]:
+def w4_grad(
+    X: np.ndarray, Y: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np.ndarray, b2: np.ndarray
+) -> tuple[Any, ...]:
     """Loss and backprop by hand through the MLP."""
     H = np.tanh(X @ W1 + b1)
     logp = _log_softmax(H @ W2 + b2)
@@ -113,7 +115,14 @@ def w4_grad(X: np.ndarray, Y: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np
 
 
 FORWARDS: dict[str, Callable[..., Any]] = {
-    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8,
+    "W1": w1,
+    "W2": w2,
+    "W3": w3,
+    "W4": w4,
+    "W5": w5,
+    "W6": w6,
+    "W7": w7,
+    "W8": w8,
 }
 GRADIENTS: dict[str, Callable[..., Any]] = {"W2": w2_grad, "W3": w3_grad, "W4": w4_grad}
 W4_ARGS = ("X", "Y", "W1", "b1", "W2", "b2")

@@ -108,8 +108,13 @@ def entries(case: Case) -> list[Entry]:
         fx = lambda x: f(W, b, x)  # noqa: E731
         jf, jr = func.jacfwd(fx), func.jacrev(fx)
         return [
-            Entry("torch (eager)", NAME, forward, lambda: (taf.jacobian(fx, x),),
-                  "autograd.functional.jacobian: one backward per row"),
+            Entry(
+                "torch (eager)",
+                NAME,
+                forward,
+                lambda: (taf.jacobian(fx, x),),
+                "autograd.functional.jacobian: one backward per row",
+            ),
             Entry("torch.func.jacfwd", NAME, forward, lambda: (jf(x),)),
             Entry("torch.func.jacrev", NAME, forward, lambda: (jr(x),)),
         ]
@@ -118,8 +123,13 @@ def entries(case: Case) -> list[Entry]:
         fx = lambda x: f(W, x)  # noqa: E731
         hess = func.hessian(fx)
         return [
-            Entry("torch (eager)", NAME, forward, lambda: (taf.hessian(fx, x),),
-                  "autograd.functional.hessian"),
+            Entry(
+                "torch (eager)",
+                NAME,
+                forward,
+                lambda: (taf.hessian(fx, x),),
+                "autograd.functional.hessian",
+            ),
             Entry("torch.func.hessian", NAME, forward, lambda: (hess(x),)),
         ]
     return [Entry(NAME, NAME, forward, _eager_gradient(case, f, args))]

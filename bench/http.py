@@ -110,9 +110,11 @@ def check_and_time_workloads(
 def throughput(url: str, quick: bool) -> list[dict[str, Any]]:
     """Rate and latency of /healthz, W1 and W2 (n=4) at 1 and 16 connections."""
     if not loadgen.have_wrk():
-        print("[http] WARNING: wrk is not installed: the rates below are the httpx client's, "
-              "which is itself the bottleneck at 16 connections (`make bench` installs wrk)",
-              file=sys.stderr)
+        print(
+            "[http] WARNING: wrk is not installed: the rates below are the httpx client's, "
+            "which is itself the bottleneck at 16 connections (`make bench` installs wrk)",
+            file=sys.stderr,
+        )
     cases = {c.key: c for c in all_cases()}
     specs = [loadgen.Spec("healthz", "GET", "/healthz")]
     for key in ("W1", "W2 n=4"):

@@ -27,20 +27,31 @@ def http_targets(doc: dict[str, Any]) -> list[list[str]]:
     if w1:
         r16, r1 = tp.get((w1, 16)), tp.get((w1, 1))
         if r16:
-            rows.append(["W1 at 16 connections: ≥ 3,000 req/s, p99 < 20 ms",
-                         f"{r16['rps']:,.0f} req/s, p99 {_ms(r16['p99_ms'])}",
-                         _met(r16["rps"] >= 3000 and r16["p99_ms"] < 20)])
+            rows.append(
+                [
+                    "W1 at 16 connections: ≥ 3,000 req/s, p99 < 20 ms",
+                    f"{r16['rps']:,.0f} req/s, p99 {_ms(r16['p99_ms'])}",
+                    _met(r16["rps"] >= 3000 and r16["p99_ms"] < 20),
+                ]
+            )
         if r1:
-            rows.append(["W1 at 1 connection: p50 < 1 ms", _ms(r1["p50_ms"]),
-                         _met(r1["p50_ms"] < 1.0)])
+            rows.append(
+                ["W1 at 1 connection: p50 < 1 ms", _ms(r1["p50_ms"]), _met(r1["p50_ms"] < 1.0)]
+            )
     for r in doc.get("large", []):
         limit = 45.0 if "json" in r["name"] else 8.0
-        rows.append([f"{r['name']}: p50 < {limit:g} ms", _ms(r["p50_ms"]),
-                     _met(r["p50_ms"] < limit)])
+        rows.append(
+            [f"{r['name']}: p50 < {limit:g} ms", _ms(r["p50_ms"]), _met(r["p50_ms"] < limit)]
+        )
     h = doc.get("healthz_under_load")
     if h:
-        rows.append(["/healthz p50 < 5 ms while large requests run", _ms(h["p50_ms"]),
-                     _met(h["p50_ms"] < 5.0)])
+        rows.append(
+            [
+                "/healthz p50 < 5 ms while large requests run",
+                _ms(h["p50_ms"]),
+                _met(h["p50_ms"] < 5.0),
+            ]
+        )
     return rows
 
 
@@ -75,29 +86,75 @@ def http_section(doc: dict[str, Any], results: dict[str, Any] | None = None) -> 
         "### Rate and latency (closed loop)",
         "",
     ]
-    rows = [[r["name"], str(r["connections"]), f"{r['rps']:,.0f}", _ms(r["p50_ms"]),
-             _ms(r["p99_ms"]), str(r.get("non_200") or {}) + str(r.get("socket_errors") or "")]
-            for r in doc.get("throughput", [])]
-    parts += [table(["request", "connections", "req/s", "p50", "p99", "non-200 / errors"], rows),
-              "", "### W3 at n=10^5 (one connection; phases are the service's `timing_ms`)", ""]
-    rows = [[r["name"], f"{r['body_bytes']:,}", _ms(r["p50_ms"]), _ms(r["p99_ms"]),
-             _phases(r["timing_ms"])] for r in doc.get("large", [])]
-    parts.append(table(["request", "body bytes", "p50", "p99", "service phases (ms, medians)"],
-                       rows))
+    rows = [
+        [
+            r["name"],
+            str(r["connections"]),
+            f"{r['rps']:,.0f}",
+            _ms(r["p50_ms"]),
+            _ms(r["p99_ms"]),
+            str(r.get("non_200") or {}) + str(r.get("socket_errors") or ""),
+        ]
+        for r in doc.get("throughput", [])
+    ]
+    parts += [
+        table(["request", "connections", "req/s", "p50", "p99", "non-200 / errors"], rows),
+        "",
+        "### W3 at n=10^5 (one connection; phases are the service's `timing_ms`)",
+        "",
+    ]
+    rows = [
+        [
+            r["name"],
+            f"{r['body_bytes']:,}",
+            _ms(r["p50_ms"]),
+            _ms(r["p99_ms"]),
+            _phases(r["timing_ms"]),
+        ]
+        for r in doc.get("large", [])
+    ]
+    parts.append(
+        table(["request", "body bytes", "p50", "p99", "service phases (ms, medians)"], rows)
+    )
     h = doc.get("healthz_under_load")
     if h:
         bg = h["background"]
-        parts += ["", f"`/healthz` while 4 connections send W3 n=10^5 (JSON) requests "
-                  f"({bg['rps']:.1f} req/s, p50 {_ms(bg['p50_ms'])}): p50 {_ms(h['p50_ms'])}, "
-                  f"p99 {_ms(h['p99_ms'])} over {h['samples']} probes."]
+        parts += [
+            "",
+            f"`/healthz` while 4 connections send W3 n=10^5 (JSON) requests "
+            f"({bg['rps']:.1f} req/s, p50 {_ms(bg['p50_ms'])}): p50 {_ms(h['p50_ms'])}, "
+            f"p99 {_ms(h['p99_ms'])} over {h['samples']} probes.",
+        ]
     parts += ["", "### Every workload through HTTP (b64 arrays, one connection)", ""]
     inproc = _in_process(results)
-    rows = [[r["case"], r["path"], f"{r['body_bytes']:,}", _ms(r["p50_ms"]), _ms(r["p99_ms"]),
-             _ms(inproc[r["case"]] * 1e3) if r["case"] in inproc else "–",
-             _phases(r["timing_ms"]), f"{r['agreement']:.1e}"] for r in doc.get("workloads", [])]
-    parts.append(table(["case", "endpoint", "body bytes", "p50", "p99",
-                        "in process (bench.run)", "service phases (ms, medians)",
-                        "rel. error vs in-process"], rows))
+    rows = [
+        [
+            r["case"],
+            r["path"],
+            f"{r['body_bytes']:,}",
+            _ms(r["p50_ms"]),
+            _ms(r["p99_ms"]),
+            _ms(inproc[r["case"]] * 1e3) if r["case"] in inproc else "–",
+            _phases(r["timing_ms"]),
+            f"{r['agreement']:.1e}",
+        ]
+        for r in doc.get("workloads", [])
+    ]
+    parts.append(
+        table(
+            [
+                "case",
+                "endpoint",
+                "body bytes",
+                "p50",
+                "p99",
+                "in process (bench.run)",
+                "service phases (ms, medians)",
+                "rel. error vs in-process",
+            ],
+            rows,
+        )
+    )
     return "\n".join(parts)
 
 
@@ -106,8 +163,13 @@ def load_section(doc: dict[str, Any]) -> str:
     res = doc["result"]
     rows = []
     for tag, counts in sorted(res["statuses"].items()):
-        rows.append([tag, ", ".join(f"{s}: {n}" for s, n in sorted(counts.items())),
-                     ", ".join(doc["expected"].get(tag, []))])
+        rows.append(
+            [
+                tag,
+                ", ".join(f"{s}: {n}" for s, n in sorted(counts.items())),
+                ", ".join(doc["expected"].get(tag, [])),
+            ]
+        )
     mem = doc["memory"]
     verdict = "**passed**" if doc["passed"] else "**failed**"
     parts = [
@@ -130,7 +192,14 @@ def load_section(doc: dict[str, Any]) -> str:
     procs = mem.get("by_process")
     if procs:
         mib = lambda v: "–" if v is None else f"{v / 1024:.0f} MiB"  # noqa: E731
-        parts += ["", table(["pid", "process", "RSS after warm-up", "RSS after the run"],
-                            [[str(p["pid"]), p["role"], mib(p["before_kib"]),
-                              mib(p["after_kib"])] for p in procs])]
+        parts += [
+            "",
+            table(
+                ["pid", "process", "RSS after warm-up", "RSS after the run"],
+                [
+                    [str(p["pid"]), p["role"], mib(p["before_kib"]), mib(p["after_kib"])]
+                    for p in procs
+                ],
+            ),
+        ]
     return "\n".join(parts)

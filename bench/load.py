@@ -55,8 +55,10 @@ def heavy_specs() -> tuple[list[loadgen.Spec], dict[str, list[str]]]:
     small = Case("W3 n=10^5", "W3", w3.title, w3.answer, 10**5, {"x": w3.inputs["x"][: 10**5]})
     g_path, g_body = bodies.request(small, "json")
     j_path, j_body = bodies.request(cases["W6 n=64"], "json")
-    specs = [loadgen.Spec("grad-1e5", "POST", g_path, bodies.encode(g_body)),
-             loadgen.Spec("jacobian-64", "POST", j_path, bodies.encode(j_body))]
+    specs = [
+        loadgen.Spec("grad-1e5", "POST", g_path, bodies.encode(g_body)),
+        loadgen.Spec("jacobian-64", "POST", j_path, bodies.encode(j_body)),
+    ]
     return specs, {"grad-1e5": ["200"], "jacobian-64": ["200"]}
 
 
@@ -73,15 +75,30 @@ def bad_specs() -> tuple[list[loadgen.Spec], dict[str, list[str]]]:
         loadgen.Spec("bad-name", "POST", "/grad", js({"expression": "foo(x)", "inputs": x})),
         loadgen.Spec("bad-nonscalar", "POST", "/grad", js({"expression": "x * 2", "inputs": x})),
         loadgen.Spec("bad-json", "POST", "/grad", b'{"expression": "sum(x)", "inputs": '),
-        loadgen.Spec("bad-ctype", "POST", "/grad", js({"expression": "sum(x)", "inputs": x}),
-                     content_type="text/plain"),
-        loadgen.Spec("bad-huge-outer", "POST", "/grad",
-                     js({"expression": "sum(outer(x, x))", "inputs": {"x": big}})),
+        loadgen.Spec(
+            "bad-ctype",
+            "POST",
+            "/grad",
+            js({"expression": "sum(x)", "inputs": x}),
+            content_type="text/plain",
+        ),
+        loadgen.Spec(
+            "bad-huge-outer",
+            "POST",
+            "/grad",
+            js({"expression": "sum(outer(x, x))", "inputs": {"x": big}}),
+        ),
         loadgen.Spec("bad-path", "POST", "/nope", js({"expression": "sum(x)", "inputs": x})),
     ]
-    expected = {"bad-syntax": ["422"], "bad-name": ["422"], "bad-nonscalar": ["422"],
-                "bad-json": ["400", "422"], "bad-ctype": ["415", "422"],
-                "bad-huge-outer": ["413"], "bad-path": ["404"]}
+    expected = {
+        "bad-syntax": ["422"],
+        "bad-name": ["422"],
+        "bad-nonscalar": ["422"],
+        "bad-json": ["400", "422"],
+        "bad-ctype": ["415", "422"],
+        "bad-huge-outer": ["413"],
+        "bad-path": ["404"],
+    }
     return specs, expected
 
 
@@ -123,8 +140,9 @@ def _by_process(root: int, before: dict[int, int], after: dict[int, int]) -> lis
     rows = []
     for pid in sorted(set(before) | set(after)):
         role = "uvicorn" if pid == root else "pool/forkserver"
-        rows.append({"pid": pid, "role": role, "before_kib": before.get(pid),
-                     "after_kib": after.get(pid)})
+        rows.append(
+            {"pid": pid, "role": role, "before_kib": before.get(pid), "after_kib": after.get(pid)}
+        )
     return rows
 
 
@@ -141,8 +159,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=float, default=15.0, help="seconds of warm-up load")
     p.add_argument("--quick", action="store_true", help="10 s of load after 5 s of warm-up")
     p.add_argument("--no-report", action="store_true", help="do not rewrite RESULTS.md")
-    p.add_argument("--loadgen", choices=loadgen.TOOLS, default="auto",
-                   help="load generator: wrk if installed (auto), or force one")
+    p.add_argument(
+        "--loadgen",
+        choices=loadgen.TOOLS,
+        default="auto",
+        help="load generator: wrk if installed (auto), or force one",
+    )
     args = p.parse_args(argv)
     loadgen.tool = args.loadgen
     if args.quick:
@@ -153,8 +175,10 @@ def main(argv: list[str] | None = None) -> None:
         loadgen.run_load(srv.url, specs, args.connections, args.warmup)
         time.sleep(2.0)
         before, tree_before = _tree_kib(srv.pid)
-        print(f"[load] after warm-up: {before / 1024:.0f} MiB in {len(tree_before)} processes",
-              file=sys.stderr)
+        print(
+            f"[load] after warm-up: {before / 1024:.0f} MiB in {len(tree_before)} processes",
+            file=sys.stderr,
+        )
         result = loadgen.run_load(srv.url, specs, args.connections, args.duration)
         time.sleep(2.0)
         after, tree_after = _tree_kib(srv.pid)
@@ -164,25 +188,34 @@ def main(argv: list[str] | None = None) -> None:
     bad = unexpected(result, expected)
     passed = not bad and healthy and correct and abs(change) <= MEMORY_TOLERANCE
     doc = {
-        "meta": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                 "command": "python -m bench.load " + " ".join(argv or sys.argv[1:]),
-                 "server": "uvicorn app.main:app, default settings"},
+        "meta": {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": "python -m bench.load " + " ".join(argv or sys.argv[1:]),
+            "server": "uvicorn app.main:app, default settings",
+        },
         "result": result.as_dict(),
         "expected": expected,
         "unexpected": bad,
         "healthy_after": healthy,
         "correct_after": correct,
-        "memory": {"after_warmup_kib": before, "after_run_kib": after,
-                   "change_pct": 100 * change, "processes_before": len(tree_before),
-                   "processes_after": len(tree_after),
-                   "by_process": _by_process(srv.pid, tree_before, tree_after)},
+        "memory": {
+            "after_warmup_kib": before,
+            "after_run_kib": after,
+            "change_pct": 100 * change,
+            "processes_before": len(tree_before),
+            "processes_after": len(tree_after),
+            "by_process": _by_process(srv.pid, tree_before, tree_after),
+        },
         "passed": passed,
     }
     (OUT_DIR / "load.json").write_text(json.dumps(doc, indent=1))
-    print(f"[load] {result.requests} requests, {result.rps:.0f} req/s, p50 {result.p50_ms:.3g} "
-          f"ms, p99 {result.p99_ms:.3g} ms; unexpected {bad or 'none'}; memory "
-          f"{before / 1024:.0f} -> {after / 1024:.0f} MiB ({100 * change:+.1f}%); healthy "
-          f"{healthy}, correct {correct}: {'PASSED' if passed else 'FAILED'}", file=sys.stderr)
+    print(
+        f"[load] {result.requests} requests, {result.rps:.0f} req/s, p50 {result.p50_ms:.3g} "
+        f"ms, p99 {result.p99_ms:.3g} ms; unexpected {bad or 'none'}; memory "
+        f"{before / 1024:.0f} -> {after / 1024:.0f} MiB ({100 * change:+.1f}%); healthy "
+        f"{healthy}, correct {correct}: {'PASSED' if passed else 'FAILED'}",
+        file=sys.stderr,
+    )
     if not args.no_report:
         report.write_all(BENCH_DIR)
     if not passed:

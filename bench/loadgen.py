@@ -129,8 +129,9 @@ def _expand(specs: Sequence[Spec], seed: int = 7) -> list[Spec]:
     return order
 
 
-def _wrk(url: str, specs: Sequence[Spec], connections: int, duration_s: float,
-         timeout_s: float) -> LoadResult:
+def _wrk(
+    url: str, specs: Sequence[Spec], connections: int, duration_s: float, timeout_s: float
+) -> LoadResult:
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         lua_specs = []
         for k, s in enumerate(specs):
@@ -139,37 +140,60 @@ def _wrk(url: str, specs: Sequence[Spec], connections: int, duration_s: float,
                 path = str(Path(tmp) / f"body{k}")
                 Path(path).write_bytes(s.body)
             lua_specs.append(
-                f'{{tag={_lua_string(s.tag)}, method={_lua_string(s.method)}, '
-                f'path={_lua_string(s.path)}, file={_lua_string(path)}, '
-                f'ctype={_lua_string(s.content_type)}}}'
+                f"{{tag={_lua_string(s.tag)}, method={_lua_string(s.method)}, "
+                f"path={_lua_string(s.path)}, file={_lua_string(path)}, "
+                f"ctype={_lua_string(s.content_type)}}}"
             )
         script = Path(tmp) / "load.lua"
         script.write_text(LUA_TEMPLATE.replace("{SPECS}", "{" + ",\n".join(lua_specs) + "}"))
-        cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
-               f"--timeout={max(1, round(timeout_s))}s", "-s", str(script), url]
-        proc = subprocess.run(cmd, capture_output=True, text=True,
-                              timeout=duration_s + timeout_s + 60, check=False)
+        cmd = [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration_s))}s",
+            f"--timeout={max(1, round(timeout_s))}s",
+            "-s",
+            str(script),
+            url,
+        ]
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=duration_s + timeout_s + 60, check=False
+        )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
-        raise RuntimeError(f"wrk printed no result (exit {proc.returncode}): "
-                           f"{proc.stdout[-500:]} {proc.stderr[-500:]}")
-    doc = json.loads(line[len("WRKJSON "):])
+        raise RuntimeError(
+            f"wrk printed no result (exit {proc.returncode}): "
+            f"{proc.stdout[-500:]} {proc.stderr[-500:]}"
+        )
+    doc = json.loads(line[len("WRKJSON ") :])
     statuses: dict[str, dict[str, int]] = {}
     for key, count in doc["counts"].items():
         tag, status = key.rsplit(" ", 1)
         statuses.setdefault(tag, {})[status] = count
     seconds = doc["duration_us"] / 1e6
     return LoadResult(
-        tool="wrk", connections=connections, duration_s=round(seconds, 2),
-        requests=doc["requests"], rps=doc["requests"] / seconds,
-        p50_ms=doc["p50_us"] / 1e3, p90_ms=doc["p90_us"] / 1e3, p99_ms=doc["p99_us"] / 1e3,
-        max_ms=doc["max_us"] / 1e3, socket_errors={k: v for k, v in doc["errors"].items() if v},
+        tool="wrk",
+        connections=connections,
+        duration_s=round(seconds, 2),
+        requests=doc["requests"],
+        rps=doc["requests"] / seconds,
+        p50_ms=doc["p50_us"] / 1e3,
+        p90_ms=doc["p90_us"] / 1e3,
+        p99_ms=doc["p99_us"] / 1e3,
+        max_ms=doc["max_us"] / 1e3,
+        socket_errors={k: v for k, v in doc["errors"].items() if v},
         statuses=statuses,
     )
 
 
-async def _httpx_load(url: str, specs: Sequence[Spec], connections: int, duration_s: float,
-                      timeout_s: float, max_requests: int) -> LoadResult:
+async def _httpx_load(
+    url: str,
+    specs: Sequence[Spec],
+    connections: int,
+    duration_s: float,
+    timeout_s: float,
+    max_requests: int,
+) -> LoadResult:
     latencies: list[float] = []
     statuses: dict[str, dict[str, int]] = {}
     errors: dict[str, int] = {}
@@ -183,8 +207,9 @@ async def _httpx_load(url: str, specs: Sequence[Spec], connections: int, duratio
             headers = {"X-Request-ID": spec.tag, "Content-Type": spec.content_type}
             start = time.perf_counter()
             try:
-                r = await client.request(spec.method, url + spec.path, content=spec.body,
-                                         headers=headers)
+                r = await client.request(
+                    spec.method, url + spec.path, content=spec.body, headers=headers
+                )
                 status = str(r.status_code)
             except httpx.TimeoutException:
                 errors["timeout"] = errors.get("timeout", 0) + 1
@@ -202,16 +227,28 @@ async def _httpx_load(url: str, specs: Sequence[Spec], connections: int, duratio
     seconds = time.perf_counter() - started
     ms = np.array(latencies) * 1e3 if latencies else np.zeros(1)
     return LoadResult(
-        tool="httpx (asyncio, shares the cores with the server)", connections=connections,
-        duration_s=round(seconds, 2), requests=len(latencies), rps=len(latencies) / seconds,
-        p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)), max_ms=float(ms.max()), socket_errors=errors,
+        tool="httpx (asyncio, shares the cores with the server)",
+        connections=connections,
+        duration_s=round(seconds, 2),
+        requests=len(latencies),
+        rps=len(latencies) / seconds,
+        p50_ms=float(np.percentile(ms, 50)),
+        p90_ms=float(np.percentile(ms, 90)),
+        p99_ms=float(np.percentile(ms, 99)),
+        max_ms=float(ms.max()),
+        socket_errors=errors,
         statuses=statuses,
     )
 
 
-def run_load(url: str, specs: Sequence[Spec], connections: int, duration_s: float,
-             timeout_s: float = 30.0, max_requests: int = 2_000_000) -> LoadResult:
+def run_load(
+    url: str,
+    specs: Sequence[Spec],
+    connections: int,
+    duration_s: float,
+    timeout_s: float = 30.0,
+    max_requests: int = 2_000_000,
+) -> LoadResult:
     """``connections`` clients sending ``specs`` round-robin (by weight) for ``duration_s``."""
     order = _expand(specs)
     if have_wrk():

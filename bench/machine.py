@@ -53,8 +53,15 @@ def blas_info() -> list[dict[str, Any]]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return []
-    keep = ("user_api", "internal_api", "prefix", "version", "architecture", "num_threads",
-            "threading_layer")
+    keep = (
+        "user_api",
+        "internal_api",
+        "prefix",
+        "version",
+        "architecture",
+        "num_threads",
+        "threading_layer",
+    )
     return [{k: info.get(k) for k in keep} for info in threadpool_info()]
 
 
@@ -95,14 +102,14 @@ def git_commit() -> str:
     repo = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str:
-        proc = subprocess.run(["git", *args], capture_output=True, text=True, cwd=repo,
-                              check=False)
+        proc = subprocess.run(["git", *args], capture_output=True, text=True, cwd=repo, check=False)
         return proc.stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "no commit"
     # Read-only queries (``git status`` may rewrite the index): edits, then untracked files.
     dirty = git("diff", "--stat", "HEAD", "--", "engine", "app") or git(
-        "ls-files", "--others", "--exclude-standard", "--", "engine", "app")
+        "ls-files", "--others", "--exclude-standard", "--", "engine", "app"
+    )
     return f"{head}+changes" if dirty else head
 
 

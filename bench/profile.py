@@ -52,8 +52,10 @@ def profile_entry(name: str, fn: Callable[[], Any], seconds: float) -> str:
     cp.disable()
     buf = io.StringIO()
     pstats.Stats(cp, stream=buf).sort_stats("tottime").print_stats(25)
-    return (f"== {name}: pyinstrument, {calls} calls ==\n{tree}\n"
-            f"== {name}: cProfile, {cp_calls} calls, sorted by own time ==\n{buf.getvalue()}")
+    return (
+        f"== {name}: pyinstrument, {calls} calls ==\n{tree}\n"
+        f"== {name}: cProfile, {cp_calls} calls, sorted by own time ==\n{buf.getvalue()}"
+    )
 
 
 async def _asgi_requests(path: str, body: bytes, seconds: float) -> tuple[str, int]:
@@ -121,8 +123,12 @@ def profile_http(case_key: str, seconds: float) -> str:
     return f"== {case.key} over the ASGI app: pyinstrument, {calls} requests ==\n{tree}"
 
 
-REQUEST_MODELS = {"/grad": "GradRequest", "/vjp": "VjpRequest", "/jacobian": "JacobianRequest",
-                  "/hessian": "HessianRequest"}
+REQUEST_MODELS = {
+    "/grad": "GradRequest",
+    "/vjp": "VjpRequest",
+    "/jacobian": "JacobianRequest",
+    "/hessian": "HessianRequest",
+}
 
 
 def compute_task(case_key: str) -> tuple[Any, Any]:
@@ -145,8 +151,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (as bench.run)")
     p.add_argument("--http", action="store_true", help="profile the service's request path")
-    p.add_argument("--compute", action="store_true",
-                   help="profile app.compute.run_encoded on the case's task (a pool worker's work)")
+    p.add_argument(
+        "--compute",
+        action="store_true",
+        help="profile app.compute.run_encoded on the case's task (a pool worker's work)",
+    )
     args = p.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -162,8 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.compute:
         for case in select(",".join(args.cases)):
             task, run = compute_task(case.key)
-            text = profile_entry(f"{case.key} compute.run_encoded", functools.partial(run, task),
-                                 args.seconds)
+            text = profile_entry(
+                f"{case.key} compute.run_encoded", functools.partial(run, task), args.seconds
+            )
             (OUT_DIR / f"profile-compute-{case.key.replace(' ', '_')}.txt").write_text(text)
             print(text[:6000])
         return

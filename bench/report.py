@@ -80,8 +80,10 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
         ours = ours_row(case)
         ours_t = _median(ours, "gradient") if ours else None
         r = ratios(case)
-        rows.append([case["key"], fmt_time(floor_time(case)), fmt_time(ours_t)]
-                    + [fmt_ratio(r[p]) for p, _ in PEERS])
+        rows.append(
+            [case["key"], fmt_time(floor_time(case)), fmt_time(ours_t)]
+            + [fmt_ratio(r[p]) for p, _ in PEERS]
+        )
     return rows
 
 
@@ -116,13 +118,33 @@ def detail_rows(case: dict[str, Any]) -> list[list[str]]:
         elif case["workload"] == "W1" and g is not None:
             extra = f"{1 / g:,.0f} VJPs/s"
         wall = r["gradient"]["wall_median_s"] if r.get("gradient") else None
-        out.append([r["name"], fmt_time(f), fmt_time(g), fmt_time(wall), fmt_ratio(ratio),
-                    fmt_ratio(vs), agree, extra, r.get("note", "")])
+        out.append(
+            [
+                r["name"],
+                fmt_time(f),
+                fmt_time(g),
+                fmt_time(wall),
+                fmt_ratio(ratio),
+                fmt_ratio(vs),
+                agree,
+                extra,
+                r.get("note", ""),
+            ]
+        )
     return out
 
 
-DETAIL_HEADER = ["entry", "forward", "gradient", "gradient (wall clock)", "gradient / forward",
-                 "ours / this", "rel. error vs ours", "rate", "note"]
+DETAIL_HEADER = [
+    "entry",
+    "forward",
+    "gradient",
+    "gradient (wall clock)",
+    "gradient / forward",
+    "ours / this",
+    "rel. error vs ours",
+    "rate",
+    "note",
+]
 
 
 # ---- targets --------------------------------------------------------------------------------
@@ -139,8 +161,9 @@ def _grad(case: dict[str, Any] | None, name: str) -> float | None:
     return _median(row, "gradient") if row else None
 
 
-def _vs(results: dict[str, Any], key: str, ours: str, peers: list[str],
-        factor: float = 1.0) -> tuple[str, bool | None]:
+def _vs(
+    results: dict[str, Any], key: str, ours: str, peers: list[str], factor: float = 1.0
+) -> tuple[str, bool | None]:
     case = _case(results, key)
     o = _grad(case, ours)
     times = {p: _grad(case, p) for p in peers}
@@ -153,25 +176,48 @@ def _vs(results: dict[str, Any], key: str, ours: str, peers: list[str],
 def engine_targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     """Issue 6's in-process targets: (target, measured, met)."""
     out: list[tuple[str, str, bool | None]] = []
-    out.append(("W4 no slower than autograd and torch",
-                *_vs(results, "W4", "ours", ["autograd", "torch"])))
+    out.append(
+        ("W4 no slower than autograd and torch", *_vs(results, "W4", "ours", ["autograd", "torch"]))
+    )
     w5 = _grad(_case(results, "W5"), "ours")
     per_op = None if w5 is None else w5 / (W5_STEPS * W5_OPS_PER_STEP)
-    out.append(("W5 under 5 µs per recorded op",
-                "not measured" if per_op is None else f"{per_op * 1e6:.2f} µs/op",
-                None if per_op is None else per_op < 5e-6))
+    out.append(
+        (
+            "W5 under 5 µs per recorded op",
+            "not measured" if per_op is None else f"{per_op * 1e6:.2f} µs/op",
+            None if per_op is None else per_op < 5e-6,
+        )
+    )
     text, met = _vs(results, "W6 n=256", "ours (auto)", ["torch.func.jacfwd"])
     o = _grad(_case(results, "W6 n=256"), "ours (auto)")
-    out.append(("W6 n=256 under 1 ms and faster than torch.func.jacfwd", text,
-                None if met is None or o is None else met and o < 1e-3))
+    out.append(
+        (
+            "W6 n=256 under 1 ms and faster than torch.func.jacfwd",
+            text,
+            None if met is None or o is None else met and o < 1e-3,
+        )
+    )
     text, met = _vs(results, "W7", "ours", ["torch.func.hessian"])
     o = _grad(_case(results, "W7"), "ours")
-    out.append(("W7 under 3 ms and faster than torch.func.hessian", text,
-                None if met is None or o is None else met and o < 3e-3))
-    out.append(("W2 n=10^6 within 2× of the hand-written gradient",
-                *_vs(results, "W2 n=10^6", "ours", ["numpy (hand)"], 2.0)))
-    out.append(("W3 within 10% of the hand-written gradient",
-                *_vs(results, "W3 n=10^6", "ours", ["numpy (hand)"], 1.1)))
+    out.append(
+        (
+            "W7 under 3 ms and faster than torch.func.hessian",
+            text,
+            None if met is None or o is None else met and o < 3e-3,
+        )
+    )
+    out.append(
+        (
+            "W2 n=10^6 within 2× of the hand-written gradient",
+            *_vs(results, "W2 n=10^6", "ours", ["numpy (hand)"], 2.0),
+        )
+    )
+    out.append(
+        (
+            "W3 within 10% of the hand-written gradient",
+            *_vs(results, "W3 n=10^6", "ours", ["numpy (hand)"], 1.1),
+        )
+    )
     w1 = _grad(_case(results, "W1"), "ours")
     out.append(("W1 under 60 µs in process", fmt_time(w1), None if w1 is None else w1 < 60e-6))
     return out
@@ -199,8 +245,11 @@ def chart_ratios(results: dict[str, Any], path: Path) -> None:
 
     cases = results["cases"]
     # the first-call column (compile time) stays in the tables: its bars would dwarf the rest
-    peers = [p for p, _ in PEERS if p != "jax, first call"
-             and any(ratios(c)[p] is not None for c in cases)]
+    peers = [
+        p
+        for p, _ in PEERS
+        if p != "jax, first call" and any(ratios(c)[p] is not None for c in cases)
+    ]
     fig, ax = plt.subplots(figsize=(12, 6))
     width = 0.8 / max(len(peers), 1)
     x = np.arange(len(cases))
@@ -234,8 +283,12 @@ def chart_w6(results: dict[str, Any], path: Path) -> bool:
     names = list(dict.fromkeys(r["name"] for c in cases for r in c["rows"] if r["gradient"]))
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for name in names:
-        pts = [(c["n"], float(r["gradient"]["median_s"])) for c in cases for r in c["rows"]
-               if r["name"] == name and r["gradient"]]
+        pts = [
+            (c["n"], float(r["gradient"]["median_s"]))
+            for c in cases
+            for r in c["rows"]
+            if r["name"] == name and r["gradient"]
+        ]
         style = "-o" if name.startswith("ours") else "--s"
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
     floor = [(c["n"], t) for c in cases if (t := floor_time(c)) is not None]
@@ -270,8 +323,10 @@ def _machine_text(meta: dict[str, Any]) -> str:
     seen = set()
     for fw, libs in meta["blas"].items():
         for lib in libs:
-            desc = (f"{lib['internal_api']} {lib['version']} ({lib['prefix']}, "
-                    f"kernel {lib.get('architecture')}, {lib['num_threads']} threads)")
+            desc = (
+                f"{lib['internal_api']} {lib['version']} ({lib['prefix']}, "
+                f"kernel {lib.get('architecture')}, {lib['num_threads']} threads)"
+            )
             if desc not in seen:
                 seen.add(desc)
                 lines.append(f"- BLAS/threads seen by the {fw} child: {desc}")
@@ -283,21 +338,29 @@ def _malloc_text(malloc: str) -> str:
         from bench.machine import service_malloc_env
 
         env = " ".join(f"{k}={v}" for k, v in service_malloc_env().items())
-        return (f"- glibc malloc: every framework's timing process runs with `{env}`, as the "
-                "service's pool workers do (freed memory is kept, so a new 8 MB array does not "
-                "page-fault afresh); `--malloc default` times glibc's own thresholds")
+        return (
+            f"- glibc malloc: every framework's timing process runs with `{env}`, as the "
+            "service's pool workers do (freed memory is kept, so a new 8 MB array does not "
+            "page-fault afresh); `--malloc default` times glibc's own thresholds"
+        )
     return "- glibc malloc: its default thresholds (`--malloc default`)"
 
 
 def engine_section(results: dict[str, Any]) -> str:
     """Headline, targets, per-case details and machine: the in-process part."""
     meta = results["meta"]
-    clock = ("CPU time of the process (all its threads)" if meta["clock"] == "cpu"
-             else "wall-clock time")
-    threads = (f"{meta['threads']} core(s) and thread(s) per framework" if meta["threads"] > 0
-               else "the libraries' default threads")
-    load = (f"load average {meta['load_average_before'][0]:.1f} before, "
-            f"{meta['load_average_after'][0]:.1f} after")
+    clock = (
+        "CPU time of the process (all its threads)" if meta["clock"] == "cpu" else "wall-clock time"
+    )
+    threads = (
+        f"{meta['threads']} core(s) and thread(s) per framework"
+        if meta["threads"] > 0
+        else "the libraries' default threads"
+    )
+    load = (
+        f"load average {meta['load_average_before'][0]:.1f} before, "
+        f"{meta['load_average_after'][0]:.1f} after"
+    )
     parts = [
         f"Run {meta['date']} on commit {meta.get('commit', '?')} (engine/ and app/), "
         f"{'--quick' if meta['quick'] else 'full'} mode, "
@@ -312,7 +375,7 @@ def engine_section(results: dict[str, Any]) -> str:
         "",
         headline_text(results),
         "",
-        "For W6 ours is `jacobian(mode=\"auto\")` and each peer column is its fastest entry "
+        'For W6 ours is `jacobian(mode="auto")` and each peer column is its fastest entry '
         "(see the details). W1's gradient is a VJP (forward included); W2-W5, W8 are "
         "value-and-gradient; W6 a full Jacobian; W7 a full Hessian. The `jax` column is "
         "jitted JAX after compilation; `jax, first call` jits a fresh function each call "
@@ -328,9 +391,14 @@ def engine_section(results: dict[str, Any]) -> str:
         "## Per case",
     ]
     for case in results["cases"]:
-        parts += ["", f"### {case['key']}: {case['title']}", "",
-                  f"Answer compared: `{case['answer']}`.", "",
-                  table(DETAIL_HEADER, detail_rows(case))]
+        parts += [
+            "",
+            f"### {case['key']}: {case['title']}",
+            "",
+            f"Answer compared: `{case['answer']}`.",
+            "",
+            table(DETAIL_HEADER, detail_rows(case)),
+        ]
     if any(c["workload"] == "W6" for c in results["cases"]):
         parts += ["", "![W6 cost vs n](w6_scaling.png)"]
     parts += ["", "## Machine", "", _machine_text(meta)]
@@ -345,10 +413,12 @@ def write_all(bench_dir: Path) -> Path:
     """Write RESULTS.md (and the charts) from whatever bench/out/ holds."""
     out = bench_dir / "out"
     results = _load(out / "results.json")
-    parts = ["# Benchmark results", "",
-             "Written by `python -m bench.run` (and `bench.http`, `bench.load`); "
-             "do not edit by hand.",
-             ""]
+    parts = [
+        "# Benchmark results",
+        "",
+        "Written by `python -m bench.run` (and `bench.http`, `bench.load`); do not edit by hand.",
+        "",
+    ]
     if results:
         chart_ratios(results, bench_dir / "ratios.png")
         chart_w6(results, bench_dir / "w6_scaling.png")
@@ -380,6 +450,7 @@ def _update_readme(readme: Path, results: dict[str, Any]) -> None:
         return
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    block = (f"Run {results['meta']['date']} (ratio under 1: ours is faster).\n\n"
-             + headline_text(results))
+    block = f"Run {results['meta']['date']} (ratio under 1: ours is faster).\n\n" + headline_text(
+        results
+    )
     readme.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")

@@ -68,8 +68,11 @@ def check_case(case: Case, frameworks: list[str]) -> dict[str, float]:
         return {}
     ref_entry = next((e for e in graded if e.framework == "ours"), graded[0])
     if ref_entry.framework != "ours":
-        print(f"[bench] {case.key}: our engine is not available; checking against "
-              f"{ref_entry.name} instead", file=sys.stderr)
+        print(
+            f"[bench] {case.key}: our engine is not available; checking against "
+            f"{ref_entry.name} instead",
+            file=sys.stderr,
+        )
     assert ref_entry.gradient is not None
     ref = flat_numpy(ref_entry.gradient())
     floor = next((e for e in entries if e.framework == "numpy"), None)
@@ -93,8 +96,11 @@ def check_all(cases: list[Case], frameworks: list[str]) -> dict[str, dict[str, f
             msg = f"[bench] AGREEMENT CHECK FAILED, no times reported:\n  {exc}"
             raise SystemExit(msg) from exc
         worst = max(out[case.key].values(), default=0.0)
-        print(f"[bench] check {case.key}: {len(out[case.key])} answers agree "
-              f"(worst relative error {worst:.1e})", file=sys.stderr)
+        print(
+            f"[bench] check {case.key}: {len(out[case.key])} answers agree "
+            f"(worst relative error {worst:.1e})",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -115,8 +121,13 @@ class Options:
     def flags(self) -> list[str]:
         """The same options as command-line flags (for the child processes)."""
         return (["--quick"] if self.quick else []) + [
-            "--clock", self.clock, "--threads", str(self.threads), "--gc",
-            "on" if self.gc_on else "off"]
+            "--clock",
+            self.clock,
+            "--threads",
+            str(self.threads),
+            "--gc",
+            "on" if self.gc_on else "off",
+        ]
 
 
 def time_entries(case: Case, entries: list[Entry], opts: Options) -> list[dict[str, Any]]:
@@ -133,17 +144,21 @@ def time_entries(case: Case, entries: list[Entry], opts: Options) -> list[dict[s
         grad = None
         if e.gradient is not None:
             grad = measure(e.gradient, budget, opts.clock, opts.gc_on)
-        rows.append({
-            "name": e.name,
-            "framework": e.framework,
-            "note": e.note,
-            "forward": fwd.as_dict() if fwd else None,
-            "gradient": grad.as_dict() if grad else None,
-        })
+        rows.append(
+            {
+                "name": e.name,
+                "framework": e.framework,
+                "note": e.note,
+                "forward": fwd.as_dict() if fwd else None,
+                "gradient": grad.as_dict() if grad else None,
+            }
+        )
         g = f"{grad.median_s * 1e3:.4g} ms" if grad else "-"
         f = f"{fwd.median_s * 1e3:.4g} ms" if fwd else "-"
-        print(f"[bench]   {case.key:<12} {e.name:<22} forward {f:>12}  gradient {g:>12}",
-              file=sys.stderr)
+        print(
+            f"[bench]   {case.key:<12} {e.name:<22} forward {f:>12}  gradient {g:>12}",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -183,8 +198,9 @@ def child_main(framework: str, opts: Options) -> None:
         rows = time_entries(*built[key], opts)
         print(REPLY + json.dumps(rows), flush=True)
     # After the framework's imports loaded their libraries: which BLAS, how many threads.
-    print(REPLY + json.dumps({"version": module.version(), "blas": machine.blas_info()}),
-          flush=True)
+    print(
+        REPLY + json.dumps({"version": module.version(), "blas": machine.blas_info()}), flush=True
+    )
 
 
 class Child:
@@ -194,8 +210,9 @@ class Child:
         cmd = [sys.executable, "-m", "bench.run", "--child", framework, *opts.flags()]
         self.framework = framework
         env = machine.bench_env(opts.threads, opts.malloc)
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
 
     def wait_ready(self) -> None:
         """Block until the child has imported its framework."""
@@ -203,8 +220,9 @@ class Child:
         for out in self.proc.stdout:
             if out.strip() == READY:
                 return
-        raise RuntimeError(f"the {self.framework} timing process exited ({self.proc.wait()}) "
-                           "before it was ready")
+        raise RuntimeError(
+            f"the {self.framework} timing process exited ({self.proc.wait()}) before it was ready"
+        )
 
     def ask(self, line: str) -> Any:
         """Send one line; the JSON of the child's reply (other output is skipped)."""
@@ -213,9 +231,11 @@ class Child:
         self.proc.stdin.flush()
         for out in self.proc.stdout:
             if out.startswith(REPLY):
-                return json.loads(out[len(REPLY):])
-        raise RuntimeError(f"the {self.framework} timing process exited "
-                           f"({self.proc.wait()}) without answering {line!r}")
+                return json.loads(out[len(REPLY) :])
+        raise RuntimeError(
+            f"the {self.framework} timing process exited "
+            f"({self.proc.wait()}) without answering {line!r}"
+        )
 
     def finish(self) -> dict[str, Any]:
         """Version and BLAS details; the child exits."""
@@ -262,11 +282,9 @@ def time_all(cases: list[Case], frameworks: list[str], opts: Options) -> dict[st
         for r in range(opts.rounds):
             order = children if r % 2 == 0 else children[::-1]
             for case in cases:
-                print(f"[bench] round {r + 1}/{opts.rounds}: timing {case.key}...",
-                      file=sys.stderr)
+                print(f"[bench] round {r + 1}/{opts.rounds}: timing {case.key}...", file=sys.stderr)
                 for child in order:
-                    samples.setdefault((child.framework, case.key), []).append(
-                        child.ask(case.key))
+                    samples.setdefault((child.framework, case.key), []).append(child.ask(case.key))
         for (fw, key), rounds in samples.items():
             out[fw]["cases"][key] = merge_rounds(rounds)
         for child in children:
@@ -282,9 +300,14 @@ def time_all(cases: list[Case], frameworks: list[str], opts: Options) -> dict[st
 # ---- the parent -------------------------------------------------------------------------------
 
 
-def assemble(cases: list[Case], agreement: dict[str, dict[str, float]],
-             timings: dict[str, dict[str, Any]], opts: Options, started: float,
-             load_before: tuple[float, float, float]) -> dict[str, Any]:
+def assemble(
+    cases: list[Case],
+    agreement: dict[str, dict[str, float]],
+    timings: dict[str, dict[str, Any]],
+    opts: Options,
+    started: float,
+    load_before: tuple[float, float, float],
+) -> dict[str, Any]:
     """One JSON document with everything the report needs."""
     out_cases = []
     for case in cases:
@@ -293,8 +316,16 @@ def assemble(cases: list[Case], agreement: dict[str, dict[str, float]],
             for row in doc["cases"].get(case.key, []):
                 row = dict(row, agreement=agreement.get(case.key, {}).get(row["name"]))
                 rows.append(row)
-        out_cases.append({"key": case.key, "workload": case.workload, "title": case.title,
-                          "n": case.n, "answer": case.answer, "rows": rows})
+        out_cases.append(
+            {
+                "key": case.key,
+                "workload": case.workload,
+                "title": case.title,
+                "n": case.n,
+                "answer": case.answer,
+                "rows": rows,
+            }
+        )
     return {
         "meta": {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -321,20 +352,38 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     p.add_argument("--only", help="workloads or cases, comma-separated (W4,W6 or 'W6 n=256')")
     p.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
-    p.add_argument("--clock", choices=CLOCKS, default="cpu",
-                   help="cpu: the process's CPU time (default; steady on a shared machine); "
-                   "wall: elapsed time")
-    p.add_argument("--threads", type=int, default=1,
-                   help="cores and threads per framework (pinned; BLAS, OpenMP, XLA); "
-                   "0 = the libraries' defaults on every core")
-    p.add_argument("--gc", choices=("on", "off"), default="on",
-                   help="keep Python's garbage collector on while timing (default) or pause it "
-                   "as timeit does")
-    p.add_argument("--rounds", type=int, help="sweeps over all cases, samples pooled "
-                   "(default 2; 1 with --quick)")
-    p.add_argument("--malloc", choices=("service", "default"), default="service",
-                   help="service (default): every framework's process keeps freed memory as "
-                   "the service's workers do (glibc MALLOC_*_THRESHOLD_); default: glibc's own")
+    p.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="cpu",
+        help="cpu: the process's CPU time (default; steady on a shared machine); "
+        "wall: elapsed time",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="cores and threads per framework (pinned; BLAS, OpenMP, XLA); "
+        "0 = the libraries' defaults on every core",
+    )
+    p.add_argument(
+        "--gc",
+        choices=("on", "off"),
+        default="on",
+        help="keep Python's garbage collector on while timing (default) or pause it as timeit does",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="sweeps over all cases, samples pooled (default 2; 1 with --quick)",
+    )
+    p.add_argument(
+        "--malloc",
+        choices=("service", "default"),
+        default="service",
+        help="service (default): every framework's process keeps freed memory as "
+        "the service's workers do (glibc MALLOC_*_THRESHOLD_); default: glibc's own",
+    )
     p.add_argument("--frameworks", help=f"subset of {','.join(FRAMEWORKS)} (default: installed)")
     p.add_argument("--http", action="store_true", help="also run the HTTP benchmark (bench.http)")
     p.add_argument("--no-report", action="store_true", help="print, do not write RESULTS.md")
@@ -346,8 +395,9 @@ def main(argv: list[str] | None = None) -> None:
     """Check, time, report."""
     args = parse(argv)
     rounds = args.rounds or (1 if args.quick else 2)
-    opts = Options(args.quick, args.clock, args.threads, args.gc == "on", max(1, rounds),
-                   args.malloc)
+    opts = Options(
+        args.quick, args.clock, args.threads, args.gc == "on", max(1, rounds), args.malloc
+    )
     if args.child:
         child_main(args.child, opts)
         return

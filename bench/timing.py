@@ -93,8 +93,9 @@ def _calibrate(fn: Callable[[], Any], min_loop_s: float) -> int:
         number = max(number + 1, int(number * min(scale, 10.0)))
 
 
-def measure(fn: Callable[[], Any], budget: Budget, clock: str = "cpu",
-            gc_on: bool = True) -> Timing:
+def measure(
+    fn: Callable[[], Any], budget: Budget, clock: str = "cpu", gc_on: bool = True
+) -> Timing:
     """Median seconds per call of ``fn``; ``gc_on=False`` pauses the collector as timeit does."""
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {CLOCKS}, not {clock!r}")

@@ -54,7 +54,9 @@ def free_port() -> int:
 def test_dockerfile_passes_hadolint() -> None:
     run = subprocess.run(
         [tool("hadolint"), "--failure-threshold", "info", str(ROOT / "Dockerfile")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert run.returncode == 0, run.stdout + run.stderr
 
@@ -74,8 +76,11 @@ def test_dockerfile_is_runtime_only_non_root_and_probed() -> None:
 
 
 def test_dockerignore_lets_in_only_the_package() -> None:
-    lines = [ln for ln in (ROOT / ".dockerignore").read_text().splitlines()
-             if ln and not ln.startswith("#")]
+    lines = [
+        ln
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln and not ln.startswith("#")
+    ]
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "engine", "app"}
@@ -104,19 +109,26 @@ def test_image_command_serves_from_its_env_and_stops_on_sigterm(tmp_path: Path) 
     assert image_env["UVICORN_WORKERS"] == "2" and cmd[0] == "uvicorn"
     assert image_env["UVICORN_ACCESS_LOG"] == "false"  # the app logs each request itself
     port = free_port()
-    env = {**os.environ, **{k: v for k, v in image_env.items() if k != "PATH"},
-           "UVICORN_HOST": "127.0.0.1", "UVICORN_PORT": str(port),
-           "AUTODIFF_WORKERS": "1", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        **{k: v for k, v in image_env.items() if k != "PATH"},
+        "UVICORN_HOST": "127.0.0.1",
+        "UVICORN_PORT": str(port),
+        "AUTODIFF_WORKERS": "1",
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
     dead = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=30)
     assert dead.returncode != 0
     log = tmp_path / "server.log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen([tool(cmd[0]), *cmd[1:]], cwd=tmp_path, env=env,
-                                stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [tool(cmd[0]), *cmd[1:]], cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
     try:
         wait_for(f"http://127.0.0.1:{port}/readyz", proc)
-        alive = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                               timeout=30)
+        alive = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, timeout=30
+        )
         assert alive.returncode == 0, alive.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -139,7 +151,9 @@ def compose() -> dict:
 def test_compose_file_validates_against_the_compose_spec() -> None:
     run = subprocess.run(
         [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stdout + run.stderr
 
@@ -224,7 +238,9 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     conf = local_nginx_conf(tmp_path, free_port(), [free_port(), free_port()])
     run = subprocess.run(
         [tool("nginx"), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert run.returncode == 0, run.stderr
     assert "test is successful" in run.stderr
@@ -234,9 +250,22 @@ def start_app(port: int) -> subprocess.Popen[bytes]:
     """The real app under uvicorn in a subprocess on a loopback port."""
     env = {**os.environ, "AUTODIFF_WORKERS": "1", "AUTODIFF_LOG_LEVEL": "warning"}
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -289,9 +318,19 @@ def two_backends_behind_nginx(
     conf = local_nginx_conf(tmp_path, listen, backends)
     with uvicorn_apps(*backends):
         proc = subprocess.Popen(
-            [tool("nginx"), "-e", "stderr", "-p", str(tmp_path), "-c", str(conf),
-             "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                tool("nginx"),
+                "-e",
+                "stderr",
+                "-p",
+                str(tmp_path),
+                "-c",
+                str(conf),
+                "-g",
+                "daemon off;",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             wait_for(f"http://127.0.0.1:{listen}/nginx-health", proc)
@@ -315,8 +354,9 @@ def test_nginx_spreads_requests_over_both_backends(
     with httpx.Client(base_url=f"http://127.0.0.1:{listen}", timeout=10) as http:
         for _ in range(20):
             assert http.get("/healthz").status_code == 200
-        answer = http.post("/grad", json={"expression": "2 * dot(x, x)",
-                                          "inputs": {"x": [0, 1, 2, 3]}})
+        answer = http.post(
+            "/grad", json={"expression": "2 * dot(x, x)", "inputs": {"x": [0, 1, 2, 3]}}
+        )
     assert answer.status_code == 200 and answer.json()["value"] == 28.0
     served = [healthz_count(p) - b for p, b in zip(backends, before, strict=True)]
     assert sum(served) == 20
@@ -330,8 +370,9 @@ def test_nginx_passes_or_mints_the_request_id_and_caps_bodies(
     with httpx.Client(base_url=f"http://127.0.0.1:{listen}", timeout=30) as http:
         kept = http.get("/healthz", headers={"X-Request-ID": "client-id-42"})
         minted = http.get("/healthz")
-        too_big = http.post("/grad", content=b"0" * (33 * 2**20),
-                            headers={"content-type": "application/json"})
+        too_big = http.post(
+            "/grad", content=b"0" * (33 * 2**20), headers={"content-type": "application/json"}
+        )
     assert kept.headers["x-request-id"] == "client-id-42"
     # The id the app answered with is the one nginx minted and logged.
     minted_id = minted.headers["x-request-id"]
@@ -362,14 +403,16 @@ def test_k8s_has_deployment_service_and_autoscaler() -> None:
     docs = k8s_docs()
     assert {"Deployment", "Service", "HorizontalPodAutoscaler", "Kustomization"} <= set(docs)
     kustomize = docs["Kustomization"]["resources"]
-    assert sorted(kustomize) == sorted(p.name for p in K8S.glob("*.yaml")
-                                       if p.name != "kustomization.yaml")
+    assert sorted(kustomize) == sorted(
+        p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
 
 
 def test_k8s_probes_and_wiring() -> None:
     docs = k8s_docs()
-    deployment, service, hpa = (docs[k] for k in ("Deployment", "Service",
-                                                  "HorizontalPodAutoscaler"))
+    deployment, service, hpa = (
+        docs[k] for k in ("Deployment", "Service", "HorizontalPodAutoscaler")
+    )
     pod = deployment["spec"]["template"]
     container = pod["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"

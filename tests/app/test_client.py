@@ -30,53 +30,87 @@ from app.client import (
 
 ROOT = Path(__file__).resolve().parents[2]
 # From the team's worked examples (shared/examples/worked.json): name, endpoint, request, answer.
-WORKED: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [('2dot',
-  'grad',
-  {'expression': '2 * dot(x, x)', 'inputs': {'x': [0.0, 1.0, 2.0, 3.0]}},
-  {'value': 28.0, 'gradients': {'x': [0.0, 4.0, 8.0, 12.0]}}),
- ('detach',
-  'grad',
-  {'expression': 'u = detach(x * x)\nreturn sum(u * x)',
-   'inputs': {'x': [0.0, 1.0, 2.0, 3.0]}},
-  {'value': 36.0, 'gradients': {'x': [0.0, 1.0, 4.0, 9.0]}}),
- ('controlflow',
-  'grad',
-  {'expression': 'b = a * 2\n'
-                 'while norm(b) < 1000:\n'
-                 '    b = b * 2\n'
-                 'if sum(b) > 0:\n'
-                 '    c = b\n'
-                 'else:\n'
-                 '    c = 100 * b\n'
-                 'return sum(c)',
-   'inputs': {'a': [0.3, -0.2, 0.5, 0.1]}},
-  {'value': 1433.6, 'gradients': {'a': [2048.0, 2048.0, 2048.0, 2048.0]}}),
- ('vjp-poly',
-  'vjp',
-  {'expression': 'stack([x[0] ** 3 + 2 * x[1] ** 2 + 3 * x[2], 3 * x[0] + 2 * x[1] ** 2 + '
-                 'x[2] ** 3, 2 * x[0] + x[1] ** 3 + 3 * x[2] ** 2])',
-   'inputs': {'x': [1.0, 2.0, 3.0]},
-   'cotangent': [3.0, 2.0, 1.0]},
-  {'value': [18.0, 38.0, 37.0], 'vjp': {'x': [17.0, 52.0, 81.0]}}),
- ('2dot-xy',
-  'grad',
-  {'expression': '2 * dot(x, y)',
-   'inputs': {'x': [0.0, 1.0, 2.0, 3.0], 'y': [3.0, 4.0, 5.0, 6.0]}},
-  {'value': 64.0, 'gradients': {'x': [6.0, 8.0, 10.0, 12.0], 'y': [0.0, 2.0, 4.0, 6.0]}}),
- ('xy-cotangent-2345',
-  'grad',
-  {'expression': 'x * y',
-   'inputs': {'x': [0.0, 1.0, 2.0, 3.0], 'y': [3.0, 4.0, 5.0, 6.0]},
-   'cotangent': [2.0, 3.0, 4.0, 5.0]},
-  {'value': [0.0, 4.0, 10.0, 18.0],
-   'gradients': {'x': [6.0, 12.0, 20.0, 30.0], 'y': [0.0, 3.0, 8.0, 15.0]}}),
- ('requires-grad-false',
-  'grad',
-  {'expression': 'sum(multiply(x, exp(c)))',
-   'inputs': {'x': [1.0, 2.0, 3.0],
-              'c': {'data': [0.1, 0.2, 0.3], 'dtype': 'float64', 'requires_grad': False}}},
-  {'value': 7.597552857123997,
-   'gradients': {'x': [1.1051709180756477, 1.2214027581601699, 1.3498588075760032]}})]
+WORKED: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
+    (
+        "2dot",
+        "grad",
+        {"expression": "2 * dot(x, x)", "inputs": {"x": [0.0, 1.0, 2.0, 3.0]}},
+        {"value": 28.0, "gradients": {"x": [0.0, 4.0, 8.0, 12.0]}},
+    ),
+    (
+        "detach",
+        "grad",
+        {
+            "expression": "u = detach(x * x)\nreturn sum(u * x)",
+            "inputs": {"x": [0.0, 1.0, 2.0, 3.0]},
+        },
+        {"value": 36.0, "gradients": {"x": [0.0, 1.0, 4.0, 9.0]}},
+    ),
+    (
+        "controlflow",
+        "grad",
+        {
+            "expression": "b = a * 2\n"
+            "while norm(b) < 1000:\n"
+            "    b = b * 2\n"
+            "if sum(b) > 0:\n"
+            "    c = b\n"
+            "else:\n"
+            "    c = 100 * b\n"
+            "return sum(c)",
+            "inputs": {"a": [0.3, -0.2, 0.5, 0.1]},
+        },
+        {"value": 1433.6, "gradients": {"a": [2048.0, 2048.0, 2048.0, 2048.0]}},
+    ),
+    (
+        "vjp-poly",
+        "vjp",
+        {
+            "expression": "stack([x[0] ** 3 + 2 * x[1] ** 2 + 3 * x[2], 3 * x[0] + 2 * x[1] ** 2 + "
+            "x[2] ** 3, 2 * x[0] + x[1] ** 3 + 3 * x[2] ** 2])",
+            "inputs": {"x": [1.0, 2.0, 3.0]},
+            "cotangent": [3.0, 2.0, 1.0],
+        },
+        {"value": [18.0, 38.0, 37.0], "vjp": {"x": [17.0, 52.0, 81.0]}},
+    ),
+    (
+        "2dot-xy",
+        "grad",
+        {
+            "expression": "2 * dot(x, y)",
+            "inputs": {"x": [0.0, 1.0, 2.0, 3.0], "y": [3.0, 4.0, 5.0, 6.0]},
+        },
+        {"value": 64.0, "gradients": {"x": [6.0, 8.0, 10.0, 12.0], "y": [0.0, 2.0, 4.0, 6.0]}},
+    ),
+    (
+        "xy-cotangent-2345",
+        "grad",
+        {
+            "expression": "x * y",
+            "inputs": {"x": [0.0, 1.0, 2.0, 3.0], "y": [3.0, 4.0, 5.0, 6.0]},
+            "cotangent": [2.0, 3.0, 4.0, 5.0],
+        },
+        {
+            "value": [0.0, 4.0, 10.0, 18.0],
+            "gradients": {"x": [6.0, 12.0, 20.0, 30.0], "y": [0.0, 3.0, 8.0, 15.0]},
+        },
+    ),
+    (
+        "requires-grad-false",
+        "grad",
+        {
+            "expression": "sum(multiply(x, exp(c)))",
+            "inputs": {
+                "x": [1.0, 2.0, 3.0],
+                "c": {"data": [0.1, 0.2, 0.3], "dtype": "float64", "requires_grad": False},
+            },
+        },
+        {
+            "value": 7.597552857123997,
+            "gradients": {"x": [1.1051709180756477, 1.2214027581601699, 1.3498588075760032]},
+        },
+    ),
+]
 CUBE = "sum(x ** 3)"
 
 
@@ -88,9 +122,22 @@ def url() -> Iterator[str]:
         port = s.getsockname()[1]
     env = {**os.environ, "AUTODIFF_WORKERS": "1", "AUTODIFF_LOG_LEVEL": "warning"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -119,21 +166,26 @@ def client(url: str) -> Iterator[Client]:
 # ------------------------------------------------------------- every method
 
 
-@pytest.mark.parametrize(("endpoint", "req", "want"), [w[1:] for w in WORKED],
-                         ids=[w[0] for w in WORKED])
+@pytest.mark.parametrize(
+    ("endpoint", "req", "want"), [w[1:] for w in WORKED], ids=[w[0] for w in WORKED]
+)
 def test_worked_examples(
     client: Client, endpoint: str, req: dict[str, Any], want: dict[str, Any]
 ) -> None:
     inputs = {k: v["data"] if isinstance(v, dict) else v for k, v in req["inputs"].items()}
-    constants = [k for k, v in req["inputs"].items()
-                 if isinstance(v, dict) and v.get("requires_grad") is False]
+    constants = [
+        k
+        for k, v in req["inputs"].items()
+        if isinstance(v, dict) and v.get("requires_grad") is False
+    ]
     if endpoint == "vjp":
         res = client.vjp(req["expression"], inputs, req["cotangent"], constants=constants)
         got = res.vjp
         want_maps = want["vjp"]
     else:
-        res = client.grad(req["expression"], inputs, cotangent=req.get("cotangent"),
-                          constants=constants)
+        res = client.grad(
+            req["expression"], inputs, cotangent=req.get("cotangent"), constants=constants
+        )
         got = res.gradients
         want_maps = want["gradients"]
     np.testing.assert_allclose(res.value, want["value"], rtol=1e-12)
@@ -183,9 +235,13 @@ def test_hessian_and_hvp(client: Client) -> None:
 
 
 def test_graph_function(client: Client) -> None:
-    graph = {"nodes": [{"id": "xx", "op": "dot", "inputs": ["x", "x"]},
-                       {"id": "y", "op": "multiply", "inputs": ["xx", 2.0]}],
-             "outputs": ["y"]}
+    graph = {
+        "nodes": [
+            {"id": "xx", "op": "dot", "inputs": ["x", "x"]},
+            {"id": "y", "op": "multiply", "inputs": ["xx", 2.0]},
+        ],
+        "outputs": ["y"],
+    }
     res = client.grad(graph, {"x": [0, 1, 2, 3]})
     np.testing.assert_array_equal(res.gradients["x"], [0.0, 4.0, 8.0, 12.0])
 
@@ -314,8 +370,9 @@ def test_retries_503_honouring_retry_after(monkeypatch: pytest.MonkeyPatch) -> N
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request)
         if len(calls) < 3:
-            return httpx.Response(503, headers={"Retry-After": "2"},
-                                  json={"title": "Work queue full", "status": 503})
+            return httpx.Response(
+                503, headers={"Retry-After": "2"}, json={"title": "Work queue full", "status": 503}
+            )
         return httpx.Response(200, json={"value": 1.0, "gradients": {"x": [2.0]}})
 
     with mock(handler) as c:
@@ -332,9 +389,16 @@ def test_gives_up_after_the_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         nonlocal count
         count += 1
-        return httpx.Response(503, headers={"Retry-After": "1"},
-                              json={"type": "urn:autodiff:problem:queue-full",
-                                    "title": "Work queue full", "status": 503, "detail": "busy"})
+        return httpx.Response(
+            503,
+            headers={"Retry-After": "1"},
+            json={
+                "type": "urn:autodiff:problem:queue-full",
+                "title": "Work queue full",
+                "status": 503,
+                "detail": "busy",
+            },
+        )
 
     with mock(handler) as c:
         c.retries = 2

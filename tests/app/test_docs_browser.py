@@ -27,8 +27,13 @@ from app.docs import ASSET_FILES, ASSETS_URL, install_docs
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SCREENSHOT = Path("/tmp/autodiff-docs.png")
@@ -88,8 +93,9 @@ def ensure_chromium() -> None:
         pytest.fail("chromium is missing and cannot be installed (needs root and apt-get)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "chromium"], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "chromium"], check=True, env=env, capture_output=True
+    )
 
 
 def free_port() -> int:
@@ -104,8 +110,18 @@ def start_server(app_path: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODIFF_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app_path, "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app_path,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         cwd=REPO,
         env={**env, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
@@ -205,9 +221,11 @@ def run_swagger_try_it_out(page: Page, path: str) -> Locator:
 def test_swagger_ui_renders_and_try_it_out_works(service: str, browser: Browser) -> None:
     v = visit(browser, f"{service}/docs")
     v.page.wait_for_selector(".opblock-summary-path", timeout=20_000)
-    paths = set(v.page.locator(".opblock-summary-path").evaluate_all(
-        "els => els.map(e => e.getAttribute('data-path'))"
-    ))
+    paths = set(
+        v.page.locator(".opblock-summary-path").evaluate_all(
+            "els => els.map(e => e.getAttribute('data-path'))"
+        )
+    )
     assert {"/grad", "/vjp", "/jvp", "/jacobian", "/hessian", "/hvp"} <= paths
     table = run_swagger_try_it_out(v.page, "/grad")
     assert table.locator(".response .response-col_status").first.inner_text().strip() == "200"

@@ -104,8 +104,23 @@ def test_invalid_values_name_their_place(value: Any, loc: list[Any]) -> None:
 # strict mode disagree on some ("gCf2=": padding after a complete group, accepted by
 # binascii); the service must accept and explain exactly as binascii does.
 B64_CASES = [
-    "", "AAAA", "gCf2", "gCf2=", "2JbpoXsnMIrU==", "abc", "ab=c", "a b=", "abcd\n", "ab==ab==",
-    "abc*", "=abc", "abc===", "ab\x00c", "\u00e9", "-_-_", "AAECAwQFBgc=",
+    "",
+    "AAAA",
+    "gCf2",
+    "gCf2=",
+    "2JbpoXsnMIrU==",
+    "abc",
+    "ab=c",
+    "a b=",
+    "abcd\n",
+    "ab==ab==",
+    "abc*",
+    "=abc",
+    "abc===",
+    "ab\x00c",
+    "\u00e9",
+    "-_-_",
+    "AAECAwQFBgc=",
 ]
 
 
@@ -194,8 +209,13 @@ def plain(doc: Any) -> Any:
 
 def test_loads_body_decodes_large_b64_from_the_bytes() -> None:
     obj = {"dtype": "float64", "shape": [20_000], "b64": BIG_B64}
-    body = {"expression": "sum(x)", "inputs": {"x": obj, "y": {**obj, "requires_grad": False}},
-            "cotangent": [obj, {"data": [1.0]}], "tangents": {"x": obj}, "note": "b64"}
+    body = {
+        "expression": "sum(x)",
+        "inputs": {"x": obj, "y": {**obj, "requires_grad": False}},
+        "cotangent": [obj, {"data": [1.0]}],
+        "tangents": {"x": obj},
+        "note": "b64",
+    }
     raw = orjson.dumps(body)
     doc = loads_body(raw)
     assert plain(doc) == orjson.loads(raw)

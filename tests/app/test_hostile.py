@@ -120,61 +120,134 @@ ESCAPES = [
     Case("cyrillic-a", expr("\u0430 = x\nreturn sum(\u0430)"), 422, LANG),
     Case("long-identifier", expr("a" * 90_000), 422, "unknown-name"),
     Case("over-long-source", expr("x+" * 60_000 + "x"), 413, SIZE),
-    Case("graph-dunder-op", graph([{"id": "y", "op": "__import__", "inputs": ["x"]}], ["y"]),
-         422, "unknown-op"),
-    Case("graph-eval-op", graph([{"id": "y", "op": "eval", "inputs": ["x"]}], ["y"]),
-         422, "unknown-op"),
+    Case(
+        "graph-dunder-op",
+        graph([{"id": "y", "op": "__import__", "inputs": ["x"]}], ["y"]),
+        422,
+        "unknown-op",
+    ),
+    Case(
+        "graph-eval-op",
+        graph([{"id": "y", "op": "eval", "inputs": ["x"]}], ["y"]),
+        422,
+        "unknown-op",
+    ),
 ]
 
 # --------------------------------------------------------------------------- resource bombs
 BOMBS = [
-    Case("while-true", expr("y = x\nwhile True:\n    y = y + 1\nreturn sum(y)"), 422,
-         "iteration-limit", real_server=True),
-    Case("while-1", expr("s = sum(x)\nwhile 1 > 0:\n    s = s * 1\nreturn s"), 422,
-         "iteration-limit"),
-    Case("nested-loops", expr(
-        "s = sum(x)\nfor i in range(100000):\n    for j in range(100000):\n"
-        "        for k in range(100000):\n            s = s + 1\nreturn s"),
-         422, "iteration-limit"),
-    Case("huge-range", expr("s = sum(x)\nfor i in range(10 ** 15):\n    s = s + 1\nreturn s"),
-         422, "iteration-limit"),
-    Case("huge-zeros", expr("sum(zeros([100000, 100000])) + sum(x)"), 413, SIZE,
-         real_server=True),
+    Case(
+        "while-true",
+        expr("y = x\nwhile True:\n    y = y + 1\nreturn sum(y)"),
+        422,
+        "iteration-limit",
+        real_server=True,
+    ),
+    Case(
+        "while-1", expr("s = sum(x)\nwhile 1 > 0:\n    s = s * 1\nreturn s"), 422, "iteration-limit"
+    ),
+    Case(
+        "nested-loops",
+        expr(
+            "s = sum(x)\nfor i in range(100000):\n    for j in range(100000):\n"
+            "        for k in range(100000):\n            s = s + 1\nreturn s"
+        ),
+        422,
+        "iteration-limit",
+    ),
+    Case(
+        "huge-range",
+        expr("s = sum(x)\nfor i in range(10 ** 15):\n    s = s + 1\nreturn s"),
+        422,
+        "iteration-limit",
+    ),
+    Case("huge-zeros", expr("sum(zeros([100000, 100000])) + sum(x)"), 413, SIZE, real_server=True),
     Case("huge-ones-1d", expr("sum(ones([10 ** 12])) + sum(x)"), 413, SIZE),
     Case("huge-outer", expr("sum(outer(ones([1000000]), ones([1000000]))) + sum(x)"), 413, SIZE),
-    Case("huge-outer-of-input", expr("sum(outer(tile(x, [250000]), tile(x, [250000])))"),
-         413, SIZE),
+    Case(
+        "huge-outer-of-input", expr("sum(outer(tile(x, [250000]), tile(x, [250000])))"), 413, SIZE
+    ),
     Case("huge-tile", expr("sum(tile(x, [100000, 100000]))"), 413, SIZE),
-    Case("huge-reshape", expr("sum(reshape(zeros([10 ** 10]), [100000, 100000])) + sum(x)"),
-         413, SIZE),
+    Case(
+        "huge-reshape",
+        expr("sum(reshape(zeros([10 ** 10]), [100000, 100000])) + sum(x)"),
+        413,
+        SIZE,
+    ),
     Case("huge-broadcast-to", expr("sum(broadcast_to(x, [100000, 100000, 4]))"), 413, SIZE),
-    Case("huge-broadcast-op", expr(
-        "sum(reshape(tile(x, [250000]), [1000000, 1]) * reshape(tile(x, [250000]), [1, 1000000]))"
-    ), 413, SIZE),
+    Case(
+        "huge-broadcast-op",
+        expr(
+            "sum(reshape(tile(x, [250000]), [1000000, 1])"
+            " * reshape(tile(x, [250000]), [1, 1000000]))"
+        ),
+        413,
+        SIZE,
+    ),
     Case("huge-repeat", expr("sum(repeat(x, 10 ** 9))"), 413, SIZE),
     Case("huge-eye", expr("sum(eye(1000000)) + sum(x)"), 413, SIZE),
     Case("huge-full", expr("sum(full([50000, 50000], 1.0)) + sum(x)"), 413, SIZE),
     Case("huge-arange", expr("sum(arange(10 ** 12)) + sum(x)"), 413, SIZE),
-    Case("doubling-loop", expr("y = x\nfor i in range(64):\n    y = concatenate([y, y])\n"
-                               "return sum(y)"), 413, SIZE),
-    Case("hessian-of-big-input", expr("sum(x * x)", {"x": {"dtype": "float64",
-                                                           "shape": [100000],
-                                                           "b64": base64.b64encode(
-                                                               bytes(800000)).decode()}}),
-         413, SIZE, path="/hessian"),
-    Case("jacobian-of-big-io", expr("x * 2", {"x": {"dtype": "float64", "shape": [100000],
-                                                   "b64": base64.b64encode(
-                                                       bytes(800000)).decode()}}),
-         413, SIZE, path="/jacobian"),
+    Case(
+        "doubling-loop",
+        expr("y = x\nfor i in range(64):\n    y = concatenate([y, y])\nreturn sum(y)"),
+        413,
+        SIZE,
+    ),
+    Case(
+        "hessian-of-big-input",
+        expr(
+            "sum(x * x)",
+            {
+                "x": {
+                    "dtype": "float64",
+                    "shape": [100000],
+                    "b64": base64.b64encode(bytes(800000)).decode(),
+                }
+            },
+        ),
+        413,
+        SIZE,
+        path="/hessian",
+    ),
+    Case(
+        "jacobian-of-big-io",
+        expr(
+            "x * 2",
+            {
+                "x": {
+                    "dtype": "float64",
+                    "shape": [100000],
+                    "b64": base64.b64encode(bytes(800000)).decode(),
+                }
+            },
+        ),
+        413,
+        SIZE,
+        path="/jacobian",
+    ),
     Case("huge-linspace", expr("sum(linspace(0, 1, 10 ** 12)) + sum(x)"), 413, SIZE),
     # The size error's shape holds integers over 2**64 (once a 500: orjson refuses them).
     Case("arange-tiny-step", expr("sum(arange(0, 1, 1e-300)) + sum(x)"), 413, SIZE),
-    Case("einsum-outer-cube", expr("sum(einsum('i,j,k->ijk', t, t, t))",
-                                   {"t": [1.0] * 3000}), 413, SIZE),
-    Case("graph-million-arguments", graph([{"id": "a", "op": "add", "inputs": ["x"] * 1_000_000}],
-                                          ["a"]), 422, LANG),
-    Case("cotangent-shape-lies", {**expr("x * 2"), "cotangent": {
-        "dtype": "float64", "shape": [10 ** 12], "b64": ""}}, 413, SIZE, path="/vjp"),
+    Case(
+        "einsum-outer-cube",
+        expr("sum(einsum('i,j,k->ijk', t, t, t))", {"t": [1.0] * 3000}),
+        413,
+        SIZE,
+    ),
+    Case(
+        "graph-million-arguments",
+        graph([{"id": "a", "op": "add", "inputs": ["x"] * 1_000_000}], ["a"]),
+        422,
+        LANG,
+    ),
+    Case(
+        "cotangent-shape-lies",
+        {**expr("x * 2"), "cotangent": {"dtype": "float64", "shape": [10**12], "b64": ""}},
+        413,
+        SIZE,
+        path="/vjp",
+    ),
     # Legal but nasty: float arithmetic overflows to inf, which is a value, not an error.
     Case("9**9**9", expr("sum(x) * 9 ** 9 ** 9"), 200, None, real_server=True),
     Case("nested-power", expr("sum(power(power(power(x + 2, 99), 99), 99))"), 200, None),
@@ -184,12 +257,23 @@ BOMBS = [
     Case("deep-parens-10000", expr("(" * 10_000 + "x" + ")" * 10_000), 422, LANG),
     Case("deep-calls-10000", expr("sum(" * 10_000 + "x" + ")" * 10_000), 422, LANG),
     Case("deep-unary-10000", expr("sum(" + "-" * 10_000 + "x)"), 422, LANG),
-    Case("deep-lists-10000", expr("sum(" + "[" * 10_000 + "1" + "]" * 10_000 + ") + sum(x)"),
-         422, LANG),
-    Case("deep-if-nesting", expr("".join(" " * i + "if sum(x) > 0:\n" for i in range(300))
-                                 + " " * 300 + "y = x\nreturn sum(x)"), 422, LANG),
-    Case("many-statements", expr("y = x\n" + "y = y + x\n" * 20_000 + "return sum(y)"),
-         413, SIZE),
+    Case(
+        "deep-lists-10000",
+        expr("sum(" + "[" * 10_000 + "1" + "]" * 10_000 + ") + sum(x)"),
+        422,
+        LANG,
+    ),
+    Case(
+        "deep-if-nesting",
+        expr(
+            "".join(" " * i + "if sum(x) > 0:\n" for i in range(300))
+            + " " * 300
+            + "y = x\nreturn sum(x)"
+        ),
+        422,
+        LANG,
+    ),
+    Case("many-statements", expr("y = x\n" + "y = y + x\n" * 20_000 + "return sum(y)"), 413, SIZE),
 ]
 
 # --------------------------------------------------------------------------- hostile JSON
@@ -209,57 +293,122 @@ JSON_CASES = [
     Case("input-object-in-list", expr("sum(x)", {"x": [{"a": 1}]}), 422, BAD_INPUT),
     Case("wrt-string", expr("sum(x)", wrt="x"), 422, BAD_REQ),
     Case("encoding-xml", expr("sum(x)", encoding="xml"), 422, BAD_REQ),
-    Case("both-expression-and-graph", {**expr("sum(x)"), "graph": {"nodes": [],
-                                                                   "outputs": ["x"]}},
-         422, BAD_REQ),
+    Case(
+        "both-expression-and-graph",
+        {**expr("sum(x)"), "graph": {"nodes": [], "outputs": ["x"]}},
+        422,
+        BAD_REQ,
+    ),
     Case("neither-function", {"inputs": X4}, 422, BAD_REQ),
     Case("unknown-field", expr("sum(x)", evil=True), 422, BAD_REQ),
-    Case("nan-literal", raw('{"expression": "sum(x)", "inputs": {"x": [NaN, 1]}}'), 422, BAD_REQ,
-         real_server=True),
-    Case("infinity-literal", raw('{"expression": "sum(x)", "inputs": {"x": [Infinity]}}'), 422,
-         BAD_REQ),
-    Case("neg-infinity-literal", raw('{"expression": "sum(x)", "inputs": {"x": [-Infinity]}}'),
-         422, BAD_REQ),
+    Case(
+        "nan-literal",
+        raw('{"expression": "sum(x)", "inputs": {"x": [NaN, 1]}}'),
+        422,
+        BAD_REQ,
+        real_server=True,
+    ),
+    Case(
+        "infinity-literal",
+        raw('{"expression": "sum(x)", "inputs": {"x": [Infinity]}}'),
+        422,
+        BAD_REQ,
+    ),
+    Case(
+        "neg-infinity-literal",
+        raw('{"expression": "sum(x)", "inputs": {"x": [-Infinity]}}'),
+        422,
+        BAD_REQ,
+    ),
     Case("ragged", expr("sum(x)", {"x": [[1, 2], [3]]}), 422, BAD_INPUT),
     Case("ragged-deep", expr("sum(x)", {"x": [[[1], [2]], [[3], [4, 5]]]}), 422, BAD_INPUT),
-    Case("deep-array-100000", raw('{"expression": "sum(x)", "inputs": {"x": '
-                                  + "[" * DEEP + "1" + "]" * DEEP + "}}"), 422, BAD_REQ,
-         real_server=True),
-    Case("deep-array-1000", raw('{"expression": "sum(x)", "inputs": {"x": '
-                                + "[" * 1000 + "1" + "]" * 1000 + "}}"), 422, BAD_INPUT),
-    Case("deep-object-100000", raw('{"expression": "sum(x)", "inputs": {"x": [1]}, "wrt": '
-                                   + '{"a":' * DEEP + "1" + "}" * DEEP + "}"), 422, BAD_REQ),
+    Case(
+        "deep-array-100000",
+        raw('{"expression": "sum(x)", "inputs": {"x": ' + "[" * DEEP + "1" + "]" * DEEP + "}}"),
+        422,
+        BAD_REQ,
+        real_server=True,
+    ),
+    Case(
+        "deep-array-1000",
+        raw('{"expression": "sum(x)", "inputs": {"x": ' + "[" * 1000 + "1" + "]" * 1000 + "}}"),
+        422,
+        BAD_INPUT,
+    ),
+    Case(
+        "deep-object-100000",
+        raw(
+            '{"expression": "sum(x)", "inputs": {"x": [1]}, "wrt": '
+            + '{"a":' * DEEP
+            + "1"
+            + "}" * DEEP
+            + "}"
+        ),
+        422,
+        BAD_REQ,
+    ),
     # RFC 8259 leaves duplicate names open; like every JSON parser we know, the last wins.
-    Case("duplicate-keys", raw('{"expression": "os.system(1)", "expression": "sum(x)", '
-                               '"inputs": {"x": [1, 2]}}'), 200, None),
+    Case(
+        "duplicate-keys",
+        raw('{"expression": "os.system(1)", "expression": "sum(x)", "inputs": {"x": [1, 2]}}'),
+        200,
+        None,
+    ),
     Case("huge-number", raw('{"expression": "sum(x)", "inputs": {"x": [1e400]}}'), 422, BAD_REQ),
-    Case("huge-integer", raw('{"expression": "sum(x)", "inputs": {"x": [1' + "0" * 1000 + "]}}"),
-         422, BAD_REQ),
-    Case("int-beyond-int64", raw('{"expression": "sum(x)", "inputs": {"x": '
-                                 '[18446744073709551616]}}'), 200, None),
+    Case(
+        "huge-integer",
+        raw('{"expression": "sum(x)", "inputs": {"x": [1' + "0" * 1000 + "]}}"),
+        422,
+        BAD_REQ,
+    ),
+    Case(
+        "int-beyond-int64",
+        raw('{"expression": "sum(x)", "inputs": {"x": [18446744073709551616]}}'),
+        200,
+        None,
+    ),
     Case("long-string-value", expr("sum(x)", {"x": "9" * 5_000_000}), 422, BAD_INPUT),
     Case("long-wrt-name", expr("sum(x)", wrt=["y" * 1_000_000]), 422, None),
     Case("invalid-utf8", b'{"expression": "sum(x)\xff\xfe", "inputs": {"x": [1]}}', 422, BAD_REQ),
-    Case("bad-b64", expr("sum(x)", {"x": {"dtype": "float64", "shape": [2], "b64": "!!!"}}),
-         422, BAD_INPUT),
-    Case("b64-shape-lies", expr("sum(x)", {"x": {"dtype": "float64", "shape": [10 ** 12],
-                                                  "b64": "AAAAAAAAAAA="}}), 413, SIZE),
-    Case("b64-shape-short", expr("sum(x)", {"x": {"dtype": "float64", "shape": [3],
-                                                   "b64": "AAAAAAAAAAA="}}), 422, BAD_INPUT),
+    Case(
+        "bad-b64",
+        expr("sum(x)", {"x": {"dtype": "float64", "shape": [2], "b64": "!!!"}}),
+        422,
+        BAD_INPUT,
+    ),
+    Case(
+        "b64-shape-lies",
+        expr("sum(x)", {"x": {"dtype": "float64", "shape": [10**12], "b64": "AAAAAAAAAAA="}}),
+        413,
+        SIZE,
+    ),
+    Case(
+        "b64-shape-short",
+        expr("sum(x)", {"x": {"dtype": "float64", "shape": [3], "b64": "AAAAAAAAAAA="}}),
+        422,
+        BAD_INPUT,
+    ),
     Case("dtype-object", expr("sum(x)", {"x": {"data": [1], "dtype": "object"}}), 422, None),
     # An unhashable dtype was a 500 (TypeError in a dict lookup).
     Case("dtype-unhashable", expr("sum(x)", {"x": {"data": [1], "dtype": {}}}), 422, BAD_INPUT),
-    Case("dtype-list", expr("sum(x)", {"x": {"data": [1], "dtype": ["float64"]}}), 422,
-         BAD_INPUT),
+    Case("dtype-list", expr("sum(x)", {"x": {"data": [1], "dtype": ["float64"]}}), 422, BAD_INPUT),
     # pydantic's lax mode once took these for booleans; the documented schema does not.
     Case("bool-option-as-int", expr("sum(x)", check=0), 422, BAD_REQ),
     Case("bool-option-as-string", expr("sum(x)", include_graph="no"), 422, BAD_REQ),
     Case("mode-as-number", expr("sum(x)", mode=1), 422, BAD_REQ, path="/jacobian"),
     # Refused by count (max_inputs) before any is decoded, not answered with 100,000 warnings.
-    Case("100000-unused-inputs", lambda: expr("sum(x)", {**X4, **{f"u{i}": 0 for i in
-                                                                range(100_000)}}), 413, SIZE),
-    Case("negative-shape", expr("sum(x)", {"x": {"dtype": "float64", "shape": [-1],
-                                                  "b64": ""}}), 422, None),
+    Case(
+        "100000-unused-inputs",
+        lambda: expr("sum(x)", {**X4, **{f"u{i}": 0 for i in range(100_000)}}),
+        413,
+        SIZE,
+    ),
+    Case(
+        "negative-shape",
+        expr("sum(x)", {"x": {"dtype": "float64", "shape": [-1], "b64": ""}}),
+        422,
+        None,
+    ),
 ]
 
 # --------------------------------------------------------------------------- bodies and types
@@ -267,53 +416,127 @@ JSON_CASES = [
 
 def big_body() -> bytes:
     """34 MiB of valid JSON: over the default 32 MiB body limit."""
-    return b'{"expression": "sum(x)", "inputs": {"x": [' + b"1," * (17 * MIB) + b'1]}}'
+    return b'{"expression": "sum(x)", "inputs": {"x": [' + b"1," * (17 * MIB) + b"1]}}"
+
 
 BODY_CASES = [
     Case("oversized-body", big_body, 413, None, real_server=True),
-    Case("text-plain", raw('{"expression": "sum(x)", "inputs": {"x": [1]}}'), 422, None,
-         headers={"content-type": "text/plain"}),
-    Case("form-urlencoded", b"expression=sum(x)&inputs=1", 422, None,
-         headers={"content-type": "application/x-www-form-urlencoded"}),
-    Case("multipart", b"--b\r\nContent-Disposition: form-data; name=\"expression\"\r\n\r\n"
-         b"sum(x)\r\n--b--\r\n", 422, None,
-         headers={"content-type": "multipart/form-data; boundary=b"}),
-    Case("xml", b"<grad><expression>sum(x)</expression></grad>", 422, None,
-         headers={"content-type": "application/xml"}),
-    Case("gzip-bomb", lambda: gzip.compress(b" " * 50_000_000), 422, BAD_REQ,
-         headers={"content-encoding": "gzip"}),
-    Case("utf-16-body", '{"expression": "sum(x)", "inputs": {"x": [1]}}'.encode("utf-16"), 422,
-         BAD_REQ, headers={"content-type": "application/json; charset=utf-16"}),
+    Case(
+        "text-plain",
+        raw('{"expression": "sum(x)", "inputs": {"x": [1]}}'),
+        422,
+        None,
+        headers={"content-type": "text/plain"},
+    ),
+    Case(
+        "form-urlencoded",
+        b"expression=sum(x)&inputs=1",
+        422,
+        None,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    ),
+    Case(
+        "multipart",
+        b'--b\r\nContent-Disposition: form-data; name="expression"\r\n\r\nsum(x)\r\n--b--\r\n',
+        422,
+        None,
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    ),
+    Case(
+        "xml",
+        b"<grad><expression>sum(x)</expression></grad>",
+        422,
+        None,
+        headers={"content-type": "application/xml"},
+    ),
+    Case(
+        "gzip-bomb",
+        lambda: gzip.compress(b" " * 50_000_000),
+        422,
+        BAD_REQ,
+        headers={"content-encoding": "gzip"},
+    ),
+    Case(
+        "utf-16-body",
+        '{"expression": "sum(x)", "inputs": {"x": [1]}}'.encode("utf-16"),
+        422,
+        BAD_REQ,
+        headers={"content-type": "application/json; charset=utf-16"},
+    ),
     Case("get-on-compute", None, 405, "method-not-allowed", method="GET"),
     Case("unknown-path", expr("sum(x)"), 404, "not-found", path="/grad/../../etc/passwd"),
 ]
 
 # --------------------------------------------------------------------------- hostile graphs
 GRAPH_CASES = [
-    Case("graph-cycle", graph([{"id": "a", "op": "add", "inputs": ["b", "x"]},
-                               {"id": "b", "op": "add", "inputs": ["a", "x"]},
-                               {"id": "out", "op": "sum", "inputs": ["a"]}], ["out"]),
-         422, LANG, real_server=True),
-    Case("graph-self-reference", graph([{"id": "a", "op": "add", "inputs": ["a", "x"]},
-                                        {"id": "out", "op": "sum", "inputs": ["a"]}], ["out"]),
-         422, LANG),
-    Case("graph-duplicate-ids", graph([{"id": "a", "op": "sum", "inputs": ["x"]},
-                                       {"id": "a", "op": "sum", "inputs": ["x"]}], ["a"]),
-         422, LANG),
-    Case("graph-unknown-input", graph([{"id": "a", "op": "sum", "inputs": ["nope"]}], ["a"]),
-         422, None),
-    Case("graph-unknown-output", graph([{"id": "a", "op": "sum", "inputs": ["x"]}], ["zzz"]),
-         422, None),
-    Case("graph-wrong-arity", graph([{"id": "a", "op": "add", "inputs": ["x"]}], ["a"]),
-         422, None),
-    Case("graph-huge-attr", graph([{"id": "z", "op": "zeros",
-                                    "attrs": {"shape": [100000, 100000]}},
-                                   {"id": "a", "op": "sum", "inputs": ["z"]},
-                                   {"id": "b", "op": "sum", "inputs": ["x"]},
-                                   {"id": "c", "op": "add", "inputs": ["a", "b"]}], ["c"]),
-         413, SIZE),
-    Case("graph-input-not-a-node-list", {"graph": {"nodes": {"a": 1}, "outputs": ["a"]},
-                                         "inputs": X4}, 422, BAD_REQ),
+    Case(
+        "graph-cycle",
+        graph(
+            [
+                {"id": "a", "op": "add", "inputs": ["b", "x"]},
+                {"id": "b", "op": "add", "inputs": ["a", "x"]},
+                {"id": "out", "op": "sum", "inputs": ["a"]},
+            ],
+            ["out"],
+        ),
+        422,
+        LANG,
+        real_server=True,
+    ),
+    Case(
+        "graph-self-reference",
+        graph(
+            [
+                {"id": "a", "op": "add", "inputs": ["a", "x"]},
+                {"id": "out", "op": "sum", "inputs": ["a"]},
+            ],
+            ["out"],
+        ),
+        422,
+        LANG,
+    ),
+    Case(
+        "graph-duplicate-ids",
+        graph(
+            [{"id": "a", "op": "sum", "inputs": ["x"]}, {"id": "a", "op": "sum", "inputs": ["x"]}],
+            ["a"],
+        ),
+        422,
+        LANG,
+    ),
+    Case(
+        "graph-unknown-input",
+        graph([{"id": "a", "op": "sum", "inputs": ["nope"]}], ["a"]),
+        422,
+        None,
+    ),
+    Case(
+        "graph-unknown-output",
+        graph([{"id": "a", "op": "sum", "inputs": ["x"]}], ["zzz"]),
+        422,
+        None,
+    ),
+    Case("graph-wrong-arity", graph([{"id": "a", "op": "add", "inputs": ["x"]}], ["a"]), 422, None),
+    Case(
+        "graph-huge-attr",
+        graph(
+            [
+                {"id": "z", "op": "zeros", "attrs": {"shape": [100000, 100000]}},
+                {"id": "a", "op": "sum", "inputs": ["z"]},
+                {"id": "b", "op": "sum", "inputs": ["x"]},
+                {"id": "c", "op": "add", "inputs": ["a", "b"]},
+            ],
+            ["c"],
+        ),
+        413,
+        SIZE,
+    ),
+    Case(
+        "graph-input-not-a-node-list",
+        {"graph": {"nodes": {"a": 1}, "outputs": ["a"]}, "inputs": X4},
+        422,
+        BAD_REQ,
+    ),
     Case("graph-20000-nodes", chain_graph(20_000), 413, SIZE),
     Case("graph-million-nodes", lambda: chain_graph(1_000_000), 413, None),
 ]
@@ -358,7 +581,7 @@ def check_answer(case: Case, r: httpx.Response, elapsed: float) -> None:
     if case.kind is not None:
         assert doc["type"].endswith(":" + case.kind), f"{case.id}: {doc['type']} {doc['detail']}"
     text = body.decode(errors="replace")
-    assert "Traceback" not in text and "/work/" not in text and ".py\"" not in text
+    assert "Traceback" not in text and "/work/" not in text and '.py"' not in text
     assert len(body) < 64 * 1024, f"{case.id}: answer echoes {len(body)} bytes"
 
 
@@ -389,8 +612,9 @@ def wait_ready(probe: Any) -> None:
 def params(cases: list[Case]) -> list[Any]:
     """The cases as pytest params; a known bug makes its case a strict xfail."""
     return [
-        pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.bug)]
-                     if c.bug else [])
+        pytest.param(
+            c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.bug)] if c.bug else []
+        )
         for c in cases
     ]
 
@@ -421,10 +645,22 @@ def server() -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODIFF_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
 
@@ -457,8 +693,9 @@ REAL = [c for c in CORPUS if c.real_server]
 def test_real_server(server: str, case: Case) -> None:
     content, headers = encode(case)
     start = time.monotonic()
-    r = httpx.request(case.method, server + case.path, content=content, headers=headers,
-                      timeout=BOUND_S + 5)
+    r = httpx.request(
+        case.method, server + case.path, content=content, headers=headers, timeout=BOUND_S + 5
+    )
     elapsed = time.monotonic() - start
     check_answer(case, r, elapsed)
     assert httpx.get(f"{server}/healthz", timeout=5).status_code == 200
@@ -466,7 +703,7 @@ def test_real_server(server: str, case: Case) -> None:
 
 def _chunks(data: bytes, size: int = 256 * 1024) -> Iterator[bytes]:
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start : start + size]
 
 
 @pytest.mark.server
@@ -474,8 +711,12 @@ def _chunks(data: bytes, size: int = 256 * 1024) -> Iterator[bytes]:
 def test_chunked_oversized_body_is_refused(server: str) -> None:
     """No Content-Length: the limit must hold while the body streams in."""
     start = time.monotonic()
-    r = httpx.post(server + "/grad", content=_chunks(big_body()),
-                   headers={"content-type": "application/json"}, timeout=BOUND_S + 5)
+    r = httpx.post(
+        server + "/grad",
+        content=_chunks(big_body()),
+        headers={"content-type": "application/json"},
+        timeout=BOUND_S + 5,
+    )
     elapsed = time.monotonic() - start
     assert "content-length" not in r.request.headers
     assert r.request.headers.get("transfer-encoding") == "chunked"
@@ -487,8 +728,12 @@ def test_chunked_oversized_body_is_refused(server: str) -> None:
 @pytest.mark.timeout(60)
 def test_chunked_small_body_is_accepted(server: str) -> None:
     body = orjson.dumps(expr("2 * dot(x, x)"))
-    r = httpx.post(server + "/grad", content=_chunks(body, 7),
-                   headers={"content-type": "application/json"}, timeout=BOUND_S)
+    r = httpx.post(
+        server + "/grad",
+        content=_chunks(body, 7),
+        headers={"content-type": "application/json"},
+        timeout=BOUND_S,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["value"] == 28.0
 
@@ -499,8 +744,10 @@ def test_slow_client_that_stops_does_not_hurt(server: str) -> None:
     """A client that announces a body, sends part of it, and goes away."""
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as s:
-        s.sendall(b"POST /grad HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 100000\r\n\r\n{\"expression\": \"sum(")
+        s.sendall(
+            b"POST /grad HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100000\r\n\r\n{"expression": "sum('
+        )
         time.sleep(0.5)
     r = httpx.post(server + "/grad", json=expr("2 * dot(x, x)"), timeout=BOUND_S)
     assert r.status_code == 200

@@ -659,8 +659,11 @@ W3 = "sum(sin(x) * exp(-x ** 2) + log(1 + x ** 2))"
 
 
 def b64_input(x: np.ndarray) -> dict[str, Any]:
-    return {"dtype": "float64", "shape": list(x.shape),
-            "b64": base64.b64encode(x.astype("<f8").tobytes()).decode()}
+    return {
+        "dtype": "float64",
+        "shape": list(x.shape),
+        "b64": base64.b64encode(x.astype("<f8").tobytes()).decode(),
+    }
 
 
 def lane_runs(client: TestClient, body: dict[str, Any]) -> tuple[Any, str]:
@@ -679,7 +682,7 @@ def test_linear_b64_work_runs_in_the_server_thread(client: TestClient) -> None:
     x = np.linspace(-2, 2, 4_500)
     answer, lane = lane_runs(client, {"expression": W3, "inputs": {"x": b64_input(x)}})
     assert lane == "thread"
-    expected = (np.cos(x) - 2 * x * np.sin(x)) * np.exp(-x**2) + 2 * x / (1 + x**2)
+    expected = (np.cos(x) - 2 * x * np.sin(x)) * np.exp(-(x**2)) + 2 * x / (1 + x**2)
     close(answer["gradients"]["x"], expected)
 
 
@@ -693,7 +696,7 @@ def test_large_b64_inputs_decoded_while_parsing(
     x = np.linspace(-2, 2, 4_500)
     body = {"expression": W3, "inputs": {"x": b64_input(x)}, "encoding": "b64"}
     answer = post(pooled_or_not(path), "/grad", body)
-    expected = (np.cos(x) - 2 * x * np.sin(x)) * np.exp(-x**2) + 2 * x / (1 + x**2)
+    expected = (np.cos(x) - 2 * x * np.sin(x)) * np.exp(-(x**2)) + 2 * x / (1 + x**2)
     close(np.frombuffer(base64.b64decode(answer["gradients"]["x"]["b64"])), expected)
     assert ("queue" in answer["timing_ms"]) == (path == "pool")
     short = {**body, "inputs": {"x": {**b64_input(x), "shape": [4_499]}}}

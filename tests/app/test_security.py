@@ -19,8 +19,16 @@ from app.observability import install_observability
 from app.security import KeyChecker, install_security, is_open_path, presented_key
 
 COMPUTE = ["/grad", "/vjp", "/jvp", "/jacobian", "/hessian", "/hvp"]
-OPEN_GETS = ["/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/metrics", "/ops",
-             "/docs/assets/swagger-ui.css"]
+OPEN_GETS = [
+    "/healthz",
+    "/readyz",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/metrics",
+    "/ops",
+    "/docs/assets/swagger-ui.css",
+]
 KEYS = ["first-key-0123456789", "second-key"]
 ORIGIN = "https://allowed.example"
 
@@ -186,11 +194,14 @@ def test_no_keys_means_open() -> None:
 
 
 def test_cors_preflight_allowed_origin(locked: TestClient) -> None:
-    r = locked.options("/grad", headers={
-        "Origin": ORIGIN,
-        "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type",
-    })
+    r = locked.options(
+        "/grad",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     # Preflights carry no key; CORS answers them before the key check.
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == ORIGIN
@@ -198,9 +209,13 @@ def test_cors_preflight_allowed_origin(locked: TestClient) -> None:
 
 
 def test_cors_preflight_other_origin_refused(locked: TestClient) -> None:
-    r = locked.options("/grad", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
-    })
+    r = locked.options(
+        "/grad",
+        headers={
+            "Origin": "https://evil.example",
+            "Access-Control-Request-Method": "POST",
+        },
+    )
     assert "access-control-allow-origin" not in r.headers
 
 
@@ -225,9 +240,12 @@ def _examples() -> dict[str, dict[str, Any]]:
     from app import schemas
 
     tables = {
-        "/grad": schemas.GRAD_EXAMPLES, "/vjp": schemas.VJP_EXAMPLES,
-        "/jvp": schemas.JVP_EXAMPLES, "/jacobian": schemas.JACOBIAN_EXAMPLES,
-        "/hessian": schemas.HESSIAN_EXAMPLES, "/hvp": schemas.HVP_EXAMPLES,
+        "/grad": schemas.GRAD_EXAMPLES,
+        "/vjp": schemas.VJP_EXAMPLES,
+        "/jvp": schemas.JVP_EXAMPLES,
+        "/jacobian": schemas.JACOBIAN_EXAMPLES,
+        "/hessian": schemas.HESSIAN_EXAMPLES,
+        "/hvp": schemas.HVP_EXAMPLES,
     }
     return {
         path: cast(dict[str, Any], next(iter(table.values()))["value"])

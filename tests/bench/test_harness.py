@@ -88,8 +88,9 @@ def test_flat_numpy_flattens_nested_results() -> None:
 def test_measure_reports_a_consistent_median() -> None:
     """The median lies between min and max, from the requested number of repeats."""
     calls = []
-    t = measure(lambda: calls.append(1), Budget(min_loop_s=1e-4, repeats=3, warmup=1,
-                                               max_total_s=1.0))
+    t = measure(
+        lambda: calls.append(1), Budget(min_loop_s=1e-4, repeats=3, warmup=1, max_total_s=1.0)
+    )
     assert t.repeats == 3
     assert t.min_s <= t.median_s <= t.max_s
     assert len(calls) >= 1 + 3 * t.number

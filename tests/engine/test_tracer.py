@@ -81,8 +81,9 @@ def small_arrays_owned(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("small_arrays_owned")
-@pytest.mark.parametrize(("name", "op", "d"), IN_PLACE, ids=[f"{c[0]}-{i}" for i, c in
-                                                             enumerate(IN_PLACE)])
+@pytest.mark.parametrize(
+    ("name", "op", "d"), IN_PLACE, ids=[f"{c[0]}-{i}" for i, c in enumerate(IN_PLACE)]
+)
 def test_in_place_rules_give_the_usual_gradient_and_run(name: str, op: Any, d: Any) -> None:
     x, keep = X.copy(), X.copy()
     c_keep = C.copy()
@@ -105,8 +106,9 @@ def test_in_place_rules_give_the_usual_gradient_and_run(name: str, op: Any, d: A
     np.testing.assert_allclose(jac_r.reshape(12, 12).diagonal(), expected.ravel(), rtol=1e-13)
     # second order sees boxes, never raw buffers, so it is untouched by the in-place path
     h = ad.hessian(f)(x).reshape(12, 12)
-    fd_h = np.stack([_fd_grad(lambda v, i=i: float(ad.grad(f)(v).ravel()[i]), x).ravel()
-                     for i in range(12)])
+    fd_h = np.stack(
+        [_fd_grad(lambda v, i=i: float(ad.grad(f)(v).ravel()[i]), x).ravel() for i in range(12)]
+    )
     np.testing.assert_allclose(h, fd_h, rtol=1e-5, atol=1e-7)
 
 
