@@ -433,9 +433,17 @@ def write_all(bench_dir: Path) -> Path:
         parts += ["", http_report.load_section(load)]
     path = bench_dir / "RESULTS.md"
     path.write_text("\n".join(parts) + "\n")
-    if results and not results["meta"]["quick"]:
-        _update_readme(bench_dir / "README.md", results)
+    if results and not results["meta"]["quick"] and _every_case(results):
+        for readme in (bench_dir / "README.md", bench_dir.parent / "README.md"):
+            _update_readme(readme, results)
     return path
+
+
+def _every_case(results: dict[str, Any]) -> bool:
+    """Whether the run timed every case (an ``--only`` run must not shrink the headline)."""
+    from bench.workloads import all_cases
+
+    return {c["key"] for c in results["cases"]} >= {c.key for c in all_cases()}
 
 
 README_START, README_END = "<!-- headline:start -->", "<!-- headline:end -->"

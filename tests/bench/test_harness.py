@@ -146,3 +146,22 @@ def test_rounds_pool_their_samples() -> None:
     assert merged["gradient"]["repeats"] == 5
     assert merged["gradient"]["median_s"] == 3.0
     assert merged["gradient"]["max_s"] == 20.0
+
+
+def test_only_a_full_run_of_every_case_rewrites_the_readme_headlines(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The READMEs' tables change only for every case; the text around the markers stays."""
+    from bench import report
+    from bench.workloads import all_cases
+
+    every = {"cases": [{"key": c.key} for c in all_cases()], "meta": {"date": "D"}}
+    assert report._every_case(every)
+    assert not report._every_case({"cases": [{"key": "W4"}], "meta": {"date": "D"}})
+    monkeypatch.setattr(report, "headline_text", lambda results: "| the table |")
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- headline:start -->\nold\n<!-- headline:end -->\nafter\n")
+    report._update_readme(readme, every)
+    text = readme.read_text()
+    assert "old" not in text and "| the table |" in text and "Run D" in text
+    assert text.startswith("before\n") and text.endswith("after\n")
