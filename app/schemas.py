@@ -144,7 +144,8 @@ class JacobianRequest(ComputeRequest):
     """Full Jacobian of every output with respect to every wrt input."""
 
     mode: Literal["auto", "reverse", "forward"] = Field(
-        "auto", description="auto picks reverse when the output is smaller than the input."
+        "auto",
+        description="auto picks reverse when the output is smaller than the input, else forward.",
     )
 
 
