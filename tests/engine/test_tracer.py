@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import engine as ad
 import engine.numpy as anp
@@ -225,3 +227,59 @@ def test_fresh_cotangent_takes_the_sum_in_place() -> None:
     (g,) = pullback(ct)
     np.testing.assert_allclose(g, ct * (1 + np.exp(x)), rtol=1e-13)
     np.testing.assert_array_equal(ct, keep)
+
+
+# --- random programs: the in-place path changes no bit of any gradient ------------------
+
+OPERATOR_STEPS: list[Callable[[Any], Any]] = [
+    lambda u: -u,
+    lambda u: u / 2.0,
+    lambda u: 2.0 - u,
+    lambda u: u**2,
+    lambda u: anp.exp(u * 0.5),
+    lambda u: anp.log(u * u + 1.0),
+    lambda u: anp.sin(u) * 1.5,
+    lambda u: u * u,
+]
+
+
+@st.composite
+def operator_programs(draw: st.DrawFn) -> Callable[[Any], Any]:
+    """Chains and fan-outs of the ops that have in-place rules, over a pool of values."""
+    plan = [
+        (draw(st.integers(0, len(OPERATOR_STEPS) - 1)), draw(st.integers(0, 6)))
+        for _ in range(draw(st.integers(1, 7)))
+    ]
+    combine = draw(st.booleans())
+
+    def f(u: Any) -> Any:
+        pool = [u]
+        for step, pick in plan:
+            pool.append(OPERATOR_STEPS[step](pool[pick % len(pool)]))
+        out = pool[-1] + pool[len(pool) // 2] if combine else pool[-1]
+        return anp.sum(anp.tanh(out))
+
+    return f
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(operator_programs(), st.lists(st.floats(-1.5, 1.5), min_size=6, max_size=6))
+def test_owning_buffers_changes_no_bit_of_the_gradient(f: Any, point: list[float]) -> None:
+    x = np.array(point).reshape(2, 3)
+    keep = x.copy()
+    saved = tracer._OWN_MIN_SIZE
+    try:
+        tracer._OWN_MIN_SIZE = 1  # every array the walk makes counts as owned
+        owned = ad.grad(f)(x)
+        jac_owned = ad.jacobian(ad.grad(f), mode="reverse")(x)
+        tracer._OWN_MIN_SIZE = 10**12  # none does: the usual rules, new arrays throughout
+        plain = ad.grad(f)(x)
+        jac_plain = ad.jacobian(ad.grad(f), mode="reverse")(x)
+    finally:
+        tracer._OWN_MIN_SIZE = saved
+    np.testing.assert_array_equal(owned, plain)
+    np.testing.assert_array_equal(jac_owned, jac_plain)
+    np.testing.assert_array_equal(x, keep)
+    eps, v = 1e-6, np.linspace(-1.0, 1.0, 6).reshape(2, 3)
+    fd = (float(f(x + eps * v)) - float(f(x - eps * v))) / (2 * eps)
+    assert np.isclose(np.sum(owned * v), fd, rtol=1e-5, atol=1e-6)
