@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.encoding import (
     B64Text,
@@ -250,3 +252,62 @@ def test_loads_body_falls_back_to_orjson(raw: bytes) -> None:
         assert (got.value.msg, got.value.pos) == (exc.msg, exc.pos)
         return
     assert plain(loads_body(raw)) == expected
+
+
+# --- loads_body on random documents: always orjson's answer, b64 decoded only where it may be
+
+ARRAY_FIELDS = ("inputs", "tangents", "vectors", "cotangent")
+TEXTS = st.sampled_from(
+    [
+        BIG_B64,  # large strict base64: cut out and decoded
+        BIG_B64[:-4] + "!!!!",  # large but not base64: left to orjson
+        "AAAA",  # small: left to orjson
+        '"b64":"' + BIG_B64,  # the member's own text inside a string (escaped by JSON)
+        "x\\" + BIG_B64,
+    ]
+)
+
+
+def _array_object(draw: st.DrawFn) -> dict[str, Any]:
+    obj: dict[str, Any] = {"b64": draw(TEXTS)}
+    if draw(st.booleans()):
+        obj = {"dtype": "float64", **obj, "shape": [20_000]}
+    if draw(st.booleans()):
+        obj["requires_grad"] = draw(st.booleans())
+    if draw(st.booleans()):
+        obj['x"b64'] = draw(TEXTS)  # a key that ends in b64 but is not "b64"
+    return obj
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for field in draw(st.permutations(ARRAY_FIELDS + ("graph", "expression", "note")))[:4]:
+        if field == "cotangent":
+            body[field] = [_array_object(draw) for _ in range(draw(st.integers(1, 2)))]
+        elif field in ARRAY_FIELDS:
+            body[field] = {"x": _array_object(draw)}
+        elif field == "graph":
+            body[field] = {"nodes": [{"b64": draw(TEXTS)}], "outputs": []}
+        else:
+            body[field] = draw(TEXTS)
+    return body
+
+
+def _b64_places(doc: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(doc, B64Text):
+        return [path]
+    items = (
+        doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    )
+    return [p for k, v in items for p in _b64_places(v, (*path, k))]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(bodies())
+def test_loads_body_is_orjson_with_b64_decoded_only_in_array_fields(body: dict[str, Any]) -> None:
+    raw = orjson.dumps(body)
+    doc = loads_body(raw)
+    assert plain(doc) == orjson.loads(raw)
+    for path in _b64_places(doc):  # an array field's value (or item), its "b64" member
+        assert path[0] in ARRAY_FIELDS and path[-1] == "b64" and len(path) == 3
