@@ -11,11 +11,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import engine as ad
 import engine.numpy as anp
 from engine.basis import Basis
 from engine.registry import OPS
+from tests.engine.test_properties import programs
 
 RNG = np.random.default_rng(17)
 W = RNG.normal(size=(5, 4))
@@ -149,3 +152,25 @@ def test_basis_dense_rows() -> None:
     np.testing.assert_array_equal(dense, expected)
     assert b.unit_range() is None  # row 2 (index -1) holds no unit: not a plain slice
     assert Basis(1, 3, 0, (4,), np.float64).unit_range() == (1, 3)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    programs(),
+    st.lists(st.floats(-1.5, 1.5), min_size=3, max_size=3),
+    st.sampled_from([None, 1, 2]),
+)
+def test_random_programs_forward_jacobian_is_reverse_jacobian(
+    prog: Any, point: list[float], chunk: int | None
+) -> None:
+    # the same compositions as the property tests, kept as vectors (no reduction), pushed
+    # as symbolic rows (whole or a few at a time) against reverse mode's dense identity
+    _, f = prog
+    x = np.array(point)
+
+    def vector(u: Any) -> Any:
+        return anp.stack([f(u), f(u * 0.5), anp.sum(u) * 1.0]) + W[:3, :3] @ u
+
+    fwd = ad.jacobian(vector, mode="forward", chunk_size=chunk)(x)
+    rev = ad.jacobian(vector, mode="reverse")(x)
+    np.testing.assert_allclose(fwd, rev, rtol=1e-9, atol=1e-10)
