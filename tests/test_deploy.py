@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from app.settings import Settings
+from tests.servers import free_port, start_uvicorn, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -39,13 +39,6 @@ def tool(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed: run `make test`, which installs it")
     return found
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ------------------------------------------------------------------ Dockerfile
@@ -125,7 +118,7 @@ def test_image_command_serves_from_its_env_and_stops_on_sigterm(tmp_path: Path) 
             [tool(cmd[0]), *cmd[1:]], cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
         )
     try:
-        wait_for(f"http://127.0.0.1:{port}/readyz", proc)
+        wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
         alive = subprocess.run(
             [sys.executable, "-c", probe], env=env, capture_output=True, timeout=30
         )
@@ -249,34 +242,7 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
 def start_app(port: int) -> subprocess.Popen[bytes]:
     """The real app under uvicorn in a subprocess on a loopback port."""
     env = {**os.environ, "AUTODIFF_WORKERS": "1", "AUTODIFF_LOG_LEVEL": "warning"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Ask a process to stop (SIGTERM), kill it if it does not."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return start_uvicorn(port, env)
 
 
 @contextlib.contextmanager
@@ -285,26 +251,11 @@ def uvicorn_apps(*ports: int) -> Iterator[None]:
     procs = [start_app(port) for port in ports]
     try:
         for port, proc in zip(ports, procs, strict=True):
-            wait_for(f"http://127.0.0.1:{port}/readyz", proc)
+            wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
         yield
     finally:
         for proc in procs:
             stop(proc)
-
-
-def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    """Poll ``url`` until it answers 200; fail if the process dies first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"process for {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"{url} did not become ready in {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -333,7 +284,7 @@ def two_backends_behind_nginx(
             stderr=subprocess.PIPE,
         )
         try:
-            wait_for(f"http://127.0.0.1:{listen}/nginx-health", proc)
+            wait_ready(f"http://127.0.0.1:{listen}/nginx-health", proc)
             yield listen, backends, tmp_path / "access.log"
         finally:
             stop(proc)

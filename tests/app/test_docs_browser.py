@@ -7,22 +7,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Locator, Page, Route, sync_playwright
 
 from app.docs import ASSET_FILES, ASSETS_URL, install_docs
+from tests.servers import free_port, start_uvicorn, stop, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -98,58 +95,14 @@ def ensure_chromium() -> None:
     )
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(app_path: str) -> tuple[subprocess.Popen[bytes], str]:
     """Start uvicorn serving ``app_path`` on a free loopback port with default settings."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODIFF_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app_path,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO,
-        env={**env, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_uvicorn(port, {**env, "PYTHONPATH": str(REPO)}, app=app_path)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("uvicorn did not become ready within 60 s")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server started by ``start_server``."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    wait_ready(f"{base}/readyz", proc)
+    return proc, base
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +111,7 @@ def service() -> Iterator[str]:
     try:
         yield base
     finally:
-        stop_server(proc)
+        stop(proc, timeout=15)
 
 
 @pytest.fixture(scope="module")

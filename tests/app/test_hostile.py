@@ -15,8 +15,6 @@ import base64
 import gzip
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +28,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests import servers
+from tests.servers import free_port, start_uvicorn, stop
 
 REPO = Path(__file__).resolve().parents[2]
 PROBLEM = "application/problem+json"
@@ -135,6 +135,15 @@ ESCAPES = [
 ]
 
 # --------------------------------------------------------------------------- resource bombs
+
+# 10^5 float64 zeros as b64: an input whose Jacobian or Hessian would be 10^10 elements
+ZEROS_100K = {
+    "dtype": "float64",
+    "shape": [100000],
+    "b64": base64.b64encode(bytes(800000)).decode(),
+}
+
+
 BOMBS = [
     Case(
         "while-true",
@@ -198,13 +207,7 @@ BOMBS = [
         "hessian-of-big-input",
         expr(
             "sum(x * x)",
-            {
-                "x": {
-                    "dtype": "float64",
-                    "shape": [100000],
-                    "b64": base64.b64encode(bytes(800000)).decode(),
-                }
-            },
+            {"x": ZEROS_100K},
         ),
         413,
         SIZE,
@@ -214,13 +217,7 @@ BOMBS = [
         "jacobian-of-big-io",
         expr(
             "x * 2",
-            {
-                "x": {
-                    "dtype": "float64",
-                    "shape": [100000],
-                    "b64": base64.b64encode(bytes(800000)).decode(),
-                }
-            },
+            {"x": ZEROS_100K},
         ),
         413,
         SIZE,
@@ -633,55 +630,18 @@ def test_in_process(client: TestClient, case: Case) -> None:
 # --------------------------------------------------------------------------- real server
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODIFF_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO,
-        env={**env, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_uvicorn(port, {**env, "PYTHONPATH": str(REPO)})
     base = f"http://127.0.0.1:{port}"
-
-    def probe() -> int:
-        assert proc.poll() is None, "uvicorn exited"
-        try:
-            return httpx.get(f"{base}/readyz", timeout=1).status_code
-        except httpx.HTTPError:
-            return 0
-
     try:
-        wait_ready(probe)
+        servers.wait_ready(f"{base}/readyz", proc)
         yield base
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=15)
 
 
 REAL = [c for c in CORPUS if c.real_server]
