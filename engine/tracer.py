@@ -395,13 +395,13 @@ def backward(
         # no one else holds g (an array the walk made): a one-argument rule may write into it
         mine = type(g) is _ndarray and len(parents) == 1 and node.id in owned
         intos = op.vjps_into if mine else None
+        accumulate = op.accumulate  # e.g. getitem's: g added at its index, no zeros
         for i, parent in parents:
             rule = vjps[i]
             if rule is None:  # no gradient flows through this argument
                 continue
             pid = parent.id
             prev = get(pid)
-            accumulate = op.accumulate  # e.g. getitem's: g added at its index, no zeros
             if prev is not None and accumulate is not None and pid in owned and _same_kind(prev, g):
                 accumulate(prev, g, ans, *args, **kwargs)
                 continue
@@ -453,7 +453,7 @@ def _made_by_rule(gi: Any, g: Any, ans: Any, args: Sequence[Any]) -> bool:
 def _same_kind(buf: Any, g: Any) -> bool:
     """Whether ``g`` may be added into ``buf`` in place: both plain NumPy, one dtype."""
     return (
-        type(buf) is np.ndarray
-        and (type(g) is np.ndarray or isinstance(g, np.generic))
+        type(buf) is _ndarray
+        and (type(g) is _ndarray or isinstance(g, np.generic))
         and g.dtype == buf.dtype
     )
