@@ -300,10 +300,15 @@ def _power_dy(g: Any, ans: Any, x: Any, y: Any) -> Any:
     return g * anp.where((x == 0) & (y >= 0), 0.0, ans * anp.log(safe))
 
 
+def _square_into(g: Any, x: Any) -> Any:
+    """``g * 2x`` written into ``g``: no new array."""
+    np.multiply(g, x, out=g)
+    return np.multiply(g, 2.0, out=g)
+
+
 def _power_dx_into(g: Any, ans: Any, x: Any, y: Any) -> Any:
-    if (type(y) is float or type(y) is int) and y == 2:  # g * 2x with no new array
-        np.multiply(g, x, out=g)
-        return np.multiply(g, 2.0, out=g)
+    if (type(y) is float or type(y) is int) and y == 2:
+        return _square_into(g, x)
     return None  # other exponents make a temporary either way: the usual rule
 
 
@@ -336,7 +341,7 @@ elementwise(
     np.square,
     "x ** 2.",
     lambda g, ans, x: _times_new(g, 2.0 * x),
-    into=(lambda g, ans, x: np.multiply(np.multiply(g, x, out=g), 2.0, out=g),),
+    into=(lambda g, ans, x: _square_into(g, x),),
 )
 elementwise(
     "exp",
