@@ -82,6 +82,12 @@ class NotDifferentiableError(AutodiffError):
     title = "Not differentiable"
 
 
+class TracedValueError(NotDifferentiableError):
+    """A traced (differentiated) value used where a plain number is needed: ``float(x)``,
+    a shape, an axis, a count. Raised rather than letting the value become a constant,
+    whose derivative would silently be lost (JAX raises the same way)."""
+
+
 class LanguageError(AutodiffError):
     """Text or graph outside the language: syntax, forbidden construct, bad call."""
 

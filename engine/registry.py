@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from engine import tracer
-from engine.errors import AutodiffError, NotDifferentiableError, ShapeError
+from engine.errors import AutodiffError, NotDifferentiableError, ShapeError, TracedValueError
 
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
 _REQUIRED = inspect.Parameter.empty
@@ -77,22 +77,32 @@ class Op:
     # with the identity, or None to be given the rows dense (``jvp``)
     jvp_basis: Callable[..., Any] | None = None
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.prepare is not None:
-            args, kwargs = self.prepare(args, kwargs)
-        recorder = tracer.recorder
+    def __call__(self, *given: Any, **given_kw: Any) -> Any:
         try:
-            if recorder is None:
-                return tracer.apply(self, args, kwargs)
-            tracer.recorder = None  # ops that rules apply inside this one are not user nodes
+            args, kwargs = given, given_kw
+            if self.prepare is not None:
+                args, kwargs = self.prepare(args, kwargs)
+            recorder = tracer.recorder
             try:
-                ans = tracer.apply(self, args, kwargs)
-            finally:
-                tracer.recorder = recorder
-        except NUMPY_ERRORS as exc:
-            raise self.error(exc, args) from None
-        recorder.record(self, args, kwargs, ans)
-        return ans
+                if recorder is None:
+                    return tracer.apply(self, args, kwargs)
+                tracer.recorder = None  # ops that rules apply inside this one are not user nodes
+                try:
+                    ans = tracer.apply(self, args, kwargs)
+                finally:
+                    tracer.recorder = recorder
+            except NUMPY_ERRORS as exc:
+                raise self.error(exc, args) from None
+            recorder.record(self, args, kwargs, ans)
+            return ans
+        except TracedValueError:
+            # NumPy met a box inside a list (``mean([x, x + 2])``): such a list is an array,
+            # so it is stacked, differentiably, and the op called again; any other traced
+            # value that NumPy would have made a constant stays the caller's error
+            stacked = stack_sequences(self, given)
+            if stacked is None:
+                raise
+            return self(*stacked, **given_kw)
 
     def shape(self, *args: Any, **kwargs: Any) -> tuple[int, ...]:
         """The output shape of ``self(*args, **kwargs)``, computed from shapes alone."""
@@ -133,6 +143,53 @@ class Op:
     @property
     def array_params(self) -> list[str]:
         return [p.name for p in self.params if p.kind != STATIC]
+
+
+def stack_sequences(op: Op, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """``args`` with every list or tuple of boxes given as an array stacked into one traced
+    array (nested lists stack recursively, numbers become float64; the items of a sequence
+    parameter such as concatenate's each count as an array); None if there is none (the
+    error was not about such a list)."""
+    out = list(args)
+    found = False
+    for i, a in enumerate(args):
+        if type(a) not in (list, tuple) or not _holds_box(a):
+            continue
+        kind = _param_kind(op, i)
+        if kind in (ARRAY, VARARGS):
+            out[i] = _stack(a)
+            found = True
+        elif kind == ARRAYS and any(type(v) in (list, tuple) and _holds_box(v) for v in a):
+            out[i] = [_stack(v) if type(v) in (list, tuple) else v for v in a]
+            found = True
+    return tuple(out) if found else None
+
+
+def _param_kind(op: Op, i: int) -> str | None:
+    """The kind of the parameter that positional argument ``i`` fills."""
+    for j, p in enumerate(op.params):
+        if p.kind == VARARGS and i >= j:
+            return VARARGS
+        if j == i:
+            return p.kind
+    return None
+
+
+def _holds_box(seq: Any) -> bool:
+    stack = [seq]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, tracer.Box):
+            return True
+        if type(v) in (list, tuple):
+            stack.extend(v)
+    return False
+
+
+def _stack(v: Any) -> Any:
+    if type(v) in (list, tuple):
+        return OPS["stack"]([_stack(item) for item in v])
+    return v if isinstance(v, tracer.Box) else np.asarray(v, dtype=np.float64)
 
 
 def shape_of(x: Any) -> tuple[int, ...]:

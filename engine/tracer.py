@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.basis import Basis, dense
+from engine.errors import TracedValueError
 
 if TYPE_CHECKING:
     from engine.registry import Op
@@ -105,16 +106,38 @@ class Box:
         return (self[i] for i in range(len(self)))  # type: ignore[index]
 
     def __bool__(self) -> bool:
+        # a condition (``if x > 0``, ``while``) reads the value: the path taken has no
+        # derivative, as in PyTorch; every other conversion below would lose the gradient
         return bool(self.value)
 
+    # float(x), int(x), an index, np.asarray(x) or np.asarray([x, y]) would make a plain
+    # number of a traced value, whose derivative would be lost without a word: they raise
+    # instead (JAX does too). Ops take boxes, and a list of boxes given to an op is stacked.
     def __float__(self) -> float:
-        return float(self.value)
+        raise _concrete("float()")
+
+    def __int__(self) -> int:
+        raise _concrete("int()")
+
+    def __complex__(self) -> complex:
+        raise _concrete("complex()")
 
     def __index__(self) -> int:
-        return int(self.value)
+        raise _concrete("an integer index")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        raise _concrete("a NumPy array (np.asarray or a NumPy function)")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(level={self.level}, {self.value!r})"
+
+
+def _concrete(what: str) -> TracedValueError:
+    return TracedValueError(
+        f"a traced value cannot be converted to {what}: its derivative would be lost. "
+        "Apply the engine's ops to it (stack(...) makes an array of several), or use "
+        "detach(x) where a constant is meant"
+    )
 
 
 class Var(Box):

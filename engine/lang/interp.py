@@ -231,17 +231,18 @@ class Interpreter:
                 args.append(v)
             else:
                 scalars = False
-                args.append(self.arg(kind, expr))
+                args.append(self.arg(kind, expr, _param_name(node.op, len(args))))
         kwargs = {}
         for name, kind, expr in node.kwargs:
-            kwargs[name] = self.arg(kind, expr)
+            kwargs[name] = self.arg(kind, expr, f"{node.op}(): argument {name!r}")
         return self.apply(node.op, args, kwargs, node.loc, sized=scalars)
 
-    def arg(self, kind: str, expr: Any) -> Any:
+    def arg(self, kind: str, expr: Any, what: str) -> Any:
+        """An argument of parameter kind ``kind``; ``what`` names it (op and parameter)."""
         if kind == ARRAY:
             return self.array(expr)
         if kind == STATIC:
-            return self.static(expr)
+            return self.static(expr, what=what)
         if kind == ARRAYS:
             return self.arrays(expr)
         raise LanguageError(f"unknown parameter kind {kind!r}")  # registry misconfigured
@@ -314,20 +315,24 @@ class Interpreter:
 
     # --- static values: Python numbers, tuples, strings --------------------------------
 
-    def static(self, expr: Any, allow_array: bool = False) -> Any:
-        """A static argument (axis, shape, subscripts...): a Python value, never traced."""
+    def static(self, expr: Any, allow_array: bool = False, what: str | None = None) -> Any:
+        """A static value: a Python value, never traced. An op's static argument (axis,
+        shape, count, subscripts...; ``what`` names it) must not be computed from a
+        differentiated input: it is refused, never read as a constant. An index, a slice
+        bound or a ``range`` bound (``what`` None) may be: it selects, and contributes no
+        derivative, as a condition or a comparison does."""
         kind = type(expr)
         if kind is Num:
             return self.num(expr)
         if kind is Const or kind is Str:
             return expr.value
         if kind is Seq:
-            return tuple(self.static(e) for e in expr.items)
+            return tuple(self.static(e, what=what) for e in expr.items)
         if kind is Call and expr.op in ARITH and not expr.kwargs:
-            args = [self.static(a.expr, allow_array=True) for a in expr.args]
+            args = [self.static(a.expr, allow_array=True, what=what) for a in expr.args]
             if all(isinstance(a, _NUMBER) for a in args):
                 return arith(expr.op, args, expr.loc)
-        return to_static(self.value(expr), expr.loc, allow_array)
+        return to_static(self.value(expr), expr.loc, allow_array, what)
 
     def integer(self, expr: Any, what: str) -> int:
         return self.as_int(self.static(expr), what, expr.loc)
@@ -399,6 +404,13 @@ _VALUE: dict[type, Callable[..., Any]] = {
     Not: Interpreter.not_,
     Index: Interpreter.index,
 }
+
+
+def _param_name(op_name: str, i: int) -> str:
+    """``op(): argument 'name'`` for the op's ``i``-th positional argument."""
+    params = registry.OPS[op_name].params
+    name = params[i].name if i < len(params) else str(i)
+    return f"{op_name}(): argument {name!r}"
 
 
 def _line(loc: Loc) -> Any:

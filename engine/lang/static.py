@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from engine import tracer
-from engine.errors import LanguageError
+from engine.errors import LanguageError, TracedValueError
 from engine.lang.ir import Loc, loc_dict, loc_text
 
 INT_LIMIT = 2**63
@@ -21,10 +21,20 @@ ARITH = {"add", "subtract", "multiply", "divide", "floor_divide", "remainder", "
 _PLAIN = (int, float, bool, str, tuple)
 
 
-def to_static(v: Any, loc: Loc, allow_array: bool) -> Any:
-    """A computed value as a static argument: a size-1 array becomes a number."""
+def to_static(v: Any, loc: Loc, allow_array: bool, what: str | None = None) -> Any:
+    """A computed value as a static argument: a size-1 array becomes a number.
+
+    With ``what`` (an op's argument, named) a traced value is refused: read as a number
+    its derivative would silently be lost. Without it (an index, a bound) it is read."""
     if v is None or type(v) in _PLAIN:  # exact types: NumPy scalars convert below
         return v
+    if what is not None and isinstance(v, tracer.Box):
+        msg = (
+            f"{what} at {loc_text(loc)} is computed from a differentiated input, but it is "
+            "static (a shape, axis, count or option, which has no derivative): make that "
+            "input a constant (requires_grad false, or leave it out of wrt) or use detach(...)"
+        )
+        raise TracedValueError(msg, loc=loc_dict(loc))
     arr = np.asarray(tracer.unbox_all(v))
     if arr.ndim == 0:
         x = arr.item()

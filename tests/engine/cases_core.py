@@ -210,6 +210,19 @@ def _constants() -> list[Case]:
     return rows
 
 
+def _traced_constructors() -> list[Case]:
+    """Constructors given traced values: full is linear in its fill value, linspace in its
+    start and stop (scalars, size-1 arrays, and fill values that broadcast)."""
+    return [
+        Case("full", lambda x: anp.full((2, 3), x) * x, ((),), tag="scalar-fill"),
+        Case("full", lambda x: anp.full((2, 3), x) ** 2, ((3,),), tag="row-fill"),
+        Case("full", lambda x: anp.sin(anp.full((2,), fill_value=x)), ((1,),), tag="keyword"),
+        Case("linspace", lambda a, b: anp.linspace(a, b, 5) ** 2, ((), ()), tag="start-stop"),
+        Case("linspace", lambda a: anp.exp(anp.linspace(a, 2.0, 4)), ((1,),), tag="start"),
+        Case("linspace", lambda b: anp.linspace(0.5, b, 1) * b, ((),), tag="num-1"),
+    ]
+
+
 CASES: list[Case] = (
     [c for name, dom in UNARY.items() for c in _unary(name, dom)]
     + [c for name, dom in BINARY.items() for c in _binary(name, dom)]
@@ -217,4 +230,5 @@ CASES: list[Case] = (
     + _softmax()
     + _shape_ops()
     + _constants()
+    + _traced_constructors()
 )
