@@ -7,6 +7,7 @@ the outputs become a ``return``. Every algorithm here is iterative.
 from __future__ import annotations
 
 import heapq
+import math
 from typing import Any
 
 from engine.errors import LanguageError, SizeLimitError
@@ -34,6 +35,10 @@ from engine.registry import ARRAY, ARRAYS, STATIC, VARARGS, Op
 
 _FIELDS = {"id", "op", "inputs", "attrs"}
 _MAX_ID = 200
+# JSON has no NaN or infinity: where a number is expected (attrs, literal inputs, nested
+# lists) these strings are the numbers, as in request inputs; no other string is a number.
+# As a whole input they are numbers too, never names ("inf" is also the constant inf).
+NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 def compile_graph(graph: Any, limits: Limits | None = None) -> Program:
@@ -177,10 +182,10 @@ def _free_names(live: list[str], outputs: list[str], by_id: dict[str, Any]) -> d
     free: dict[str, str] = {}
     for nid in live:
         for ref in _input_names(by_id[nid]):
-            if ref not in by_id and ref not in CONSTANTS:
+            if ref not in by_id and ref not in CONSTANTS and ref not in NONFINITE:
                 free.setdefault(ref, nid)
     for ref in outputs:
-        if ref not in by_id and ref not in CONSTANTS:
+        if ref not in by_id and ref not in CONSTANTS and ref not in NONFINITE:
             free.setdefault(ref, "outputs")
     return free
 
@@ -206,6 +211,8 @@ class _GraphBuilder:
             return Name(_var(ref), nid)
         if ref in CONSTANTS:
             return Const(ref, CONSTANTS[ref], nid)
+        if ref in NONFINITE:
+            return Num(NONFINITE[ref], None, nid)
         if not (ref.isascii() and ref.isidentifier()) or ref.startswith("_"):
             msg = f"node {nid!r}: {ref!r} is neither a node id nor a valid input name"
             raise _error(msg, nid)
@@ -293,9 +300,14 @@ class _GraphBuilder:
             return Num(v, None, nid)
         if v is None and static:
             return Const("None", None, nid)
+        if isinstance(v, str) and v in NONFINITE and not str_ok:
+            return Num(NONFINITE[v], None, nid)
         if isinstance(v, str) and str_ok:
             return Str(v, nid)
-        msg = f"node {nid!r}: {v!r} is not allowed here (numbers, lists of numbers, names)"
+        msg = (
+            f"node {nid!r}: {v!r} is not allowed here (numbers, lists of numbers, names; "
+            'non-finite numbers as "nan", "inf", "-inf")'
+        )
         raise _error(msg, nid)
 
     def getitem(self, nid: str, inputs: list[Any], attrs: dict[str, Any]) -> Index:

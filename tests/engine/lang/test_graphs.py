@@ -272,3 +272,49 @@ def test_static_parameter_given_as_input_gets_a_hint() -> None:
 def test_array_parameters_may_be_literal_attrs() -> None:
     program = compile_graph(graph(node("y", "clip", "x", a_min=1, a_max=2.5)))
     np.testing.assert_array_equal(program.run({"x": X}), np.clip(X, 1, 2.5))
+
+
+# --- non-finite numbers (issue 13, B11) -----------------------------------------------------
+
+V = np.array([-3.0, 0.5, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("nodes", "text"),
+    [
+        ([node("y", "norm", "x", ord="inf")], "norm(x, ord=inf)"),
+        ([node("y", "norm", "x", ord="-inf")], "norm(x, ord=-inf)"),
+        ([node("y", "clip", "x", a_min="-inf", a_max=1.0)], "clip(x, -inf, 1.0)"),
+        ([node("y", "clip", "x", a_min=0.0, a_max="inf")], "clip(x, 0.0, inf)"),
+        ([node("y", "maximum", "x", "-inf")], "maximum(x, -inf)"),
+        ([node("y", "add", "x", [1.0, "nan", "-inf"])], "x + [1.0, nan_, -inf]"),
+        ([node("y", "minimum", "x", [["inf"], [0.0]])], "minimum(x, [[inf], [0.0]])"),
+        ([node("y", "add", "x", "nan")], "x + nan_"),
+    ],
+)
+def test_non_finite_numbers_in_graphs(nodes: list[dict[str, Any]], text: str) -> None:
+    program = compile_graph(graph(*nodes, outputs=["y"]))
+    assert program.free_names == ("x",)
+    with np.errstate(invalid="ignore"):  # 0 * inf: the text form's nan
+        expected = compile_source(text.replace("nan_", "0 * inf")).run({"x": V})
+    np.testing.assert_array_equal(program.run({"x": V}), expected)
+
+
+@pytest.mark.parametrize("word", ["Infinity", "NaN", "INF", "+inf", " inf", "1.5", "-nan", ""])
+def test_other_strings_are_not_numbers(word: str) -> None:
+    for g in (
+        graph(node("y", "norm", "x", ord=word)),
+        graph(node("y", "clip", "x", a_min=word, a_max=1.0)),
+        graph(node("y", "add", "x", [1.0, word])),
+    ):
+        with pytest.raises(LanguageError) as info:
+            compile_graph(g)
+        assert info.value.loc == {"node": "y"}
+    if word and not word.isidentifier():  # a whole input: neither a number nor a name
+        with pytest.raises(LanguageError):
+            compile_graph(graph(node("y", "add", "x", word)))
+
+
+def test_einsum_subscripts_stay_strings() -> None:
+    program = compile_graph(graph(node("y", "einsum", "x", "x", subscripts="i,i->")))
+    assert program.run({"x": V}) == pytest.approx(float(V @ V))
