@@ -324,6 +324,7 @@ def prepare(task: Task, program: Any = None) -> Problem:
         for name in inputs
         if name not in free
     ]
+    warnings += _ignored_directions(task, wrt)
     diff = [n for n in wrt if n in free]
     consts = {n: v for n, v in inputs.items() if n not in diff}
     zero = [n for n in wrt if n not in free]
@@ -344,8 +345,8 @@ def _wrt(task: Task, inputs: dict[str, Any], requires: dict[str, bool]) -> list[
     given = task.get("wrt")
     if given is None:
         directions = task.get("tangents") or task.get("vectors")
-        if directions is not None:
-            return [n for n in inputs if n in directions]
+        if directions is not None:  # the inputs given a direction, constants excepted
+            return [n for n in inputs if n in directions and requires[n]]
         return [n for n in inputs if requires[n]]
     for i, name in enumerate(given):
         if name not in inputs:
@@ -357,6 +358,25 @@ def _wrt(task: Task, inputs: dict[str, Any], requires: dict[str, bool]) -> list[
                 f"wrt names {clip(name)}, whose requires_grad is false", loc=["body", "wrt", i]
             )
     return list(dict.fromkeys(given))
+
+
+def _ignored_directions(task: Task, wrt: list[str]) -> list[str]:
+    """Warnings for tangents/vectors given for inputs that are not differentiated.
+
+    A constant (``requires_grad: false``, or left out of ``wrt``) contributes nothing to a
+    derivative, as a tensor that does not require grad in PyTorch: its direction is
+    ignored, and the answer says so.
+    """
+    key = "tangents" if task.get("tangents") else "vectors"
+    directions = task.get(key) or {}
+    inputs = task["inputs"]
+    return [
+        f"{key} has an entry for {clip(name)}, which is a constant ("
+        + ("not in wrt" if task.get("wrt") is not None else "requires_grad false")
+        + "): it contributes nothing and is ignored"
+        for name in directions
+        if name in inputs and name not in wrt
+    ]
 
 
 @contextlib.contextmanager
@@ -460,25 +480,29 @@ def _directions(problem: Problem, key: str) -> Arrays:
     for name in wanted:
         if name not in raw:
             raise RequestError(f"{key} has no entry for input {clip(name)}", loc=["body", key])
-    extra = [n for n in raw if n not in wanted]
-    if extra:
-        raise RequestError(
-            f"{key} has an entry for {clip(extra[0])}, which is not differentiated "
-            "(requires_grad false or not in wrt)",
-            loc=["body", key, short(extra[0])],
-        )
+    # entries for constants are ignored (``prepare`` warned about them)
     return tuple(
         _decode_like(raw[n], problem.inputs[n], ["body", key, n], problem.limits)
         for n in problem.diff
     )
 
 
+# The dtype of every derivative, on every endpoint (PyTorch's and jax.grad's rule): a
+# derivative with respect to input x (a gradient, a VJP, an HVP, a Jacobian's block for x)
+# is in x's dtype; a Hessian block for (x, y) in result_type(x, y); a JVP, output-shaped,
+# in the output's dtype (as jax.jvp). A float32 input whose output is promoted to float64
+# gets a float32 gradient from every endpoint alike.
+def _in_dtype(value: Any, dtype: Any) -> Any:
+    return np.asarray(value).astype(dtype, copy=False)
+
+
 def _by_name(problem: Problem, values: Arrays | list[Any]) -> dict[str, Any]:
-    """Derivatives by input name, zeros for inputs the function never reads."""
+    """Derivatives by input name (each in its input's dtype), zeros for inputs the function
+    never reads."""
     out: dict[str, Any] = {}
     for name, value in zip(problem.diff, values, strict=True):
         x = problem.inputs[name]
-        out[name] = np.zeros_like(x) if value is None else np.asarray(value)
+        out[name] = np.zeros_like(x) if value is None else _in_dtype(value, x.dtype)
     for name in problem.zero:
         out[name] = np.zeros_like(problem.inputs[name])
     return out
@@ -516,6 +540,12 @@ def grad(problem: Problem) -> dict[str, Any]:
     """Gradient of a scalar output, or the VJP with a given cotangent."""
     outs, multi, vjp_fn = _forward_vjp(problem)
     cots = _cotangents(problem, outs, multi, required=False)
+    if multi and problem.task.get("cotangent") is None:
+        problem.warnings.append(
+            f"the function has {len(outs)} outputs and no cotangent was given: the gradients "
+            "are of their sum, as torch.autograd.backward([y1, y2]) gives (pass a 'cotangent' "
+            "per output to weigh them)"
+        )
     return {"value": _value(outs, multi), "gradients": _pull_back(problem, vjp_fn, cots, multi)}
 
 
@@ -541,13 +571,21 @@ def jvp(problem: Problem) -> dict[str, Any]:
     outs, multi = _outputs(out)
     _locate_nonfinite(problem, outs)
     touts = [np.zeros_like(o) for o in outs] if t_out is None else _outputs(t_out)[0]
+    touts = [_in_dtype(t, o.dtype) for t, o in zip(touts, outs, strict=True)]
     return {"value": _value(outs, multi), "jvp": _value(touts, multi)}
 
 
 def _plain_forward(problem: Problem) -> tuple[list[Any], bool]:
+    """The forward pass before a Jacobian or Hessian (its shapes size the work). When the
+    graph is asked for, it is traced as /grad traces it (a reverse-mode tape), so every
+    endpoint describes the same graph: which nodes require grad, their grad_fn, outputs."""
     tick = time.perf_counter()
     with recording(problem) as rec:
-        out = problem.fn(rec)(*problem.primals)
+        f = problem.fn(rec)
+        if rec is not None and problem.diff:
+            out, _ = engine.vjp(f, *problem.primals)
+        else:
+            out = f(*problem.primals)
     _finish_recording(problem, rec)
     problem.timing["forward"] = _ms(tick)
     outs, multi = _outputs(out)
@@ -595,7 +633,7 @@ def _block(problem: Problem, row: list[Any], out: Any, name: str) -> Any:
     x = problem.inputs[name]
     if name in problem.zero:
         return np.zeros(out.shape + x.shape, dtype=x.dtype)
-    return np.asarray(row[problem.diff.index(name)])
+    return _in_dtype(row[problem.diff.index(name)], x.dtype)
 
 
 def _scalar_forward(problem: Problem, what: str) -> Any:
@@ -634,9 +672,10 @@ def hessian(problem: Problem) -> dict[str, Any]:
 
 def _hessian_block(problem: Problem, blocks: Any, a: str, b: str) -> Any:
     x, y = problem.inputs[a], problem.inputs[b]
+    dtype = np.result_type(x, y)
     if a in problem.zero or b in problem.zero:
-        return np.zeros(x.shape + y.shape, dtype=x.dtype)
-    return np.asarray(blocks[problem.diff.index(a)][problem.diff.index(b)])
+        return np.zeros(x.shape + y.shape, dtype=dtype)
+    return _in_dtype(blocks[problem.diff.index(a)][problem.diff.index(b)], dtype)
 
 
 def hvp(problem: Problem) -> dict[str, Any]:

@@ -62,10 +62,13 @@ class GraphNode(BaseModel):
     op: str = Field(description="Op name, as listed by GET /ops.")
     inputs: list[Any] = Field(
         default_factory=list,
-        description="Positional arguments: an input name, another node's id, or a literal.",
+        description="Positional arguments: an input name, another node's id, or a literal "
+        '(a number or nested list; "nan", "inf" and "-inf" are the non-finite numbers).',
     )
     attrs: dict[str, Any] = Field(
-        default_factory=dict, description='Keyword arguments of the op, e.g. {"axis": 0}.'
+        default_factory=dict,
+        description='Keyword arguments of the op, e.g. {"axis": 0}; where a number is '
+        'expected, "nan", "inf" and "-inf" are the non-finite numbers (e.g. {"ord": "inf"}).',
     )
 
 
@@ -96,7 +99,10 @@ class ComputeRequest(BaseModel):
     wrt: list[str] | None = Field(
         None,
         description="Input names to differentiate with respect to "
-        "(default: every input with requires_grad).",
+        "(default: every input with requires_grad; on /jvp and /hvp, those given a "
+        "direction). Naming an input with requires_grad false is a 422. A derivative with "
+        "respect to input x is in x's dtype on every endpoint (a Hessian block for (x, y) in "
+        "result_type(x, y); a JVP in the output's dtype).",
     )
     include_graph: bool = Field(True, description="Add graph metadata to the answer.")
     check: bool = Field(
@@ -119,7 +125,8 @@ class GradRequest(ComputeRequest):
     cotangent: ArrayValue | None = Field(
         None,
         description="Cotangent of the output (a list of them for several outputs); "
-        "required when the output is not a scalar.",
+        "required when the output is not a scalar. Several scalar outputs without it give "
+        "the gradient of their sum (torch.autograd.backward([y1, y2])), and warnings says so.",
     )
 
 
@@ -136,7 +143,9 @@ class JvpRequest(ComputeRequest):
 
     tangents: dict[str, ArrayValue] = Field(
         description="A tangent per input name, of that input's shape; these inputs are the "
-        "directions (wrt defaults to them)."
+        "directions (wrt defaults to them). An entry for a constant (requires_grad false, or "
+        "not in wrt) contributes nothing: it is ignored, and warnings says so. The answer's "
+        "jvp is in the output's dtype."
     )
 
 
@@ -157,7 +166,9 @@ class HvpRequest(ComputeRequest):
     """Hessian-vector product without forming the Hessian."""
 
     vectors: dict[str, ArrayValue] = Field(
-        description="The vector, as one array per input name, of that input's shape."
+        description="The vector, as one array per input name, of that input's shape "
+        "(wrt defaults to these inputs). An entry for a constant (requires_grad false, or "
+        "not in wrt) contributes nothing: it is ignored, and warnings says so."
     )
 
 
@@ -172,7 +183,10 @@ class GraphNodeInfo(BaseModel):
     inputs: list[str] = Field(description="Ids of the nodes this one reads.")
     shape: list[int] = Field(description="Shape of the node's value.")
     dtype: str = Field(description="dtype of the node's value.")
-    requires_grad: bool = Field(description="Whether a gradient flows through this node.")
+    requires_grad: bool = Field(
+        description="Whether a gradient flows through this node (PyTorch's propagation: the "
+        "same on every endpoint for the same function and inputs)."
+    )
     is_leaf: bool = Field(description="True for inputs and constants.")
     grad_fn: str | None = Field(description="Name of the backward rule; null for leaves.")
 

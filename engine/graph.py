@@ -165,6 +165,10 @@ class _Graph:
         self.op_ids: dict[int, str] = {}  # log index -> node id, for op calls
         self.rows: list[dict[str, Any]] = []
         depths: dict[str, int] = {}
+        # PyTorch's requires_grad propagation: an input that requires grad, or a
+        # differentiable op on some node that does. (Not "the value is a box": forward mode
+        # leaves an op with a zero tangent, sign(x), unboxed, and the graph is the same.)
+        grads: dict[str, bool] = {}
         ids, rows, op_ids = self.ids, self.rows, self.op_ids
         num_nodes = num_edges = max_depth = counter = 0
         for k, (head, args, value, extra) in enumerate(log):
@@ -184,6 +188,7 @@ class _Graph:
                             node = ids[id(a)] = f"constant_{counter}"
                             counter += 1
                             depths[node] = 0
+                            grads[node] = False
                             num_nodes += 1
                             if len(rows) < max_nodes:
                                 rows.append(_row(node, "constant", [], a, False, True))
@@ -195,11 +200,14 @@ class _Graph:
                 op = head.name
                 node_id = op_ids[k] = f"{op}_{counter}"
                 counter += 1
-                requires_grad = isinstance(value, Box)
+                requires_grad = isinstance(value, Box) or (
+                    head.differentiable and any(grads[i] for i in inputs)
+                )
                 if inputs and depth == 0:
                     depth = 1
             ids[id(value)] = node_id
             depths[node_id] = depth
+            grads[node_id] = requires_grad
             if depth > max_depth:
                 max_depth = depth
             num_nodes += 1

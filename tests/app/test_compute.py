@@ -264,3 +264,148 @@ def test_linear_ops_are_real_ops_and_leave_out_superlinear_work() -> None:
         assert name not in compute.LINEAR_OPS
     assert compute.linear_cost(compute.compile_program(task("grad", "sum(sin(x) * x[0])", {})))
     assert not compute.linear_cost(compute.compile_program(task("grad", "x @ x", {})))
+
+
+# --------------------------------------------------------------------------- issue 13, B8-B12
+
+# the direction each endpoint needs, for the inputs it differentiates
+DIRECTIONS = {
+    "grad": lambda names, shapes: {},
+    "vjp": lambda names, shapes: {"cotangent": 1.0},
+    "jvp": lambda names, shapes: {"tangents": {n: np.ones(shapes[n]).tolist() for n in names}},
+    "jacobian": lambda names, shapes: {},
+    "jacobian-forward": lambda names, shapes: {"mode": "forward"},
+    "jacobian-reverse": lambda names, shapes: {"mode": "reverse"},
+    "hessian": lambda names, shapes: {},
+    "hvp": lambda names, shapes: {"vectors": {n: np.ones(shapes[n]).tolist() for n in names}},
+}
+C = {"data": [0.5, -2.0, 3.0], "requires_grad": False}
+GRAPH_FUNCTIONS = [
+    ("sum(x ** 3)", {"x": [1.0, 2.0, 3.0]}),
+    ("sum(sign(x) * x) + sum(c * x) + sum(c)", {"x": [1.0, -2.0, 3.0], "c": C}),
+    ("sum(x // 2.0 + x) * 1.0", {"x": [1.0, -2.0, 3.0]}),
+    ("sum(where(x > 0, x, detach(x)) * x)", {"x": [1.0, -2.0, 3.0]}),
+    ("y = stack([x, x * 2])\nif sum(y) > 0:\n    y = y * y\nreturn sum(y)", {"x": [1.0, 2.0, 3.0]}),
+    ("sum(full((3,), x[0]) * x) + mean([x[1], x[2] + 2])", {"x": [1.0, 2.0, 3.0]}),
+]
+
+
+def _endpoint_task(endpoint: str, expression: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    name = endpoint.split("-")[0]
+    shapes = {n: np.shape(v["data"] if isinstance(v, dict) else v) for n, v in inputs.items()}
+    diff = [n for n, v in inputs.items() if not isinstance(v, dict) or v.get("requires_grad", 1)]
+    return task(name, expression, inputs, **DIRECTIONS[endpoint](diff, shapes))
+
+
+@pytest.mark.parametrize(("expression", "inputs"), GRAPH_FUNCTIONS)
+def test_graph_metadata_is_the_same_on_every_endpoint(
+    expression: str, inputs: dict[str, Any]
+) -> None:
+    graphs = {e: compute.run(_endpoint_task(e, expression, inputs))["graph"] for e in DIRECTIONS}
+    reference = graphs["grad"]
+    assert any(n["grad_fn"] for n in reference["nodes"])  # the traced graph, not constants
+    out = reference["outputs"][0]
+    assert next(n for n in reference["nodes"] if n["id"] == out)["requires_grad"]
+    for endpoint, graph in graphs.items():
+        assert graph == reference, endpoint
+
+
+def test_hessian_graph_is_the_traced_function() -> None:
+    for endpoint in ("jacobian", "hessian", "hvp"):
+        graph = compute.run(_endpoint_task(endpoint, "sum(x ** 3)", {"x": [1.0, 2.0]}))["graph"]
+        assert graph["outputs"] == ["sum_1"], endpoint
+        rows = {n["id"]: n for n in graph["nodes"]}
+        assert set(rows) == {"x", "power_0", "sum_1"}, endpoint
+        assert rows["power_0"]["grad_fn"] == "power_backward"
+        assert rows["sum_1"]["requires_grad"] and rows["sum_1"]["grad_fn"] == "sum_backward"
+
+
+def test_sign_requires_grad_in_forward_mode_too() -> None:
+    graph = compute.run(task("jvp", "sign(x) * x", {"x": [1.0]}, tangents={"x": [1.0]}))["graph"]
+    sign = next(n for n in graph["nodes"] if n["op"] == "sign")
+    assert sign["requires_grad"] and sign["grad_fn"] == "sign_backward"
+
+
+X32 = {"data": [1.0, 2.0], "dtype": "float32"}
+Y64 = {"data": [0.5, 0.25], "dtype": "float64"}
+Z32 = {"data": [0.5, -1.0], "dtype": "float32"}
+
+
+def _dtypes(result: dict[str, Any], key: str) -> Any:
+    value = result[key]
+    if isinstance(value, dict):
+        return {k: _dtypes(value, k) for k in value}
+    return str(np.asarray(value).dtype)
+
+
+@pytest.mark.parametrize("endpoint", list(DIRECTIONS))
+def test_derivative_dtypes_follow_one_rule(endpoint: str) -> None:
+    """A derivative with respect to x is in x's dtype; a Hessian block for (x, y) in
+    result_type(x, y); a JVP in the output's dtype; on every endpoint alike."""
+    inputs = {"x": X32, "y": Y64, "z": Z32}
+    # the output is float64 (y is); and one float32 input only meets float32 ones
+    result = compute.run(_endpoint_task(endpoint, "sum(x * x * y) + sum(z * x)", inputs))
+    assert str(np.asarray(result["value"]).dtype) == "float64"
+    expected = {"x": "float32", "y": "float64", "z": "float32"}
+    name = endpoint.split("-")[0]
+    if name in ("grad", "hessian"):
+        assert _dtypes(result, "gradients") == expected
+    if name in ("vjp", "hvp", "jacobian"):
+        assert _dtypes(result, {"vjp": "vjp", "hvp": "hvp", "jacobian": "jacobian"}[name]) == (
+            expected
+        )
+    if name == "jvp":
+        assert str(np.asarray(result["jvp"]).dtype) == "float64"
+    if name == "hessian":
+        for a, row in _dtypes(result, "hessian").items():
+            for b, dtype in row.items():
+                assert dtype == str(np.result_type(np.dtype(expected[a]), np.dtype(expected[b])))
+
+
+def test_jvp_of_a_float32_output_is_float32() -> None:
+    result = compute.run(task("jvp", "x * z", {"x": X32, "z": Z32}, tangents={"x": [1.0, 1.0]}))
+    assert result["jvp"].dtype == np.float32
+
+
+@pytest.mark.parametrize("how", ["requires_grad false", "not in wrt"])
+@pytest.mark.parametrize(("endpoint", "key"), [("jvp", "tangents"), ("hvp", "vectors")])
+def test_a_constants_direction_is_ignored_with_a_warning(endpoint: str, key: str, how: str) -> None:
+    c = [0.5, -2.0]
+    if how == "requires_grad false":
+        inputs: dict[str, Any] = {"x": [1.0, 3.0], "c": {"data": c, "requires_grad": False}}
+        extra: dict[str, Any] = {}
+    else:
+        inputs, extra = {"x": [1.0, 3.0], "c": c}, {"wrt": ["x"]}
+    directions = {"x": [1.0, 0.0], "c": [10.0, 10.0]}
+    expression = "sum(x * x * c)"
+    with_c = compute.run(task(endpoint, expression, inputs, **{key: directions}, **extra))
+    without = compute.run(task(endpoint, expression, inputs, **{key: {"x": [1.0, 0.0]}}, **extra))
+    answer = endpoint  # "jvp" or "hvp"
+    if endpoint == "jvp":  # d/dt sum((x + t v)^2 c) = sum(2 x v c) = 2 * 1 * 1 * 0.5
+        assert float(with_c[answer]) == pytest.approx(1.0)
+    else:  # H v = 2 c v for x
+        np.testing.assert_allclose(with_c[answer]["x"], [1.0, 0.0])
+        assert "c" not in with_c[answer]
+    np.testing.assert_equal(with_c[answer], without[answer])
+    assert any("'c'" in w and "ignored" in w for w in with_c["warnings"])
+    assert not any("ignored" in w for w in without.get("warnings", []))
+
+
+def test_wrt_naming_a_constant_is_still_refused() -> None:
+    inputs = {"x": [1.0], "c": {"data": [2.0], "requires_grad": False}}
+    with pytest.raises(AutodiffError) as err:
+        compute.run(task("jvp", "x * c", inputs, tangents={"x": [1.0], "c": [1.0]}, wrt=["c"]))
+    assert err.value.loc == ["body", "wrt", 0]
+
+
+def test_several_outputs_without_cotangent_sum_with_a_warning() -> None:
+    result = compute.run(task("grad", "sum(x * x), sum(3 * x)", {"x": [1.0, 2.0]}))
+    np.testing.assert_allclose(result["gradients"]["x"], [5.0, 7.0])  # 2x + 3
+    assert any("2 outputs" in w and "sum" in w for w in result["warnings"])
+    weighed = compute.run(
+        task("grad", "sum(x * x), sum(3 * x)", {"x": [1.0, 2.0]}, cotangent=[1.0, 0.0])
+    )
+    np.testing.assert_allclose(weighed["gradients"]["x"], [2.0, 4.0])
+    assert "warnings" not in weighed
+    single = compute.run(task("grad", "sum(x * x)", {"x": [1.0, 2.0]}))
+    assert "warnings" not in single

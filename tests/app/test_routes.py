@@ -754,3 +754,141 @@ def test_timing_is_spliced_into_the_rendered_answer() -> None:
     spliced = orjson.loads(_with_timing(big, timing))
     assert spliced == {**orjson.loads(big), "timing_ms": timing}
     assert list(spliced)[-1] == "timing_ms"
+
+
+# --------------------------------------------------------------------------- issue 13, B4-B12
+
+THIRD = 1.0 / 3.0
+MIXED = {
+    "x": {"data": [0.1, 0.3], "dtype": "float32"},
+    "y": {"data": [THIRD, 0.7], "dtype": "float64"},
+}
+MIXED_BODIES: dict[str, dict[str, Any]] = {
+    "/grad": {},
+    "/vjp": {"cotangent": 1.0},
+    "/jvp": {"tangents": {"x": [1.0, 0.0], "y": [0.0, 0.0]}},
+    "/jacobian": {"mode": "forward"},
+    "/hessian": {},
+    "/hvp": {"vectors": {"x": [0.0, 0.0], "y": [1.0, 0.0]}},
+}
+# the derivative each endpoint answers for input x of sum(x * y), and the key it is under
+X_DERIVATIVE = {
+    "/grad": ("gradients", [THIRD, 0.7]),
+    "/vjp": ("vjp", [THIRD, 0.7]),
+    "/jacobian": ("jacobian", [THIRD, 0.7]),
+    "/hvp": ("hvp", [1.0, 0.0]),  # d/dx <grad_y, v> = v
+}
+
+
+def _b64_array(value: dict[str, Any]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(value["b64"]), dtype=value["dtype"])
+
+
+@pytest.mark.parametrize("path", list(MIXED_BODIES))
+def test_derivative_dtypes_over_http(client: TestClient, path: str) -> None:
+    """One rule: a derivative with respect to the float32 x is float32, in JSON and b64,
+    although the output is promoted to float64 by y."""
+    expression = "x * y" if path == "/jvp" else "sum(x * y)"  # a vector JVP: b64 has a dtype
+    body = {"expression": expression, "inputs": MIXED, **MIXED_BODIES[path]}
+    b64 = post(client, path, {**body, "encoding": "b64"})
+    json_answer = post(client, path, body)
+    if path in X_DERIVATIVE:
+        key, expected = X_DERIVATIVE[path]
+        assert b64[key]["x"]["dtype"] == "float32"
+        assert b64[key]["y"]["dtype"] == "float64"
+        np.testing.assert_array_equal(_b64_array(b64[key]["x"]), np.float32(expected))
+        # JSON writes the float32 number (0.33333334), not the float64 one
+        np.testing.assert_array_equal(np.float32(json_answer[key]["x"]), np.float32(expected))
+        assert json_answer[key]["x"][0] != THIRD or expected[0] != THIRD
+    if path == "/hessian":
+        assert b64["gradients"]["x"]["dtype"] == "float32"
+        assert b64["hessian"]["x"]["x"]["dtype"] == "float32"
+        assert b64["hessian"]["x"]["y"]["dtype"] == "float64"
+        assert np.float32(json_answer["gradients"]["x"][0]) == np.float32(THIRD)
+        assert json_answer["gradients"]["x"][0] != THIRD
+    if path == "/jvp":  # the output's dtype: y * t_x, in float64
+        assert b64["jvp"]["dtype"] == "float64"
+        np.testing.assert_array_equal(_b64_array(b64["jvp"]), [THIRD, 0.0])
+        assert json_answer["jvp"] == [THIRD, 0.0]
+
+
+@pytest.mark.parametrize(("path", "key"), [("/jvp", "tangents"), ("/hvp", "vectors")])
+def test_a_constants_direction_has_no_effect(client: TestClient, path: str, key: str) -> None:
+    inputs = {"x": [1.0, 2.0], "c": {"data": [3.0, 4.0], "requires_grad": False}}
+    body = {"expression": "sum(x * x * c)", "inputs": inputs, "include_graph": False}
+    given = post(client, path, {**body, key: {"x": [1.0, 0.0], "c": [5.0, 5.0]}})
+    alone = post(client, path, {**body, key: {"x": [1.0, 0.0]}})
+    answer = path[1:]
+    assert given[answer] == alone[answer]
+    assert any("'c'" in w for w in given["warnings"])
+
+
+def test_several_outputs_warn_that_they_are_summed(client: TestClient) -> None:
+    body = {"expression": "sum(x), sum(x * x)", "inputs": {"x": [1.0, 2.0]}}
+    answer = post(client, "/grad", body)
+    close(answer["gradients"]["x"], [3.0, 5.0])
+    assert any("sum" in w and "cotangent" in w for w in answer["warnings"])
+
+
+def test_graph_attrs_take_non_finite_numbers(client: TestClient) -> None:
+    graph = {
+        "nodes": [
+            {"id": "n", "op": "norm", "inputs": ["x"], "attrs": {"ord": "inf"}},
+            {"id": "c", "op": "clip", "inputs": ["x"], "attrs": {"a_min": "-inf", "a_max": 1.0}},
+            {"id": "y", "op": "add", "inputs": ["n", "c"]},
+            {"id": "s", "op": "sum", "inputs": ["y"]},
+        ],
+        "outputs": ["s"],
+    }
+    answer = post(client, "/grad", {"graph": graph, "inputs": {"x": [-3.0, 0.5]}})
+    text = post(
+        client,
+        "/grad",
+        {"expression": "sum(norm(x, ord=inf) + clip(x, -inf, 1.0))", "inputs": {"x": [-3.0, 0.5]}},
+    )
+    assert answer["value"] == text["value"] == pytest.approx(6.0 - 2.5)
+    assert answer["gradients"] == text["gradients"]
+    graph["nodes"][0]["attrs"]["ord"] = "Infinity"
+    bad = post(client, "/grad", {"graph": graph, "inputs": {"x": [-3.0, 0.5]}}, status=422)
+    assert bad["errors"][0]["loc"] == {"node": "n"}
+
+
+def test_traced_values_in_constructors(client: TestClient) -> None:
+    for expression, gradient in [
+        ("sum(linspace(x, 2.0, 5))", 2.5),
+        ("sum(full((3,), x))", 3.0),
+        ("mean([x, x + 2])", 1.0),
+    ]:
+        for path in ("/grad", "/jacobian", "/hessian"):
+            answer = post(client, path, {"expression": expression, "inputs": {"x": 0.5}})
+            key = "jacobian" if path == "/jacobian" else "gradients"
+            assert answer[key]["x"] == pytest.approx(gradient), (expression, path)
+    for expression, op, argument in [
+        ("sum(zeros(n))", "zeros", "shape"),
+        ("sum(linspace(0.0, 1.0, n))", "linspace", "num"),
+        ("sum(reshape(ones(4) * n, (n, 2)))", "reshape", "shape"),
+    ]:
+        for path, extra in [("/grad", {}), ("/jvp", {"tangents": {"n": 1.0}})]:
+            problem = post(
+                client, path, {"expression": expression, "inputs": {"n": 2.0}, **extra}, 422
+            )
+            assert problem["type"].endswith("not-differentiable")
+            assert f"{op}(): argument {argument!r}" in problem["detail"]
+        constant = {"n": {"data": 2.0, "requires_grad": False}}
+        post(client, "/grad", {"expression": expression, "inputs": constant})
+
+
+def test_hessian_graph_metadata_over_http(client: TestClient) -> None:
+    body = {"expression": "sum(x ** 3)", "inputs": {"x": [1.0, 2.0]}}
+    graphs = {
+        path: post(client, path, {**body, **extra})["graph"]
+        for path, extra in [
+            ("/grad", {}),
+            ("/jacobian", {}),
+            ("/hessian", {}),
+            ("/hvp", {"vectors": {"x": [1.0, 0.0]}}),
+        ]
+    }
+    for path, graph in graphs.items():
+        assert graph == graphs["/grad"], path
+    assert graphs["/hessian"]["outputs"] == ["sum_1"]
