@@ -343,8 +343,13 @@ def _decode_inputs(task: Task) -> tuple[dict[str, np.ndarray[Any, Any]], dict[st
 
 def _wrt(task: Task, inputs: dict[str, Any], requires: dict[str, bool]) -> list[str]:
     given = task.get("wrt")
+    key = "tangents" if task.get("tangents") is not None else "vectors"
+    directions = task.get(key)
+    if directions is not None and not directions:  # /jvp and /hvp alike
+        raise RequestError(
+            f"{key} is empty: give a direction for at least one input", loc=["body", key]
+        )
     if given is None:
-        directions = task.get("tangents") or task.get("vectors")
         if directions is not None:  # the inputs given a direction, constants excepted
             return [n for n in inputs if n in directions and requires[n]]
         return [n for n in inputs if requires[n]]

@@ -428,8 +428,10 @@ def _shapes(args: list[Any]) -> list[tuple[int, ...]]:
 
 
 def _output(v: Any) -> Any:
-    """Outputs are arrays (or boxes): a number literal or loop counter becomes a 0-d float64."""
-    if isinstance(v, _NUMBER):
+    """Outputs are arrays (or boxes): a number literal or loop counter becomes a 0-d float64.
+    (Exact types: a NumPy scalar an op made, a subclass of float, stays that object, which
+    the graph metadata knows as the op's node.)"""
+    if type(v) is float or type(v) is int or type(v) is bool:
         return np.asarray(float(v))
     return v
 

@@ -409,3 +409,22 @@ def test_several_outputs_without_cotangent_sum_with_a_warning() -> None:
     assert "warnings" not in weighed
     single = compute.run(task("grad", "sum(x * x)", {"x": [1.0, 2.0]}))
     assert "warnings" not in single
+
+
+@pytest.mark.parametrize("endpoint", ["grad", "jvp", "jacobian", "hessian", "hvp"])
+def test_graph_outputs_name_the_op_when_nothing_is_differentiated(endpoint: str) -> None:
+    inputs = {"x": {"data": [1.0, 2.0], "requires_grad": False}}
+    extra: dict[str, Any] = {}
+    if endpoint in ("jvp", "hvp"):  # a direction for the constant only: ignored
+        extra = {"tangents" if endpoint == "jvp" else "vectors": {"x": [1.0, 1.0]}}
+    graph = compute.run(task(endpoint, "sum(x * x)", inputs, **extra))["graph"]
+    assert graph["outputs"] == ["sum_1"]
+    assert [n["id"] for n in graph["nodes"]] == ["x", "multiply_0", "sum_1"]
+    assert not any(n["requires_grad"] for n in graph["nodes"])
+
+
+@pytest.mark.parametrize(("endpoint", "key"), [("jvp", "tangents"), ("hvp", "vectors")])
+def test_empty_directions_are_refused_alike(endpoint: str, key: str) -> None:
+    with pytest.raises(AutodiffError) as err:
+        compute.run(task(endpoint, "sum(x * x)", {"x": [1.0]}, **{key: {}}))
+    assert err.value.status == 422 and err.value.loc == ["body", key]
