@@ -110,6 +110,8 @@ defop(
     lambda shape, dtype=None: _shape_arg(shape, "ones"),
     prepare=_no_traced("ones", ("shape", "dtype")),
 )
+
+
 # --- full: linear in its fill value ------------------------------------------------------
 
 
