@@ -222,34 +222,40 @@ class ComputeResponse(BaseModel):
         "worker; absent when the request ran in the server process) and total."
     )
     warnings: list[str] | None = Field(
-        None, description="Non-finite values, unused inputs and similar notes."
+        None,
+        description="Non-finite values, unused inputs, directions given for constants "
+        "(ignored), several outputs summed without a cotangent, and similar notes.",
     )
 
 
 class GradResponse(ComputeResponse):
     """The value and the gradient of each differentiated input."""
 
-    gradients: dict[str, ResultValue] = Field(description="Gradient by input name.")
+    gradients: dict[str, ResultValue] = Field(
+        description="Gradient by input name, each in its input's dtype."
+    )
 
 
 class VjpResponse(ComputeResponse):
     """The value and the vector-Jacobian product by input name."""
 
-    vjp: dict[str, ResultValue] = Field(description="VJP by input name.")
+    vjp: dict[str, ResultValue] = Field(description="VJP by input name, in its input's dtype.")
 
 
 class JvpResponse(ComputeResponse):
     """The value and the Jacobian-vector product."""
 
-    jvp: ResultValue = Field(description="JVP, of the output's shape (a list for several).")
+    jvp: ResultValue = Field(
+        description="JVP, of the output's shape and dtype (a list for several)."
+    )
 
 
 class JacobianResponse(ComputeResponse):
     """The value and the Jacobian by input name."""
 
     jacobian: dict[str, ResultValue] = Field(
-        description="Jacobian by input name, shape output.shape + input.shape "
-        "(a list with one per output for several outputs)."
+        description="Jacobian by input name, shape output.shape + input.shape, in the "
+        "input's dtype (a list with one per output for several outputs)."
     )
     mode: Literal["reverse", "forward"] = Field(description="The mode that ran.")
 
@@ -257,16 +263,18 @@ class JacobianResponse(ComputeResponse):
 class HessianResponse(ComputeResponse):
     """The value, the gradient and the Hessian by pairs of input names."""
 
-    gradients: dict[str, ResultValue] = Field(description="Gradient by input name.")
+    gradients: dict[str, ResultValue] = Field(
+        description="Gradient by input name, each in its input's dtype."
+    )
     hessian: dict[str, dict[str, ResultValue]] = Field(
-        description='hessian["x"]["y"] has shape x.shape + y.shape.'
+        description='hessian["x"]["y"] has shape x.shape + y.shape and dtype result_type(x, y).'
     )
 
 
 class HvpResponse(ComputeResponse):
     """The value and the Hessian-vector product by input name."""
 
-    hvp: dict[str, ResultValue] = Field(description="HVP by input name.")
+    hvp: dict[str, ResultValue] = Field(description="HVP by input name, in its input's dtype.")
 
 
 class Problem(BaseModel):
