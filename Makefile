@@ -73,12 +73,14 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	rm -f $(VENV)/.stamp-run-* $(VENV)/.stamp-test-*
 	touch $@ $(RUN_STAMP)
 
-# Debian packages the tests drive: Chromium (docs render offline) and nginx
-# (the load-balancer config). Installed only when missing.
+# Debian packages the tests drive: Chromium (docs render offline), nginx (the
+# load-balancer config) and libatomic1 (Playwright's Node.js driver links it).
+# Installed only when missing.
 system-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	/sbin/ldconfig -p | grep -q 'libatomic\.so\.1 ' || missing="$$missing libatomic1"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(APT_GET) update -qq && $(APT_INSTALL) $$missing; \

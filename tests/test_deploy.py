@@ -498,3 +498,14 @@ def test_every_apt_install_skips_recommends() -> None:
             found.append(name)
             assert "--no-install-recommends" in match.group(0), f"{name}: {match.group(0)}"
     assert "Makefile" in found and "deploy/test/run.sh" in found
+
+
+def test_readme_names_every_debian_package_make_test_installs() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    system_deps = makefile.split("\nsystem-deps:", 1)[1].split("\n\n", 1)[0]
+    packages = re.findall(r'missing="\$\$missing (\S+)"', system_deps)
+    assert {"chromium", "nginx"} <= set(packages)
+    readme = (ROOT / "README.md").read_text()
+    install = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    for package in packages:
+        assert f"`{package}`" in install, f"README does not say why make test installs {package}"
