@@ -16,7 +16,6 @@ An op knows:
 from __future__ import annotations
 
 import ast
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +26,18 @@ from engine import tracer
 from engine.errors import AutodiffError, NotDifferentiableError, ShapeError, TracedValueError
 
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
-_REQUIRED = inspect.Parameter.empty
+
+
+class _Required:
+    """The default of a parameter that has none: a class, so it pickles as itself.
+
+    Not ``inspect.Parameter.empty``: ``@dataclass`` of CPython before 3.11.4 builds
+    ``__doc__`` with ``inspect.signature``, which reads that default as "no default"
+    and raises "non-default argument follows default argument" at import.
+    """
+
+
+_REQUIRED: Any = _Required
 
 
 @dataclass(frozen=True)
