@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from engine import tracer
-from engine.errors import AutodiffError, NotDifferentiableError, ShapeError
+from engine.errors import AutodiffError, NotDifferentiableError, ShapeError, ValueDomainError
 
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
 _REQUIRED = inspect.Parameter.empty
@@ -78,6 +78,8 @@ class Op:
     jvp_basis: Callable[..., Any] | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            args, kwargs = self.bind(args, kwargs)
         if self.prepare is not None:
             args, kwargs = self.prepare(args, kwargs)
         recorder = tracer.recorder
@@ -96,6 +98,8 @@ class Op:
 
     def shape(self, *args: Any, **kwargs: Any) -> tuple[int, ...]:
         """The output shape of ``self(*args, **kwargs)``, computed from shapes alone."""
+        if kwargs:
+            args, kwargs = self.bind(args, kwargs)
         if self.prepare is not None:
             args, kwargs = self.prepare(args, kwargs)
         try:
@@ -104,6 +108,24 @@ class Op:
             raise
         except (ValueError, TypeError, IndexError) as exc:
             raise self.error(exc, args) from None
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """Array arguments passed by keyword (``clip(x, a_min=0, a_max=1)``) moved to their
+        positions: rules and ``prepare`` hooks take array arguments positionally, statics
+        by keyword or position."""
+        rest = self.params[len(args) :]
+        if not any(p.kind == ARRAY and p.name in kwargs for p in rest):
+            return args, kwargs
+        args, kwargs = list(args), dict(kwargs)
+        for p in rest:
+            if p.kind != ARRAY or p.name not in kwargs:
+                if p.kind == ARRAY and p.required:
+                    raise ValueDomainError(
+                        f"{self.name}: missing argument {p.name!r}", op=self.name
+                    )
+                break
+            args.append(kwargs.pop(p.name))
+        return tuple(args), kwargs
 
     def error(self, exc: Exception, args: tuple[Any, ...]) -> AutodiffError:
         """A typed error naming this op and its arguments' shapes."""
