@@ -109,14 +109,16 @@ class Op:
         except (ValueError, TypeError, IndexError) as exc:
             raise self.error(exc, args) from None
 
-    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    def bind(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Array arguments passed by keyword (``clip(x, a_min=0, a_max=1)``) moved to their
         positions: rules and ``prepare`` hooks take array arguments positionally, statics
         by keyword or position."""
         rest = self.params[len(args) :]
         if not any(p.kind == ARRAY and p.name in kwargs for p in rest):
             return args, kwargs
-        args, kwargs = list(args), dict(kwargs)
+        bound, kwargs = list(args), dict(kwargs)
         for p in rest:
             if p.kind != ARRAY or p.name not in kwargs:
                 if p.kind == ARRAY and p.required:
@@ -124,8 +126,8 @@ class Op:
                         f"{self.name}: missing argument {p.name!r}", op=self.name
                     )
                 break
-            args.append(kwargs.pop(p.name))
-        return tuple(args), kwargs
+            bound.append(kwargs.pop(p.name))
+        return tuple(bound), kwargs
 
     def error(self, exc: Exception, args: tuple[Any, ...]) -> AutodiffError:
         """A typed error naming this op and its arguments' shapes."""
