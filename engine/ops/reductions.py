@@ -23,6 +23,7 @@ from engine.ops._util import (
     reduced_shape,
 )
 from engine.registry import shape_of
+from engine.tracer import unbox_all
 
 AXES = "x, axis:s=None, keepdims:s=False"
 
@@ -66,24 +67,71 @@ def _max_share(kept: Any, x: Any, axis: Any, **_: Any) -> Any:
 
 
 def _prod_others(kept: Any, x: Any, axis: Any, **_: Any) -> Any:
-    """Product of every other element along the axes, exact when x has zeros."""
-    zero = x == 0
-    nonzero = anp.where(zero, 1.0, x)
-    p = anp.prod(nonzero, axis=axis, keepdims=True)
-    zeros = anp.sum(indicator(zero, x), axis=axis, keepdims=True)
-    return anp.where(zero, anp.where(zeros == 1, p, 0.0), anp.where(zeros == 0, p / nonzero, 0.0))
+    """The product of every other element along the axes: d prod / d x.
+
+    With no zero in x it is ``prod / x``, exact and, x being away from zero, smooth there:
+    its own derivatives (second order and up) are right too. With a zero, the quotient
+    is wrong in its derivatives (the product of others of a zero does not vanish when
+    another element moves), so it is built from multiplications only, as exclusive
+    prefix and suffix products (JAX and autograd likewise avoid the division): exact at
+    every order, with one zero or several.
+    """
+    if not np.any(unbox_all(x) == 0):
+        return kept / x
+    return _exclusive_products(x, axis)
+
+
+def _exclusive_products(x: Any, axis: tuple[int, ...]) -> Any:
+    """For each element of x, the product of the others along ``axis``, in engine ops
+    (multiplications, slices, joins: differentiable to any order)."""
+    shape = shape_of(x)
+    nd = len(shape)
+    reduced = [a % nd for a in axis]
+    kept_axes = [i for i in range(nd) if i not in reduced]
+    perm = kept_axes + reduced
+    lead = tuple(shape[i] for i in kept_axes)
+    n = int(np.prod([shape[i] for i in reduced]))
+    y = anp.reshape(anp.transpose(x, perm), lead + (n,))
+    before = _exclusive_scan(y)
+    after = anp.flip(_exclusive_scan(anp.flip(y, -1)), -1)
+    others = anp.reshape(before * after, lead + tuple(shape[i] for i in reduced))
+    return anp.transpose(others, tuple(np.argsort(perm)))
+
+
+def _exclusive_scan(y: Any) -> Any:
+    """``[1, y0, y0 y1, ..., y0 ... y_{n-2}]`` along the last axis: a Hillis-Steele scan,
+    log2(n) rounds of one multiplication each."""
+    n = shape_of(y)[-1]
+    step = 1
+    while step < n:
+        y = anp.concatenate([y[..., :step], y[..., step:] * y[..., :-step]], axis=-1)
+        step *= 2
+    return anp.concatenate([anp.ones_like(y[..., :1]), y[..., :-1]], axis=-1)
 
 
 def _centered(x: Any, axis: Any) -> Any:
     return x - anp.mean(x, axis=axis, keepdims=True)
 
 
+def _reciprocal(n: float) -> Any:
+    """``1 / n`` as NumPy divides: inf for n = 0 (an empty mean, ``ddof`` equal to the
+    count), as the value itself is then nan or inf, never a ZeroDivisionError."""
+    with np.errstate(divide="ignore"):
+        return np.float64(1.0) / np.float64(n)
+
+
 def _var_weight(kept: Any, x: Any, axis: Any, ddof: int = 0, **_: Any) -> Any:
-    return _centered(x, axis) * (2.0 / (_count(x, axis) - ddof))
+    return _centered(x, axis) * (2.0 * _reciprocal(_count(x, axis) - ddof))
 
 
 def _std_weight(kept: Any, x: Any, axis: Any, ddof: int = 0, **_: Any) -> Any:
-    return _centered(x, axis) / (kept * (_count(x, axis) - ddof))
+    """d std = (x - mean) / (std (n - ddof)). Where the std is 0 (a length-1 axis, a
+    scalar, equal values) this is 0 / 0: it is 0 there, exact where std is identically
+    0 (one element) and the convention of ``norm`` at 0 otherwise (a kink, like |x|).
+    The denominator is made safe so the second derivative is finite too."""
+    zero = kept == 0
+    safe = anp.where(zero, 1.0, kept)
+    return anp.where(zero, 0.0, _centered(x, axis) / (safe * (_count(x, axis) - ddof)))
 
 
 def _np_var(x: Any, axis: Any, keepdims: bool = False, ddof: int = 0) -> Any:
@@ -116,7 +164,7 @@ reduction(
     "mean",
     np.mean,
     "Arithmetic mean over axes.",
-    lambda kept, x, axis, **_: 1.0 / _count(x, axis),
+    lambda kept, x, axis, **_: _reciprocal(_count(x, axis)),
 )
 reduction("prod", np.prod, "Product over axes (exact gradient with zeros).", _prod_others)
 reduction("max", np.max, "Maximum over axes; ties share the gradient evenly.", _max_share)
