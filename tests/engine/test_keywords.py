@@ -58,7 +58,7 @@ SAMPLES: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "log_softmax": ([(2, 3)], {"axis": 0}),
 }
 POSITIVE = {"sqrt", "log", "log1p", "log2", "log10", "power", "divide", "arcsin", "arccos"}
-NOT_PUBLIC = {"_scatter", "_slogdet_logabs"}
+NOT_PUBLIC = {"_scatter", "_slogdet_logabs", "_svdvals"}
 
 
 def _elementwise(name: str) -> tuple[list[Any], dict[str, Any]]:
