@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from engine import tracer
-from engine.errors import AutodiffError, NotDifferentiableError, ShapeError, TracedValueError
+from engine.errors import (
+    AutodiffError,
+    NotDifferentiableError,
+    ShapeError,
+    TracedValueError,
+    ValueDomainError,
+)
 
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
 
@@ -90,6 +96,8 @@ class Op:
     def __call__(self, *given: Any, **given_kw: Any) -> Any:
         try:
             args, kwargs = given, given_kw
+            if kwargs:
+                args, kwargs = self.bind(args, kwargs)
             if self.prepare is not None:
                 args, kwargs = self.prepare(args, kwargs)
             recorder = tracer.recorder
@@ -116,6 +124,8 @@ class Op:
 
     def shape(self, *args: Any, **kwargs: Any) -> tuple[int, ...]:
         """The output shape of ``self(*args, **kwargs)``, computed from shapes alone."""
+        if kwargs:
+            args, kwargs = self.bind(args, kwargs)
         if self.prepare is not None:
             args, kwargs = self.prepare(args, kwargs)
         try:
@@ -124,6 +134,26 @@ class Op:
             raise
         except (ValueError, TypeError, IndexError) as exc:
             raise self.error(exc, args) from None
+
+    def bind(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Array arguments passed by keyword (``clip(x, a_min=0, a_max=1)``) moved to their
+        positions: rules and ``prepare`` hooks take array arguments positionally, statics
+        by keyword or position."""
+        rest = self.params[len(args) :]
+        if not any(p.kind == ARRAY and p.name in kwargs for p in rest):
+            return args, kwargs
+        bound, kwargs = list(args), dict(kwargs)
+        for p in rest:
+            if p.kind != ARRAY or p.name not in kwargs:
+                if p.kind == ARRAY and p.required:
+                    raise ValueDomainError(
+                        f"{self.name}: missing argument {p.name!r}", op=self.name
+                    )
+                break
+            bound.append(kwargs.pop(p.name))
+        return tuple(bound), kwargs
 
     def error(self, exc: Exception, args: tuple[Any, ...]) -> AutodiffError:
         """A typed error naming this op and its arguments' shapes."""

@@ -29,7 +29,7 @@ from engine.lang.ir import (
     loc_dict,
 )
 from engine.lang.limits import Limits
-from engine.lang.parse import CONSTANTS
+from engine.lang.parse import CONSTANTS, STRING_OPS
 from engine.lang.program import Program
 from engine.registry import ARRAY, ARRAYS, STATIC, VARARGS, Op
 
@@ -229,7 +229,7 @@ class _GraphBuilder:
             bind.add_keyword(op, filled, key, ("attr", value), nid)
         extra = self.fill_inputs(op, nid, inputs, filled)
         args, kwargs = bind.canonical(op, filled, extra, nid)
-        str_ok = op.name == "einsum"
+        str_ok = op.name in STRING_OPS
         return Call(
             op.name,
             tuple(Arg(k, self.arg(k, a, nid, str_ok)) for k, a in args),

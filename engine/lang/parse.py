@@ -50,7 +50,11 @@ COMPARES = {
     ast.Eq: "equal", ast.NotEq: "not_equal", ast.Lt: "less", ast.LtE: "less_equal",
     ast.Gt: "greater", ast.GtE: "greater_equal",
 }  # fmt: skip
-VALUE, STATIC_CTX, STRING_CTX = 0, 1, 2  # what an expression may be (strings: einsum only)
+VALUE, STATIC_CTX, STRING_CTX = 0, 1, 2  # what an expression may be (strings: STRING_OPS)
+# the ops whose static arguments may be string literals: einsum's subscripts and norm's ord
+# ('fro', 'nuc'); the op itself refuses any other string with a clear error
+STRING_OPS = frozenset({"einsum", "norm"})
+STRING_HINT = "a string is allowed only as einsum's subscripts or norm's ord ('fro', 'nuc')"
 _INT_LIMIT = 2**63
 
 
@@ -243,7 +247,7 @@ class _Builder:
         if isinstance(value, str) and ctx == STRING_CTX:
             return Str(value, loc)
         if isinstance(value, str):
-            raise rejected("a string", loc, "a string is allowed only as einsum's subscripts")
+            raise rejected("a string", loc, STRING_HINT)
         if value is Ellipsis:
             raise rejected("... outside of x[...]", loc)
         raise rejected(f"the literal {value!r}", loc)
@@ -280,7 +284,7 @@ class _Builder:
         for kw in node.keywords:
             bind.add_keyword(op, filled, kw.arg or "", kw.value, loc)
         args, kwargs = bind.canonical(op, filled, extra, loc)
-        ctx = STRING_CTX if op.name == "einsum" else STATIC_CTX
+        ctx = STRING_CTX if op.name in STRING_OPS else STATIC_CTX
         self.num_ops += 1
         return Call(
             op.name,

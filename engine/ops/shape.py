@@ -474,10 +474,17 @@ _variadic(
 
 
 # --- indexing ------------------------------------------------------------------------------
-
-
-def _is_advanced(i: Any) -> bool:
-    return isinstance(i, np.ndarray | list)
+#
+# An index is normalised once, before dispatch: lists become integer arrays, boolean arrays
+# become the integer arrays of their ``nonzero()`` (what NumPy does with a mask), NumPy
+# integers become ints. What is left is ints, slices, None, Ellipsis and integer arrays.
+#
+# NumPy's placement rule for advanced indices (the arrays, and the ints too once an array is
+# present): when they are all adjacent, their broadcast shape replaces the axes they index in
+# place; when a slice, None or Ellipsis separates them, it goes FIRST. The rules index a
+# tangent or cotangent with leading batch axes (``(:,) * nb + index``): with separated
+# advanced indices NumPy puts their axes in front of the batch axes, so the batched rules
+# move them back behind (``_take``) or put them there before scattering (``_scatter_into``).
 
 
 _BASIC = frozenset({int, slice, type(None), type(Ellipsis)})
@@ -490,6 +497,37 @@ def _basic(index: tuple[Any, ...]) -> bool:
     return True
 
 
+def _index_item(i: Any) -> tuple[Any, ...]:
+    """One index item, normalised (a boolean mask becomes one integer array per axis)."""
+    if isinstance(i, bool | np.bool_):
+        raise ValueDomainError(
+            "getitem: a boolean scalar index is not supported (use None for a new axis)",
+            op="getitem",
+        )
+    if isinstance(i, np.integer):
+        return (int(i),)
+    if isinstance(i, list | tuple | np.ndarray):
+        a = np.asarray(i)
+        if a.dtype == np.bool_:
+            if a.ndim == 0:
+                return _index_item(bool(a))
+            return tuple(a.nonzero())
+        if a.size == 0 and a.dtype.kind == "f":  # [] is an empty integer index, as in NumPy
+            a = a.astype(np.intp)
+        if a.dtype.kind not in "iu":
+            raise ValueDomainError(
+                f"getitem: an index array must hold integers or booleans, got {a.dtype}",
+                op="getitem",
+            )
+        return (a,)
+    if isinstance(i, int | slice) or i is None or i is Ellipsis:
+        return (i,)
+    raise ValueDomainError(
+        f"getitem: an index must be an integer, a slice, None, ... or an integer array, got {i!r}",
+        op="getitem",
+    )
+
+
 def _prepare_getitem(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     x = args[0]
     index = args[1] if len(args) > 1 else kwargs["index"]
@@ -497,26 +535,22 @@ def _prepare_getitem(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         index = (index,)
     if _basic(index):
         return (x,), {"index": index}
-    index = tuple(np.asarray(i) if isinstance(i, list) else i for i in index)
-    for i in index:
-        if isinstance(i, np.ndarray) and i.dtype.kind not in "iub":
-            raise ValueDomainError(
-                f"getitem: an index array must hold integers or booleans, got {i.dtype}",
-                op="getitem",
-            )
-        if isinstance(i, float):
-            raise ValueDomainError(f"getitem: an index must be an integer, got {i!r}", op="getitem")
-    adv = [k for k, i in enumerate(index) if _is_advanced(i)]
-    if adv and adv[-1] - adv[0] + 1 != len(adv):
-        raise ValueDomainError(
-            "getitem: index arrays separated by slices are not supported", op="getitem"
-        )
-    return (x,), {"index": index}
+    return (x,), {"index": tuple(n for i in index for n in _index_item(i))}
 
 
-def _dummy(shape: tuple[int, ...]) -> Any:
-    """An array of ``shape`` that takes no memory (zero strides), to index for shapes."""
-    return np.lib.stride_tricks.as_strided(np.zeros(1), shape, (0,) * len(shape), writeable=False)
+def _advanced(index: tuple[Any, ...]) -> tuple[list[int], bool]:
+    """Positions of the advanced items of a normalised index, and whether NumPy puts their
+    broadcast axes first (some slice, None or Ellipsis separates them)."""
+    arrays = any(type(i) is np.ndarray for i in index)
+    if not arrays:
+        return [], False
+    adv = [k for k, i in enumerate(index) if type(i) is np.ndarray or type(i) is int]
+    return adv, adv[-1] - adv[0] + 1 != len(adv)
+
+
+def _adv_ndim(index: tuple[Any, ...]) -> int:
+    """The number of axes the broadcast advanced indices make."""
+    return len(np.broadcast_shapes(*(np.shape(i) for i in index if type(i) is np.ndarray)))
 
 
 def _basic_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, ...] | None:
@@ -541,15 +575,93 @@ def _basic_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, .
     return tuple(out)
 
 
+def _index_error(message: str, shape: tuple[int, ...]) -> ShapeError:
+    return ShapeError(f"getitem: {message} (shape {shape})", op="getitem", shapes=[shape])
+
+
+def _indexed_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, ...]:
+    """The shape of ``x[index]`` from shapes alone (index arrays are never applied: their
+    result could be far larger than the request that asked for it)."""
+    consumed = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if sum(1 for i in index if i is Ellipsis) > 1:
+        raise _index_error("an index can only have a single ellipsis ('...')", shape)
+    if consumed > len(shape):
+        raise _index_error(
+            f"too many indices: {consumed} for an array of dimension {len(shape)}", shape
+        )
+    out: list[int] = []
+    adv_shapes: list[tuple[int, ...]] = []
+    adv_at = -1  # where the advanced axes go when they are adjacent
+    dims = iter(enumerate(shape))
+    for i in index:
+        if i is None:
+            out.append(1)
+        elif i is Ellipsis:
+            out.extend(next(dims)[1] for _ in range(len(shape) - consumed))
+        elif type(i) is slice:
+            out.append(len(range(*i.indices(next(dims)[1]))))
+        else:
+            axis, d = next(dims)
+            if type(i) is np.ndarray:
+                adv_shapes.append(i.shape)
+                bad = i.size and (int(i.min()) < -d or int(i.max()) >= d)
+            else:
+                adv_shapes.append(())
+                bad = not -d <= i < d
+            if bad:
+                raise _index_error(f"an index is out of bounds for axis {axis} of size {d}", shape)
+            if adv_at < 0:
+                adv_at = len(out)
+    out.extend(d for _, d in dims)
+    if not any(type(i) is np.ndarray for i in index):
+        return tuple(out)
+    try:
+        adv = tuple(np.broadcast_shapes(*adv_shapes))
+    except ValueError:
+        shapes = " ".join(str(s) for s in adv_shapes)
+        raise _index_error(f"index arrays of shapes {shapes} cannot be broadcast", shape) from None
+    if _advanced(index)[1]:
+        adv_at = 0
+    return tuple(out[:adv_at]) + adv + tuple(out[adv_at:])
+
+
 def _getitem_shape(x: Any, index: tuple[Any, ...]) -> tuple[int, ...]:
     if _basic(index):
         shape = _basic_shape(shape_of(x), index)
         if shape is not None:
             return shape
-    try:
-        return tuple(_dummy(shape_of(x))[index].shape)
-    except IndexError as exc:
-        raise ShapeError(f"getitem: {exc} (shape {shape_of(x)})", op="getitem") from None
+    return _indexed_shape(shape_of(x), index)
+
+
+def _batch_first(nb: int, k: int, ndim: int) -> tuple[int, ...]:
+    """The permutation that moves axes ``k..k+nb`` (batch axes behind ``k`` leading ones)
+    to the front."""
+    return tuple(range(k, k + nb)) + tuple(range(k)) + tuple(range(k + nb, ndim))
+
+
+def _take(t: Any, index: tuple[Any, ...], nb: int) -> Any:
+    """``t[index]`` for each of ``t``'s ``nb`` leading batch axes: batch axes first, then
+    the axes of ``x[index]`` (traced, so it differentiates again)."""
+    if not nb:
+        return anp.getitem(t, index)
+    r = anp.getitem(t, (slice(None),) * nb + index)
+    if _advanced(index)[1]:  # NumPy put the advanced axes in front of the batch axes
+        r = anp.transpose(r, _batch_first(nb, _adv_ndim(index), len(shape_of(r))))
+    return r
+
+
+def _scatter_into(out: np.ndarray, g: Any, index: tuple[Any, ...], nb: int) -> None:
+    """``out[(:,) * nb + index] += g`` for a ``g`` laid out batch axes first."""
+    full = (slice(None),) * nb + index if nb else index
+    if _basic(index):
+        out[full] += g
+        return
+    if nb and _advanced(index)[1]:  # NumPy wants the advanced axes in front of the batch
+        k = _adv_ndim(index)
+        g = np.transpose(
+            g, tuple(range(nb, nb + k)) + tuple(range(nb)) + tuple(range(nb + k, g.ndim))
+        )
+    np.add.at(out, full, g)  # index arrays may repeat an element: accumulate
 
 
 def _getitem_vjp(g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> Any:
@@ -560,24 +672,21 @@ def _getitem_vjp(g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> Any:
 
 def _getitem_jvp(ts: list[Any], ans: Any, x: Any, index: tuple[Any, ...]) -> Any:
     t = ts[0]
-    return anp.getitem(t, (slice(None),) * _nb(t, len(shape_of(x))) + index)
+    return _take(t, index, _nb(t, len(shape_of(x))))
 
 
 def _getitem_accumulate(buf: Any, g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> None:
     """``buf += _getitem_vjp(g, ...)`` without the zeros: add ``g`` at ``index`` in place."""
-    batch = g.ndim - len(shape_of(ans))  # g: an array or NumPy scalar (the backward checks)
-    full = (slice(None),) * batch + index if batch else index
-    if _basic(index):
-        buf[full] += g
-    else:  # index arrays may repeat an element: accumulate
-        np.add.at(buf, full, g)
+    # g: an array or NumPy scalar (the backward checks)
+    _scatter_into(buf, g, index, g.ndim - len(shape_of(ans)))
 
 
 _getitem = defop(
     "getitem",
     lambda x, index: x[index],
     "x, index:s",
-    "x[index]: integer, slice, newaxis, ellipsis and integer-array indexing.",
+    "x[index]: integers, slices (any step), None, ..., integer arrays and boolean masks, "
+    "mixed as NumPy allows.",
     _getitem_shape,
     vjps=[_getitem_vjp],
     jvp=_getitem_jvp,
@@ -593,16 +702,15 @@ def _scatter_impl(g: Any, index: tuple[Any, ...], shape: tuple[int, ...], sub_nd
         g = np.asarray(g)
     batch = g.shape[: g.ndim - sub_ndim]
     out = np.zeros(batch + shape, dtype=g.dtype)
-    full = (slice(None),) * len(batch) + index
     if _basic(index):
-        out[full] = g
-    else:  # index arrays may repeat an element: accumulate
-        np.add.at(out, full, g)
+        out[(slice(None),) * len(batch) + index] = g
+    else:
+        _scatter_into(out, g, index, len(batch))
     return out
 
 
 def _scatter_vjp(g: Any, ans: Any, h: Any, index: Any, shape: Any, sub_ndim: int) -> Any:
-    return anp.getitem(g, (slice(None),) * _nb(g, len(shape)) + index)
+    return _take(g, index, _nb(g, len(shape)))
 
 
 defop(
