@@ -23,6 +23,7 @@ import orjson
 import engine
 from app import encoding
 from app.encoding import clip, short
+from app.worker import check_answer_fits
 from engine import lang
 from engine.errors import (
     AutodiffError,
@@ -283,6 +284,8 @@ def run_encoded(task: Task, program: Any = None) -> tuple[bytes | str, dict[str,
     if load_ms is not None:
         timing["load"] = load_ms
     tick = time.perf_counter()
+    # Refused (413) before rendering when the worker's memory cap cannot hold the rendering.
+    check_answer_fits(result, task.get("encoding", "json"))
     body = encoding.render(result, task.get("encoding", "json"))
     timing["encode"] = _ms(tick)
     spilled = encoding.spill(body, task.get("spill_dir"))
