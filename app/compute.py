@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,11 @@ from engine.errors import (
 from engine.graph import Recorder
 from engine.lang.ir import Call, Index
 from engine.lang.limits import Limits
+
+# NumPy's RuntimeWarnings ("Mean of empty slice", "Degrees of freedom <= 0") describe
+# values the answer's own warnings name (non-finite values and where they arose): they
+# are not printed to the server's stderr, once per process, as well.
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\.|$)")
 
 Task = dict[str, Any]
 # Request fields holding arrays: the ones a spilled body supplies.
@@ -416,6 +422,8 @@ def _decode_like(
     raw: Any, like: np.ndarray[Any, Any], loc: list[Any], limits: dict[str, int]
 ) -> Any:
     arr = encoding.decode_value(raw, loc, max_elements=limits["max_input_elements"])
+    if arr.size == 0 and like.size == 0:
+        arr = arr.reshape(like.shape)  # no values to misplace: [] stands for any empty shape
     if arr.shape != like.shape:
         raise ShapeError(
             f"{loc[-1]} has shape {list(arr.shape)} but must have shape {list(like.shape)}",

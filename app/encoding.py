@@ -233,11 +233,27 @@ def _check_count(count: int, loc: Loc, max_elements: int) -> None:
         )
 
 
+def _check_empty_span(shape: tuple[int, ...], loc: Loc, max_elements: int) -> None:
+    """An empty shape's other dimensions are bounded by the element limit too.
+
+    (0, 10**12, 10**12) holds no element, but NumPy cannot even describe it (the product
+    of its dimensions overflows), and any op that drops the zero would make a giant.
+    """
+    span = math.prod(n for n in shape if n)
+    if 0 in shape and span > max_elements:
+        raise SizeLimitError(
+            f"shape {list(shape)} has no elements, but its other dimensions span {span}, over "
+            f"the limit of {max_elements} elements",
+            loc=loc[:-1] + ["shape"] if loc and loc[-1] == "b64" else loc,
+        )
+
+
 def _decode_b64(
     text: Any, dtype: np.dtype[Any], shape: tuple[int, ...], loc: Loc, max_elements: int
 ) -> np.ndarray[Any, Any]:
     count = math.prod(shape)
     _check_count(count, loc, max_elements)  # before decoding a byte
+    _check_empty_span(shape, loc, max_elements)
     if isinstance(text, B64Text):  # decoded while the body was parsed (``loads_body``)
         raw = text.data
     elif isinstance(text, str):
@@ -353,6 +369,11 @@ def encode_array(arr: np.ndarray[Any, Any], path: str, encoding: str, warnings: 
     if arr.ndim == 0:
         value = arr.item()
         return _word(value) if not finite else value
+    if arr.size == 0 and 0 in arr.shape[:-1]:
+        # Nested lists cannot say this shape ([] is (0,), (0, 3) and (2, 0, 3) alike):
+        # the object form can, and inputs accept it (README, "encoding").
+        dtype = arr.dtype.name if arr.dtype.name in DTYPES else "float64"  # no value to lose
+        return {"dtype": dtype, "shape": list(arr.shape), "b64": ""}
     if encoding == "b64" and arr.dtype.kind == "f":
         little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
         return {

@@ -51,6 +51,7 @@ UNMATCHED = "<unmatched>"
 # create unbounded time series.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 ACCESS_LOGGER = "autodiff.access"
+_errors_log = logging.getLogger("app.errors")
 
 # Latency buckets in seconds: sub-millisecond for the inline path up to the
 # time limit (some seconds) for runaway work.
@@ -261,10 +262,10 @@ class ObservabilityMiddleware:
         state["request_id"] = request_id
         id_header = (b"x-request-id", request_id.encode("ascii"))
         status = 500
-        started = False
+        started = completed = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, started, completed
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
@@ -272,19 +273,26 @@ class ObservabilityMiddleware:
                 if _find_header(headers, b"x-request-id") is None:
                     headers.append(id_header)
                 message["headers"] = headers
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                completed = True
             await send(message)
 
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            # Starlette's ServerErrorMiddleware (inside this one) has normally
-            # answered with the app's 500 handler already; this covers an app
-            # without it. Re-raise so the server still sees the error.
+        except Exception as exc:
+            # Starlette's ServerErrorMiddleware (inside this one) has answered with the
+            # app's 500 handler (which logged the error) and re-raised. An error that
+            # reaches the server closes the connection without "Connection: close", and a
+            # client's next request on it failed: once a whole answer is sent the error
+            # stops here, and the connection serves the next request. A half-sent answer
+            # must still end the connection: only then is it re-raised.
             status = 500
+            if started and not completed:
+                raise
             if not started:
+                _errors_log.error("unhandled error on %s", scope.get("path"), exc_info=exc)
                 await _send_bare_500(send, id_header)
-            raise
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - start

@@ -32,6 +32,13 @@ def _count(x: Any, axis: tuple[int, ...]) -> int:
     return int(np.prod([shape[a] for a in axis])) if shape else 1
 
 
+def _per(x: Any, axis: tuple[int, ...], ddof: Any = 0) -> Any:
+    """``1 / (count - ddof)`` as NumPy divides: with no degrees of freedom left (an empty
+    array, ``ddof >= count``) it is inf, as in ``np.mean``/``np.var``, never a Python
+    ZeroDivisionError. NumPy clips ``count - ddof`` at zero (``ddof > count`` is inf too)."""
+    return np.divide(1.0, max(_count(x, axis) - ddof, 0))
+
+
 def _shape(x: Any, axis: tuple[int, ...], keepdims: bool = False, **_: Any) -> tuple[int, ...]:
     return reduced_shape(shape_of(x), axis, keepdims)
 
@@ -79,11 +86,11 @@ def _centered(x: Any, axis: Any) -> Any:
 
 
 def _var_weight(kept: Any, x: Any, axis: Any, ddof: int = 0, **_: Any) -> Any:
-    return _centered(x, axis) * (2.0 / (_count(x, axis) - ddof))
+    return _centered(x, axis) * (2.0 * _per(x, axis, ddof))
 
 
 def _std_weight(kept: Any, x: Any, axis: Any, ddof: int = 0, **_: Any) -> Any:
-    return _centered(x, axis) / (kept * (_count(x, axis) - ddof))
+    return _centered(x, axis) * _per(x, axis, ddof) / kept
 
 
 def _np_var(x: Any, axis: Any, keepdims: bool = False, ddof: int = 0) -> Any:
@@ -116,7 +123,7 @@ reduction(
     "mean",
     np.mean,
     "Arithmetic mean over axes.",
-    lambda kept, x, axis, **_: 1.0 / _count(x, axis),
+    lambda kept, x, axis, **_: _per(x, axis),
 )
 reduction("prod", np.prod, "Product over axes (exact gradient with zeros).", _prod_others)
 reduction("max", np.max, "Maximum over axes; ties share the gradient evenly.", _max_share)
