@@ -714,7 +714,11 @@ def _step(problem: Problem, direction: Arrays) -> float:
 def _central(g: Callable[[Arrays], list[Any]], problem: Problem, direction: Arrays) -> list[Any]:
     h = _step(problem, direction)
     plus, minus = g(_shifted(problem, direction, h)), g(_shifted(problem, direction, -h))
-    return [(np.asarray(p) - np.asarray(m)) / (2 * h) for p, m in zip(plus, minus, strict=True)]
+    # float64: a comparison's output is boolean (NumPy has no boolean subtraction)
+    return [
+        (np.asarray(p, dtype=np.float64) - np.asarray(m, dtype=np.float64)) / (2 * h)
+        for p, m in zip(plus, minus, strict=True)
+    ]
 
 
 def _errors(pairs: list[tuple[Any, Any]], directions: int) -> dict[str, Any]:

@@ -233,3 +233,18 @@ def test_second_derivatives_through_a_float_condition(
 def test_jacobian_of_where_with_only_a_traced_condition(mode: str) -> None:
     result = answer("jacobian", "where(x, 1.0, 0.0) * 2", {"x": [1.0, 0.0]}, mode=mode)
     np.testing.assert_array_equal(result["jacobian"]["x"], np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize(("endpoint", "extra"), ENDPOINTS)
+@pytest.mark.parametrize("expression", ["greater(x, 0.5)", "sum(greater(x, 0.5))"])
+def test_check_of_a_boolean_output(endpoint: str, extra: dict[str, Any], expression: str) -> None:
+    """Finite differences of a comparison are zero, not a TypeError (found by fuzzing)."""
+    x = np.array([1.0, 0.0])
+    out = np.zeros(2) if expression.startswith("greater") else np.float64(0.0)
+    more = directions(endpoint, out, x)
+    try:
+        result = answer(endpoint, expression, {"x": x.tolist()}, check=True, **extra, **more)
+    except AutodiffError as err:  # a gradient or Hessian of a non-scalar: the user's error
+        assert err.status == 422 and out.ndim == 1
+        return
+    assert result["check"]["max_abs_error"] == 0.0
