@@ -290,13 +290,18 @@ def _decode_data(
 ) -> np.ndarray[Any, Any]:
     if isinstance(data, str):
         if data not in _NONFINITE:
-            raise InputError(f"{clip(data)} is not a number", loc=loc)
+            raise InputError(
+                f'{clip(data)} is not a number: the only strings allowed are "nan", "inf" and '
+                '"-inf"',
+                loc=loc,
+            )
         return np.asarray(_NONFINITE[data], dtype=dtype)
     try:
         arr = np.asarray(data)
     except ValueError:
         raise InputError("nested lists must be rectangular", loc=loc) from None
     if arr.dtype.kind == "U":
+        _check_words(data, loc)  # NumPy made every item a string: judge the JSON's own
         arr = _parse_strings(arr, loc)
     elif arr.dtype.kind == "b":
         raise InputError("values must be numbers, not true/false", loc=loc)
@@ -304,6 +309,31 @@ def _decode_data(
         raise InputError("values must be numbers, nested lists of numbers, or an object", loc=loc)
     _check_count(arr.size, loc, max_elements)
     return arr.astype(dtype, copy=False)
+
+
+def _check_words(data: Any, loc: Loc) -> None:
+    """Refuse any string in nested lists but the documented "nan", "inf" and "-inf".
+
+    ``np.asarray`` turns ``[1, "1.5"]`` into strings it would then parse ("1.5", "NaN",
+    "infinity", " 2 " alike): numbers travel as JSON numbers, and only these three
+    words stand for the values JSON cannot write. Only lists holding a string get here.
+    """
+    stack: list[tuple[Any, Loc]] = [(data, loc)]
+    while stack:
+        value, where = stack.pop()
+        if not isinstance(value, list):
+            continue
+        if value and isinstance(value[0], list):
+            stack.extend((v, [*where, i]) for i, v in enumerate(value))
+            continue
+        # a row of scalars (the array is rectangular): one pass without a stack entry each
+        bad = next((i for i, v in enumerate(value) if type(v) is str and v not in _NONFINITE), -1)
+        if bad >= 0:
+            raise InputError(
+                f'{clip(value[bad])} is not a number: the only strings allowed are "nan", "inf" '
+                'and "-inf"',
+                loc=[*where, bad],
+            )
 
 
 def _parse_strings(arr: np.ndarray[Any, Any], loc: Loc) -> np.ndarray[Any, Any]:
