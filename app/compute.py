@@ -46,6 +46,8 @@ Task = dict[str, Any]
 # Request fields holding arrays: the ones a spilled body supplies.
 ARRAY_FIELDS = ("inputs", "cotangent", "tangents", "vectors")
 Arrays = tuple[np.ndarray[Any, Any], ...]
+# The field whose names say which inputs are differentiated when ``wrt`` is not given.
+DIRECTION_FIELDS = {"jvp": "tangents", "hvp": "vectors"}
 # Finite differences: every coordinate up to this many input elements, else random directions.
 FD_COORDINATES_UP_TO = 16
 FD_RANDOM_DIRECTIONS = 6
@@ -352,8 +354,16 @@ def _decode_inputs(task: Task) -> tuple[dict[str, np.ndarray[Any, Any]], dict[st
 def _wrt(task: Task, inputs: dict[str, Any], requires: dict[str, bool]) -> list[str]:
     given = task.get("wrt")
     if given is None:
-        directions = task.get("tangents") or task.get("vectors")
+        key = DIRECTION_FIELDS.get(task["endpoint"])
+        directions = task.get(key) if key is not None else None
         if directions is not None:
+            # /jvp and /hvp alike: an empty map differentiates nothing, which is only
+            # what was asked when nothing can be (an empty hvp answered 200 with nothing).
+            if not directions and any(requires.values()):
+                raise RequestError(
+                    f"{key} is empty: give one for each input to differentiate, by name",
+                    loc=["body", key],
+                )
             return [n for n in inputs if n in directions]
         return [n for n in inputs if requires[n]]
     for i, name in enumerate(given):
