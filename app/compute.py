@@ -323,6 +323,8 @@ def prepare(task: Task, program: Any = None) -> Problem:
     timing["decode"] = _ms(tick)
     free = set(program.free_names)
     missing = sorted(free - set(inputs))
+    if missing and task.get("graph") is not None:
+        raise _missing_in_graph(program, missing, task["graph"])
     if missing:
         raise UnknownNameError(
             f"the function uses {', '.join(map(clip, missing[:5]))} but 'inputs' has no value for "
@@ -339,6 +341,25 @@ def prepare(task: Task, program: Any = None) -> Problem:
     consts = {n: v for n, v in inputs.items() if n not in diff}
     zero = [n for n in wrt if n not in free]
     return Problem(task, program, inputs, diff, zero, consts, warnings, timing)
+
+
+def _missing_in_graph(program: Any, missing: list[str], graph: dict[str, Any]) -> AutodiffError:
+    """A graph reference that is neither a node id nor an input: named, at the node (or
+    the output) that makes it. In a graph any other name is an input's, so it is either
+    a typo of a node id or an input left out."""
+    name = missing[0]
+    where = dict(zip(program.free_names, program.free_locs, strict=True)).get(name)
+    others = f" ({len(missing) - 1} more such references)" if len(missing) > 1 else ""
+    what = f"neither a node id of the graph nor a name in 'inputs'{others}"
+    if where == "outputs":
+        index = next((i for i, o in enumerate(graph.get("outputs") or []) if o == name), 0)
+        return UnknownNameError(
+            f"outputs[{index}] is {clip(name)}, which is {what}",
+            loc=["body", "graph", "outputs", index],
+        )
+    return UnknownNameError(
+        f"node {clip(where)} refers to {clip(name)}, which is {what}", loc={"node": where}
+    )
 
 
 def _decode_inputs(task: Task) -> tuple[dict[str, np.ndarray[Any, Any]], dict[str, bool]]:
