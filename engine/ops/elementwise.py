@@ -468,9 +468,13 @@ def _where_jvp(tangents: list[Any], ans: Any, cond: Any, x: Any, y: Any) -> Any:
     shape = shape_of(ans)
     batch: tuple[int, ...] = ()
     branches: list[Any] = [0.0, 0.0]
-    for i, (t, v) in enumerate(zip(tangents[1:], (x, y), strict=True)):
+    # The condition gets no derivative, but its tangent (a float condition that is traced,
+    # as in a Hessian of where(x, x, 0)) still says the batch: the answer's tangent has it.
+    for t, v in zip(tangents, (cond, x, y), strict=True):
         if t is not None:
             batch = shape_of(t)[: len(shape_of(t)) - len(shape_of(v))]
+    for i, (t, v) in enumerate(zip(tangents[1:], (x, y), strict=True)):
+        if t is not None:
             branches[i] = align(t, len(shape_of(v)), shape)
     return fill_tangent(anp.where(cond, branches[0], branches[1]), batch, shape)
 

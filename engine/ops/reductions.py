@@ -35,6 +35,13 @@ def _count(x: Any, axis: tuple[int, ...]) -> int:
     return int(np.prod([shape[a] for a in axis])) if shape else 1
 
 
+def _per(x: Any, axis: tuple[int, ...], ddof: Any = 0) -> Any:
+    """``1 / (count - ddof)`` as NumPy divides: with no degrees of freedom left (an empty
+    array, ``ddof >= count``) it is inf, as in ``np.mean``/``np.var``, never a Python
+    ZeroDivisionError. NumPy clips ``count - ddof`` at zero (``ddof > count`` is inf too)."""
+    return np.divide(1.0, max(_count(x, axis) - ddof, 0))
+
+
 def _shape(x: Any, axis: tuple[int, ...], keepdims: bool = False, **_: Any) -> tuple[int, ...]:
     return reduced_shape(shape_of(x), axis, keepdims)
 
@@ -121,15 +128,8 @@ def _centered(x: Any, axis: Any) -> Any:
     return x - anp.mean(x, axis=axis, keepdims=True)
 
 
-def _reciprocal(n: float) -> Any:
-    """``1 / n`` as NumPy divides: inf for n = 0 (an empty mean, ``ddof`` equal to the
-    count), as the value itself is then nan or inf, never a ZeroDivisionError."""
-    with np.errstate(divide="ignore"):
-        return np.float64(1.0) / np.float64(n)
-
-
 def _var_weight(kept: Any, x: Any, axis: Any, ddof: int = 0, **_: Any) -> Any:
-    return _centered(x, axis) * (2.0 * _reciprocal(_count(x, axis) - ddof))
+    return _centered(x, axis) * (2.0 * _per(x, axis, ddof))
 
 
 def _std_weight(kept: Any, x: Any, axis: Any, ddof: int = 0, **_: Any) -> Any:
@@ -139,7 +139,7 @@ def _std_weight(kept: Any, x: Any, axis: Any, ddof: int = 0, **_: Any) -> Any:
     The denominator is made safe so the second derivative is finite too."""
     zero = kept == 0
     safe = anp.where(zero, 1.0, kept)
-    return anp.where(zero, 0.0, _centered(x, axis) / (safe * (_count(x, axis) - ddof)))
+    return anp.where(zero, 0.0, _centered(x, axis) * _per(x, axis, ddof) / safe)
 
 
 def _np_var(x: Any, axis: Any, keepdims: bool = False, ddof: int = 0) -> Any:
@@ -172,7 +172,7 @@ reduction(
     "mean",
     np.mean,
     "Arithmetic mean over axes.",
-    lambda kept, x, axis, **_: _reciprocal(_count(x, axis)),
+    lambda kept, x, axis, **_: _per(x, axis),
 )
 reduction("prod", np.prod, "Product over axes (exact gradient with zeros).", _prod_others)
 reduction("max", np.max, "Maximum over axes; ties share the gradient evenly.", _max_share)
