@@ -547,9 +547,129 @@ def _getitem_shape(x: Any, index: tuple[Any, ...]) -> tuple[int, ...]:
         if shape is not None:
             return shape
     try:
+        if not _basic(index):
+            # Never by indexing: advanced indexing copies, so indexing even a zero-stride
+            # stand-in would allocate the whole result before its size is checked.
+            return advanced_shape(shape_of(x), index)
         return tuple(_dummy(shape_of(x))[index].shape)
     except IndexError as exc:
         raise ShapeError(f"getitem: {exc} (shape {shape_of(x)})", op="getitem") from None
+
+
+def _index_kind(i: Any) -> str:
+    """ "none", "ellipsis", "slice", "int", "bool" (a boolean array) or "array" (integers)."""
+    if i is None:
+        return "none"
+    if i is Ellipsis:
+        return "ellipsis"
+    if type(i) is slice:
+        return "slice"
+    if isinstance(i, bool | np.bool_):
+        return "bool"
+    if isinstance(i, int | np.integer):
+        return "int"
+    if isinstance(i, np.ndarray):
+        if i.dtype == np.bool_:
+            return "bool"
+        if i.dtype.kind in "iu":
+            return "array"
+    raise IndexError(
+        f"only integers, slices, None, ... and integer or boolean arrays are valid "
+        f"indices, got {type(i).__name__}"
+    )
+
+
+def advanced_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, ...]:
+    """The shape of ``x[index]`` for any NumPy index, from ``shape`` and the index alone.
+
+    NumPy's rules: integers join the index arrays once there is one; the arrays (and
+    boolean masks, as their ``nonzero()``) broadcast together, and the broadcast
+    dimensions replace them where they stand when they are adjacent, else go first.
+    Bounds are checked from each array's minimum and maximum; nothing the size of the
+    result is allocated.
+    """
+    kinds = [_index_kind(i) for i in index]
+    fancy = any(k in ("array", "bool") for k in kinds)
+    consumed = sum(
+        np.ndim(i) if k == "bool" else (k in ("slice", "int", "array"))
+        for i, k in zip(index, kinds, strict=True)
+    )
+    if kinds.count("ellipsis") > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if consumed > len(shape):
+        raise IndexError(
+            f"too many indices for array: array is {len(shape)}-dimensional, but {consumed} "
+            "were indexed"
+        )
+    if "ellipsis" not in kinds:
+        index, kinds = (*index, Ellipsis), [*kinds, "ellipsis"]
+    out: list[int] = []
+    broadcast: list[tuple[int, ...]] = []
+    places: list[int] = []  # positions (in the index) of the advanced items
+    bounds: list[tuple[Any, int, int]] = []  # index arrays
+    scalars: list[tuple[Any, int, int]] = []  # integers and 0-d arrays
+    insert_at = 0
+    axis = 0
+    for pos, (i, kind) in enumerate(zip(index, kinds, strict=True)):
+        if kind == "none":
+            out.append(1)
+        elif kind == "ellipsis":
+            rest = len(shape) - consumed
+            out.extend(shape[axis : axis + rest])
+            axis += rest
+        elif kind == "slice":
+            out.append(len(range(*i.indices(shape[axis]))))
+            axis += 1
+        elif kind == "bool":
+            dims = shape[axis : axis + np.ndim(i)]
+            for k, (given, size) in enumerate(zip(np.shape(i), dims, strict=True)):
+                if given not in (size, 0):  # NumPy lets a mask's empty axis by
+                    raise IndexError(
+                        f"boolean index did not match indexed array along axis {axis + k}; "
+                        f"size of axis is {size} but size of corresponding boolean axis is "
+                        f"{given}"
+                    )
+            axis += np.ndim(i)
+            if not places:
+                insert_at = len(out)
+            places.append(pos)
+            broadcast.append((int(np.count_nonzero(i)),))
+        else:  # "int" or "array": one dimension consumed
+            # NumPy checks integers (and 0-d arrays) always, arrays only if it reads them
+            (bounds if np.ndim(i) else scalars).append((i, shape[axis], axis))
+            axis += 1
+            if kind == "int" and not fancy:
+                continue
+            if not places:
+                insert_at = len(out)
+            places.append(pos)
+            broadcast.append(tuple(np.shape(i)))
+    _check_bounds(scalars)
+    if not places:
+        return tuple(out)
+    try:
+        dims = tuple(np.broadcast_shapes(*broadcast))
+    except ValueError:
+        shapes = " ".join(str(b) for b in broadcast)
+        raise IndexError(
+            f"shape mismatch: indexing arrays could not be broadcast together with shapes {shapes}"
+        ) from None
+    if math.prod(dims) != 0:  # NumPy reads no index of an empty selection, so checks none
+        _check_bounds(bounds)
+    adjacent = places[-1] - places[0] + 1 == len(places)
+    at = insert_at if adjacent else 0
+    return (*out[:at], *dims, *out[at:])
+
+
+def _check_bounds(bounds: list[tuple[Any, int, int]]) -> None:
+    """Each (integer or integer array, dimension size, axis) in range, from its extremes."""
+    for i, size, axis in bounds:
+        if np.size(i) == 0:
+            continue
+        low, high = (int(i), int(i)) if np.ndim(i) == 0 else (int(i.min()), int(i.max()))
+        bad = low if low < -size else high if high >= size else None
+        if bad is not None:
+            raise IndexError(f"index {bad} is out of bounds for axis {axis} with size {size}")
 
 
 def _getitem_vjp(g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> Any:
