@@ -34,7 +34,7 @@ from engine.errors import (
     UnknownNameError,
 )
 from engine.graph import Recorder
-from engine.lang.ir import Call, Index
+from engine.lang.ir import census
 from engine.lang.limits import Limits
 
 # NumPy's RuntimeWarnings ("Mean of empty slice", "Degrees of freedom <= 0") describe
@@ -224,28 +224,25 @@ LINEAR_OPS = frozenset(
     }
 )
 _op_cache: dict[int, tuple[Any, frozenset[str], int]] = {}
+# Op evaluations counted past this are "many": only comparisons with lane limits use it.
+_CENSUS_CAP = 1 << 30
 
 
 def op_census(program: Any) -> tuple[frozenset[str], int]:
-    """The ops a compiled program calls and its number of op sites, indexing (``getitem``)
-    included (``num_ops`` leaves it out of text programs); cached per program."""
+    """The ops a compiled program calls and how many op evaluations one run makes, indexing
+    (``getitem``) included (``num_ops`` leaves it out of text programs); cached per program.
+
+    Linear in the program's IR nodes (``ir.census`` memoises shared nodes): this runs on
+    the event loop when a lane is chosen.
+    """
     hit = _op_cache.get(id(program))
     if hit is not None and hit[0] is program:
         return hit[1], hit[2]
-    names: set[str] = set()
-    sites = 0
-    stack: list[Any] = [program.body]
-    while stack:  # the IR is nested named tuples: a walk over tuples finds every call
-        node = stack.pop()
-        if isinstance(node, Call | Index):
-            names.add(node.op if isinstance(node, Call) else "getitem")
-            sites += 1
-        if isinstance(node, tuple):
-            stack.extend(node)
+    found = census(program.body, _CENSUS_CAP)
     if len(_op_cache) > 1024:  # compiled programs are cached too, but not forever
         _op_cache.clear()
-    _op_cache[id(program)] = (program, frozenset(names), sites)
-    return frozenset(names), sites
+    _op_cache[id(program)] = (program, found.ops, found.evaluated)
+    return found.ops, found.evaluated
 
 
 def linear_cost(program: Any) -> bool:

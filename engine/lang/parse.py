@@ -11,7 +11,7 @@ import ast
 import math
 from typing import Any
 
-from engine.errors import LanguageError
+from engine.errors import LanguageError, SizeLimitError
 from engine.lang import bind, check
 from engine.lang.check import node_loc, rejected
 from engine.lang.ir import (
@@ -34,6 +34,7 @@ from engine.lang.ir import (
     Slice,
     Str,
     While,
+    census,
     loc_dict,
     loc_text,
 )
@@ -66,7 +67,30 @@ def compile_source(text: str, limits: Limits | None = None) -> Program:
     check.prescan(text, limits)
     tree = check.parse(text)
     check.validate(tree, limits)
-    return _Builder(limits).module(tree)
+    builder = _Builder(limits)
+    program = builder.module(tree)
+    if builder.shares_nodes:
+        _check_evaluations(program, limits)
+    return program
+
+
+def _check_evaluations(program: Program, limits: Limits) -> None:
+    """Refuse a program whose run would evaluate more op nodes than ``max_program_nodes``.
+
+    A chained comparison ``a < b < c`` reads ``b`` twice, so nesting chains inside the
+    middle operand doubles the work per level (19 levels in 276 bytes: 2^19 evaluations)
+    while the text, the syntax tree and the IR stay small. ``ir.census`` counts the
+    evaluations in time linear in the IR.
+    """
+    cap = limits.max_program_nodes
+    evaluated = census(program.body, cap).evaluated
+    if evaluated > cap:
+        msg = (
+            f"the program would evaluate more than {cap} operations per run (chained "
+            "comparisons evaluate their middle operands once per comparison: nested chains "
+            "double the work at every level); assign the shared operand to a name first"
+        )
+        raise SizeLimitError(msg)
 
 
 class _Builder:
@@ -80,6 +104,7 @@ class _Builder:
         self.num_ops = 0
         self.has_loops = False
         self.has_return = False
+        self.shares_nodes = False  # a chained comparison reads its middle operands twice
 
     # --- statements -----------------------------------------------------------------
 
@@ -269,7 +294,10 @@ class _Builder:
             self.op_call(COMPARES[type(op)], [operands[i], operands[i + 1]], loc)
             for i, op in enumerate(node.ops)
         ]
-        return tests[0] if len(tests) == 1 else BoolOp("and", tuple(tests), loc)
+        if len(tests) == 1:
+            return tests[0]
+        self.shares_nodes = True
+        return BoolOp("and", tuple(tests), loc)
 
     def op_call(self, name: str, args: list[Any], loc: Loc) -> Call:
         bind.lookup_op(name, loc)
