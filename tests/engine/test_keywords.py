@@ -55,6 +55,8 @@ SAMPLES: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "logsumexp": ([(2, 3)], {"axis": 1, "keepdims": True}),
     "norm": ([(2, 3)], {"ord": 3, "axis": 1, "keepdims": True}),
     "softmax": ([(2, 3)], {"axis": 0}),
+    "full": ([()], {"shape": (2, 3)}),
+    "linspace": ([(), ()], {"num": 5}),
     "log_softmax": ([(2, 3)], {"axis": 0}),
 }
 POSITIVE = {"sqrt", "log", "log1p", "log2", "log10", "power", "divide", "arcsin", "arccos"}
