@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 import engine.numpy as anp
+from engine import tracer
 from engine.errors import ShapeError, ValueDomainError
 from engine.ops._util import (
     defop,
@@ -356,9 +357,18 @@ class NormOp(Op):
             args, kwargs = _prepare_norm(args, kwargs)
         except NUMPY_ERRORS as exc:
             raise self.error(exc, args) from None
-        if len(kwargs["axis"]) == 2 and kwargs["ord"] is not None:
+        if len(kwargs["axis"]) != 2 or kwargs["ord"] is None:
+            return Op.__call__(self, *args, **kwargs)
+        recorder = tracer.recorder
+        if recorder is None:
             return _matrix_norm(args[0], **kwargs)
-        return Op.__call__(self, *args, **kwargs)
+        tracer.recorder = None  # graph metadata: one "norm" node, as for every other op
+        try:
+            ans = _matrix_norm(args[0], **kwargs)
+        finally:
+            tracer.recorder = recorder
+        recorder.record(self, args, kwargs, ans)
+        return ans
 
 
 _norm_vjp, _norm_jvp = _reduction_rules(_norm_weight)

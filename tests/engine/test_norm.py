@@ -232,3 +232,15 @@ def test_string_ords_in_the_graph_form_and_other_strings_refused() -> None:
         compile_source("norm(m, ord='x')").run({"m": m})
     with pytest.raises(AutodiffError, match="only as einsum's subscripts or norm's ord"):
         compile_source("sum(m, 'fro')")
+
+
+def test_a_matrix_norm_is_one_node_in_the_graph_metadata() -> None:
+    """The composition behind ord=2, 'nuc', +-1, +-inf is not shown to users: one node."""
+    from engine.graph import Recorder
+
+    m = _x((3, 2))
+    with Recorder() as rec:
+        anp.norm(m, 2)
+        anp.norm(m, -np.inf)
+        anp.norm(m)
+    assert [n["op"] for n in rec.nodes if n["op"] != "constant"] == ["norm"] * 3
