@@ -47,6 +47,15 @@ def limit_blas_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
+def malloc_keep_mb(keep_mb: int, memory_mb: int) -> int:
+    """The freed memory a worker keeps: at most a quarter of its cap (0: no cap).
+
+    What glibc keeps counts against the cap: 512 MiB kept under a 512 MiB cap left the
+    next task nothing to grow into.
+    """
+    return keep_mb if memory_mb <= 0 else min(keep_mb, memory_mb // 4)
+
+
 def malloc_env(keep_mb: int) -> dict[str, str]:
     """glibc's variables for a process that keeps up to ``keep_mb`` MiB of freed memory.
 
@@ -111,12 +120,38 @@ def run_task(fn: Callable[..., Any], *args: Any) -> Any:
     further task.
     """
     try:
-        return fn(*args)
-    except (MemoryError, SizeLimitError) as exc:
+        result = fn(*args)
+    except Exception as exc:
         if not ran_out_of_memory(exc):
             raise
         retire()
         raise out_of_memory_error(exc) from None
+    retire_if_swollen()
+    return result
+
+
+# After a task, a worker keeps at most this share of its cap mapped, or it is retired.
+SWOLLEN_SHARE = 0.5
+
+
+def retire_if_swollen() -> None:
+    """Retire this worker if a large task left it holding over half its cap.
+
+    glibc cannot give back the middle of its heap: after a task that peaked near the cap,
+    the freed memory stays mapped (reusable, but in pieces) and the next task could fail
+    where a fresh worker succeeds (the false 413, and a JSON body of 256 KiB+ that orjson
+    could not parse: a 500). Giving back what can be given back comes first.
+    """
+    if _memory_mb <= 0 or _retiring:
+        return
+    floor = _memory_mb * 2**20 * (1 - SWOLLEN_SHARE)
+    headroom = address_space_headroom()
+    if headroom is None or headroom >= floor:
+        return
+    malloc_trim()
+    headroom = address_space_headroom()
+    if headroom is not None and headroom < floor:
+        retire()
 
 
 def ran_out_of_memory(exc: BaseException) -> bool:
@@ -125,6 +160,9 @@ def ran_out_of_memory(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, MemoryError | WorkerMemoryError):
+            return True
+        # orjson reports a failed allocation as a decode error with this message
+        if isinstance(current, ValueError) and "not enough memory" in str(current).lower():
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__
