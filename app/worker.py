@@ -84,7 +84,7 @@ def init_worker(memory_mb: int, threads: int = 1, nice: int = 0) -> None:
     latency a few scheduler slices barely change. The cap: one request cannot take
     the machine's memory.
     """
-    global _memory_mb
+    global _memory_mb, _fresh_bytes
     limit_blas_threads(threads)
     if nice > 0:
         os.nice(nice)
@@ -93,6 +93,9 @@ def init_worker(memory_mb: int, threads: int = 1, nice: int = 0) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     _memory_mb = memory_mb
     _install_retirement()
+    headroom = address_space_headroom()
+    if headroom is not None:
+        _fresh_bytes = memory_mb * 2**20 - headroom
 
 
 def ping() -> float:
@@ -108,6 +111,7 @@ class WorkerMemoryError(SizeLimitError):
 
 
 _memory_mb = 0
+_fresh_bytes = 0  # what the worker had mapped when it started (NumPy, OpenBLAS, Python)
 _retiring = False
 
 
@@ -144,7 +148,10 @@ def retire_if_swollen() -> None:
     """
     if _memory_mb <= 0 or _retiring:
         return
-    floor = _memory_mb * 2**20 * (1 - SWOLLEN_SHARE)
+    cap = _memory_mb * 2**20
+    # A cap barely above a fresh worker's own mappings must not retire every worker:
+    # the task must have grown the worker by a quarter of the cap too.
+    floor = min(cap * (1 - SWOLLEN_SHARE), cap - _fresh_bytes - cap // 4)
     headroom = address_space_headroom()
     if headroom is None or headroom >= floor:
         return
