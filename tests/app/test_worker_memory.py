@@ -229,3 +229,27 @@ def test_memory_failures_are_recognised_through_the_language_error() -> None:
     except SizeLimitError as exc:
         assert worker.ran_out_of_memory(exc)
     assert not worker.ran_out_of_memory(SizeLimitError("over the limit"))
+
+
+def _pids_of_tasks(memory_mb: int, tasks: int) -> set[int]:
+    import asyncio
+
+    from app.pool import WorkerPool
+    from app.settings import Settings
+
+    pool = WorkerPool(Settings(_env_file=None, workers=1, worker_memory_mb=memory_mb))  # type: ignore[call-arg]
+    pool.start()
+    try:
+
+        async def run() -> set[int]:
+            await pool.warm_up()
+            return {await pool.run(os.getpid) for _ in range(tasks)}
+
+        return asyncio.run(run())
+    finally:
+        pool.stop()
+
+
+def test_a_small_cap_does_not_retire_every_worker() -> None:
+    """A worker is retired for what a task grew it by, not for what it maps when fresh."""
+    assert len(_pids_of_tasks(200, 5)) == 1
