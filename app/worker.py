@@ -270,25 +270,38 @@ RENDER_PEAK_FACTOR = 2  # the buffer's growth by reallocation: peak/output was 1
 RENDER_MARGIN_BYTES = 64 * 2**20  # Python's own allocations while rendering, the spill
 
 
-def rendered_bytes(value: Any, encoding: str) -> int:
-    """An upper bound on the bytes ``value`` takes to render (JSON or b64 arrays)."""
+# The graph metadata is bounded by max_graph_nodes_returned (1000 nodes of a few hundred
+# bytes each): an allowance instead of a walk over it on every answer.
+GRAPH_ALLOWANCE_BYTES = 4 * 2**20
+
+
+def rendered_bytes(value: Any, encoding: str, *, worst: bool = False) -> int:
+    """An upper bound on the bytes ``value`` takes to render (JSON or b64 arrays).
+
+    ``worst``: count every float as non-finite (no pass over the arrays to find out).
+    """
     if isinstance(value, dict):
-        return sum(len(str(k)) + 4 + rendered_bytes(v, encoding) for k, v in value.items())
+        return sum(
+            len(str(k))
+            + 4
+            + (GRAPH_ALLOWANCE_BYTES if k == "graph" else rendered_bytes(v, encoding, worst=worst))
+            for k, v in value.items()
+        )
     if isinstance(value, list | tuple):
-        return 2 + sum(rendered_bytes(v, encoding) + 1 for v in value)
+        return 2 + sum(rendered_bytes(v, encoding, worst=worst) + 1 for v in value)
     if isinstance(value, str):
         return 2 * len(value) + 2
     size = getattr(value, "size", None)
     if isinstance(size, int):  # a NumPy array or scalar
-        return _array_bytes(value, encoding)
+        return _array_bytes(value, encoding, worst)
     return JSON_BYTES_PER_NUMBER
 
 
-def _array_bytes(arr: Any, encoding: str) -> int:
+def _array_bytes(arr: Any, encoding: str, worst: bool) -> int:
     if encoding == "b64" and arr.dtype.kind == "f" and arr.ndim > 0:
         return int(arr.size * arr.dtype.itemsize * B64_BYTES_PER_BYTE) + 64
     per = JSON_BYTES_PER_NUMBER
-    if arr.dtype.kind == "f" and arr.size and not bool(np.isfinite(arr).all()):
+    if arr.dtype.kind == "f" and (worst or (arr.size and not bool(np.isfinite(arr).all()))):
         per = JSON_BYTES_PER_NONFINITE
     return 2 + arr.size * per
 
@@ -300,6 +313,10 @@ def check_answer_fits(result: dict[str, Any], encoding: str) -> None:
     """
     headroom = address_space_headroom()
     if headroom is None:
+        return
+    # The common case, cheaply: it fits even if every value were non-finite.
+    worst = rendered_bytes(result, encoding, worst=True)
+    if RENDER_PEAK_FACTOR * worst + RENDER_MARGIN_BYTES <= headroom:
         return
     estimate = rendered_bytes(result, encoding)
     need = RENDER_PEAK_FACTOR * estimate + RENDER_MARGIN_BYTES
