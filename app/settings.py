@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         ge=0,
         description="Freed memory (MiB) glibc keeps in each pool worker for reuse, instead of "
         "returning it and page-faulting new arrays in (0 = glibc's defaults). Counts against "
-        "worker_memory_mb.",
+        "worker_memory_mb, so at most a quarter of it is kept.",
     )
     blas_threads: int = Field(
         default=1,
