@@ -264,6 +264,25 @@ def test_a_slow_body_gets_408(server: tuple[str, subprocess.Popen[bytes]]) -> No
     assert b"application/problem+json" in data
 
 
+def test_a_request_slower_than_the_head_limit_but_within_its_body_limit_is_answered(
+    server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """The head timer covers the head only: a body trickling in under its own limit is fine."""
+    base, _ = server
+    body = orjson.dumps({"expression": "2 * dot(x, x)", "inputs": {"x": [1.0, 2.0]}})
+    with connect(base) as s:
+        s.sendall(
+            b"POST /grad HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        for start in range(0, len(body), len(body) // 3 + 1):  # over 1.5 s, under 2 s
+            s.sendall(body[start : start + len(body) // 3 + 1])
+            time.sleep(0.5)
+        s.settimeout(10)
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
 def test_a_client_that_never_reads_its_answer_is_dropped(
     server: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
