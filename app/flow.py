@@ -306,6 +306,14 @@ def _arm(protocol: Any) -> None:
 
 
 def _expire(protocol: Any, cycle: Any) -> None:
-    """Close the connection if no request began since the timer was armed."""
-    if getattr(protocol, "cycle", None) is cycle and not protocol.transport.is_closing():
-        protocol.transport.close()
+    """Close the connection if no request began since the timer was armed.
+
+    A request still being answered keeps it open (with pipelining, the cycle seen when
+    the timer was armed may be the next request's, already running).
+    """
+    current = getattr(protocol, "cycle", None)
+    if current is not cycle or protocol.transport.is_closing():
+        return
+    if current is not None and not getattr(current, "response_complete", True):
+        return
+    protocol.transport.close()
