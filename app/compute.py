@@ -366,9 +366,9 @@ def _check_input_name(name: str) -> None:
     """An input's name must be one the function can say: an ASCII identifier of the
     language (a look-alike such as a fullwidth ``ｘ`` would get a zero gradient and a
     warning, never the derivative its sender meant)."""
-    if name.isascii() and name.isidentifier() and not name.startswith("_"):
-        if not keyword.iskeyword(name):
-            return
+    ascii_identifier = name.isascii() and name.isidentifier()
+    if ascii_identifier and not name.startswith("_") and not keyword.iskeyword(name):
+        return
     raise RequestError(
         f"input name {clip(name)} is not a name the function can use: ASCII letters, digits "
         "and underscores, not starting with a digit or an underscore, and not a keyword",
