@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import multiproc
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-POOL_EVENTS = ("timeout", "worker_restart", "queue_full", "memory_limit")
+POOL_EVENTS = ("timeout", "worker_restart", "queue_full", "queue_timeout", "memory_limit")
 UNMATCHED = "<unmatched>"
 # Any token is a valid HTTP method; label the rest "other" so a client cannot
 # create unbounded time series.
@@ -144,6 +144,11 @@ class Metrics:
                 "Requests refused with 503 because the work queue was full.",
                 registry=reg,
             ),
+            "queue_timeout": Counter(
+                "autodiff_pool_queue_timeouts",
+                "Requests refused with 503 after waiting queue_timeout_s for a worker.",
+                registry=reg,
+            ),
             "memory_limit": Counter(
                 "autodiff_pool_memory_limit_kills",
                 "Tasks that hit the per-worker memory cap.",
@@ -190,7 +195,7 @@ METRICS = Metrics(_multiprocess_dir())
 
 
 def record_pool_event(name: str) -> None:
-    """Count one pool event: "timeout", "worker_restart", "queue_full" or "memory_limit"."""
+    """Count one pool event, one of ``POOL_EVENTS``."""
     counter = METRICS.pool_events.get(name)
     if counter is None:
         raise ValueError(f"unknown pool event {name!r}; expected one of {POOL_EVENTS}")

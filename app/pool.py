@@ -45,6 +45,7 @@ class PoolSettings(Protocol):
     workers: int
     time_limit_s: float
     queue_size: int
+    queue_timeout_s: float
     worker_memory_mb: int
     blas_threads: int
     worker_nice: int
@@ -58,6 +59,7 @@ class WorkerPool:
         self.workers = settings.workers
         self.time_limit_s = settings.time_limit_s
         self.capacity = settings.workers + settings.queue_size
+        self.queue_timeout_s = settings.queue_timeout_s
         self.memory_mb = settings.worker_memory_mb
         self.blas_threads = settings.blas_threads
         self.nice = settings.worker_nice
@@ -120,7 +122,18 @@ class WorkerPool:
         try:
             # run_task retires a worker that ran out of memory (see app.worker).
             future = self._pool.schedule(run_task, args=(fn, *args), timeout=self.time_limit_s)
-            return await asyncio.wrap_future(future)
+            answer = asyncio.wrap_future(future)
+            await asyncio.wait({answer}, timeout=self.queue_timeout_s)
+            # Still waiting for a worker: the time limit bounds only a task that runs, so
+            # without this a request behind many slow ones could wait for minutes.
+            if not answer.done() and not future.running() and future.cancel():
+                record_pool_event("queue_timeout")
+                raise QueueFullError(
+                    f"no worker was free for {self.queue_timeout_s:g} s (queue_timeout_s); "
+                    "retry shortly",
+                    {"Retry-After": RETRY_AFTER_S},
+                )
+            return await answer
         except WorkerMemoryError:
             record_pool_event("memory_limit")
             record_pool_event("worker_restart")

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     queue_size: int = Field(
         default=64, ge=0, description="Tasks that may wait for a worker; past it requests get 503."
     )
+    queue_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds a task may wait in the queue for a worker; past it the request "
+        "gets 503 with Retry-After instead of waiting on (the time limit bounds only the run).",
+    )
     max_body_bytes: int = Field(
         default=32 * MiB, ge=1, description="Largest request body (413 past it)."
     )

@@ -365,6 +365,7 @@ def test_pool_events_are_counted(client: TestClient, event: str) -> None:
         "timeout": "autodiff_pool_timeouts_total",
         "worker_restart": "autodiff_pool_worker_restarts_total",
         "queue_full": "autodiff_pool_queue_full_rejections_total",
+        "queue_timeout": "autodiff_pool_queue_timeouts_total",
         "memory_limit": "autodiff_pool_memory_limit_kills_total",
     }
     before = sample(names[event])

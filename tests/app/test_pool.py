@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from app import settings
+from app.errors import QueueFullError
 from app.pool import WorkerPool
 from app.settings import Settings, default_pool_workers, usable_cores
 from app.worker import MALLOC_ENV, blas_threads, malloc_env
@@ -98,3 +100,30 @@ def test_usable_cores_follow_a_container_quota(
     if cpu_max is not None:
         path.write_text(cpu_max)
     assert usable_cores(str(path)) == expected
+
+
+def test_a_task_that_waits_past_the_queue_timeout_is_refused_not_kept_waiting() -> None:
+    """The time limit bounds a task that runs; the wait for a worker is bounded too (a
+    request behind many slow ones waited 88-94 s with a 5 s time limit: FINDINGS F11)."""
+
+    async def scenario(pool: WorkerPool) -> tuple[Any, float, BaseException | None]:
+        slow = asyncio.ensure_future(pool.run(time.sleep, 2.0))  # occupies the one worker
+        await asyncio.sleep(0.3)
+        tick = time.monotonic()
+        refused: BaseException | None = None
+        try:
+            await pool.run(os.getpid)
+        except QueueFullError as exc:
+            refused = exc
+        waited = time.monotonic() - tick
+        return await slow, waited, refused
+
+    with _one_worker(queue_timeout_s=0.5, time_limit_s=10) as pool:
+        asyncio.run(pool.run(os.getpid))  # the worker is up
+        slow, waited, refused = asyncio.run(scenario(pool))
+        assert slow is None  # the running task was not cut by the queue timeout
+        assert isinstance(refused, QueueFullError)
+        assert refused.headers == {"Retry-After": "1"}
+        assert "queue_timeout_s" in str(refused)
+        assert waited < 1.5  # refused at the queue timeout, not after the slow task
+        assert asyncio.run(pool.run(os.getpid)) > 0  # and the pool serves the next one
