@@ -21,8 +21,11 @@ BENCH_STAMP := $(VENV)/.stamp-bench-$(KEY)
 # apt-get needs root: use sudo only when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
+# Only what a package depends on, never what it merely recommends (the README lists why
+# each package is installed).
+APT_INSTALL := $(APT_GET) install -y -qq --no-install-recommends
 
-.PHONY: serve test bench lint typecheck pytest system-deps clean
+.PHONY: serve test bench lint typecheck pytest system-deps clean test-python-floor deploy-test
 
 # The service writes one JSON line per request itself: uvicorn's access log would double it.
 serve: $(RUN_STAMP)
@@ -40,7 +43,7 @@ test: $(TEST_STAMP) system-deps
 # connections), installed like the test tools' Debian packages: only when missing.
 bench: $(BENCH_STAMP)
 	@command -v wrk >/dev/null 2>&1 || { echo "installing: wrk"; \
-		$(APT_GET) update -qq && $(APT_GET) install -y -qq wrk; }
+		$(APT_GET) update -qq && $(APT_INSTALL) wrk; }
 	$(BIN)/python -m bench.run --http
 
 $(BENCH_STAMP): pyproject.toml | $(BIN)/python
@@ -70,16 +73,28 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	rm -f $(VENV)/.stamp-run-* $(VENV)/.stamp-test-*
 	touch $@ $(RUN_STAMP)
 
-# Debian packages the tests drive: Chromium (docs render offline) and nginx
-# (the load-balancer config). Installed only when missing.
+# Debian packages the tests drive: Chromium (docs render offline), nginx (the
+# load-balancer config) and libatomic1 (Playwright's Node.js driver links it).
+# Installed only when missing.
 system-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	/sbin/ldconfig -p | grep -q 'libatomic\.so\.1 ' || missing="$$missing libatomic1"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		$(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing; \
+		$(APT_GET) update -qq && $(APT_INSTALL) $$missing; \
 	fi
 
+# The engine, server and route tests on the oldest Python pyproject.toml allows: Debian
+# 12's /usr/bin/python3.11 (3.11.2), in .venv-floor (PYTHON_FLOOR picks another one).
+test-python-floor:
+	$(SUDO) deploy/test/python-floor.sh
+
+# The Dockerfile and compose file on a real Docker engine (root: installs docker.io,
+# debootstrap and Compose v2, runs its own dockerd); see README, "Deployment".
+deploy-test:
+	$(SUDO) deploy/test/run.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-floor .pytest_cache .mypy_cache .ruff_cache *.egg-info

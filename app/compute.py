@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ import orjson
 import engine
 from app import encoding
 from app.encoding import clip, short
+from app.worker import check_answer_fits
 from engine import lang
 from engine.errors import (
     AutodiffError,
@@ -32,13 +34,20 @@ from engine.errors import (
     UnknownNameError,
 )
 from engine.graph import Recorder
-from engine.lang.ir import Call, Index
+from engine.lang.ir import census
 from engine.lang.limits import Limits
+
+# NumPy's RuntimeWarnings ("Mean of empty slice", "Degrees of freedom <= 0") describe
+# values the answer's own warnings name (non-finite values and where they arose): they
+# are not printed to the server's stderr, once per process, as well.
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\.|$)")
 
 Task = dict[str, Any]
 # Request fields holding arrays: the ones a spilled body supplies.
 ARRAY_FIELDS = ("inputs", "cotangent", "tangents", "vectors")
 Arrays = tuple[np.ndarray[Any, Any], ...]
+# The field whose names say which inputs are differentiated when ``wrt`` is not given.
+DIRECTION_FIELDS = {"jvp": "tangents", "hvp": "vectors"}
 # Finite differences: every coordinate up to this many input elements, else random directions.
 FD_COORDINATES_UP_TO = 16
 FD_RANDOM_DIRECTIONS = 6
@@ -215,28 +224,25 @@ LINEAR_OPS = frozenset(
     }
 )
 _op_cache: dict[int, tuple[Any, frozenset[str], int]] = {}
+# Op evaluations counted past this are "many": only comparisons with lane limits use it.
+_CENSUS_CAP = 1 << 30
 
 
 def op_census(program: Any) -> tuple[frozenset[str], int]:
-    """The ops a compiled program calls and its number of op sites, indexing (``getitem``)
-    included (``num_ops`` leaves it out of text programs); cached per program."""
+    """The ops a compiled program calls and how many op evaluations one run makes, indexing
+    (``getitem``) included (``num_ops`` leaves it out of text programs); cached per program.
+
+    Linear in the program's IR nodes (``ir.census`` memoises shared nodes): this runs on
+    the event loop when a lane is chosen.
+    """
     hit = _op_cache.get(id(program))
     if hit is not None and hit[0] is program:
         return hit[1], hit[2]
-    names: set[str] = set()
-    sites = 0
-    stack: list[Any] = [program.body]
-    while stack:  # the IR is nested named tuples: a walk over tuples finds every call
-        node = stack.pop()
-        if isinstance(node, Call | Index):
-            names.add(node.op if isinstance(node, Call) else "getitem")
-            sites += 1
-        if isinstance(node, tuple):
-            stack.extend(node)
+    found = census(program.body, _CENSUS_CAP)
     if len(_op_cache) > 1024:  # compiled programs are cached too, but not forever
         _op_cache.clear()
-    _op_cache[id(program)] = (program, frozenset(names), sites)
-    return frozenset(names), sites
+    _op_cache[id(program)] = (program, found.ops, found.evaluated)
+    return found.ops, found.evaluated
 
 
 def linear_cost(program: Any) -> bool:
@@ -283,6 +289,8 @@ def run_encoded(task: Task, program: Any = None) -> tuple[bytes | str, dict[str,
     if load_ms is not None:
         timing["load"] = load_ms
     tick = time.perf_counter()
+    # Refused (413) before rendering when the worker's memory cap cannot hold the rendering.
+    check_answer_fits(result, task.get("encoding", "json"))
     body = encoding.render(result, task.get("encoding", "json"))
     timing["encode"] = _ms(tick)
     spilled = encoding.spill(body, task.get("spill_dir"))
@@ -312,6 +320,8 @@ def prepare(task: Task, program: Any = None) -> Problem:
     timing["decode"] = _ms(tick)
     free = set(program.free_names)
     missing = sorted(free - set(inputs))
+    if missing and task.get("graph") is not None:
+        raise _missing_in_graph(program, missing, task["graph"])
     if missing:
         raise UnknownNameError(
             f"the function uses {', '.join(map(clip, missing[:5]))} but 'inputs' has no value for "
@@ -331,6 +341,25 @@ def prepare(task: Task, program: Any = None) -> Problem:
     return Problem(task, program, inputs, diff, zero, consts, warnings, timing)
 
 
+def _missing_in_graph(program: Any, missing: list[str], graph: dict[str, Any]) -> AutodiffError:
+    """A graph reference that is neither a node id nor an input: named, at the node (or
+    the output) that makes it. In a graph any other name is an input's, so it is either
+    a typo of a node id or an input left out."""
+    name = missing[0]
+    where = dict(zip(program.free_names, program.free_locs, strict=True)).get(name)
+    others = f" ({len(missing) - 1} more such references)" if len(missing) > 1 else ""
+    what = f"neither a node id of the graph nor a name in 'inputs'{others}"
+    if where == "outputs":
+        index = next((i for i, o in enumerate(graph.get("outputs") or []) if o == name), 0)
+        return UnknownNameError(
+            f"outputs[{index}] is {clip(name)}, which is {what}",
+            loc=["body", "graph", "outputs", index],
+        )
+    return UnknownNameError(
+        f"node {clip(where)} refers to {clip(name)}, which is {what}", loc={"node": where}
+    )
+
+
 def _decode_inputs(task: Task) -> tuple[dict[str, np.ndarray[Any, Any]], dict[str, bool]]:
     limit = task["limits"]["max_input_elements"]
     inputs, requires = {}, {}
@@ -343,9 +372,11 @@ def _decode_inputs(task: Task) -> tuple[dict[str, np.ndarray[Any, Any]], dict[st
 
 def _wrt(task: Task, inputs: dict[str, Any], requires: dict[str, bool]) -> list[str]:
     given = task.get("wrt")
-    key = "tangents" if task.get("tangents") is not None else "vectors"
-    directions = task.get(key)
-    if directions is not None and not directions:  # /jvp and /hvp alike
+    key = DIRECTION_FIELDS.get(task["endpoint"])
+    directions = task.get(key) if key is not None else None
+    # /jvp and /hvp alike: an empty map differentiates nothing, which is only what was
+    # asked when nothing can be (an empty hvp answered 200 with nothing)
+    if directions is not None and not directions and any(requires.values()):
         raise RequestError(
             f"{key} is empty: give a direction for at least one input", loc=["body", key]
         )
@@ -438,6 +469,8 @@ def _decode_like(
     raw: Any, like: np.ndarray[Any, Any], loc: list[Any], limits: dict[str, int]
 ) -> Any:
     arr = encoding.decode_value(raw, loc, max_elements=limits["max_input_elements"])
+    if arr.size == 0 and like.size == 0:
+        arr = arr.reshape(like.shape)  # no values to misplace: [] stands for any empty shape
     if arr.shape != like.shape:
         raise ShapeError(
             f"{loc[-1]} has shape {list(arr.shape)} but must have shape {list(like.shape)}",
@@ -747,7 +780,11 @@ def _step(problem: Problem, direction: Arrays) -> float:
 def _central(g: Callable[[Arrays], list[Any]], problem: Problem, direction: Arrays) -> list[Any]:
     h = _step(problem, direction)
     plus, minus = g(_shifted(problem, direction, h)), g(_shifted(problem, direction, -h))
-    return [(np.asarray(p) - np.asarray(m)) / (2 * h) for p, m in zip(plus, minus, strict=True)]
+    # float64: a comparison's output is boolean (NumPy has no boolean subtraction)
+    return [
+        (np.asarray(p, dtype=np.float64) - np.asarray(m, dtype=np.float64)) / (2 * h)
+        for p, m in zip(plus, minus, strict=True)
+    ]
 
 
 def _errors(pairs: list[tuple[Any, Any]], directions: int) -> dict[str, Any]:

@@ -54,9 +54,12 @@ from app.schemas import ComputeRequest
 from app.settings import Settings
 from engine.errors import SizeLimitError
 
-# Sources longer than this are compiled in a worker, not on the event loop.
-INLINE_MAX_SOURCE_CHARS = 20_000
-INLINE_MAX_GRAPH_NODES = 1_000
+# Sources longer than this are compiled in a worker, not on the event loop. Compiling is
+# linear in the text but costs a few microseconds per character (about 10 ms for the
+# slowest 4,000-character shapes here); a program the lanes accept has at most
+# inline_max_ops (64) op sites, which fits in far fewer characters or graph nodes.
+INLINE_MAX_SOURCE_CHARS = 4_000
+INLINE_MAX_GRAPH_NODES = 256
 # Ops whose work is not bounded by the sizes of their inputs and output (einsum's
 # contraction over several operands can multiply them): never on the event loop.
 INLINE_EXCLUDED_OPS = ("einsum",)

@@ -233,11 +233,27 @@ def _check_count(count: int, loc: Loc, max_elements: int) -> None:
         )
 
 
+def _check_empty_span(shape: tuple[int, ...], loc: Loc, max_elements: int) -> None:
+    """An empty shape's other dimensions are bounded by the element limit too.
+
+    (0, 10**12, 10**12) holds no element, but NumPy cannot even describe it (the product
+    of its dimensions overflows), and any op that drops the zero would make a giant.
+    """
+    span = math.prod(n for n in shape if n)
+    if 0 in shape and span > max_elements:
+        raise SizeLimitError(
+            f"shape {list(shape)} has no elements, but its other dimensions span {span}, over "
+            f"the limit of {max_elements} elements",
+            loc=loc[:-1] + ["shape"] if loc and loc[-1] == "b64" else loc,
+        )
+
+
 def _decode_b64(
     text: Any, dtype: np.dtype[Any], shape: tuple[int, ...], loc: Loc, max_elements: int
 ) -> np.ndarray[Any, Any]:
     count = math.prod(shape)
     _check_count(count, loc, max_elements)  # before decoding a byte
+    _check_empty_span(shape, loc, max_elements)
     if isinstance(text, B64Text):  # decoded while the body was parsed (``loads_body``)
         raw = text.data
     elif isinstance(text, str):
@@ -274,13 +290,18 @@ def _decode_data(
 ) -> np.ndarray[Any, Any]:
     if isinstance(data, str):
         if data not in _NONFINITE:
-            raise InputError(f"{clip(data)} is not a number", loc=loc)
+            raise InputError(
+                f'{clip(data)} is not a number: the only strings allowed are "nan", "inf" and '
+                '"-inf"',
+                loc=loc,
+            )
         return np.asarray(_NONFINITE[data], dtype=dtype)
     try:
         arr = np.asarray(data)
     except ValueError:
         raise InputError("nested lists must be rectangular", loc=loc) from None
     if arr.dtype.kind == "U":
+        _check_words(data, loc)  # NumPy made every item a string: judge the JSON's own
         arr = _parse_strings(arr, loc)
     elif arr.dtype.kind == "b":
         raise InputError("values must be numbers, not true/false", loc=loc)
@@ -288,6 +309,31 @@ def _decode_data(
         raise InputError("values must be numbers, nested lists of numbers, or an object", loc=loc)
     _check_count(arr.size, loc, max_elements)
     return arr.astype(dtype, copy=False)
+
+
+def _check_words(data: Any, loc: Loc) -> None:
+    """Refuse any string in nested lists but the documented "nan", "inf" and "-inf".
+
+    ``np.asarray`` turns ``[1, "1.5"]`` into strings it would then parse ("1.5", "NaN",
+    "infinity", " 2 " alike): numbers travel as JSON numbers, and only these three
+    words stand for the values JSON cannot write. Only lists holding a string get here.
+    """
+    stack: list[tuple[Any, Loc]] = [(data, loc)]
+    while stack:
+        value, where = stack.pop()
+        if not isinstance(value, list):
+            continue
+        if value and isinstance(value[0], list):
+            stack.extend((v, [*where, i]) for i, v in enumerate(value))
+            continue
+        # a row of scalars (the array is rectangular): one pass without a stack entry each
+        bad = next((i for i, v in enumerate(value) if type(v) is str and v not in _NONFINITE), -1)
+        if bad >= 0:
+            raise InputError(
+                f'{clip(value[bad])} is not a number: the only strings allowed are "nan", "inf" '
+                'and "-inf"',
+                loc=[*where, bad],
+            )
 
 
 def _parse_strings(arr: np.ndarray[Any, Any], loc: Loc) -> np.ndarray[Any, Any]:
@@ -353,6 +399,11 @@ def encode_array(arr: np.ndarray[Any, Any], path: str, encoding: str, warnings: 
     if arr.ndim == 0:
         value = arr.item()
         return _word(value) if not finite else value
+    if arr.size == 0 and 0 in arr.shape[:-1]:
+        # Nested lists cannot say this shape ([] is (0,), (0, 3) and (2, 0, 3) alike):
+        # the object form can, and inputs accept it (README, "encoding").
+        dtype = arr.dtype.name if arr.dtype.name in DTYPES else "float64"  # no value to lose
+        return {"dtype": dtype, "shape": list(arr.shape), "b64": ""}
     if encoding == "b64" and arr.dtype.kind == "f":
         little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
         return {

@@ -166,6 +166,16 @@ def autodiff_problem(exc: AutodiffError) -> Response:
     return problem(exc.status, exc.kind, exc.title, exc.message, [error])
 
 
+_TOO_LARGE = orjson.dumps(
+    {
+        "type": PROBLEM_TYPE + "content-too-large",
+        "title": "Content Too Large",
+        "status": 413,
+        "detail": "The request body is over the configured limit (max_body_bytes).",
+    }
+)
+
+
 async def _autodiff_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AutodiffError)
     return autodiff_problem(exc)
@@ -193,6 +203,13 @@ async def _validation_handler(request: Request, exc: Exception) -> Response:
 async def _http_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    if status == 413:
+        # A chunked body over the limit is refused while it is read (here); one whose
+        # Content-Length says so up front, by Starlette outside the app (BodyLimitProblems):
+        # one problem type for both.
+        return Response(
+            _TOO_LARGE, status_code=413, media_type=MEDIA_TYPE, headers=dict(exc.headers or {})
+        )
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     detail = exc.detail if isinstance(exc.detail, str) else phrase
     kind = phrase.lower().replace(" ", "-")
@@ -200,7 +217,7 @@ async def _http_handler(request: Request, exc: Exception) -> Response:
 
 
 async def _unhandled_handler(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # Logged (once, with its traceback) by the outermost middleware, where it stops.
     return problem(500, "internal-error", "Internal error", "An internal error occurred.")
 
 
@@ -211,16 +228,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(Exception, _unhandled_handler)
-
-
-_TOO_LARGE = orjson.dumps(
-    {
-        "type": PROBLEM_TYPE + "content-too-large",
-        "title": "Content Too Large",
-        "status": 413,
-        "detail": "The request body is over the configured limit (max_body_bytes).",
-    }
-)
 
 
 class BodyLimitProblems:

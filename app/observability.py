@@ -40,6 +40,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from starlette.responses import Response
+from starlette.routing import Mount, Router, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import multiproc
@@ -51,6 +52,7 @@ UNMATCHED = "<unmatched>"
 # create unbounded time series.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 ACCESS_LOGGER = "autodiff.access"
+_errors_log = logging.getLogger("app.errors")
 
 # Latency buckets in seconds: sub-millisecond for the inline path up to the
 # time limit (some seconds) for runaway work.
@@ -214,16 +216,65 @@ def new_request_id(incoming: bytes | None) -> str:
     return os.urandom(16).hex()
 
 
-def endpoint_of(scope: Scope) -> str:
-    """The route template that handled the request (bounded label cardinality)."""
+def endpoint_of(scope: Scope, templates: RouteTemplates | None = None) -> str:
+    """The route template of the request (bounded label cardinality): the route that
+    handled it, else the route its path and method match (a request answered before
+    routing: a 401, a CORS preflight), else ``<unmatched>``. Never the raw path."""
     path = getattr(scope.get("route"), "path", None)
     if isinstance(path, str):
         return path
-    if "endpoint" in scope:
-        # A mount (the docs assets) sets the endpoint and its own root path
-        # but, under FastAPI's router, no route.
-        return f"{scope.get('root_path', '')}/{{path}}"
+    if templates is not None and scope.get("type") == "http":
+        return templates.match(scope.get("path", ""), scope.get("method", ""))
     return UNMATCHED
+
+
+class RouteTemplates:
+    """The app's route templates as full paths, matched without the router.
+
+    Built on first use (the routes are complete by then) by walking the router: included
+    routers (their prefix added), routes and mounts (``/prefix/{path}``).
+    """
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self._table: list[tuple[re.Pattern[str], frozenset[str] | None, str]] | None = None
+
+    def match(self, path: str, method: str) -> str:
+        """The template of the first route matching path and method, else path only (405)."""
+        partial = None
+        for regex, methods, template in self._routes():
+            if regex.match(path):
+                if methods is None or method in methods:
+                    return template
+                partial = partial or template
+        return partial or UNMATCHED
+
+    def _routes(self) -> list[tuple[re.Pattern[str], frozenset[str] | None, str]]:
+        if self._table is None:
+            self._table = list(_walk(self.router.routes, ""))
+        return self._table
+
+
+def _walk(
+    routes: Iterable[Any], prefix: str
+) -> Iterable[tuple[re.Pattern[str], frozenset[str] | None, str]]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI's included router
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            yield from _walk(included.routes, prefix + getattr(context, "prefix", ""))
+            continue
+        path = getattr(route, "path", None)
+        if not isinstance(path, str):
+            continue
+        if isinstance(route, Mount):
+            template = f"{prefix}{path}/{{path}}"
+            regex, _, _ = compile_path(f"{prefix}{path}/{{path:path}}")
+            yield regex, None, template
+            continue
+        regex, _, _ = compile_path(prefix + path)
+        methods = getattr(route, "methods", None)
+        yield regex, frozenset(methods) if methods else None, prefix + path
 
 
 def _find_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -246,10 +297,17 @@ _FALLBACK_500 = orjson.dumps(
 class ObservabilityMiddleware:
     """Request id, access log line and metrics for every HTTP request."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        logger: logging.Logger,
+        router: Router | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.logger = logger
+        self.templates = RouteTemplates(router) if router is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -261,10 +319,10 @@ class ObservabilityMiddleware:
         state["request_id"] = request_id
         id_header = (b"x-request-id", request_id.encode("ascii"))
         status = 500
-        started = False
+        started = completed = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, started, completed
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
@@ -272,23 +330,32 @@ class ObservabilityMiddleware:
                 if _find_header(headers, b"x-request-id") is None:
                     headers.append(id_header)
                 message["headers"] = headers
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                completed = True
             await send(message)
 
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            # Starlette's ServerErrorMiddleware (inside this one) has normally
-            # answered with the app's 500 handler already; this covers an app
-            # without it. Re-raise so the server still sees the error.
+        except Exception as exc:
+            # Starlette's ServerErrorMiddleware (inside this one) has answered with the
+            # app's 500 handler (which logged the error) and re-raised. An error that
+            # reaches the server closes the connection without "Connection: close", and a
+            # client's next request on it failed: once a whole answer is sent the error
+            # stops here, and the connection serves the next request. A half-sent answer
+            # must still end the connection: only then is it re-raised.
             status = 500
+            if started and not completed:
+                raise
+            _errors_log.error(
+                "unhandled error on %s %s", scope["method"], scope.get("path"), exc_info=exc
+            )
             if not started:
                 await _send_bare_500(send, id_header)
-            raise
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - start
-            endpoint = endpoint_of(scope)
+            endpoint = endpoint_of(scope, self.templates)
             method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
             self.metrics.observe(method, endpoint, status, elapsed)
             if self.logger.isEnabledFor(logging.INFO):
@@ -410,7 +477,9 @@ def install_observability(app: FastAPI, settings: ObservabilitySettings) -> None
     build_inner = app.build_middleware_stack
 
     def build_middleware_stack() -> ASGIApp:
-        return ObservabilityMiddleware(build_inner(), metrics=METRICS, logger=logger)
+        return ObservabilityMiddleware(
+            build_inner(), metrics=METRICS, logger=logger, router=app.router
+        )
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 

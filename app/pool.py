@@ -24,7 +24,7 @@ from pebble import ProcessExpired, ProcessPool
 
 from app.errors import ComputeTimeoutError, QueueFullError, WorkerDiedError
 from app.observability import record_pool_event, set_pool_gauges
-from app.worker import BLAS_ENV, init_worker, malloc_env, ping
+from app.worker import BLAS_ENV, WorkerMemoryError, init_worker, malloc_env, ping, run_task
 from engine.errors import SizeLimitError
 
 PRELOAD = ["app.compute"]
@@ -110,8 +110,13 @@ class WorkerPool:
         self.in_flight += 1
         self._publish()
         try:
-            future = self._pool.schedule(fn, args=args, timeout=self.time_limit_s)
+            # run_task retires a worker that ran out of memory (see app.worker).
+            future = self._pool.schedule(run_task, args=(fn, *args), timeout=self.time_limit_s)
             return await asyncio.wrap_future(future)
+        except WorkerMemoryError:
+            record_pool_event("memory_limit")
+            record_pool_event("worker_restart")
+            raise
         except TimeoutError:
             record_pool_event("timeout")
             record_pool_event("worker_restart")
@@ -125,10 +130,11 @@ class WorkerPool:
                 f"the worker running this request died (exit code {exc.exitcode}); "
                 "it was replaced, the request can be retried"
             ) from None
-        except MemoryError:
+        except MemoryError:  # raised outside run_task (pebble's own unpickling of the answer)
             record_pool_event("memory_limit")
             raise SizeLimitError(
-                f"the computation needed more than the worker memory cap of {self.memory_mb} MiB"
+                f"the answer needed more memory than the worker memory cap of {self.memory_mb} "
+                "MiB allows"
             ) from None
         except CancelledError:
             # pebble cancelled the task (pool stopping): not the client's fault

@@ -14,10 +14,13 @@ from typing import Protocol
 
 import orjson
 from fastapi import FastAPI
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Match, Router
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import MEDIA_TYPE, PROBLEM_TYPE
 
 OPEN_PATHS = frozenset(
     {
@@ -103,10 +106,9 @@ def is_open_path(path: str) -> bool:
 class APIKeyMiddleware:
     """Refuses requests to protected paths without a valid key (401 problem+json)."""
 
-    def __init__(self, app: ASGIApp, keys: Sequence[str], router: Router | None = None) -> None:
+    def __init__(self, app: ASGIApp, keys: Sequence[str]) -> None:
         self.app = app
         self.checker = KeyChecker(keys)
-        self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -117,7 +119,6 @@ class APIKeyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        self._name_route(scope)
         await send(
             {
                 "type": "http.response.start",
@@ -131,16 +132,31 @@ class APIKeyMiddleware:
         )
         await send({"type": "http.response.body", "body": _UNAUTHORIZED_BODY})
 
-    def _name_route(self, scope: Scope) -> None:
-        # The request never reaches the router; name its route anyway so the
-        # metrics count 401s by endpoint template rather than as unmatched.
-        if self.router is None:
-            return
-        for route in self.router.routes:
-            match, _ = route.matches(dict(scope))
-            if match is not Match.NONE:
-                scope["route"] = route
-                return
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered as problem+json (it is text/plain)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        """The preflight answer; a refusal (400) says why in the service's error shape."""
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        reason = bytes(response.body).decode("utf-8", "replace")  # e.g. "Disallowed CORS origin"
+        headers = {
+            k: v for k, v in response.headers.items() if k not in ("content-type", "content-length")
+        }
+        body = {
+            "type": PROBLEM_TYPE + "cors-preflight-refused",
+            "title": "CORS preflight refused",
+            "status": response.status_code,
+            "detail": f"{reason}: this origin, method or header is not allowed (cors_origins)",
+        }
+        return Response(
+            orjson.dumps(body),
+            status_code=response.status_code,
+            media_type=MEDIA_TYPE,
+            headers=headers,
+        )
 
 
 def install_security(app: FastAPI, settings: SecuritySettings) -> None:
@@ -153,7 +169,7 @@ def install_security(app: FastAPI, settings: SecuritySettings) -> None:
     if origins:
         app.user_middleware.append(
             Middleware(
-                CORSMiddleware,
+                ProblemCORSMiddleware,
                 allow_origins=origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
@@ -163,4 +179,4 @@ def install_security(app: FastAPI, settings: SecuritySettings) -> None:
         )
     keys = [k for k in (getattr(settings, "api_keys", None) or []) if k]
     if keys:
-        app.user_middleware.append(Middleware(APIKeyMiddleware, keys=keys, router=app.router))
+        app.user_middleware.append(Middleware(APIKeyMiddleware, keys=keys))

@@ -16,7 +16,6 @@ An op knows:
 from __future__ import annotations
 
 import ast
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +23,27 @@ from typing import Any
 import numpy as np
 
 from engine import tracer
-from engine.errors import AutodiffError, NotDifferentiableError, ShapeError, TracedValueError
+from engine.errors import (
+    AutodiffError,
+    NotDifferentiableError,
+    ShapeError,
+    TracedValueError,
+    ValueDomainError,
+)
 
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
-_REQUIRED = inspect.Parameter.empty
+
+
+class _Required:
+    """The default of a parameter that has none: a class, so it pickles as itself.
+
+    Not ``inspect.Parameter.empty``: ``@dataclass`` of CPython before 3.11.4 builds
+    ``__doc__`` with ``inspect.signature``, which reads that default as "no default"
+    and raises "non-default argument follows default argument" at import.
+    """
+
+
+_REQUIRED: Any = _Required
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,8 @@ class Op:
     def __call__(self, *given: Any, **given_kw: Any) -> Any:
         try:
             args, kwargs = given, given_kw
+            if kwargs:
+                args, kwargs = self.bind(args, kwargs)
             if self.prepare is not None:
                 args, kwargs = self.prepare(args, kwargs)
             recorder = tracer.recorder
@@ -106,6 +124,8 @@ class Op:
 
     def shape(self, *args: Any, **kwargs: Any) -> tuple[int, ...]:
         """The output shape of ``self(*args, **kwargs)``, computed from shapes alone."""
+        if kwargs:
+            args, kwargs = self.bind(args, kwargs)
         if self.prepare is not None:
             args, kwargs = self.prepare(args, kwargs)
         try:
@@ -114,6 +134,26 @@ class Op:
             raise
         except (ValueError, TypeError, IndexError) as exc:
             raise self.error(exc, args) from None
+
+    def bind(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Array arguments passed by keyword (``clip(x, a_min=0, a_max=1)``) moved to their
+        positions: rules and ``prepare`` hooks take array arguments positionally, statics
+        by keyword or position."""
+        rest = self.params[len(args) :]
+        if not any(p.kind == ARRAY and p.name in kwargs for p in rest):
+            return args, kwargs
+        bound, kwargs = list(args), dict(kwargs)
+        for p in rest:
+            if p.kind != ARRAY or p.name not in kwargs:
+                if p.kind == ARRAY and p.required:
+                    raise ValueDomainError(
+                        f"{self.name}: missing argument {p.name!r}", op=self.name
+                    )
+                break
+            bound.append(kwargs.pop(p.name))
+        return tuple(bound), kwargs
 
     def error(self, exc: Exception, args: tuple[Any, ...]) -> AutodiffError:
         """A typed error naming this op and its arguments' shapes."""

@@ -315,17 +315,19 @@ def _jac_reverse(trace: Trace, chunk_size: int | None = None) -> list[list[Any]]
     n = sum(out_sizes)
     pieces: list[list[Any]] = [[] for _ in trace.leaves]
     for part in _chunks(n, chunk_size):
-        cts = [r[part].reshape((-1,) + s) for r, s in zip(rows, out_shapes, strict=True)]
+        # the row count said outright: -1 cannot be inferred when an output has no elements
+        count = part.stop - part.start
+        cts = [r[part].reshape((count,) + s) for r, s in zip(rows, out_shapes, strict=True)]
         for k, g in enumerate(trace.pullback(cts)):
             pieces[k].append(g)
-    grads = [p[0] if len(p) == 1 else np.concatenate(p) for p in pieces]
+    grads = [_concatenate(p) for p in pieces]
     jac: list[list[Any]] = []
     offset = 0
     for s, size in zip(out_shapes, out_sizes, strict=True):
         row = []
         for g, i in zip(grads, trace.argnums, strict=True):
             block = g[offset : offset + size]
-            row.append(block.reshape(s + shape_of(trace.primals[i])))
+            row.append(_reshape(block, s + shape_of(trace.primals[i])))
         jac.append(row)
         offset += size
     return jac
@@ -343,17 +345,14 @@ def _jac_forward(
         tangents = _basis_rows(part, primals, nums, in_sizes, dtype)
         values, touts, is_tuple = _push(f, primals, tangents, nums)
         parts.append(touts)
-    touts = [
-        parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts])
-        for k in range(len(values))
-    ]
+    touts = [_concatenate([p[k] for p in parts]) for k in range(len(values))]
     jac = []
     for v, t in zip(values, touts, strict=True):
         vnd = len(shape_of(v))
         row, offset = [], 0
         for i, size in zip(nums, in_sizes, strict=True):
             block = t[offset : offset + size]  # (size_i, *out.shape)
-            block = block.reshape(shape_of(primals[i]) + shape_of(v))
+            block = _reshape(block, shape_of(primals[i]) + shape_of(v))
             xnd = len(shape_of(primals[i]))
             perm = tuple(range(xnd, xnd + vnd)) + tuple(range(xnd))
             row.append(_transpose(block, perm))
@@ -362,10 +361,29 @@ def _jac_forward(
     return values, jac, is_tuple
 
 
+# A transform nested in another (``grad(jacobian(f))``, ``jacobian(hessian(f))``) gets
+# the outer transform's boxes back from its passes: its own assembly of the blocks must
+# then be traced too, so it goes through engine ops for boxes and NumPy otherwise.
+
+
 def _transpose(a: Any, perm: tuple[int, ...]) -> Any:
     if isinstance(a, Box):
         return anp.transpose(a, perm)
     return np.transpose(a, perm)
+
+
+def _reshape(a: Any, shape: tuple[int, ...]) -> Any:
+    if isinstance(a, Box):
+        return anp.reshape(a, shape)
+    return np.reshape(a, shape)
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    if any(isinstance(p, Box) for p in parts):
+        return anp.concatenate(parts)
+    return np.concatenate(parts)
 
 
 def jacobian(f: Fn, argnums: ArgNums = 0, mode: str = "auto", chunk_size: int | None = None) -> Fn:

@@ -154,14 +154,106 @@ def test_compose_file_validates_against_the_compose_spec() -> None:
 def test_compose_api_service_is_limited_hardened_and_probed() -> None:
     api = compose()["services"]["api"]
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
-    assert api["restart"] == "unless-stopped"
+    assert api["deploy"]["restart_policy"]["condition"] == "any"
     assert api["read_only"] is True
     assert {"type": "tmpfs", "target": "/tmp"}.items() <= api["volumes"][0].items()
     limits = api["deploy"]["resources"]["limits"]
-    assert float(limits["cpus"]) > 0 and limits["memory"]
+    assert float(limits["cpus"]) > 0 and limits["memory"] and limits["pids"] > 0
     assert api["deploy"]["replicas"] >= 2
     assert {"update_config", "restart_policy"} <= set(api["deploy"])
     assert "ports" not in api, "replicas must not bind host ports, or --scale collides"
+
+
+# A service key and the `deploy:` key that sets the same thing. Compose v2 refuses a file
+# with distinct values in both ("can't set distinct values on 'pids_limit' and
+# 'deploy.resources.limits.pids'"), and takes `deploy.restart_policy` over `restart`.
+SAME_SETTING = {
+    "pids_limit": ("resources", "limits", "pids"),
+    "cpus": ("resources", "limits", "cpus"),
+    "mem_limit": ("resources", "limits", "memory"),
+    "mem_reservation": ("resources", "reservations", "memory"),
+    "scale": ("replicas",),
+    "restart": ("restart_policy",),
+}
+
+
+def test_compose_says_each_setting_once() -> None:
+    for name, service in compose()["services"].items():
+        deploy = service.get("deploy", {})
+        for key, path in SAME_SETTING.items():
+            node = deploy
+            for part in path[:-1]:
+                node = node.get(part, {})
+            # Compose v2 compares with the deploy value even when it is absent (then 0).
+            both = key in service and (path[-1] in node or path[0] == "resources" and node)
+            assert not both, f"{name}: {key} and deploy.{'.'.join(path)} set one thing twice"
+        policy = deploy.get("restart_policy", {})
+        # `any` is Docker's `always`, which takes no retry count: `up` fails at create.
+        if policy.get("condition", "any") == "any":
+            assert "max_attempts" not in policy, f"{name}: max_attempts with condition any"
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR:-default} and ${VAR} substitution, from `env` only."""
+    pattern = r"\$\{(\w+)(?::-([^}]*))?\}"
+    return re.sub(pattern, lambda m: env.get(m.group(1)) or m.group(2) or "", text)
+
+
+def published(env: dict[str, str]) -> list[tuple[str, str]]:
+    """(host address, host port) of every published port of every service."""
+    out = []
+    for service in compose()["services"].values():
+        for port in service.get("ports", []):
+            host_ip, host_port, _ = interpolate(str(port), env).rsplit(":", 2)
+            out.append((host_ip, host_port))
+    return out
+
+
+def test_compose_publishes_on_loopback_unless_told() -> None:
+    assert published({}) == [("127.0.0.1", "8000")]
+    told = {"AUTODIFF_BIND_ADDRESS": "0.0.0.0", "AUTODIFF_PORT": "9000"}
+    assert published(told) == [("0.0.0.0", "9000")]
+
+
+def test_readme_says_how_to_publish_and_why_keys_then() -> None:
+    readme = (ROOT / "README.md").read_text()
+    deployment = readme.split("## Deployment", 1)[1].split("\n## ", 1)[0]
+    for needed in ("AUTODIFF_BIND_ADDRESS", "127.0.0.1", "AUTODIFF_API_KEYS", "make deploy-test"):
+        assert needed in deployment, f"README's Deployment section does not mention {needed}"
+
+
+def compose_v2() -> list[str]:
+    """`docker compose` (v2) or `docker-compose` v2, else skip: `make deploy-test` installs it."""
+    for command in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(command[0]) is None:
+            continue
+        run = subprocess.run([*command, "version"], capture_output=True, text=True, timeout=30)
+        if run.returncode == 0 and re.search(r"version v?2\.", run.stdout):
+            return command
+    pytest.skip("Compose v2 is not installed (make deploy-test installs Debian trixie's)")
+
+
+def test_compose_v2_accepts_the_file_and_publishes_on_loopback() -> None:
+    command = compose_v2()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODIFF_")}
+    checked = subprocess.run(
+        [*command, "-f", str(COMPOSE), "config", "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr
+    rendered = subprocess.run(
+        [*command, "-f", str(COMPOSE), "config", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    ports = json.loads(rendered.stdout)["services"]["nginx"]["ports"]
+    assert [(p["host_ip"], p["published"]) for p in ports] == [("127.0.0.1", "8000")]
 
 
 def test_compose_settings_are_real_settings() -> None:
@@ -194,7 +286,7 @@ def test_compose_nginx_fronts_the_api_with_our_config() -> None:
     assert nginx["depends_on"]["api"]["condition"] == "service_healthy"
     assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
     assert nginx["read_only"] is True
-    assert nginx["ports"] == ["${AUTODIFF_PORT:-8000}:8080"]
+    assert nginx["ports"] == ["${AUTODIFF_BIND_ADDRESS:-127.0.0.1}:${AUTODIFF_PORT:-8000}:8080"]
 
 
 # ----------------------------------------------------------------------- nginx
@@ -382,3 +474,38 @@ def test_k8s_probes_and_wiring() -> None:
     env = {e["name"] for e in container["env"]}
     settings = {n.removeprefix("AUTODIFF_").lower() for n in env if n.startswith("AUTODIFF_")}
     assert settings <= set(Settings.model_fields)
+
+
+# ------------------------------------------------------------ Debian packages
+
+
+def shell_sources() -> dict[str, str]:
+    """Every file of ours that can run apt-get, with continued lines joined."""
+    paths = [ROOT / "Makefile", ROOT / ".ci" / "run", ROOT / "Dockerfile"]
+    paths += sorted((ROOT / "deploy").rglob("*.sh"))
+    return {str(p.relative_to(ROOT)): p.read_text().replace("\\\n", " ") for p in paths}
+
+
+def test_every_apt_install_skips_recommends() -> None:
+    # `apt-get install` (or make's $(APT_GET) install) anywhere: recommends would pull in
+    # 117 packages for chromium (avahi, CUPS, Samba libraries, a systemd upgrade).
+    pattern = re.compile(
+        r"(?:apt-get|\$\(APT_GET\))(?:\s+-\S+(?:\s+\S+=\S+)?)*\s+install\b[^\n;|&]*"
+    )
+    found = []
+    for name, text in shell_sources().items():
+        for match in pattern.finditer(text):
+            found.append(name)
+            assert "--no-install-recommends" in match.group(0), f"{name}: {match.group(0)}"
+    assert "Makefile" in found and "deploy/test/run.sh" in found
+
+
+def test_readme_names_every_debian_package_make_test_installs() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    system_deps = makefile.split("\nsystem-deps:", 1)[1].split("\n\n", 1)[0]
+    packages = re.findall(r'missing="\$\$missing (\S+)"', system_deps)
+    assert {"chromium", "nginx"} <= set(packages)
+    readme = (ROOT / "README.md").read_text()
+    install = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    for package in packages:
+        assert f"`{package}`" in install, f"README does not say why make test installs {package}"

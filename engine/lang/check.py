@@ -9,7 +9,9 @@ guarded; the AST walk uses an explicit stack, never recursion.
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 import warnings
 from typing import Any
 
@@ -92,9 +94,10 @@ def rejected(what: str, loc: Loc, hint: str = "") -> LanguageError:
     return LanguageError(msg, loc=loc_dict(loc))
 
 
-def _position(text: str, index: int) -> Loc:
-    line = text.count("\n", 0, index) + 1
-    return (line, index - (text.rfind("\n", 0, index) + 1) + 1)
+def _position(text: str, index: int) -> tuple[int, int]:
+    head = python_lines(text[:index])  # lines as Python counts them (a lone \r ends one)
+    line = head.count("\n") + 1
+    return (line, len(head) - (head.rfind("\n") + 1) + 1)
 
 
 def prescan(text: str, limits: Limits) -> None:
@@ -115,22 +118,52 @@ def prescan(text: str, limits: Limits) -> None:
         _check_brackets(text, limits.max_depth)
 
 
+def python_lines(text: str) -> str:
+    """``text`` with the line endings Python's parser knows as ``\n``.
+
+    Python ends a line at ``\n``, ``\r\n`` or a lone ``\r`` (the language reference,
+    "Physical lines"), and only there: form feed is whitespace, and ``\v``, ``\x1c``-
+    ``\x1e``, ``\x85``, ``\u2028``, ``\u2029`` (line breaks to ``str.splitlines``) are not
+    line ends to its tokenizer; inside a comment they are comment text. The controls
+    among them are refused anyway (``_CONTROL``).
+    """
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _check_ascii(text: str) -> None:
-    """Non-ASCII is allowed in comments only: Python would silently NFKC-fold look-alikes."""
-    for number, line in enumerate(text.split("\n"), start=1):
-        quote = ""
-        for column, ch in enumerate(line, start=1):
-            if ch in "'\"" and (not quote or quote == ch):
-                quote = "" if quote else ch
-            elif ch == "#" and not quote:
-                break
-            elif ord(ch) > 127:
-                loc = (number, column)
-                msg = (
-                    f"non-ASCII character {ch!r} (U+{ord(ch):04X}) at {loc_text(loc)}: names, "
-                    "numbers and operators must be plain ASCII"
-                )
-                raise LanguageError(msg, loc=loc_dict(loc))
+    """Non-ASCII is allowed in comments only: Python's parser NFKC-folds identifiers, so a
+    look-alike (fullwidth ``ｘ``) would silently become ``x``.
+
+    The comments are found by Python's own tokenizer (strings, escapes and line ends as
+    the parser reads them); source it cannot tokenize may hold no non-ASCII at all.
+    """
+    source = python_lines(text)
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type != tokenize.COMMENT and not token.string.isascii():
+                _refuse_non_ascii(token.string, (token.start[0], token.start[1] + 1))
+    except (tokenize.TokenError, SyntaxError):
+        bad = _NON_ASCII.search(source)
+        if bad is not None:
+            _refuse_non_ascii(bad.group(), _position(source, bad.start()))
+
+
+def _refuse_non_ascii(token: str, start: tuple[int, int]) -> None:
+    """Raise for the first non-ASCII character of ``token``, which starts at the 1-based
+    (line, column) ``start``."""
+    index = next(i for i, ch in enumerate(token) if ord(ch) > 127)
+    before = token[:index]
+    line, column = start
+    if "\n" in before:  # a string token over several lines
+        loc = (line + before.count("\n"), len(before) - before.rfind("\n"))
+    else:
+        loc = (line, column + index)
+    ch = token[index]
+    msg = (
+        f"non-ASCII character {ch!r} (U+{ord(ch):04X}) at {loc_text(loc)}: names, "
+        "numbers and operators must be plain ASCII"
+    )
+    raise LanguageError(msg, loc=loc_dict(loc))
 
 
 def _check_brackets(text: str, max_depth: int) -> None:

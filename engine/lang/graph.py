@@ -29,7 +29,7 @@ from engine.lang.ir import (
     loc_dict,
 )
 from engine.lang.limits import Limits
-from engine.lang.parse import CONSTANTS
+from engine.lang.parse import CONSTANTS, STRING_OPS
 from engine.lang.program import Program
 from engine.registry import ARRAY, ARRAYS, STATIC, VARARGS, Op
 
@@ -229,7 +229,10 @@ class _GraphBuilder:
             bind.add_keyword(op, filled, key, ("attr", value), nid)
         extra = self.fill_inputs(op, nid, inputs, filled)
         args, kwargs = bind.canonical(op, filled, extra, nid)
-        str_ok = op.name == "einsum"
+        # einsum's subscripts are any text; norm's ord is one of a few words or a number
+        str_ok: bool | str = (
+            ("text" if op.name == "einsum" else True) if op.name in STRING_OPS else False
+        )
         return Call(
             op.name,
             tuple(Arg(k, self.arg(k, a, nid, str_ok)) for k, a in args),
@@ -261,7 +264,7 @@ class _GraphBuilder:
             raise LanguageError(msg, op=op.name, loc=loc_dict(nid))
         return extra
 
-    def arg(self, kind: str, tagged: tuple[str, Any], nid: str, str_ok: bool) -> Any:
+    def arg(self, kind: str, tagged: tuple[str, Any], nid: str, str_ok: bool | str) -> Any:
         tag, value = tagged
         if tag == "in":
             return self.input(value, nid)
@@ -274,7 +277,7 @@ class _GraphBuilder:
             return self.ref(value, nid)
         return self.literal(value, nid, static=False, str_ok=False)
 
-    def literal(self, value: Any, nid: str, *, static: bool, str_ok: bool) -> Any:
+    def literal(self, value: Any, nid: str, *, static: bool, str_ok: bool | str) -> Any:
         """A JSON literal as IR; its depth is checked iteratively before the (bounded) recursion."""
         stack: list[tuple[Any, int]] = [(value, 0)]
         while stack:
@@ -286,12 +289,12 @@ class _GraphBuilder:
                 stack.extend((x, depth + 1) for x in v)
         return self._literal(value, nid, static, str_ok)
 
-    def _literal(self, value: Any, nid: str, static: bool, str_ok: bool) -> Any:
+    def _literal(self, value: Any, nid: str, static: bool, str_ok: bool | str) -> Any:
         if isinstance(value, list):
             return Seq(tuple(self._literal(v, nid, static, str_ok) for v in value), nid)
         return self.scalar(value, nid, static=static, str_ok=str_ok)
 
-    def scalar(self, v: Any, nid: str, *, static: bool, str_ok: bool) -> Any:
+    def scalar(self, v: Any, nid: str, *, static: bool, str_ok: bool | str) -> Any:
         if isinstance(v, bool) and static:
             return Const(str(v), v, nid)
         if isinstance(v, int) and not isinstance(v, bool):
@@ -300,7 +303,9 @@ class _GraphBuilder:
             return Num(v, None, nid)
         if v is None and static:
             return Const("None", None, nid)
-        if isinstance(v, str) and v in NONFINITE and not str_ok:
+        # "inf" is a number even where a string may stand (norm's ord: 'fro', 'nuc'), except
+        # where every string is text (einsum's subscripts)
+        if isinstance(v, str) and v in NONFINITE and str_ok != "text":
             return Num(NONFINITE[v], None, nid)
         if isinstance(v, str) and str_ok:
             return Str(v, nid)

@@ -367,12 +367,19 @@ class Interpreter:
         except RecursionError:
             raise
         except MemoryError:
-            raise self.too_big(name, (), loc, args) from None
+            raise self.out_of_memory(name, loc, args) from None
         except Exception as exc:  # NumPy's ValueError/TypeError...: name the op and shapes
             shapes = _shapes(args)
             text = ", ".join(map(str, shapes))
             msg = f"{name}: {exc} (argument shapes {text}) at {loc_text(loc)}"
             raise ShapeError(msg, op=name, shapes=shapes, loc=loc_dict(loc)) from None
+
+    def out_of_memory(self, what: str, loc: Loc, args: list[Any]) -> SizeLimitError:
+        """The op's result was under the size limit, but memory ran out making it."""
+        shapes = _shapes(args)
+        given = f" with arguments of shapes {', '.join(map(str, shapes))}" if shapes else ""
+        msg = f"{what} at {loc_text(loc)} ran out of memory{given}"
+        return SizeLimitError(msg, op=what, shapes=shapes, loc=loc_dict(loc))
 
     def too_big(
         self, what: str, shape: tuple[int, ...], loc: Loc, args: list[Any] | None = None

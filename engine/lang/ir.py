@@ -164,3 +164,60 @@ class Return(NamedTuple):
     values: tuple[Any, ...]
     several: bool
     loc: Loc
+
+
+# --- counting ----------------------------------------------------------------------------
+
+
+class Census(NamedTuple):
+    """What a program calls, counted once per IR node and once per evaluation.
+
+    The IR is a DAG, not a tree: a chained comparison ``a < b < c`` compiles to
+    ``less(a, b) and less(b, c)`` with ``b`` one shared node, which the interpreter
+    evaluates once per comparison that reads it. ``sites`` counts distinct op nodes
+    (calls and indexing); ``evaluated`` counts them as the interpreter runs them,
+    shared nodes once per reader (saturating at ``cap + 1``).
+    """
+
+    ops: frozenset[str]
+    sites: int
+    evaluated: int
+
+
+def census(root: Any, cap: int) -> Census:
+    """The ``Census`` of an IR tree/DAG, in time linear in its distinct nodes.
+
+    Iterative and memoised by node identity: a walk of the tree the DAG stands for
+    doubles with every level of nested chained comparisons.
+    """
+    evaluated: dict[int, int] = {}  # id(node) -> op evaluations under it, once done
+    keep: list[Any] = []  # holds the nodes so that no id() is reused during the walk
+    ops: set[str] = set()
+    sites = 0
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if not children_done:
+            if id(node) in evaluated:
+                continue  # a shared node, already counted
+            keep.append(node)
+            stack.append((node, True))
+            stack.extend((c, False) for c in _children(node) if id(c) not in evaluated)
+            continue
+        own = 0
+        if type(node) is Call or type(node) is Index:
+            own = 1
+            sites += 1
+            ops.add(node.op if type(node) is Call else "getitem")
+        total = own + sum(evaluated[id(c)] for c in _children(node))
+        evaluated[id(node)] = min(total, cap + 1)
+    return Census(frozenset(ops), sites, evaluated[id(root)])
+
+
+_LEAVES = frozenset({Num, Const, Str, Ellip, Name})
+
+
+def _children(node: Any) -> list[Any]:
+    """The IR nodes and tuples directly under ``node`` (locations and leaves left out)."""
+    items = node[:-1] if hasattr(node, "_fields") and node._fields[-1] == "loc" else node
+    return [c for c in items if isinstance(c, tuple) and type(c) not in _LEAVES]

@@ -11,7 +11,7 @@ import ast
 import math
 from typing import Any
 
-from engine.errors import LanguageError
+from engine.errors import LanguageError, SizeLimitError
 from engine.lang import bind, check
 from engine.lang.check import node_loc, rejected
 from engine.lang.ir import (
@@ -34,6 +34,7 @@ from engine.lang.ir import (
     Slice,
     Str,
     While,
+    census,
     loc_dict,
     loc_text,
 )
@@ -50,7 +51,11 @@ COMPARES = {
     ast.Eq: "equal", ast.NotEq: "not_equal", ast.Lt: "less", ast.LtE: "less_equal",
     ast.Gt: "greater", ast.GtE: "greater_equal",
 }  # fmt: skip
-VALUE, STATIC_CTX, STRING_CTX = 0, 1, 2  # what an expression may be (strings: einsum only)
+VALUE, STATIC_CTX, STRING_CTX = 0, 1, 2  # what an expression may be (strings: STRING_OPS)
+# the ops whose static arguments may be string literals: einsum's subscripts and norm's ord
+# ('fro', 'nuc'); the op itself refuses any other string with a clear error
+STRING_OPS = frozenset({"einsum", "norm"})
+STRING_HINT = "a string is allowed only as einsum's subscripts or norm's ord ('fro', 'nuc')"
 _INT_LIMIT = 2**63
 
 
@@ -62,7 +67,30 @@ def compile_source(text: str, limits: Limits | None = None) -> Program:
     check.prescan(text, limits)
     tree = check.parse(text)
     check.validate(tree, limits)
-    return _Builder(limits).module(tree)
+    builder = _Builder(limits)
+    program = builder.module(tree)
+    if builder.shares_nodes:
+        _check_evaluations(program, limits)
+    return program
+
+
+def _check_evaluations(program: Program, limits: Limits) -> None:
+    """Refuse a program whose run would evaluate more op nodes than ``max_program_nodes``.
+
+    A chained comparison ``a < b < c`` reads ``b`` twice, so nesting chains inside the
+    middle operand doubles the work per level (19 levels in 276 bytes: 2^19 evaluations)
+    while the text, the syntax tree and the IR stay small. ``ir.census`` counts the
+    evaluations in time linear in the IR.
+    """
+    cap = limits.max_program_nodes
+    evaluated = census(program.body, cap).evaluated
+    if evaluated > cap:
+        msg = (
+            f"the program would evaluate more than {cap} operations per run (chained "
+            "comparisons evaluate their middle operands once per comparison: nested chains "
+            "double the work at every level); assign the shared operand to a name first"
+        )
+        raise SizeLimitError(msg)
 
 
 class _Builder:
@@ -76,6 +104,7 @@ class _Builder:
         self.num_ops = 0
         self.has_loops = False
         self.has_return = False
+        self.shares_nodes = False  # a chained comparison reads its middle operands twice
 
     # --- statements -----------------------------------------------------------------
 
@@ -243,7 +272,7 @@ class _Builder:
         if isinstance(value, str) and ctx == STRING_CTX:
             return Str(value, loc)
         if isinstance(value, str):
-            raise rejected("a string", loc, "a string is allowed only as einsum's subscripts")
+            raise rejected("a string", loc, STRING_HINT)
         if value is Ellipsis:
             raise rejected("... outside of x[...]", loc)
         raise rejected(f"the literal {value!r}", loc)
@@ -265,7 +294,10 @@ class _Builder:
             self.op_call(COMPARES[type(op)], [operands[i], operands[i + 1]], loc)
             for i, op in enumerate(node.ops)
         ]
-        return tests[0] if len(tests) == 1 else BoolOp("and", tuple(tests), loc)
+        if len(tests) == 1:
+            return tests[0]
+        self.shares_nodes = True
+        return BoolOp("and", tuple(tests), loc)
 
     def op_call(self, name: str, args: list[Any], loc: Loc) -> Call:
         bind.lookup_op(name, loc)
@@ -280,7 +312,7 @@ class _Builder:
         for kw in node.keywords:
             bind.add_keyword(op, filled, kw.arg or "", kw.value, loc)
         args, kwargs = bind.canonical(op, filled, extra, loc)
-        ctx = STRING_CTX if op.name == "einsum" else STATIC_CTX
+        ctx = STRING_CTX if op.name in STRING_OPS else STATIC_CTX
         self.num_ops += 1
         return Call(
             op.name,

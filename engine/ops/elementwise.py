@@ -289,15 +289,23 @@ def _power_dx(g: Any, ans: Any, x: Any, y: Any) -> Any:
             return _times_new(g, 2.0 * x)
         if y == 1:
             return g
+        if y == 0:  # x ** 0 is 1 everywhere, also at x = 0 (0 * 0 ** -1 would be nan)
+            return g * 0.0
         return _times_new(g, y * x ** (y - 1.0))
-    # PyTorch: zero where the exponent is zero, whatever the base.
-    return g * anp.where(y == 0, 0.0, y * x ** (y - 1.0))
+    # PyTorch: zero where the exponent is zero, whatever the base. The base is made safe
+    # there too: the branch not taken must stay finite, or its own derivative (second
+    # order) is 0 * inf = nan.
+    zero = y == 0
+    return g * anp.where(zero, 0.0, y * anp.where(zero, 1.0, x) ** (y - 1.0))
 
 
 def _power_dy(g: Any, ans: Any, x: Any, y: Any) -> Any:
     # PyTorch: zero where the base is zero and the exponent non-negative (no log(0) nan).
-    safe = anp.where(x == 0, 1.0, x)
-    return g * anp.where((x == 0) & (y >= 0), 0.0, ans * anp.log(safe))
+    # ``safe ** y`` rather than ``ans``: at x = 0 the branch not taken stays finite in its
+    # derivatives too (ans' derivative in x, y x ** (y - 1), is inf there for y < 1).
+    base_zero = x == 0
+    safe = anp.where(base_zero, 1.0, x)
+    return g * anp.where(base_zero & (y >= 0), 0.0, safe**y * anp.log(safe))
 
 
 def _square_into(g: Any, x: Any) -> Any:
@@ -460,9 +468,13 @@ def _where_jvp(tangents: list[Any], ans: Any, cond: Any, x: Any, y: Any) -> Any:
     shape = shape_of(ans)
     batch: tuple[int, ...] = ()
     branches: list[Any] = [0.0, 0.0]
-    for i, (t, v) in enumerate(zip(tangents[1:], (x, y), strict=True)):
+    # The condition gets no derivative, but its tangent (a float condition that is traced,
+    # as in a Hessian of where(x, x, 0)) still says the batch: the answer's tangent has it.
+    for t, v in zip(tangents, (cond, x, y), strict=True):
         if t is not None:
             batch = shape_of(t)[: len(shape_of(t)) - len(shape_of(v))]
+    for i, (t, v) in enumerate(zip(tangents[1:], (x, y), strict=True)):
+        if t is not None:
             branches[i] = align(t, len(shape_of(v)), shape)
     return fill_tangent(anp.where(cond, branches[0], branches[1]), batch, shape)
 

@@ -474,10 +474,17 @@ _variadic(
 
 
 # --- indexing ------------------------------------------------------------------------------
-
-
-def _is_advanced(i: Any) -> bool:
-    return isinstance(i, np.ndarray | list)
+#
+# An index is normalised once, before dispatch: lists become integer arrays, boolean arrays
+# become the integer arrays of their ``nonzero()`` (what NumPy does with a mask), NumPy
+# integers become ints. What is left is ints, slices, None, Ellipsis and integer arrays.
+#
+# NumPy's placement rule for advanced indices (the arrays, and the ints too once an array is
+# present): when they are all adjacent, their broadcast shape replaces the axes they index in
+# place; when a slice, None or Ellipsis separates them, it goes FIRST. The rules index a
+# tangent or cotangent with leading batch axes (``(:,) * nb + index``): with separated
+# advanced indices NumPy puts their axes in front of the batch axes, so the batched rules
+# move them back behind (``_take``) or put them there before scattering (``_scatter_into``).
 
 
 _BASIC = frozenset({int, slice, type(None), type(Ellipsis)})
@@ -490,6 +497,37 @@ def _basic(index: tuple[Any, ...]) -> bool:
     return True
 
 
+def _index_item(i: Any) -> tuple[Any, ...]:
+    """One index item, normalised (a boolean mask becomes one integer array per axis)."""
+    if isinstance(i, bool | np.bool_):
+        raise ValueDomainError(
+            "getitem: a boolean scalar index is not supported (use None for a new axis)",
+            op="getitem",
+        )
+    if isinstance(i, np.integer):
+        return (int(i),)
+    if isinstance(i, list | tuple | np.ndarray):
+        a = np.asarray(i)
+        if a.dtype == np.bool_:
+            if a.ndim == 0:
+                return _index_item(bool(a))
+            return tuple(a.nonzero())
+        if a.size == 0 and a.dtype.kind == "f":  # [] is an empty integer index, as in NumPy
+            a = a.astype(np.intp)
+        if a.dtype.kind not in "iu":
+            raise ValueDomainError(
+                f"getitem: an index array must hold integers or booleans, got {a.dtype}",
+                op="getitem",
+            )
+        return (a,)
+    if isinstance(i, int | slice) or i is None or i is Ellipsis:
+        return (i,)
+    raise ValueDomainError(
+        f"getitem: an index must be an integer, a slice, None, ... or an integer array, got {i!r}",
+        op="getitem",
+    )
+
+
 def _prepare_getitem(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     x = args[0]
     index = args[1] if len(args) > 1 else kwargs["index"]
@@ -497,26 +535,22 @@ def _prepare_getitem(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         index = (index,)
     if _basic(index):
         return (x,), {"index": index}
-    index = tuple(np.asarray(i) if isinstance(i, list) else i for i in index)
-    for i in index:
-        if isinstance(i, np.ndarray) and i.dtype.kind not in "iub":
-            raise ValueDomainError(
-                f"getitem: an index array must hold integers or booleans, got {i.dtype}",
-                op="getitem",
-            )
-        if isinstance(i, float):
-            raise ValueDomainError(f"getitem: an index must be an integer, got {i!r}", op="getitem")
-    adv = [k for k, i in enumerate(index) if _is_advanced(i)]
-    if adv and adv[-1] - adv[0] + 1 != len(adv):
-        raise ValueDomainError(
-            "getitem: index arrays separated by slices are not supported", op="getitem"
-        )
-    return (x,), {"index": index}
+    return (x,), {"index": tuple(n for i in index for n in _index_item(i))}
 
 
-def _dummy(shape: tuple[int, ...]) -> Any:
-    """An array of ``shape`` that takes no memory (zero strides), to index for shapes."""
-    return np.lib.stride_tricks.as_strided(np.zeros(1), shape, (0,) * len(shape), writeable=False)
+def _advanced(index: tuple[Any, ...]) -> tuple[list[int], bool]:
+    """Positions of the advanced items of a normalised index, and whether NumPy puts their
+    broadcast axes first (some slice, None or Ellipsis separates them)."""
+    arrays = any(type(i) is np.ndarray for i in index)
+    if not arrays:
+        return [], False
+    adv = [k for k, i in enumerate(index) if type(i) is np.ndarray or type(i) is int]
+    return adv, adv[-1] - adv[0] + 1 != len(adv)
+
+
+def _adv_ndim(index: tuple[Any, ...]) -> int:
+    """The number of axes the broadcast advanced indices make."""
+    return len(np.broadcast_shapes(*(np.shape(i) for i in index if type(i) is np.ndarray)))
 
 
 def _basic_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, ...] | None:
@@ -541,15 +575,168 @@ def _basic_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, .
     return tuple(out)
 
 
+def _index_error(message: str, shape: tuple[int, ...]) -> ShapeError:
+    return ShapeError(f"getitem: {message} (shape {shape})", op="getitem", shapes=[shape])
+
+
 def _getitem_shape(x: Any, index: tuple[Any, ...]) -> tuple[int, ...]:
     if _basic(index):
         shape = _basic_shape(shape_of(x), index)
         if shape is not None:
             return shape
     try:
-        return tuple(_dummy(shape_of(x))[index].shape)
+        # never by indexing: advanced indexing copies, so indexing even a zero-stride
+        # stand-in would allocate the whole result before its size is checked
+        return advanced_shape(shape_of(x), index)
     except IndexError as exc:
-        raise ShapeError(f"getitem: {exc} (shape {shape_of(x)})", op="getitem") from None
+        raise _index_error(str(exc), shape_of(x)) from None
+
+
+def _batch_first(nb: int, k: int, ndim: int) -> tuple[int, ...]:
+    """The permutation that moves axes ``k..k+nb`` (batch axes behind ``k`` leading ones)
+    to the front."""
+    return tuple(range(k, k + nb)) + tuple(range(k)) + tuple(range(k + nb, ndim))
+
+
+def _take(t: Any, index: tuple[Any, ...], nb: int) -> Any:
+    """``t[index]`` for each of ``t``'s ``nb`` leading batch axes: batch axes first, then
+    the axes of ``x[index]`` (traced, so it differentiates again)."""
+    if not nb:
+        return anp.getitem(t, index)
+    r = anp.getitem(t, (slice(None),) * nb + index)
+    if _advanced(index)[1]:  # NumPy put the advanced axes in front of the batch axes
+        r = anp.transpose(r, _batch_first(nb, _adv_ndim(index), len(shape_of(r))))
+    return r
+
+
+def _scatter_into(out: np.ndarray, g: Any, index: tuple[Any, ...], nb: int) -> None:
+    """``out[(:,) * nb + index] += g`` for a ``g`` laid out batch axes first."""
+    full = (slice(None),) * nb + index if nb else index
+    if _basic(index):
+        out[full] += g
+        return
+    if nb and _advanced(index)[1]:  # NumPy wants the advanced axes in front of the batch
+        k = _adv_ndim(index)
+        g = np.transpose(
+            g, tuple(range(nb, nb + k)) + tuple(range(nb)) + tuple(range(nb + k, g.ndim))
+        )
+    np.add.at(out, full, g)  # index arrays may repeat an element: accumulate
+
+
+def _index_kind(i: Any) -> str:
+    """ "none", "ellipsis", "slice", "int", "bool" (a boolean array) or "array" (integers)."""
+    if i is None:
+        return "none"
+    if i is Ellipsis:
+        return "ellipsis"
+    if type(i) is slice:
+        return "slice"
+    if isinstance(i, bool | np.bool_):
+        return "bool"
+    if isinstance(i, int | np.integer):
+        return "int"
+    if isinstance(i, np.ndarray):
+        if i.dtype == np.bool_:
+            return "bool"
+        if i.dtype.kind in "iu":
+            return "array"
+    raise IndexError(
+        f"only integers, slices, None, ... and integer or boolean arrays are valid "
+        f"indices, got {type(i).__name__}"
+    )
+
+
+def advanced_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, ...]:
+    """The shape of ``x[index]`` for any NumPy index, from ``shape`` and the index alone.
+
+    NumPy's rules: integers join the index arrays once there is one; the arrays (and
+    boolean masks, as their ``nonzero()``) broadcast together, and the broadcast
+    dimensions replace them where they stand when they are adjacent, else go first.
+    Bounds are checked from each array's minimum and maximum; nothing the size of the
+    result is allocated.
+    """
+    kinds = [_index_kind(i) for i in index]
+    fancy = any(k in ("array", "bool") for k in kinds)
+    consumed = sum(
+        np.ndim(i) if k == "bool" else (k in ("slice", "int", "array"))
+        for i, k in zip(index, kinds, strict=True)
+    )
+    if kinds.count("ellipsis") > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if consumed > len(shape):
+        raise IndexError(
+            f"too many indices for array: array is {len(shape)}-dimensional, but {consumed} "
+            "were indexed"
+        )
+    if "ellipsis" not in kinds:
+        index, kinds = (*index, Ellipsis), [*kinds, "ellipsis"]
+    out: list[int] = []
+    broadcast: list[tuple[int, ...]] = []
+    places: list[int] = []  # positions (in the index) of the advanced items
+    bounds: list[tuple[Any, int, int]] = []  # index arrays
+    scalars: list[tuple[Any, int, int]] = []  # integers and 0-d arrays
+    insert_at = 0
+    axis = 0
+    for pos, (i, kind) in enumerate(zip(index, kinds, strict=True)):
+        if kind == "none":
+            out.append(1)
+        elif kind == "ellipsis":
+            rest = len(shape) - consumed
+            out.extend(shape[axis : axis + rest])
+            axis += rest
+        elif kind == "slice":
+            out.append(len(range(*i.indices(shape[axis]))))
+            axis += 1
+        elif kind == "bool":
+            dims = shape[axis : axis + np.ndim(i)]
+            for k, (given, size) in enumerate(zip(np.shape(i), dims, strict=True)):
+                if given not in (size, 0):  # NumPy lets a mask's empty axis by
+                    raise IndexError(
+                        f"boolean index did not match indexed array along axis {axis + k}; "
+                        f"size of axis is {size} but size of corresponding boolean axis is "
+                        f"{given}"
+                    )
+            axis += np.ndim(i)
+            if not places:
+                insert_at = len(out)
+            places.append(pos)
+            broadcast.append((int(np.count_nonzero(i)),))
+        else:  # "int" or "array": one dimension consumed
+            # NumPy checks integers (and 0-d arrays) always, arrays only if it reads them
+            (bounds if np.ndim(i) else scalars).append((i, shape[axis], axis))
+            axis += 1
+            if kind == "int" and not fancy:
+                continue
+            if not places:
+                insert_at = len(out)
+            places.append(pos)
+            broadcast.append(tuple(np.shape(i)))
+    _check_bounds(scalars)
+    if not places:
+        return tuple(out)
+    try:
+        dims = tuple(np.broadcast_shapes(*broadcast))
+    except ValueError:
+        shapes = " ".join(str(b) for b in broadcast)
+        raise IndexError(
+            f"shape mismatch: indexing arrays could not be broadcast together with shapes {shapes}"
+        ) from None
+    if math.prod(dims) != 0:  # NumPy reads no index of an empty selection, so checks none
+        _check_bounds(bounds)
+    adjacent = places[-1] - places[0] + 1 == len(places)
+    at = insert_at if adjacent else 0
+    return (*out[:at], *dims, *out[at:])
+
+
+def _check_bounds(bounds: list[tuple[Any, int, int]]) -> None:
+    """Each (integer or integer array, dimension size, axis) in range, from its extremes."""
+    for i, size, axis in bounds:
+        if np.size(i) == 0:
+            continue
+        low, high = (int(i), int(i)) if np.ndim(i) == 0 else (int(i.min()), int(i.max()))
+        bad = low if low < -size else high if high >= size else None
+        if bad is not None:
+            raise IndexError(f"index {bad} is out of bounds for axis {axis} with size {size}")
 
 
 def _getitem_vjp(g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> Any:
@@ -560,24 +747,21 @@ def _getitem_vjp(g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> Any:
 
 def _getitem_jvp(ts: list[Any], ans: Any, x: Any, index: tuple[Any, ...]) -> Any:
     t = ts[0]
-    return anp.getitem(t, (slice(None),) * _nb(t, len(shape_of(x))) + index)
+    return _take(t, index, _nb(t, len(shape_of(x))))
 
 
 def _getitem_accumulate(buf: Any, g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> None:
     """``buf += _getitem_vjp(g, ...)`` without the zeros: add ``g`` at ``index`` in place."""
-    batch = g.ndim - len(shape_of(ans))  # g: an array or NumPy scalar (the backward checks)
-    full = (slice(None),) * batch + index if batch else index
-    if _basic(index):
-        buf[full] += g
-    else:  # index arrays may repeat an element: accumulate
-        np.add.at(buf, full, g)
+    # g: an array or NumPy scalar (the backward checks)
+    _scatter_into(buf, g, index, g.ndim - len(shape_of(ans)))
 
 
 _getitem = defop(
     "getitem",
     lambda x, index: x[index],
     "x, index:s",
-    "x[index]: integer, slice, newaxis, ellipsis and integer-array indexing.",
+    "x[index]: integers, slices (any step), None, ..., integer arrays and boolean masks, "
+    "mixed as NumPy allows.",
     _getitem_shape,
     vjps=[_getitem_vjp],
     jvp=_getitem_jvp,
@@ -593,16 +777,15 @@ def _scatter_impl(g: Any, index: tuple[Any, ...], shape: tuple[int, ...], sub_nd
         g = np.asarray(g)
     batch = g.shape[: g.ndim - sub_ndim]
     out = np.zeros(batch + shape, dtype=g.dtype)
-    full = (slice(None),) * len(batch) + index
     if _basic(index):
-        out[full] = g
-    else:  # index arrays may repeat an element: accumulate
-        np.add.at(out, full, g)
+        out[(slice(None),) * len(batch) + index] = g
+    else:
+        _scatter_into(out, g, index, len(batch))
     return out
 
 
 def _scatter_vjp(g: Any, ans: Any, h: Any, index: Any, shape: Any, sub_ndim: int) -> Any:
-    return anp.getitem(g, (slice(None),) * _nb(g, len(shape)) + index)
+    return _take(g, index, _nb(g, len(shape)))
 
 
 defop(

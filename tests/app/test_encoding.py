@@ -75,7 +75,7 @@ def test_nonfinite_words_in() -> None:
     ("value", "loc"),
     [
         ([[1, 2], [3]], LOC),
-        (["one", 2], LOC),
+        (["one", 2], [*LOC, 0]),  # the string itself
         ("hello", LOC),
         ([None, 1], LOC),
         ([True, False], LOC),

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import orjson
 import pytest
@@ -207,10 +208,40 @@ def test_the_apps_own_500_handler_is_used_and_gets_the_request_id() -> None:
     assert r.headers["x-request-id"] == "crash-2"
 
 
-def test_exceptions_still_reach_the_test_client() -> None:
-    """The middleware answers the 500 but does not swallow the error."""
-    with TestClient(build_app()) as c, pytest.raises(RuntimeError, match="secret internal"):
-        c.get("/crash")
+def test_an_answered_error_stops_here_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Once the 500 is sent the error goes no further: one that reaches the server makes
+    it close the keep-alive connection without saying so, and the client's next request
+    on it fails (issue 13; tests/app/test_keepalive.py tries it over real sockets)."""
+    with TestClient(build_app()) as c, caplog.at_level(logging.ERROR):
+        r = c.get("/crash")  # raise_server_exceptions: it would raise if the error escaped
+    assert r.status_code == 500
+    assert any(rec.exc_info and "secret internal" in str(rec.exc_info[1]) for rec in caplog.records)
+
+
+def test_an_error_before_any_answer_gets_a_500_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("before the answer")
+
+    app = ObservabilityMiddleware(broken, metrics=METRICS, logger=logging.getLogger("t"))
+    with caplog.at_level(logging.ERROR):
+        r = TestClient(app).get("/anything")  # no lifespan: the app serves http only
+    assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
+    assert any(rec.exc_info for rec in caplog.records)
+
+
+def test_an_error_inside_an_answer_still_reaches_the_server() -> None:
+    """A half-sent answer cannot be finished: the connection must end, so it is raised."""
+
+    async def half(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        raise RuntimeError("in the middle")
+
+    app = ObservabilityMiddleware(half, metrics=METRICS, logger=logging.getLogger("t"))
+    with pytest.raises(RuntimeError, match="in the middle"):
+        TestClient(app).get("/anything")
 
 
 # ---------------------------------------------------------------- access log

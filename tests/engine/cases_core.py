@@ -97,16 +97,25 @@ def _reductions() -> list[Case]:
         )
     )
     rows.append(Case("prod", lambda x: anp.prod(x, axis=0), ((3, 2),), tag="axis0"))
-    # exact first derivative with a zero in the product (second order is not exact there)
-    rows.append(
-        Case(
-            "prod",
-            lambda x: anp.prod(x),
-            make=lambda rng: [np.array([1.5, 0.0, -0.7, 1.2])],
-            smooth=False,
-            tag="with-zero",
+    # exact to every order with zeros in the product (the rule has no division there)
+    zeros = [
+        ("one-zero", (4,), {}, [1.5, 0.0, -0.7, 1.2]),
+        ("issue", (3,), {}, [2.0, 0.0, 0.3]),
+        ("two-zeros", (4,), {}, [0.0, 1.3, 0.0, -0.6]),
+        ("all-zero", (3,), {}, [0.0, 0.0, 0.0]),
+        ("axis0", (3, 2), {"axis": 0}, [[0.0, 1.1], [0.7, 0.0], [-1.2, 0.0]]),
+        ("axis1-keep", (2, 3), {"axis": 1, "keepdims": True}, [[0.0, 1.1, 0.7], [2.0, 0.5, 0.9]]),
+        ("axes02", (2, 2, 2), {"axis": (0, 2)}, np.array([0.0, 1, 2, 0, 1.5, -1, 0.5, 2])),
+    ]
+    for tag, shape, kw, values in zeros:
+        rows.append(
+            Case(
+                "prod",
+                lambda x, kw=kw: anp.prod(x, **kw),
+                make=lambda rng, v=values, s=shape: [np.reshape(np.array(v, dtype=float), s)],
+                tag=f"zero-{tag}",
+            )
         )
-    )
     return rows
 
 

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The oldest Python the project promises (pyproject.toml: requires-python >= 3.11), tested
+# on Debian 12's own interpreter, 3.11.2, which is older than the 3.11.7 of the dev venv
+# and older than 3.11.4 (whose dataclasses stopped calling inspect.signature at import).
+#
+#   deploy/test/python-floor.sh [PYTEST ARGS...]     # or `make test-python-floor`
+#
+# Makes a venv with that interpreter (apt's python3.11-venv, no recommends, when ensurepip
+# is missing), installs the runtime dependencies and the test runner, and runs the engine
+# tests, the server tests (the real app under uvicorn) and the route tests.
+# PYTHON_FLOOR: the interpreter (default /usr/bin/python3.11); PYTHON_FLOOR_VENV: where
+# the venv lives (default .venv-floor, reused while pyproject.toml is unchanged).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+PY=${PYTHON_FLOOR:-/usr/bin/python3.11}
+VENV=${PYTHON_FLOOR_VENV:-.venv-floor}
+export DEBIAN_FRONTEND=noninteractive
+
+if [ ! -x "$PY" ]; then
+    echo "installing: python3.11 (Debian's, for the Python floor test)"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends python3.11 python3.11-venv >/dev/null
+elif ! "$PY" -c 'import ensurepip' 2>/dev/null; then
+    echo "installing: python3.11-venv (ensurepip for $PY)"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends python3.11-venv >/dev/null
+fi
+echo "Python floor: $("$PY" -VV | head -n 1)"
+
+# Reinstall only when pyproject.toml changes (its checksum names the stamp).
+STAMP=$VENV/.stamp-floor-$(cksum <pyproject.toml | cut -d' ' -f1)
+if [ ! -e "$STAMP" ]; then
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+    # The runtime dependencies and the test extra's runner and property-test library, as
+    # pyproject.toml lists them (not the project itself: tests import this checkout).
+    "$VENV/bin/python" - >"$VENV/requirements.txt" <<'EOF'
+import tomllib
+
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+wanted = ("pytest", "pytest-timeout", "hypothesis", "pyyaml")
+test = [r for r in project["optional-dependencies"]["test"] if r.split(">")[0].split("<")[0].split("=")[0] in wanted]
+print("\n".join(project["dependencies"] + test))
+EOF
+    "$VENV/bin/python" -m pip install -q -r "$VENV/requirements.txt"
+    touch "$STAMP"
+fi
+
+"$VENV/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
+    tests/engine tests/app/test_server.py tests/app/test_routes.py "$@"
