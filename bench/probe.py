@@ -20,6 +20,10 @@ Failures are printed one per line and written with every probe's figures to
 ``bench/out/probe.json``; the exit code is 1 when anything failed.
 """
 
+# The corpus below writes raw request bodies as one literal each, so that a finding's
+# request reads as it was sent: those lines are long.
+# ruff: noqa: E501
+
 from __future__ import annotations
 
 import argparse
@@ -265,7 +269,13 @@ def doc(obj: Any) -> bytes:
 
 
 def expr(text: str, inputs: Any = None, **extra: Any) -> bytes:
-    return doc({"expression": text, "inputs": {"x": [1.0, 2.0, 3.0]} if inputs is None else inputs, **extra})
+    return doc(
+        {
+            "expression": text,
+            "inputs": {"x": [1.0, 2.0, 3.0]} if inputs is None else inputs,
+            **extra,
+        }
+    )
 
 
 def strict_json(data: bytes) -> Any:
@@ -435,14 +445,18 @@ def graph_chain(n: int) -> dict[str, Any]:
 def graph_shared(n: int) -> dict[str, Any]:
     """n_i = n_{i-1} + n_{i-1}: 2^n paths, n nodes."""
     nodes = [{"id": "n0", "op": "add", "inputs": ["x", "x"]}]
-    nodes += [{"id": f"n{i}", "op": "add", "inputs": [f"n{i - 1}", f"n{i - 1}"]} for i in range(1, n)]
+    nodes += [
+        {"id": f"n{i}", "op": "add", "inputs": [f"n{i - 1}", f"n{i - 1}"]} for i in range(1, n)
+    ]
     nodes.append({"id": "out", "op": "sum", "inputs": [f"n{n - 1}"]})
     return {"nodes": nodes, "outputs": ["out"]}
 
 
 def graph_shared_cmp(n: int) -> dict[str, Any]:
     nodes = [{"id": "n0", "op": "less", "inputs": ["x", "x"]}]
-    nodes += [{"id": f"n{i}", "op": "less", "inputs": [f"n{i - 1}", f"n{i - 1}"]} for i in range(1, n)]
+    nodes += [
+        {"id": f"n{i}", "op": "less", "inputs": [f"n{i - 1}", f"n{i - 1}"]} for i in range(1, n)
+    ]
     nodes.append({"id": "s", "op": "sum", "inputs": [f"n{n - 1}"]})
     nodes.append({"id": "t", "op": "sum", "inputs": ["x"]})
     nodes.append({"id": "out", "op": "add", "inputs": ["s", "t"]})
@@ -456,7 +470,7 @@ def graph_fanin(n: int) -> dict[str, Any]:
 
 
 def graph_fanout(n: int) -> dict[str, Any]:
-    nodes = [{"id": f"s{i}", "op": "sin", "inputs": ["x"]} for i in range(n)]
+    nodes: list[dict[str, Any]] = [{"id": f"s{i}", "op": "sin", "inputs": ["x"]} for i in range(n)]
     nodes.append({"id": "c", "op": "stack", "inputs": [[f"s{i}" for i in range(n)]]})
     nodes.append({"id": "out", "op": "sum", "inputs": ["c"]})
     return {"nodes": nodes, "outputs": ["out"]}
@@ -493,25 +507,109 @@ def nest_probes() -> Iterator[Probe]:
                 body = doc({"graph": make_graph(n), "inputs": {"x": [1.0, 2.0, 3.0]}})
                 yield Probe("nest", f"{name}@{n}{path}", body, path=path, item="A1/A4")
     # Documents built before they are counted (A4).
-    yield Probe("nest", "graph-1e6-nodes", lambda: doc({"graph": graph_chain(1_000_000), "inputs": {"x": [1.0]}}), item="A4", timeout=60)
-    yield Probe("nest", "graph-1e5-outputs", lambda: doc({"graph": graph_outputs(100_000), "inputs": {"x": [1.0]}}), item="A4")
-    yield Probe("nest", "empty-lists-28MiB", lambda: b'{"expression":"sum(x)","inputs":{"x":[' + b"[]," * (9 * MIB) + b"[]]}}", item="A4", timeout=60)
-    yield Probe("nest", "empty-dicts-28MiB", lambda: b'{"expression":"sum(x)","inputs":{"x":[1.0]},"z":[' + b"{}," * (9 * MIB) + b"{}]}", item="A4", timeout=60)
-    yield Probe("nest", "zeros-28MiB", lambda: b'{"expression":"sum(x)","inputs":{"x":[' + b"0," * (14 * MIB) + b"0]}}", item="A4", timeout=60)
-    yield Probe("nest", "short-strings-28MiB", lambda: b'{"expression":"sum(x)","inputs":{"x":[1.0]},"z":[' + b'"",' * (9 * MIB) + b'""]}', item="A4", timeout=60)
-    yield Probe("nest", "deep-json-list", b'{"expression":"sum(x)","inputs":{"x":' + b"[" * 100_000 + b"1" + b"]" * 100_000 + b"}}", item="A4")
-    yield Probe("nest", "deep-json-dict", b'{"expression":"sum(x)","inputs":{"x":[1.0]},"z":' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"}", item="A4")
-    yield Probe("nest", "deep-json-graph-attrs", b'{"graph":{"nodes":[{"id":"s","op":"sum","inputs":["x"],"attrs":{"axis":' + b"[" * 50_000 + b"0" + b"]" * 50_000 + b'}}],"outputs":["s"]},"inputs":{"x":[1.0]}}', item="A4")
-    yield Probe("nest", "many-inputs", lambda: doc({"expression": "sum(x)", "inputs": {f"v{i}": 1.0 for i in range(200_000)} | {"x": [1.0]}}), item="A4")
-    yield Probe("nest", "long-name", expr("sum(" + "a" * 90_000 + ")", {"a" * 90_000: [1.0]}), item="A1")
-    yield Probe("nest", "many-wrt", doc({"expression": "sum(x)", "inputs": {"x": [1.0]}, "wrt": ["x"] * 200_000}), item="A4")
+    yield Probe(
+        "nest",
+        "graph-1e6-nodes",
+        lambda: doc({"graph": graph_chain(1_000_000), "inputs": {"x": [1.0]}}),
+        item="A4",
+        timeout=60,
+    )
+    yield Probe(
+        "nest",
+        "graph-1e5-outputs",
+        lambda: doc({"graph": graph_outputs(100_000), "inputs": {"x": [1.0]}}),
+        item="A4",
+    )
+    yield Probe(
+        "nest",
+        "empty-lists-28MiB",
+        lambda: b'{"expression":"sum(x)","inputs":{"x":[' + b"[]," * (9 * MIB) + b"[]]}}",
+        item="A4",
+        timeout=60,
+    )
+    yield Probe(
+        "nest",
+        "empty-dicts-28MiB",
+        lambda: b'{"expression":"sum(x)","inputs":{"x":[1.0]},"z":[' + b"{}," * (9 * MIB) + b"{}]}",
+        item="A4",
+        timeout=60,
+    )
+    yield Probe(
+        "nest",
+        "zeros-28MiB",
+        lambda: b'{"expression":"sum(x)","inputs":{"x":[' + b"0," * (14 * MIB) + b"0]}}",
+        item="A4",
+        timeout=60,
+    )
+    yield Probe(
+        "nest",
+        "short-strings-28MiB",
+        lambda: b'{"expression":"sum(x)","inputs":{"x":[1.0]},"z":[' + b'"",' * (9 * MIB) + b'""]}',
+        item="A4",
+        timeout=60,
+    )
+    yield Probe(
+        "nest",
+        "deep-json-list",
+        b'{"expression":"sum(x)","inputs":{"x":' + b"[" * 100_000 + b"1" + b"]" * 100_000 + b"}}",
+        item="A4",
+    )
+    yield Probe(
+        "nest",
+        "deep-json-dict",
+        b'{"expression":"sum(x)","inputs":{"x":[1.0]},"z":'
+        + b'{"a":' * 100_000
+        + b"1"
+        + b"}" * 100_000
+        + b"}",
+        item="A4",
+    )
+    yield Probe(
+        "nest",
+        "deep-json-graph-attrs",
+        b'{"graph":{"nodes":[{"id":"s","op":"sum","inputs":["x"],"attrs":{"axis":'
+        + b"[" * 50_000
+        + b"0"
+        + b"]" * 50_000
+        + b'}}],"outputs":["s"]},"inputs":{"x":[1.0]}}',
+        item="A4",
+    )
+    yield Probe(
+        "nest",
+        "many-inputs",
+        lambda: doc(
+            {
+                "expression": "sum(x)",
+                "inputs": {f"v{i}": 1.0 for i in range(200_000)} | {"x": [1.0]},
+            }
+        ),
+        item="A4",
+    )
+    yield Probe(
+        "nest", "long-name", expr("sum(" + "a" * 90_000 + ")", {"a" * 90_000: [1.0]}), item="A1"
+    )
+    yield Probe(
+        "nest",
+        "many-wrt",
+        doc({"expression": "sum(x)", "inputs": {"x": [1.0]}, "wrt": ["x"] * 200_000}),
+        item="A4",
+    )
     yield Probe("nest", "long-number", expr("sum(x) + " + "9" * 90_000), item="A1")
     yield Probe("nest", "long-float", expr("sum(x) + 0." + "9" * 90_000), item="A1")
     yield Probe("nest", "int-pow", expr("sum(x) + 9 ** 9 ** 9 ** 9"), item="A1")
     yield Probe("nest", "int-shift", expr("sum(x) + (1 << 100000)"), item="A1")
-    yield Probe("nest", "big-int-arith", expr("sum(reshape(x, [3 * 10 ** 18 * 10 ** 18]))"), item="A1")
-    yield Probe("nest", "range-huge", expr("s = 0\nfor i in range(10 ** 18):\n    s = s + 1\nreturn sum(x) + s"), item="A1")
-    yield Probe("nest", "while-true", expr("y = x\nwhile True:\n    y = y + 0\nreturn sum(y)"), item="A1")
+    yield Probe(
+        "nest", "big-int-arith", expr("sum(reshape(x, [3 * 10 ** 18 * 10 ** 18]))"), item="A1"
+    )
+    yield Probe(
+        "nest",
+        "range-huge",
+        expr("s = 0\nfor i in range(10 ** 18):\n    s = s + 1\nreturn sum(x) + s"),
+        item="A1",
+    )
+    yield Probe(
+        "nest", "while-true", expr("y = x\nwhile True:\n    y = y + 0\nreturn sum(y)"), item="A1"
+    )
 
 
 def scale_constructs() -> dict[str, Callable[[int], bytes]]:
@@ -523,7 +621,9 @@ def scale_constructs() -> dict[str, Callable[[int], bytes]]:
     return out
 
 
-def scale_probe(port: int, monitor: Monitor, baseline_mb: float, deadline: float) -> Iterator[Result]:
+def scale_probe(
+    port: int, monitor: Monitor, baseline_mb: float, deadline: float
+) -> Iterator[Result]:
     """Each construct at doubling depths: a step whose time more than triples is superlinear."""
     for name, make in scale_constructs().items():
         previous: tuple[int, float] | None = None
@@ -534,13 +634,20 @@ def scale_probe(port: int, monitor: Monitor, baseline_mb: float, deadline: float
             if len(body) > 250_000:
                 break
             for path in ("/grad", "/hessian"):
-                result = fire(port, monitor, Probe("scale", f"{name}@{depth}{path}", body, path=path, item="A1"), baseline_mb)
+                result = fire(
+                    port,
+                    monitor,
+                    Probe("scale", f"{name}@{depth}{path}", body, path=path, item="A1"),
+                    baseline_mb,
+                )
                 t = result.seconds
                 if previous is not None and path == "/grad":
                     d0, t0 = previous
                     growth = (t / max(t0, 0.02)) / (depth / d0)
                     if t > 0.3 and growth > 2.0:
-                        result.failures.append(f"superlinear: {t0:.3f} s at {d0} -> {t:.3f} s at {depth}")
+                        result.failures.append(
+                            f"superlinear: {t0:.3f} s at {d0} -> {t:.3f} s at {depth}"
+                        )
                 if path == "/grad":
                     previous = (depth, t)
                 yield result
@@ -551,22 +658,78 @@ def scale_probe(port: int, monitor: Monitor, baseline_mb: float, deadline: float
 # --------------------------------------------------------------------------- memory bombs
 
 
-def b64_input(shape: list[int], nbytes: int | None = None, dtype: str = "float64") -> dict[str, Any]:
+def b64_input(
+    shape: list[int], nbytes: int | None = None, dtype: str = "float64"
+) -> dict[str, Any]:
     size = 8 if dtype == "float64" else 4
     n = nbytes if nbytes is not None else size * math.prod(shape)
     return {"dtype": dtype, "shape": shape, "b64": base64.b64encode(b"\0" * n).decode()}
+
+
+def _bomb(text: str) -> Callable[[], bytes]:
+    """A request body for ``text`` over a 30,000-element x, built when fired."""
+    return lambda: expr(text, {"x": b64_input([30_000])})
 
 
 def memory_probes() -> Iterator[Probe]:
     big = 10**9
     x1 = {"x": [[1.0]]}
     zeros = lambda n: b64_input([n])  # noqa: E731
-    yield Probe("memory", "index-2-arrays-1x1", lambda: expr("sum(x[reshape(i, [-1, 1]), j])", {"x": [[1.0]], "i": {**zeros(20_000), "requires_grad": False}, "j": {**zeros(20_000), "requires_grad": False}}), item="A2")
-    yield Probe("memory", "index-none-arrays", lambda: expr("sum(x[i[:, None], i[None, :]])", {"x": [[1.0]], "i": {**zeros(20_000), "requires_grad": False}}), item="A2")
-    yield Probe("memory", "index-literal-arrays", lambda: expr("sum(x[" + str([[0] * 3000]) + ", " + str([[0]] * 3000) + "])", x1), item="A2")
-    yield Probe("memory", "index-array-1e5-on-big", lambda: expr("sum(x[i])", {"x": b64_input([100_000, 40]), "i": {**zeros(100_000), "requires_grad": False}}), item="A2")
-    yield Probe("memory", "index-then-none", lambda: expr("sum(x[i][:, None] * x[i][None, :])", {"x": [1.0], "i": {**zeros(20_000), "requires_grad": False}}), item="A2")
-    yield Probe("memory", "index-jacobian", lambda: expr("x[i]", {"x": b64_input([3000]), "i": {**zeros(30_000), "requires_grad": False}}), path="/jacobian", item="A2/A3")
+    yield Probe(
+        "memory",
+        "index-2-arrays-1x1",
+        lambda: expr(
+            "sum(x[reshape(i, [-1, 1]), j])",
+            {
+                "x": [[1.0]],
+                "i": {**zeros(20_000), "requires_grad": False},
+                "j": {**zeros(20_000), "requires_grad": False},
+            },
+        ),
+        item="A2",
+    )
+    yield Probe(
+        "memory",
+        "index-none-arrays",
+        lambda: expr(
+            "sum(x[i[:, None], i[None, :]])",
+            {"x": [[1.0]], "i": {**zeros(20_000), "requires_grad": False}},
+        ),
+        item="A2",
+    )
+    yield Probe(
+        "memory",
+        "index-literal-arrays",
+        lambda: expr("sum(x[" + str([[0] * 3000]) + ", " + str([[0]] * 3000) + "])", x1),
+        item="A2",
+    )
+    yield Probe(
+        "memory",
+        "index-array-1e5-on-big",
+        lambda: expr(
+            "sum(x[i])",
+            {"x": b64_input([100_000, 40]), "i": {**zeros(100_000), "requires_grad": False}},
+        ),
+        item="A2",
+    )
+    yield Probe(
+        "memory",
+        "index-then-none",
+        lambda: expr(
+            "sum(x[i][:, None] * x[i][None, :])",
+            {"x": [1.0], "i": {**zeros(20_000), "requires_grad": False}},
+        ),
+        item="A2",
+    )
+    yield Probe(
+        "memory",
+        "index-jacobian",
+        lambda: expr(
+            "x[i]", {"x": b64_input([3000]), "i": {**zeros(30_000), "requires_grad": False}}
+        ),
+        path="/jacobian",
+        item="A2/A3",
+    )
     for name, text in [
         ("broadcast-outer-add", "sum(reshape(x, [-1, 1]) + reshape(x, [1, -1]))"),
         ("outer", "sum(outer(x, x))"),
@@ -585,32 +748,136 @@ def memory_probes() -> Iterator[Probe]:
         ("broadcast_to", "sum(broadcast_to(x[0], [100000, 100000]))"),
         ("broadcast_to-neg", "sum(broadcast_to(x[0], [-1, 10]))"),
         ("diag-big", "sum(diag(repeat(x, 100000)))"),
-        ("expand-then-mul", "sum(x[:, None, None] * x[None, :, None] * repeat(x, 10000000)[None, None, :])"),
+        (
+            "expand-then-mul",
+            "sum(x[:, None, None] * x[None, :, None] * repeat(x, 10000000)[None, None, :])",
+        ),
         ("zeros_like-big", "sum(zeros_like(tile(x, [100000, 100000])))"),
         ("reshape-overflow", "sum(reshape(x, [4294967296, 4294967296, 0]))"),
         ("zeros-overflow", "sum(x) + sum(zeros([4294967296, 4294967296]))"),
         ("zeros-neg", "sum(x) + sum(zeros([-1]))"),
         ("ones-overflow-0", "sum(x) + sum(ones([0, 4294967296, 4294967296, 4294967296]))"),
         ("tensordot-big", "sum(tensordot(tile(x, [1000]), tile(x, [1000]), axes=0))"),
-        ("matmul-big", "sum(matmul(reshape(repeat(x, 100000), [-1, 1]), reshape(repeat(x, 100000), [1, -1])))"),
+        (
+            "matmul-big",
+            "sum(matmul(reshape(repeat(x, 100000), [-1, 1]), reshape(repeat(x, 100000), [1, -1])))",
+        ),
         ("loop-grow", "y = x\nfor i in range(40):\n    y = concatenate([y, y])\nreturn sum(y)"),
         ("loop-tile", "y = x\nfor i in range(40):\n    y = tile(y, 2)\nreturn sum(y)"),
     ]:
-        yield Probe("memory", name, lambda text=text: expr(text, {"x": b64_input([30_000])}), item="A2/A3")
+        yield Probe("memory", name, _bomb(text), item="A2/A3")
     # Derivatives and answers that would be huge.
-    yield Probe("memory", "jacobian-8000", lambda: expr("sin(x)", {"x": b64_input([8000])}), path="/jacobian", item="A3")
-    yield Probe("memory", "jacobian-7000-reverse", lambda: expr("sin(x)", {"x": b64_input([7000])}, mode="reverse"), path="/jacobian", item="A3")
-    yield Probe("memory", "hessian-7000", lambda: expr("sum(sin(x))", {"x": b64_input([7000])}), path="/hessian", item="A3")
-    yield Probe("memory", "hessian-3000-b64", lambda: expr("sum(sin(x))", {"x": b64_input([3000])}, encoding="b64"), path="/hessian", item="A3")
-    yield Probe("memory", "jvp-broadcast-133B", expr("broadcast_to(x, [4000, 4000])", {"x": [1.0]}, tangents={"x": [1.0]}), path="/jvp", item="A3")
-    yield Probe("memory", "grad-value-huge", expr("y = broadcast_to(x, [5000, 5000])\nreturn sum(x), y", {"x": [1.0]}), path="/grad", item="A3")
-    yield Probe("memory", "vjp-outer-answer", lambda: expr("outer(x, x)", {"x": b64_input([5000])}, cotangent=b64_input([5000, 5000])), path="/vjp", item="A3")
-    yield Probe("memory", "value-20M", expr("tile(x, [20000000])", {"x": [1.0]}, cotangent=None), path="/jvp", item="A5")
-    yield Probe("memory", "jvp-30M", expr("broadcast_to(x, [6000, 5000])", {"x": [1.0]}, tangents={"x": [1.0]}), path="/jvp", item="A5")
-    yield Probe("memory", "hvp-batch-huge", lambda: expr("sum(sin(x))", {"x": b64_input([5000])}, vectors_batch={"x": b64_input([5000, 5000])}), path="/hvp", item="A3")
-    yield Probe("memory", "jvp-tangents-batch-huge", lambda: expr("outer(x, x)", {"x": b64_input([1000])}, tangents_batch={"x": b64_input([100, 1000])}), path="/jvp", item="A3")
-    yield Probe("memory", "batch-outer", lambda: expr("outer(x, x)", {"x": b64_input([200, 1000])}, batch=["x"]), path="/jacobian", item="A3")
-    yield Probe("memory", "graph-json-huge-answer", lambda: doc({"graph": {"nodes": [{"id": "b", "op": "broadcast_to", "inputs": ["x"], "attrs": {"shape": [4000, 4000]}}], "outputs": ["b"]}, "inputs": {"x": [1.0]}, "tangents": {"x": [1.0]}}), path="/jvp", item="A3")
+    yield Probe(
+        "memory",
+        "jacobian-8000",
+        lambda: expr("sin(x)", {"x": b64_input([8000])}),
+        path="/jacobian",
+        item="A3",
+    )
+    yield Probe(
+        "memory",
+        "jacobian-7000-reverse",
+        lambda: expr("sin(x)", {"x": b64_input([7000])}, mode="reverse"),
+        path="/jacobian",
+        item="A3",
+    )
+    yield Probe(
+        "memory",
+        "hessian-7000",
+        lambda: expr("sum(sin(x))", {"x": b64_input([7000])}),
+        path="/hessian",
+        item="A3",
+    )
+    yield Probe(
+        "memory",
+        "hessian-3000-b64",
+        lambda: expr("sum(sin(x))", {"x": b64_input([3000])}, encoding="b64"),
+        path="/hessian",
+        item="A3",
+    )
+    yield Probe(
+        "memory",
+        "jvp-broadcast-133B",
+        expr("broadcast_to(x, [4000, 4000])", {"x": [1.0]}, tangents={"x": [1.0]}),
+        path="/jvp",
+        item="A3",
+    )
+    yield Probe(
+        "memory",
+        "grad-value-huge",
+        expr("y = broadcast_to(x, [5000, 5000])\nreturn sum(x), y", {"x": [1.0]}),
+        path="/grad",
+        item="A3",
+    )
+    yield Probe(
+        "memory",
+        "vjp-outer-answer",
+        lambda: expr("outer(x, x)", {"x": b64_input([5000])}, cotangent=b64_input([5000, 5000])),
+        path="/vjp",
+        item="A3",
+    )
+    yield Probe(
+        "memory",
+        "value-20M",
+        expr("tile(x, [20000000])", {"x": [1.0]}, cotangent=None),
+        path="/jvp",
+        item="A5",
+    )
+    yield Probe(
+        "memory",
+        "jvp-30M",
+        expr("broadcast_to(x, [6000, 5000])", {"x": [1.0]}, tangents={"x": [1.0]}),
+        path="/jvp",
+        item="A5",
+    )
+    yield Probe(
+        "memory",
+        "hvp-batch-huge",
+        lambda: expr(
+            "sum(sin(x))", {"x": b64_input([5000])}, vectors_batch={"x": b64_input([5000, 5000])}
+        ),
+        path="/hvp",
+        item="A3",
+    )
+    yield Probe(
+        "memory",
+        "jvp-tangents-batch-huge",
+        lambda: expr(
+            "outer(x, x)", {"x": b64_input([1000])}, tangents_batch={"x": b64_input([100, 1000])}
+        ),
+        path="/jvp",
+        item="A3",
+    )
+    yield Probe(
+        "memory",
+        "batch-outer",
+        lambda: expr("outer(x, x)", {"x": b64_input([200, 1000])}, batch=["x"]),
+        path="/jacobian",
+        item="A3",
+    )
+    yield Probe(
+        "memory",
+        "graph-json-huge-answer",
+        lambda: doc(
+            {
+                "graph": {
+                    "nodes": [
+                        {
+                            "id": "b",
+                            "op": "broadcast_to",
+                            "inputs": ["x"],
+                            "attrs": {"shape": [4000, 4000]},
+                        }
+                    ],
+                    "outputs": ["b"],
+                },
+                "inputs": {"x": [1.0]},
+                "tangents": {"x": [1.0]},
+            }
+        ),
+        path="/jvp",
+        item="A3",
+    )
     # b64 inputs with huge shapes and zero dimensions.
     for name, shape in [
         ("zero-huge", [0, 10**12]),
@@ -626,26 +893,147 @@ def memory_probes() -> Iterator[Probe]:
         ("str-dim", ["3"]),
         ("big-int", [10**30]),
     ]:
-        for path, extra in [("/grad", {}), ("/jacobian", {}), ("/hessian", {})]:
-            body = doc({"expression": "sum(x * x)", "inputs": {"x": {"dtype": "float64", "shape": shape, "b64": ""}}, **extra})
+        for path in ("/grad", "/jacobian", "/hessian"):
+            body = doc(
+                {
+                    "expression": "sum(x * x)",
+                    "inputs": {"x": {"dtype": "float64", "shape": shape, "b64": ""}},
+                }
+            )
             yield Probe("memory", f"b64-{name}{path}", body, path=path, item="A6")
-    yield Probe("memory", "b64-zero-huge-expr", doc({"expression": "sum(x) + sum(x[None] * x[:, None])", "inputs": {"x": {"dtype": "float64", "shape": [0, 10**9], "b64": ""}}}), item="A6")
-    yield Probe("memory", "b64-zero-reshape", doc({"expression": "sum(reshape(x, [-1]))", "inputs": {"x": {"dtype": "float64", "shape": [0, 10**9], "b64": ""}}}), item="A6")
-    yield Probe("memory", "b64-zero-tangent", doc({"expression": "x", "inputs": {"x": [1.0]}, "tangents": {"x": {"dtype": "float64", "shape": [0, 10**12], "b64": ""}}}), path="/jvp", item="A6")
-    yield Probe("memory", "b64-zero-cotangent", doc({"expression": "x", "inputs": {"x": [1.0]}, "cotangent": {"dtype": "float64", "shape": [0, 10**12], "b64": ""}}), path="/vjp", item="A6")
-    yield Probe("memory", "b64-zero-vectors", doc({"expression": "sum(x)", "inputs": {"x": [1.0]}, "vectors": {"x": {"dtype": "float64", "shape": [10**12, 0], "b64": ""}}}), path="/hvp", item="A6")
-    yield Probe("memory", "b64-zero-function-constant", doc({"expression": "sum(x) + sum(c)", "constants": {"c": {"dtype": "float64", "shape": [0, 10**12], "b64": ""}}}), path="/functions", item="A6")
+    yield Probe(
+        "memory",
+        "b64-zero-huge-expr",
+        doc(
+            {
+                "expression": "sum(x) + sum(x[None] * x[:, None])",
+                "inputs": {"x": {"dtype": "float64", "shape": [0, 10**9], "b64": ""}},
+            }
+        ),
+        item="A6",
+    )
+    yield Probe(
+        "memory",
+        "b64-zero-reshape",
+        doc(
+            {
+                "expression": "sum(reshape(x, [-1]))",
+                "inputs": {"x": {"dtype": "float64", "shape": [0, 10**9], "b64": ""}},
+            }
+        ),
+        item="A6",
+    )
+    yield Probe(
+        "memory",
+        "b64-zero-tangent",
+        doc(
+            {
+                "expression": "x",
+                "inputs": {"x": [1.0]},
+                "tangents": {"x": {"dtype": "float64", "shape": [0, 10**12], "b64": ""}},
+            }
+        ),
+        path="/jvp",
+        item="A6",
+    )
+    yield Probe(
+        "memory",
+        "b64-zero-cotangent",
+        doc(
+            {
+                "expression": "x",
+                "inputs": {"x": [1.0]},
+                "cotangent": {"dtype": "float64", "shape": [0, 10**12], "b64": ""},
+            }
+        ),
+        path="/vjp",
+        item="A6",
+    )
+    yield Probe(
+        "memory",
+        "b64-zero-vectors",
+        doc(
+            {
+                "expression": "sum(x)",
+                "inputs": {"x": [1.0]},
+                "vectors": {"x": {"dtype": "float64", "shape": [10**12, 0], "b64": ""}},
+            }
+        ),
+        path="/hvp",
+        item="A6",
+    )
+    yield Probe(
+        "memory",
+        "b64-zero-function-constant",
+        doc(
+            {
+                "expression": "sum(x) + sum(c)",
+                "constants": {"c": {"dtype": "float64", "shape": [0, 10**12], "b64": ""}},
+            }
+        ),
+        path="/functions",
+        item="A6",
+    )
     # A worker that hit its cap must serve the next request right (A5).
-    yield Probe("memory", "cap-then-small", lambda: expr("sum(exp(x[:, None] * x[None, :]))", {"x": b64_input([7000])}), item="A5")
-    yield Probe("memory", "after-cap-big-body", lambda: expr("sum(x * x)", {"x": b64_input([40_000])}), expect=(200,), item="A5")
-    yield Probe("memory", "after-cap-json-body", lambda: expr("sum(x * x)", {"x": [1.0] * 100_000}), expect=(200,), item="A5")
+    yield Probe(
+        "memory",
+        "cap-then-small",
+        lambda: expr("sum(exp(x[:, None] * x[None, :]))", {"x": b64_input([7000])}),
+        item="A5",
+    )
+    yield Probe(
+        "memory",
+        "after-cap-big-body",
+        lambda: expr("sum(x * x)", {"x": b64_input([40_000])}),
+        expect=(200,),
+        item="A5",
+    )
+    yield Probe(
+        "memory",
+        "after-cap-json-body",
+        lambda: expr("sum(x * x)", {"x": [1.0] * 100_000}),
+        expect=(200,),
+        item="A5",
+    )
 
 
 # --------------------------------------------------------------------------- malformed bodies
 
-FIELDS = ("expression", "graph", "inputs", "wrt", "include_graph", "check", "encoding", "mode",
-          "cotangent", "cotangents", "tangents", "tangents_batch", "vectors", "vectors_batch", "batch", "function")
-WRONG = [None, 1, 1.5, -1, "s", "", [], {}, True, [None], {"a": 1}, [[1]], "x" * 5000, 10**30, [1e308]]
+FIELDS = (
+    "expression",
+    "graph",
+    "inputs",
+    "wrt",
+    "include_graph",
+    "check",
+    "encoding",
+    "mode",
+    "cotangent",
+    "cotangents",
+    "tangents",
+    "tangents_batch",
+    "vectors",
+    "vectors_batch",
+    "batch",
+    "function",
+)
+WRONG = [
+    None,
+    1,
+    1.5,
+    -1,
+    "s",
+    "",
+    [],
+    {},
+    True,
+    [None],
+    {"a": 1},
+    [[1]],
+    "x" * 5000,
+    10**30,
+    [1e308],
+]
 PATHS = ("/grad", "/vjp", "/jvp", "/jacobian", "/hessian", "/hvp")
 
 
@@ -661,40 +1049,138 @@ def malformed_probes() -> Iterator[Probe]:
         for key in ("data", "dtype", "shape", "b64", "requires_grad"):
             obj: dict[str, Any] = {"data": [1.0, 2.0], "dtype": "float64"}
             if key in ("shape", "b64"):
-                obj = {"dtype": "float64", "shape": [2], "b64": base64.b64encode(b"\0" * 16).decode()}
+                obj = {
+                    "dtype": "float64",
+                    "shape": [2],
+                    "b64": base64.b64encode(b"\0" * 16).decode(),
+                }
             obj[key] = value
-            yield Probe("malformed", f"input-{key}-{i}", doc({**base, "inputs": {"x": obj}}), item="type")
+            yield Probe(
+                "malformed", f"input-{key}-{i}", doc({**base, "inputs": {"x": obj}}), item="type"
+            )
         for key in ("id", "op", "inputs", "attrs"):
             node: dict[str, Any] = {"id": "s", "op": "sum", "inputs": ["x"]}
             node[key] = value
-            yield Probe("malformed", f"node-{key}-{i}", doc({"graph": {"nodes": [node], "outputs": ["s"]}, "inputs": {"x": [1.0]}}), item="type")
-        yield Probe("malformed", f"graph-nodes-{i}", doc({"graph": {"nodes": value, "outputs": ["s"]}, "inputs": {"x": [1.0]}}), item="type")
-        yield Probe("malformed", f"graph-outputs-{i}", doc({"graph": {"nodes": [{"id": "s", "op": "sum", "inputs": ["x"]}], "outputs": value}, "inputs": {"x": [1.0]}}), item="type")
-        yield Probe("malformed", f"input-value-{i}", doc({**base, "inputs": {"x": value}}), item="type")
-        yield Probe("malformed", f"attr-value-{i}", doc({"graph": {"nodes": [{"id": "s", "op": "sum", "inputs": ["x"], "attrs": {"axis": value}}], "outputs": ["s"]}, "inputs": {"x": [1.0]}}), item="type")
+            yield Probe(
+                "malformed",
+                f"node-{key}-{i}",
+                doc({"graph": {"nodes": [node], "outputs": ["s"]}, "inputs": {"x": [1.0]}}),
+                item="type",
+            )
+        yield Probe(
+            "malformed",
+            f"graph-nodes-{i}",
+            doc({"graph": {"nodes": value, "outputs": ["s"]}, "inputs": {"x": [1.0]}}),
+            item="type",
+        )
+        yield Probe(
+            "malformed",
+            f"graph-outputs-{i}",
+            doc(
+                {
+                    "graph": {
+                        "nodes": [{"id": "s", "op": "sum", "inputs": ["x"]}],
+                        "outputs": value,
+                    },
+                    "inputs": {"x": [1.0]},
+                }
+            ),
+            item="type",
+        )
+        yield Probe(
+            "malformed", f"input-value-{i}", doc({**base, "inputs": {"x": value}}), item="type"
+        )
+        yield Probe(
+            "malformed",
+            f"attr-value-{i}",
+            doc(
+                {
+                    "graph": {
+                        "nodes": [
+                            {"id": "s", "op": "sum", "inputs": ["x"], "attrs": {"axis": value}}
+                        ],
+                        "outputs": ["s"],
+                    },
+                    "inputs": {"x": [1.0]},
+                }
+            ),
+            item="type",
+        )
     # Strings in arrays: only "nan", "inf", "-inf" are numbers (A7).
-    for text in ["1.5", "NaN", "infinity", "Infinity", "Inf", "+inf", " inf", "-nan", "1e5", "0x10", "", "nan ", "INF", "-Infinity", "1_0"]:
+    for text in [
+        "1.5",
+        "NaN",
+        "infinity",
+        "Infinity",
+        "Inf",
+        "+inf",
+        " inf",
+        "-nan",
+        "1e5",
+        "0x10",
+        "",
+        "nan ",
+        "INF",
+        "-Infinity",
+        "1_0",
+    ]:
         for where in ("inputs", "tangents", "cotangent", "vectors", "data"):
-            path = {"inputs": "/grad", "tangents": "/jvp", "cotangent": "/vjp", "vectors": "/hvp", "data": "/grad"}[where]
-            body: dict[str, Any] = {"expression": "sum(x * x)" if where != "cotangent" else "x * x", "inputs": {"x": [1.0, 2.0]}}
+            path = {
+                "inputs": "/grad",
+                "tangents": "/jvp",
+                "cotangent": "/vjp",
+                "vectors": "/hvp",
+                "data": "/grad",
+            }[where]
+            req: dict[str, Any] = {
+                "expression": "sum(x * x)" if where != "cotangent" else "x * x",
+                "inputs": {"x": [1.0, 2.0]},
+            }
             if where == "inputs":
-                body["inputs"] = {"x": [1.0, text]}
+                req["inputs"] = {"x": [1.0, text]}
             elif where == "data":
-                body["inputs"] = {"x": {"data": [[1.0, text]], "dtype": "float32"}}
+                req["inputs"] = {"x": {"data": [[1.0, text]], "dtype": "float32"}}
             elif where == "cotangent":
-                body["cotangent"] = [1.0, text]
+                req["cotangent"] = [1.0, text]
             else:
-                body[where] = {"x": [1.0, text]}
-            yield Probe("malformed", f"string-{text!r}-in-{where}", doc(body), path=path, expect=(422,), item="A7")
+                req[where] = {"x": [1.0, text]}
+            yield Probe(
+                "malformed",
+                f"string-{text!r}-in-{where}",
+                doc(req),
+                path=path,
+                expect=(422,),
+                item="A7",
+            )
     for text in ["nan", "inf", "-inf"]:
-        yield Probe("malformed", f"documented-{text}", doc({**base, "inputs": {"x": [1.0, text]}}), expect=(200,), item="A7")
+        yield Probe(
+            "malformed",
+            f"documented-{text}",
+            doc({**base, "inputs": {"x": [1.0, text]}}),
+            expect=(200,),
+            item="A7",
+        )
     # Look-alike names (A7): non-ASCII identifiers with a lone CR, CRLF, tabs, several lines.
     for sep in ("\r", "\r\n", "\n", "\n\n", "\x0c", "\x0b", "\u2028", "\u0085"):
         for name in ("\uff58", "\u0445", "\u03bf", "x\u0301", "\u2170", "\U0001d431", "\u212a"):
             text = f"y = x{sep}return sum({name})"
-            yield Probe("malformed", f"lookalike-{name!r}-sep{sep!r}", expr(text, {"x": [1.0], name: [1.0]}), expect=(422,), item="A7")
-        yield Probe("malformed", f"lookalike-assign-sep{sep!r}", expr(f"\uff58 = x{sep}return sum(\uff58)"), expect=(422,), item="A7")
-    yield Probe("malformed", "lookalike-input-key", expr("sum(x)", {"x": [1.0], "\uff58": [2.0]}), item="A7")
+            yield Probe(
+                "malformed",
+                f"lookalike-{name!r}-sep{sep!r}",
+                expr(text, {"x": [1.0], name: [1.0]}),
+                expect=(422,),
+                item="A7",
+            )
+        yield Probe(
+            "malformed",
+            f"lookalike-assign-sep{sep!r}",
+            expr(f"\uff58 = x{sep}return sum(\uff58)"),
+            expect=(422,),
+            item="A7",
+        )
+    yield Probe(
+        "malformed", "lookalike-input-key", expr("sum(x)", {"x": [1.0], "\uff58": [2.0]}), item="A7"
+    )
     # Bytes that are not UTF-8 JSON.
     raws = {
         "latin1-in-string": b'{"expression":"sum(x)\xe9","inputs":{"x":[1.0]}}',
@@ -714,7 +1200,9 @@ def malformed_probes() -> Iterator[Probe]:
         "1e400-cotangent": b'{"expression":"x","inputs":{"x":[1.0]},"cotangent":[1e400]}',
         "1e400-attr": b'{"graph":{"nodes":[{"id":"s","op":"clip","inputs":["x"],"attrs":{"a_min":-1e400,"a_max":1e400}}],"outputs":["s"]},"inputs":{"x":[1.0]}}',
         "1e400-shape": b'{"expression":"sum(x)","inputs":{"x":{"dtype":"float64","shape":[1e400],"b64":""}}}',
-        "big-int-axis": b'{"graph":{"nodes":[{"id":"s","op":"sum","inputs":["x"],"attrs":{"axis":' + b"9" * 400 + b'}}],"outputs":["s"]},"inputs":{"x":[1.0]}}',
+        "big-int-axis": b'{"graph":{"nodes":[{"id":"s","op":"sum","inputs":["x"],"attrs":{"axis":'
+        + b"9" * 400
+        + b'}}],"outputs":["s"]},"inputs":{"x":[1.0]}}',
         "duplicate-keys": b'{"expression":"sum(x)","expression":"sum(x*2)","inputs":{"x":[1.0]}}',
         "duplicate-input": b'{"expression":"sum(x)","inputs":{"x":[1.0],"x":[2.0, 3.0]}}',
         "trailing-garbage": b'{"expression":"sum(x)","inputs":{"x":[1.0]}} xyz',
@@ -741,7 +1229,11 @@ def malformed_probes() -> Iterator[Probe]:
         "dtype-be": b'{"expression":"sum(x)","inputs":{"x":{"data":[1],"dtype":">f8"}}}',
         "b64-bad-chars": b'{"expression":"sum(x)","inputs":{"x":{"dtype":"float64","shape":[1],"b64":"!!!!!!!!!!!="}}}',
         "b64-bad-length": b'{"expression":"sum(x)","inputs":{"x":{"dtype":"float64","shape":[2],"b64":"AAAAAAAAAAA="}}}',
-        "b64-nan-bytes": ('{"expression":"sum(x)","inputs":{"x":{"dtype":"float64","shape":[1],"b64":"' + base64.b64encode(b"\xff" * 8).decode() + '"}}}').encode(),
+        "b64-nan-bytes": (
+            '{"expression":"sum(x)","inputs":{"x":{"dtype":"float64","shape":[1],"b64":"'
+            + base64.b64encode(b"\xff" * 8).decode()
+            + '"}}}'
+        ).encode(),
         "b64-url-alphabet": b'{"expression":"sum(x)","inputs":{"x":{"dtype":"float64","shape":[1],"b64":"____________"}}}',
         "b64-whitespace": b'{"expression":"sum(x)","inputs":{"x":{"dtype":"float64","shape":[1],"b64":"AAAA AAAA AAA="}}}',
         "b64-and-data": b'{"expression":"sum(x)","inputs":{"x":{"dtype":"float64","shape":[1],"b64":"AAAAAAAAAAA=","data":[1.0]}}}',
@@ -760,7 +1252,11 @@ def malformed_probes() -> Iterator[Probe]:
         "graph-getitem-str": b'{"graph":{"nodes":[{"id":"s","op":"getitem","inputs":["x"],"attrs":{"index":["nope"]}}],"outputs":["s"]},"inputs":{"x":[1.0, -3.0]}}',
         "graph-einsum-bad": b'{"graph":{"nodes":[{"id":"s","op":"einsum","inputs":["x"],"attrs":{"subscripts":"i->ii"}}],"outputs":["s"]},"inputs":{"x":[1.0, -3.0]}}',
         "einsum-ellipsis-bomb": b'{"expression":"sum(einsum(\'...,...->...\', x, x))","inputs":{"x":[1.0, -3.0]}}',
-        "einsum-many-letters": ('{"expression":"sum(einsum(\'' + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[:52] + '->\', x))","inputs":{"x":[1.0]}}').encode(),
+        "einsum-many-letters": (
+            '{"expression":"sum(einsum(\''
+            + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[:52]
+            + '->\', x))","inputs":{"x":[1.0]}}'
+        ).encode(),
         "mean-empty": b'{"expression":"mean(x)","inputs":{"x":{"dtype":"float64","shape":[0],"b64":""}}}',
         "var-empty": b'{"expression":"var(x)","inputs":{"x":{"dtype":"float64","shape":[0],"b64":""}}}',
         "std-empty-axis": b'{"expression":"sum(std(x, axis=0))","inputs":{"x":{"dtype":"float64","shape":[0, 3],"b64":""}}}',
@@ -868,41 +1364,249 @@ def malformed_probes() -> Iterator[Probe]:
         "wrt-constant": b'{"expression":"sum(x)","inputs":{"x":{"data":[1.0, 2.0],"requires_grad":false}},"wrt":["x"]}',
         "all-constant": b'{"expression":"sum(x)","inputs":{"x":{"data":[1.0, 2.0],"requires_grad":false}}}',
         "no-inputs": b'{"expression":"sum(ones(3))","inputs":{}}',
-        "check-huge": b'{"expression":"sum(sin(x))","inputs":{"x":{"dtype":"float64","shape":[200000],"b64":"' + base64.b64encode(b"\0" * 1_600_000) + b'"},"check":true}',
+        "check-huge": b'{"expression":"sum(sin(x))","inputs":{"x":{"dtype":"float64","shape":[200000],"b64":"'
+        + base64.b64encode(b"\0" * 1_600_000)
+        + b'"},"check":true}',
     }
     for name, body_bytes in raws.items():
         for path in ("/grad", "/hessian", "/jacobian"):
             yield Probe("malformed", f"{name}{path}", body_bytes, path=path, item="A6/A7")
     # Specific endpoints.
-    yield Probe("malformed", "jacobian-size0-reverse", doc({"expression": "x[2:, 0]", "inputs": {"x": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]}, "mode": "reverse"}), path="/jacobian", expect=(200,), item="A6")
-    yield Probe("malformed", "jacobian-size0-forward", doc({"expression": "x[2:, 0]", "inputs": {"x": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]}, "mode": "forward"}), path="/jacobian", expect=(200,), item="A6")
-    yield Probe("malformed", "jacobian-size0-input", doc({"expression": "sum(x) + y", "inputs": {"x": {"dtype": "float64", "shape": [0, 3], "b64": ""}, "y": [1.0]}}), path="/jacobian", expect=(200,), item="A6")
-    yield Probe("malformed", "hessian-size0-input", doc({"expression": "sum(x) + sum(y * y)", "inputs": {"x": {"dtype": "float64", "shape": [0, 3], "b64": ""}, "y": [1.0]}}), path="/hessian", expect=(200,), item="A6")
-    yield Probe("malformed", "hvp-empty-vectors", doc({"expression": "sum(x * x)", "inputs": {"x": [1.0]}, "vectors": {}}), path="/hvp", expect=(422,), item="A7")
-    yield Probe("malformed", "jvp-empty-tangents", doc({"expression": "sum(x * x)", "inputs": {"x": [1.0]}, "tangents": {}}), path="/jvp", expect=(422,), item="A7")
-    yield Probe("malformed", "vjp-empty-cotangents", doc({"expression": "x * x", "inputs": {"x": [1.0]}, "cotangents": []}), path="/vjp", expect=(422,), item="A7")
-    yield Probe("malformed", "jvp-empty-tangents-batch", doc({"expression": "x * x", "inputs": {"x": [1.0]}, "tangents_batch": {}}), path="/jvp", expect=(422,), item="A7")
-    yield Probe("malformed", "hvp-empty-vectors-batch", doc({"expression": "sum(x * x)", "inputs": {"x": [1.0]}, "vectors_batch": {}}), path="/hvp", expect=(422,), item="A7")
-    yield Probe("malformed", "batch-empty", doc({"expression": "sum(x * x)", "inputs": {"x": [1.0]}, "batch": []}), path="/grad", item="A7")
-    yield Probe("malformed", "batch-scalar-input", doc({"expression": "sum(x * x)", "inputs": {"x": 1.0}, "batch": ["x"]}), path="/grad", item="A7")
-    yield Probe("malformed", "batch-mismatch", doc({"expression": "sum(x * y)", "inputs": {"x": [1.0, 2.0], "y": [1.0, 2.0, 3.0]}, "batch": ["x", "y"]}), path="/grad", item="A7")
-    yield Probe("malformed", "batch-size0", doc({"expression": "sum(x * x)", "inputs": {"x": {"dtype": "float64", "shape": [0, 3], "b64": ""}}, "batch": ["x"]}), path="/grad", item="A6")
-    yield Probe("malformed", "tangent-wrong-shape", doc({"expression": "x * x", "inputs": {"x": [1.0, 2.0]}, "tangents": {"x": [1.0]}}), path="/jvp", expect=(422,), item="type")
-    yield Probe("malformed", "tangent-unknown-name", doc({"expression": "x * x", "inputs": {"x": [1.0, 2.0]}, "tangents": {"y": [1.0]}}), path="/jvp", expect=(422,), item="type")
-    yield Probe("malformed", "cotangent-wrong-shape", doc({"expression": "x * x", "inputs": {"x": [1.0, 2.0]}, "cotangent": [[1.0]]}), path="/vjp", expect=(422,), item="type")
-    yield Probe("malformed", "cotangents-list-wrong", doc({"expression": "return x, sum(x)", "inputs": {"x": [1.0, 2.0]}, "cotangent": [1.0, 2.0]}), path="/vjp", item="type")
-    yield Probe("malformed", "function-unknown", doc({"function": "sha256:" + "0" * 64, "inputs": {"x": [1.0]}}), expect=(404,), item="type")
-    yield Probe("malformed", "function-bad-id", doc({"function": "../../etc/passwd", "inputs": {"x": [1.0]}}), item="type")
-    yield Probe("malformed", "functions-get-traversal", b"", method="GET", path="/functions/..%2F..%2Fetc%2Fpasswd", item="type")
+    yield Probe(
+        "malformed",
+        "jacobian-size0-reverse",
+        doc(
+            {
+                "expression": "x[2:, 0]",
+                "inputs": {"x": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]},
+                "mode": "reverse",
+            }
+        ),
+        path="/jacobian",
+        expect=(200,),
+        item="A6",
+    )
+    yield Probe(
+        "malformed",
+        "jacobian-size0-forward",
+        doc(
+            {
+                "expression": "x[2:, 0]",
+                "inputs": {"x": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]},
+                "mode": "forward",
+            }
+        ),
+        path="/jacobian",
+        expect=(200,),
+        item="A6",
+    )
+    yield Probe(
+        "malformed",
+        "jacobian-size0-input",
+        doc(
+            {
+                "expression": "sum(x) + y",
+                "inputs": {"x": {"dtype": "float64", "shape": [0, 3], "b64": ""}, "y": [1.0]},
+            }
+        ),
+        path="/jacobian",
+        expect=(200,),
+        item="A6",
+    )
+    yield Probe(
+        "malformed",
+        "hessian-size0-input",
+        doc(
+            {
+                "expression": "sum(x) + sum(y * y)",
+                "inputs": {"x": {"dtype": "float64", "shape": [0, 3], "b64": ""}, "y": [1.0]},
+            }
+        ),
+        path="/hessian",
+        expect=(200,),
+        item="A6",
+    )
+    yield Probe(
+        "malformed",
+        "hvp-empty-vectors",
+        doc({"expression": "sum(x * x)", "inputs": {"x": [1.0]}, "vectors": {}}),
+        path="/hvp",
+        expect=(422,),
+        item="A7",
+    )
+    yield Probe(
+        "malformed",
+        "jvp-empty-tangents",
+        doc({"expression": "sum(x * x)", "inputs": {"x": [1.0]}, "tangents": {}}),
+        path="/jvp",
+        expect=(422,),
+        item="A7",
+    )
+    yield Probe(
+        "malformed",
+        "vjp-empty-cotangents",
+        doc({"expression": "x * x", "inputs": {"x": [1.0]}, "cotangents": []}),
+        path="/vjp",
+        expect=(422,),
+        item="A7",
+    )
+    yield Probe(
+        "malformed",
+        "jvp-empty-tangents-batch",
+        doc({"expression": "x * x", "inputs": {"x": [1.0]}, "tangents_batch": {}}),
+        path="/jvp",
+        expect=(422,),
+        item="A7",
+    )
+    yield Probe(
+        "malformed",
+        "hvp-empty-vectors-batch",
+        doc({"expression": "sum(x * x)", "inputs": {"x": [1.0]}, "vectors_batch": {}}),
+        path="/hvp",
+        expect=(422,),
+        item="A7",
+    )
+    yield Probe(
+        "malformed",
+        "batch-empty",
+        doc({"expression": "sum(x * x)", "inputs": {"x": [1.0]}, "batch": []}),
+        path="/grad",
+        item="A7",
+    )
+    yield Probe(
+        "malformed",
+        "batch-scalar-input",
+        doc({"expression": "sum(x * x)", "inputs": {"x": 1.0}, "batch": ["x"]}),
+        path="/grad",
+        item="A7",
+    )
+    yield Probe(
+        "malformed",
+        "batch-mismatch",
+        doc(
+            {
+                "expression": "sum(x * y)",
+                "inputs": {"x": [1.0, 2.0], "y": [1.0, 2.0, 3.0]},
+                "batch": ["x", "y"],
+            }
+        ),
+        path="/grad",
+        item="A7",
+    )
+    yield Probe(
+        "malformed",
+        "batch-size0",
+        doc(
+            {
+                "expression": "sum(x * x)",
+                "inputs": {"x": {"dtype": "float64", "shape": [0, 3], "b64": ""}},
+                "batch": ["x"],
+            }
+        ),
+        path="/grad",
+        item="A6",
+    )
+    yield Probe(
+        "malformed",
+        "tangent-wrong-shape",
+        doc({"expression": "x * x", "inputs": {"x": [1.0, 2.0]}, "tangents": {"x": [1.0]}}),
+        path="/jvp",
+        expect=(422,),
+        item="type",
+    )
+    yield Probe(
+        "malformed",
+        "tangent-unknown-name",
+        doc({"expression": "x * x", "inputs": {"x": [1.0, 2.0]}, "tangents": {"y": [1.0]}}),
+        path="/jvp",
+        expect=(422,),
+        item="type",
+    )
+    yield Probe(
+        "malformed",
+        "cotangent-wrong-shape",
+        doc({"expression": "x * x", "inputs": {"x": [1.0, 2.0]}, "cotangent": [[1.0]]}),
+        path="/vjp",
+        expect=(422,),
+        item="type",
+    )
+    yield Probe(
+        "malformed",
+        "cotangents-list-wrong",
+        doc(
+            {"expression": "return x, sum(x)", "inputs": {"x": [1.0, 2.0]}, "cotangent": [1.0, 2.0]}
+        ),
+        path="/vjp",
+        item="type",
+    )
+    yield Probe(
+        "malformed",
+        "function-unknown",
+        doc({"function": "sha256:" + "0" * 64, "inputs": {"x": [1.0]}}),
+        expect=(404,),
+        item="type",
+    )
+    yield Probe(
+        "malformed",
+        "function-bad-id",
+        doc({"function": "../../etc/passwd", "inputs": {"x": [1.0]}}),
+        item="type",
+    )
+    yield Probe(
+        "malformed",
+        "functions-get-traversal",
+        b"",
+        method="GET",
+        path="/functions/..%2F..%2Fetc%2Fpasswd",
+        item="type",
+    )
     yield Probe("malformed", "jobs-get-unknown", b"", method="GET", path="/jobs/nope", item="type")
-    yield Probe("malformed", "jobs-bad-endpoint", doc({"endpoint": "shell", "request": {}}), path="/jobs", item="type")
-    yield Probe("malformed", "jobs-nested-job", doc({"endpoint": "jobs", "request": {}}), path="/jobs", item="type")
-    yield Probe("malformed", "jobs-request-wrong", doc({"endpoint": "grad", "request": [1]}), path="/jobs", item="type")
+    yield Probe(
+        "malformed",
+        "jobs-bad-endpoint",
+        doc({"endpoint": "shell", "request": {}}),
+        path="/jobs",
+        item="type",
+    )
+    yield Probe(
+        "malformed",
+        "jobs-nested-job",
+        doc({"endpoint": "jobs", "request": {}}),
+        path="/jobs",
+        item="type",
+    )
+    yield Probe(
+        "malformed",
+        "jobs-request-wrong",
+        doc({"endpoint": "grad", "request": [1]}),
+        path="/jobs",
+        item="type",
+    )
     # HTTP-level oddities.
-    yield Probe("malformed", "content-type-text", SMALL, headers={"Content-Type": "text/plain"}, item="type")
-    yield Probe("malformed", "content-type-form", SMALL, headers={"Content-Type": "application/x-www-form-urlencoded"}, item="type")
-    yield Probe("malformed", "content-encoding-gzip-bogus", SMALL, headers={"Content-Encoding": "gzip"}, item="type")
-    yield Probe("malformed", "charset-latin1", SMALL, headers={"Content-Type": "application/json; charset=latin-1"}, item="type")
+    yield Probe(
+        "malformed", "content-type-text", SMALL, headers={"Content-Type": "text/plain"}, item="type"
+    )
+    yield Probe(
+        "malformed",
+        "content-type-form",
+        SMALL,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        item="type",
+    )
+    yield Probe(
+        "malformed",
+        "content-encoding-gzip-bogus",
+        SMALL,
+        headers={"Content-Encoding": "gzip"},
+        item="type",
+    )
+    yield Probe(
+        "malformed",
+        "charset-latin1",
+        SMALL,
+        headers={"Content-Type": "application/json; charset=latin-1"},
+        item="type",
+    )
     yield Probe("malformed", "method-put", SMALL, method="PUT", item="type")
     yield Probe("malformed", "method-get-grad", b"", method="GET", item="type")
     yield Probe("malformed", "method-delete-ops", b"", method="DELETE", path="/ops", item="type")
@@ -910,11 +1614,38 @@ def malformed_probes() -> Iterator[Probe]:
     yield Probe("malformed", "long-path", b"", method="GET", path="/" + "a" * 60_000, item="type")
     yield Probe("malformed", "long-query", SMALL, path="/grad?" + "a=1&" * 20_000, item="type")
     yield Probe("malformed", "big-header", SMALL, headers={"X-Big": "a" * 60_000}, item="type")
-    yield Probe("malformed", "many-headers", SMALL, headers={f"X-H{i}": "1" for i in range(500)}, item="type")
-    yield Probe("malformed", "bad-request-id", SMALL, headers={"X-Request-ID": "a\tb" * 200}, item="type")
-    yield Probe("malformed", "options-preflight-refused", b"", method="OPTIONS", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}, item="A7")
-    yield Probe("malformed", "api-key-garbage", SMALL, headers={"Authorization": "Bearer " + "\u00e9" * 10, "X-API-Key": "x" * 10_000}, item="type")
-    yield Probe("malformed", "over-limit-content-length", lambda: b"{" + b" " * (33 * MIB) + b"}", expect=(413,), item="A7")
+    yield Probe(
+        "malformed",
+        "many-headers",
+        SMALL,
+        headers={f"X-H{i}": "1" for i in range(500)},
+        item="type",
+    )
+    yield Probe(
+        "malformed", "bad-request-id", SMALL, headers={"X-Request-ID": "a\tb" * 200}, item="type"
+    )
+    yield Probe(
+        "malformed",
+        "options-preflight-refused",
+        b"",
+        method="OPTIONS",
+        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+        item="A7",
+    )
+    yield Probe(
+        "malformed",
+        "api-key-garbage",
+        SMALL,
+        headers={"Authorization": "Bearer " + "\u00e9" * 10, "X-API-Key": "x" * 10_000},
+        item="type",
+    )
+    yield Probe(
+        "malformed",
+        "over-limit-content-length",
+        lambda: b"{" + b" " * (33 * MIB) + b"}",
+        expect=(413,),
+        item="A7",
+    )
 
 
 # --------------------------------------------------------------------------- slow clients
@@ -951,18 +1682,56 @@ def raw_probes(port: int) -> list[tuple[str, str, bytes]]:
     head = f"POST /grad HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
     big_chunks = b"".join(b"%x\r\n" % MIB + b" " * MIB + b"\r\n" for _ in range(34))
     return [
-        ("chunked-ok", "type", (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"),
-        ("chunked-bad-size", "type", (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + b"zz\r\n" + body + b"\r\n0\r\n\r\n"),
-        ("chunked-over-limit", "A7", (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + big_chunks + b"0\r\n\r\n"),
-        ("cl-and-te", "type", (head + f"Content-Length: {len(body)}\r\nTransfer-Encoding: chunked\r\n\r\n").encode() + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"),
+        (
+            "chunked-ok",
+            "type",
+            (head + "Transfer-Encoding: chunked\r\n\r\n").encode()
+            + b"%x\r\n" % len(body)
+            + body
+            + b"\r\n0\r\n\r\n",
+        ),
+        (
+            "chunked-bad-size",
+            "type",
+            (head + "Transfer-Encoding: chunked\r\n\r\n").encode()
+            + b"zz\r\n"
+            + body
+            + b"\r\n0\r\n\r\n",
+        ),
+        (
+            "chunked-over-limit",
+            "A7",
+            (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + big_chunks + b"0\r\n\r\n",
+        ),
+        (
+            "cl-and-te",
+            "type",
+            (head + f"Content-Length: {len(body)}\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+            + b"%x\r\n" % len(body)
+            + body
+            + b"\r\n0\r\n\r\n",
+        ),
         ("cl-negative", "type", (head + "Content-Length: -5\r\n\r\n").encode() + body),
-        ("cl-two", "type", (head + f"Content-Length: {len(body)}\r\nContent-Length: 3\r\n\r\n").encode() + body),
+        (
+            "cl-two",
+            "type",
+            (head + f"Content-Length: {len(body)}\r\nContent-Length: 3\r\n\r\n").encode() + body,
+        ),
         ("cl-huge", "A7", (head + "Content-Length: 99999999999999999999\r\n\r\n").encode() + body),
-        ("http10", "type", f"POST /grad HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body),
+        (
+            "http10",
+            "type",
+            f"POST /grad HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body,
+        ),
         ("bad-version", "type", b"POST /grad HTTP/9.9\r\n\r\n"),
         ("garbage-line", "type", b"\x00\x01\x02 garbage\r\n\r\n"),
         ("header-no-colon", "type", (head + "Broken header\r\n\r\n").encode()),
-        ("expect-100", "type", (head + f"Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body),
+        (
+            "expect-100",
+            "type",
+            (head + f"Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body,
+        ),
     ]
 
 
@@ -971,7 +1740,9 @@ def slow_clients(port: int, seconds: float) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
 
-    def hold(name: str, item: str, setup: Callable[[socket.socket], None], drip: bytes | None) -> None:
+    def hold(
+        name: str, item: str, setup: Callable[[socket.socket], None], drip: bytes | None
+    ) -> None:
         s = socket.create_connection((HOST, port), timeout=5)
         t0 = time.monotonic()
         closed_at = None
@@ -1005,7 +1776,12 @@ def slow_clients(port: int, seconds: float) -> list[dict[str, Any]]:
     plans: list[tuple[str, str, Callable[[socket.socket], None], bytes | None]] = [
         ("idle-connection", "A3", lambda s: None, None),
         ("slow-headers", "A3", lambda s: s.sendall(head.encode()), b"X-a: b\r\n"),
-        ("slow-body", "A3", lambda s: s.sendall((head + "Content-Length: 100000\r\n\r\n").encode()), b" "),
+        (
+            "slow-body",
+            "A3",
+            lambda s: s.sendall((head + "Content-Length: 100000\r\n\r\n").encode()),
+            b" ",
+        ),
         ("idle-after-answer", "A3", lambda s: _request_and_read(s), None),
     ]
     threads = [threading.Thread(target=hold, args=plan, daemon=True) for plan in plans]
@@ -1017,7 +1793,10 @@ def slow_clients(port: int, seconds: float) -> list[dict[str, Any]]:
 
 
 def _request_and_read(s: socket.socket) -> None:
-    s.sendall(f"POST /grad HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: {len(SMALL)}\r\n\r\n".encode() + SMALL)
+    s.sendall(
+        f"POST /grad HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: {len(SMALL)}\r\n\r\n".encode()
+        + SMALL
+    )
     s.settimeout(10)
     data = b""
     while not _complete(data):
@@ -1030,14 +1809,24 @@ def _request_and_read(s: socket.socket) -> None:
 def never_read(port: int, monitor: Monitor, root: int, count: int, hold_s: float) -> dict[str, Any]:
     """Clients that ask for a large answer and never read it: server RSS while they hold on."""
     x = base64.b64encode(np.linspace(0.1, 1.0, 2_000_000).tobytes()).decode()
-    body = doc({"expression": "x * 3.0", "inputs": {"x": {"dtype": "float64", "shape": [2_000_000], "b64": x}}, "tangents": {"x": {"dtype": "float64", "shape": [2_000_000], "b64": x}}, "include_graph": False})
+    body = doc(
+        {
+            "expression": "x * 3.0",
+            "inputs": {"x": {"dtype": "float64", "shape": [2_000_000], "b64": x}},
+            "tangents": {"x": {"dtype": "float64", "shape": [2_000_000], "b64": x}},
+            "include_graph": False,
+        }
+    )
     before = rss(root)[0]
     socks = []
     for _ in range(count):
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.connect((HOST, port))
-        s.sendall(f"POST /jvp HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        s.sendall(
+            f"POST /jvp HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         socks.append(s)
     t0 = time.monotonic()
     peak = before
@@ -1055,7 +1844,13 @@ def never_read(port: int, monitor: Monitor, root: int, count: int, hold_s: float
         except OSError:
             closed += 1
         s.close()
-    return {"clients": count, "server_mb_before": round(before), "server_mb_peak": round(peak), "closed_by_server": closed, "held_s": hold_s}
+    return {
+        "clients": count,
+        "server_mb_before": round(before),
+        "server_mb_peak": round(peak),
+        "closed_by_server": closed,
+        "held_s": hold_s,
+    }
 
 
 def concurrent_big_bodies(port: int, root: int, count: int) -> dict[str, Any]:
@@ -1085,20 +1880,59 @@ def concurrent_big_bodies(port: int, root: int, count: int) -> dict[str, Any]:
     for t in threads:
         t.join(180)
     halt.set()
-    return {"clients": count, "statuses": statuses, "server_mb_before": round(before), "server_mb_peak": round(peak[0])}
+    return {
+        "clients": count,
+        "statuses": statuses,
+        "server_mb_before": round(before),
+        "server_mb_peak": round(peak[0]),
+    }
 
 
 # --------------------------------------------------------------------------- fuzz
 
 UNARY = {
     # op: (text template, domain) -- domain "any", "pos" (x > 0), "unit" (|x| < 1)
-    "sin": "any", "cos": "any", "tan": "unit", "exp": "any", "expm1": "any", "tanh": "any",
-    "sinh": "any", "cosh": "any", "arctan": "any", "sigmoid": "any", "softplus": "any",
-    "negative": "any", "square": "any", "abs": "any", "relu": "any", "sign": "any",
-    "sqrt": "pos", "log": "pos", "log1p": "pos", "log2": "pos", "log10": "pos",
-    "arcsin": "unit", "arccos": "unit",
+    "sin": "any",
+    "cos": "any",
+    "tan": "unit",
+    "exp": "any",
+    "expm1": "any",
+    "tanh": "any",
+    "sinh": "any",
+    "cosh": "any",
+    "arctan": "any",
+    "sigmoid": "any",
+    "softplus": "any",
+    "negative": "any",
+    "square": "any",
+    "abs": "any",
+    "relu": "any",
+    "sign": "any",
+    "sqrt": "pos",
+    "log": "pos",
+    "log1p": "pos",
+    "log2": "pos",
+    "log10": "pos",
+    "arcsin": "unit",
+    "arccos": "unit",
 }
-BINARY = ["add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "arctan2", "+", "-", "*", "/", "**", "//", "%"]
+BINARY = [
+    "add",
+    "subtract",
+    "multiply",
+    "divide",
+    "power",
+    "maximum",
+    "minimum",
+    "arctan2",
+    "+",
+    "-",
+    "*",
+    "/",
+    "**",
+    "//",
+    "%",
+]
 REDUCE = ["sum", "mean", "prod", "max", "min", "var", "std", "norm", "logsumexp"]
 
 
@@ -1117,7 +1951,20 @@ class Gen:
         r = self.rng
         if depth <= 0 or r.random() < 0.2:
             return self.leaf()
-        kind = r.choice(["unary", "unary", "binary", "binary", "reduce", "shape", "index", "linalg", "misc", "const"])
+        kind = r.choice(
+            [
+                "unary",
+                "unary",
+                "binary",
+                "binary",
+                "reduce",
+                "shape",
+                "index",
+                "linalg",
+                "misc",
+                "const",
+            ]
+        )
         a, sa = self.expr(depth - 1)
         if kind == "unary":
             op = r.choice(list(UNARY))
@@ -1140,7 +1987,9 @@ class Gen:
             if op in ("power", "**"):
                 a = f"(1.5 + square({a}))"
                 b = r.choice(["2", "3", "0.5", "-1.5", f"(0.5 * tanh({b}))", "0.0"])
-                shape = np.broadcast_shapes(sa, sb) if b not in ("2", "3", "0.5", "-1.5", "0.0") else sa
+                shape = (
+                    np.broadcast_shapes(sa, sb) if b not in ("2", "3", "0.5", "-1.5", "0.0") else sa
+                )
             if op in ("+", "-", "*", "/", "**", "//", "%"):
                 return f"({a} {op} {b})", tuple(shape)
             return f"{op}({a}, {b})", tuple(shape)
@@ -1160,21 +2009,41 @@ class Gen:
                     if op == "norm" and r.random() < 0.3 and len(sa) >= 2:
                         ax2 = (axis + 1) % len(sa)
                         ax1 = axis % len(sa)
-                        o = r.choice(["None", "'fro'", "1", "-1", "inf", "-inf", "2", "-2", "'nuc'"])
+                        o = r.choice(
+                            ["None", "'fro'", "1", "-1", "inf", "-inf", "2", "-2", "'nuc'"]
+                        )
                         shape = tuple(d for i, d in enumerate(sa) if i not in (ax1, ax2))
                         if keep:
                             shape = tuple(1 if i in (ax1, ax2) else d for i, d in enumerate(sa))
                         return f"norm({a}, ord={o}, axis=({ax1}, {ax2}), keepdims={keep})", shape
                 if op == "std" or op == "norm":
                     a = f"(1.0 + square({a}))" if op == "norm" else a
-                shape = tuple(1 if i == axis % len(sa) else d for i, d in enumerate(sa)) if keep else tuple(d for i, d in enumerate(sa) if i != axis % len(sa))
+                shape = (
+                    tuple(1 if i == axis % len(sa) else d for i, d in enumerate(sa))
+                    if keep
+                    else tuple(d for i, d in enumerate(sa) if i != axis % len(sa))
+                )
                 return f"{op}({a}, axis={axis}, keepdims={keep}{extra})", shape
             if op == "norm" and len(sa) == 2 and r.random() < 0.5:
                 o = r.choice(["2", "-2", "'nuc'", "1", "inf", "'fro'"])
                 return f"norm({a}, ord={o})", ()
             return f"{op}({a})", ()
         if kind == "shape":
-            choice = r.choice(["reshape", "transpose", "expand", "squeeze", "flip", "tile", "repeat", "concat", "stack", "broadcast", "swap"])
+            choice = r.choice(
+                [
+                    "reshape",
+                    "transpose",
+                    "expand",
+                    "squeeze",
+                    "flip",
+                    "tile",
+                    "repeat",
+                    "concat",
+                    "stack",
+                    "broadcast",
+                    "swap",
+                ]
+            )
             n = math.prod(sa)
             if choice == "reshape":
                 return f"reshape({a}, [-1])", (n,)
@@ -1205,7 +2074,20 @@ class Gen:
         if kind == "linalg":
             return self.linalg(a, sa)
         if kind == "misc":
-            choice = r.choice(["where", "clip", "clipkw", "softmax", "logsoftmax", "einsum", "cmp-where", "full", "linspace", "mean-list"])
+            choice = r.choice(
+                [
+                    "where",
+                    "clip",
+                    "clipkw",
+                    "softmax",
+                    "logsoftmax",
+                    "einsum",
+                    "cmp-where",
+                    "full",
+                    "linspace",
+                    "mean-list",
+                ]
+            )
             if choice in ("where", "cmp-where"):
                 b, sb = self.expr(depth - 1)
                 try:
@@ -1218,7 +2100,10 @@ class Gen:
             if choice == "clipkw":
                 return f"clip({a}, a_min=-0.6, a_max=0.9)", sa
             if choice in ("softmax", "logsoftmax") and sa:
-                return f"{'softmax' if choice == 'softmax' else 'log_softmax'}({a}, axis={r.randrange(len(sa))})", sa
+                return (
+                    f"{'softmax' if choice == 'softmax' else 'log_softmax'}({a}, axis={r.randrange(len(sa))})",
+                    sa,
+                )
             if choice == "detach":
                 return f"(detach({a}) * {a})", sa
             if choice == "einsum" and sa:
@@ -1278,7 +2163,19 @@ class Gen:
             return f"tensordot({a}, {a}, axes=1)", ()
         if len(sa) == 2:
             n, m = sa
-            c = r.choice(["matmul", "trace", "diag", "det", "inv", "solve", "slogdet", "cholesky", "tensordot"])
+            c = r.choice(
+                [
+                    "matmul",
+                    "trace",
+                    "diag",
+                    "det",
+                    "inv",
+                    "solve",
+                    "slogdet",
+                    "cholesky",
+                    "tensordot",
+                ]
+            )
             if c == "matmul":
                 return f"({a} @ transpose({a}))", (n, n)
             if c == "trace":
@@ -1341,7 +2238,12 @@ def random_case(rng: random.Random) -> FuzzCase | None:
 
     n_inputs = rng.choice([1, 1, 2, 3])
     names = ["x", "y", "z"][:n_inputs]
-    inputs = {n: np.asarray(np.random.default_rng(rng.randrange(2**32)).uniform(-1.0, 1.0, rng.choice(SHAPES))) for n in names}
+    inputs = {
+        n: np.asarray(
+            np.random.default_rng(rng.randrange(2**32)).uniform(-1.0, 1.0, rng.choice(SHAPES))
+        )
+        for n in names
+    }
     gen = Gen(rng, inputs)
     try:
         text, shape = gen.expr(rng.choice([1, 2, 3, 3, 4]))
@@ -1352,7 +2254,9 @@ def random_case(rng: random.Random) -> FuzzCase | None:
         text = f"sum({rng.choice(['sin', 'tanh', 'square', 'exp'])}({text}))"
         shape = ()
     if rng.random() < 0.15:
-        text = f"if sum({names[0]}) > 0:\n    out = {text}\nelse:\n    out = 2.0 * {text}\nreturn out"
+        text = (
+            f"if sum({names[0]}) > 0:\n    out = {text}\nelse:\n    out = 2.0 * {text}\nreturn out"
+        )
     try:
         program = compile_source(text)
         value = program.run({k: v for k, v in inputs.items()})
@@ -1366,7 +2270,12 @@ def random_case(rng: random.Random) -> FuzzCase | None:
         want_f32 = True
     else:
         want_f32 = False
-    if value.shape != shape or not np.all(np.isfinite(value)) or value.size > 200 or value.size == 0:
+    if (
+        value.shape != shape
+        or not np.all(np.isfinite(value))
+        or value.size > 200
+        or value.size == 0
+    ):
         return None
     used = [n for n in names if n in program.free_names]
     if not used:
@@ -1386,7 +2295,11 @@ def random_case(rng: random.Random) -> FuzzCase | None:
             body["inputs"][n] = arr.tolist()
         elif form == "b64":
             raw = inputs[n].astype(dtype).astype("<" + ("f8" if dtype == "float64" else "f4"))
-            body["inputs"][n] = {"dtype": dtype, "shape": list(arr.shape), "b64": base64.b64encode(raw.tobytes()).decode()}
+            body["inputs"][n] = {
+                "dtype": dtype,
+                "shape": list(arr.shape),
+                "b64": base64.b64encode(raw.tobytes()).decode(),
+            }
         else:
             body["inputs"][n] = {"data": inputs[n].tolist(), "dtype": dtype}
         if const:
@@ -1401,11 +2314,19 @@ def random_case(rng: random.Random) -> FuzzCase | None:
         return None
     options["diff"] = diff
     if endpoint == "/vjp":
-        body["cotangent"] = np.random.default_rng(rng.randrange(2**32)).uniform(-1, 1, shape).tolist()
+        body["cotangent"] = (
+            np.random.default_rng(rng.randrange(2**32)).uniform(-1, 1, shape).tolist()
+        )
     if endpoint == "/jvp":
-        body["tangents"] = {n: np.random.default_rng(rng.randrange(2**32)).uniform(-1, 1, inputs[n].shape).tolist() for n in diff}
+        body["tangents"] = {
+            n: np.random.default_rng(rng.randrange(2**32)).uniform(-1, 1, inputs[n].shape).tolist()
+            for n in diff
+        }
     if endpoint == "/hvp":
-        body["vectors"] = {n: np.random.default_rng(rng.randrange(2**32)).uniform(-1, 1, inputs[n].shape).tolist() for n in diff}
+        body["vectors"] = {
+            n: np.random.default_rng(rng.randrange(2**32)).uniform(-1, 1, inputs[n].shape).tolist()
+            for n in diff
+        }
     if endpoint == "/jacobian":
         body["mode"] = rng.choice(["auto", "forward", "reverse"])
     body["include_graph"] = rng.random() < 0.5
@@ -1419,7 +2340,11 @@ def random_case(rng: random.Random) -> FuzzCase | None:
 def decode(value: Any) -> np.ndarray:
     if isinstance(value, dict) and "b64" in value:
         dt = np.dtype("<f8" if value["dtype"] == "float64" else "<f4")
-        return np.frombuffer(base64.b64decode(value["b64"]), dtype=dt).reshape(value["shape"]).astype(np.float64)
+        return (
+            np.frombuffer(base64.b64decode(value["b64"]), dtype=dt)
+            .reshape(value["shape"])
+            .astype(np.float64)
+        )
 
     def conv(v: Any) -> Any:
         if isinstance(v, list):
@@ -1507,7 +2432,13 @@ def fd_reference(case: FuzzCase, h: float) -> dict[str, Any]:
 
 def answer_parts(case: FuzzCase, answer: dict[str, Any]) -> dict[str, Any]:
     ep = case.endpoint
-    key = {"/grad": "gradients", "/jacobian": "jacobian", "/vjp": "vjp", "/hvp": "hvp", "/hessian": "hessian"}.get(ep)
+    key = {
+        "/grad": "gradients",
+        "/jacobian": "jacobian",
+        "/vjp": "vjp",
+        "/hvp": "hvp",
+        "/hessian": "hessian",
+    }.get(ep)
     if ep == "/jvp":
         return {"jvp": decode(answer["jvp"])}
     assert key is not None
@@ -1525,7 +2456,9 @@ def _spread(a: Any, b: Any) -> Any:
 def compare(got: Any, want: Any, tol: float, path: str = "", slack: Any = 0.0) -> list[str]:
     if isinstance(want, dict):
         if not isinstance(got, dict) or set(got) != set(want):
-            return [f"{path}: names {sorted(got) if isinstance(got, dict) else got!r}, expected {sorted(want)}"]
+            return [
+                f"{path}: names {sorted(got) if isinstance(got, dict) else got!r}, expected {sorted(want)}"
+            ]
         out: list[str] = []
         for k in want:
             sub = slack[k] if isinstance(slack, dict) else slack
@@ -1545,7 +2478,9 @@ def compare(got: Any, want: Any, tol: float, path: str = "", slack: Any = 0.0) -
     return []
 
 
-def fuzz_one(port: int, conn: list[http.client.HTTPConnection], rng: random.Random) -> dict[str, Any] | None:
+def fuzz_one(
+    port: int, conn: list[http.client.HTTPConnection], rng: random.Random
+) -> dict[str, Any] | None:
     case = None
     for _ in range(50):
         case = random_case(rng)
@@ -1565,7 +2500,12 @@ def fuzz_one(port: int, conn: list[http.client.HTTPConnection], rng: random.Rand
         conn[0] = http.client.HTTPConnection(HOST, port, timeout=30)
         status, ctype, data = 0, "", str(exc).encode()
     seconds = time.monotonic() - t0
-    record: dict[str, Any] = {"endpoint": case.endpoint, "status": status, "seconds": round(seconds, 3), "failures": []}
+    record: dict[str, Any] = {
+        "endpoint": case.endpoint,
+        "status": status,
+        "seconds": round(seconds, 3),
+        "failures": [],
+    }
     bad: list[str] = record["failures"]
     if status != 200:
         if status >= 500 or status == 0 or not ctype.startswith(PROBLEM):
@@ -1596,7 +2536,7 @@ def fuzz_one(port: int, conn: list[http.client.HTTPConnection], rng: random.Rand
                 # FD's own truncation error: what halving the step twice changed.
                 bad += compare(got, want, tol, slack=_spread(want, want2))
                 value = decode(answer["value"])
-                if value.shape != case.out_shape and not (value.size == 0):
+                if value.shape != case.out_shape and value.size != 0:
                     bad.append(f"value shape {value.shape}, expected {case.out_shape}")
             record["kink_skipped"] = bool(kink)
             if bad:
@@ -1623,12 +2563,27 @@ def fuzz(port: int, seconds: float, seed: int) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=300.0, help="time for the fuzz (after the hostile probes)")
-    parser.add_argument("--only", default="hostile,scale,slow,fuzz", help="classes to run: nest,memory,malformed,raw,scale,slow,fuzz (hostile = the first four)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=300.0, help="time for the fuzz (after the hostile probes)"
+    )
+    parser.add_argument(
+        "--only",
+        default="hostile,scale,slow,fuzz",
+        help="classes to run: nest,memory,malformed,raw,scale,slow,fuzz (hostile = the first four)",
+    )
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--slow-seconds", type=float, default=40.0, help="how long slow clients hold on")
-    parser.add_argument("--port", type=int, default=0, help="probe a server already on this port (no server started)")
+    parser.add_argument(
+        "--slow-seconds", type=float, default=40.0, help="how long slow clients hold on"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="probe a server already on this port (no server started)",
+    )
     parser.add_argument("--match", default="", help="only probes whose name contains this")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
@@ -1641,7 +2596,18 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(port, proc)
         root = proc.pid
     else:
-        root = int(subprocess.run(["sh", "-c", f"ss -ltnpH 'sport = :{port}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2"], capture_output=True, text=True).stdout.strip() or 0)
+        root = int(
+            subprocess.run(
+                [
+                    "sh",
+                    "-c",
+                    f"ss -ltnpH 'sport = :{port}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2",
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            or 0
+        )
     monitor = Monitor(port, root)
     monitor.start()
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "env": SERVER_ENV}
@@ -1654,7 +2620,9 @@ def main(argv: list[str] | None = None) -> int:
         slow_thread = None
         slow_out: list[list[dict[str, Any]]] = []
         if "slow" in only:
-            slow_thread = threading.Thread(target=lambda: slow_out.append(slow_clients(port, args.slow_seconds)), daemon=True)
+            slow_thread = threading.Thread(
+                target=lambda: slow_out.append(slow_clients(port, args.slow_seconds)), daemon=True
+            )
             slow_thread.start()
         generators: list[Iterator[Probe]] = []
         if "nest" in only:
@@ -1692,11 +2660,32 @@ def main(argv: list[str] | None = None) -> int:
                 status = int(m.group(1)) if m else 0
                 if status >= 500:
                     bad.append(f"status {status}")
-                if status >= 400 and b"problem+json" not in out.split(b"\r\n\r\n")[0] and status not in (400,):
+                if (
+                    status >= 400
+                    and b"problem+json" not in out.split(b"\r\n\r\n")[0]
+                    and status not in (400,)
+                ):
                     bad.append("error not problem+json")
                 if w["health_max_s"] > HEALTH_BOUND_S:
                     bad.append("/healthz blocked")
-                results.append(Result("raw", name, item, status, "", round(secs, 3), len(data), out[:300].decode("latin-1"), w["health_max_s"], int(w["health_failures"]), w["server_mb"], w["worker_mb"], True, bad))
+                results.append(
+                    Result(
+                        "raw",
+                        name,
+                        item,
+                        status,
+                        "",
+                        round(secs, 3),
+                        len(data),
+                        out[:300].decode("latin-1"),
+                        w["health_max_s"],
+                        int(w["health_failures"]),
+                        w["server_mb"],
+                        w["worker_mb"],
+                        True,
+                        bad,
+                    )
+                )
                 if bad:
                     line = f"[raw/{item}] {name}: {'; '.join(bad)} -> {status_line!r}"
                     failures.append(line)
@@ -1712,18 +2701,27 @@ def main(argv: list[str] | None = None) -> int:
                     print(line, flush=True)
         if "slow" in only:
             report["never_read"] = never_read(port, monitor, root, 6, 20.0)
-            if report["never_read"]["server_mb_peak"] - report["never_read"]["server_mb_before"] > SERVER_RSS_BUDGET_MB:
-                failures.append(f"[slow/A3] never-read answers pin server memory: {report['never_read']}")
+            if (
+                report["never_read"]["server_mb_peak"] - report["never_read"]["server_mb_before"]
+                > SERVER_RSS_BUDGET_MB
+            ):
+                failures.append(
+                    f"[slow/A3] never-read answers pin server memory: {report['never_read']}"
+                )
             report["concurrent_big_bodies"] = concurrent_big_bodies(port, root, 6)
             cb = report["concurrent_big_bodies"]
-            if cb["server_mb_peak"] - cb["server_mb_before"] > 2 * SERVER_RSS_BUDGET_MB or any(s in (0, 500, 502) for s in cb["statuses"]):
+            if cb["server_mb_peak"] - cb["server_mb_before"] > 2 * SERVER_RSS_BUDGET_MB or any(
+                s in (0, 500, 502) for s in cb["statuses"]
+            ):
                 failures.append(f"[slow/A4] concurrent large bodies: {cb}")
             if slow_thread is not None:
                 slow_thread.join(args.slow_seconds + 60)
                 report["slow_clients"] = slow_out[0] if slow_out else []
                 for item in report["slow_clients"]:
                     if item["closed_after_s"] is None:
-                        failures.append(f"[slow/{item['item']}] {item['name']}: still open after {args.slow_seconds} s")
+                        failures.append(
+                            f"[slow/{item['item']}] {item['name']}: still open after {args.slow_seconds} s"
+                        )
             for line in failures:
                 if line.startswith("[slow"):
                     print(line, flush=True)
@@ -1746,11 +2744,24 @@ def main(argv: list[str] | None = None) -> int:
             stop_server(proc)
     by_class = Counter(r.cls for r in results)
     failed_by_class = Counter(r.cls for r in results if r.failures)
-    report["probes"] = {"total": len(results), "by_class": by_class, "failed_by_class": failed_by_class}
+    report["probes"] = {
+        "total": len(results),
+        "by_class": by_class,
+        "failed_by_class": failed_by_class,
+    }
     report["results"] = [asdict(r) for r in results]
     report["failures"] = failures
     (OUT / "probe.json").write_text(json.dumps(report, indent=1, default=str))
-    print(json.dumps({"probes": report["probes"], "fuzz": {k: v for k, v in report.get("fuzz", {}).items() if k != "failures"}, "failures": len(failures)}, default=str))
+    print(
+        json.dumps(
+            {
+                "probes": report["probes"],
+                "fuzz": {k: v for k, v in report.get("fuzz", {}).items() if k != "failures"},
+                "failures": len(failures),
+            },
+            default=str,
+        )
+    )
     return 1 if failures else 0
 
 
