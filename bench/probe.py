@@ -2313,19 +2313,28 @@ def random_case(rng: random.Random) -> FuzzCase | None:
     if not diff:
         return None
     options["diff"] = diff
+    consts = [n for n in used if options["const"][n]]
+    if endpoint in ("/vjp", "/grad") and "\n" not in text and rng.random() < 0.2:
+        # Several outputs: /grad sums the scalar outputs' gradients, /vjp takes a cotangent each.
+        second = f"cos({text})" if endpoint == "/vjp" else f"sum(cos({text}))"
+        text = f"{text}, {second}"
+        body["expression"] = text
+        options["multi"] = True
     if endpoint == "/vjp":
-        body["cotangent"] = (
-            np.random.default_rng(rng.randrange(2**32)).uniform(-1, 1, shape).tolist()
-        )
-    if endpoint == "/jvp":
-        body["tangents"] = {
+        shapes = [shape, shape if options.get("multi") else None]
+        cts = [
+            np.random.default_rng(rng.randrange(2**32)).uniform(-1, 1, sh).tolist()
+            for sh in shapes
+            if sh is not None
+        ]
+        body["cotangent"] = cts if options.get("multi") else cts[0]
+    # A direction for a constant too, now and then (B8): it must not be differentiated.
+    directed = diff + (consts if consts and rng.random() < 0.4 else [])
+    options["const_direction"] = directed != diff
+    if endpoint in ("/jvp", "/hvp"):
+        body["tangents" if endpoint == "/jvp" else "vectors"] = {
             n: np.random.default_rng(rng.randrange(2**32)).uniform(-1, 1, inputs[n].shape).tolist()
-            for n in diff
-        }
-    if endpoint == "/hvp":
-        body["vectors"] = {
-            n: np.random.default_rng(rng.randrange(2**32)).uniform(-1, 1, inputs[n].shape).tolist()
-            for n in diff
+            for n in directed
         }
     if endpoint == "/jacobian":
         body["mode"] = rng.choice(["auto", "forward", "reverse"])
@@ -2364,7 +2373,19 @@ def fd_reference(case: FuzzCase, h: float) -> dict[str, Any]:
     base = {k: v.astype(np.float64) for k, v in case.inputs.items()}
 
     def f(point: dict[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(program.run(point), dtype=np.float64)
+        out = program.run(point)
+        if case.options.get("multi"):
+            # Several outputs: the scalar whose gradient the endpoint gives.
+            if case.endpoint == "/grad":
+                return np.asarray(sum(np.asarray(o, dtype=np.float64) for o in out))
+            cts = case.body["cotangent"]
+            return np.asarray(
+                sum(
+                    np.sum(np.asarray(c) * np.asarray(o, dtype=np.float64))
+                    for c, o in zip(cts, out, strict=True)
+                )
+            )
+        return np.asarray(out, dtype=np.float64)
 
     def jac(name: str) -> np.ndarray:
         x = base[name]
@@ -2377,7 +2398,7 @@ def fd_reference(case: FuzzCase, h: float) -> dict[str, Any]:
             minus = dict(base)
             minus[name] = x - e.reshape(x.shape)
             cols.append((f(plus) - f(minus)) / (2 * h))
-        out_shape = case.out_shape
+        out_shape = () if case.options.get("multi") else case.out_shape
         j = np.stack(cols, axis=-1) if cols else np.zeros(out_shape + (0,))
         return j.reshape(out_shape + x.shape)
 
@@ -2389,6 +2410,8 @@ def fd_reference(case: FuzzCase, h: float) -> dict[str, Any]:
             return {n: jacs[n].reshape(base[n].shape) for n in diff}
         if ep == "/jacobian":
             return jacs
+        if ep == "/vjp" and case.options.get("multi"):
+            return {n: jacs[n].reshape(base[n].shape) for n in diff}
         if ep == "/vjp":
             ct = np.asarray(case.body["cotangent"], dtype=np.float64)
             return {n: np.tensordot(ct, jacs[n], axes=ct.ndim) for n in diff}
@@ -2478,6 +2501,48 @@ def compare(got: Any, want: Any, tol: float, path: str = "", slack: Any = 0.0) -
     return []
 
 
+def answer_checks(case: FuzzCase, answer: dict[str, Any]) -> list[str]:
+    """What an answer must say beside its numbers: dtypes, warnings, graph, check."""
+    bad: list[str] = []
+    if case.body.get("encoding") == "b64":
+        bad += _dtype_checks(case, answer)
+    if case.options.get("multi") and case.endpoint == "/grad" and not answer.get("warnings"):
+        bad.append("several scalar outputs summed without a warning (B12)")
+    graph = answer.get("graph")
+    if case.body.get("include_graph") and isinstance(graph, dict) and not graph.get("truncated"):
+        ids = {n["id"] for n in graph["nodes"]}
+        if not set(graph["outputs"]) <= ids:
+            bad.append(f"graph outputs {graph['outputs']} name no node (B9)")
+        traced = [n for n in graph["nodes"] if n["requires_grad"]]
+        if not traced:
+            bad.append("graph: no node requires grad (B9)")
+        if any(not n["is_leaf"] and n["grad_fn"] is None for n in traced):
+            bad.append("graph: a traced non-leaf node has no grad_fn (B9)")
+    return bad
+
+
+def _dtype_checks(case: FuzzCase, answer: dict[str, Any]) -> list[str]:
+    """README's rule: a derivative w.r.t. x is in x's dtype; a Hessian block in result_type."""
+    dtypes = case.options["dtypes"]
+    key = {"/grad": "gradients", "/jacobian": "jacobian", "/vjp": "vjp", "/hvp": "hvp"}.get(
+        case.endpoint
+    )
+    bad = []
+    if key is not None:
+        for name, arr in answer.get(key, {}).items():
+            if isinstance(arr, dict) and arr.get("dtype") != dtypes.get(name):
+                bad.append(
+                    f"{key}[{name}] is {arr.get('dtype')}, input is {dtypes.get(name)} (B10)"
+                )
+    if case.endpoint == "/hessian":
+        for a, row in answer.get("hessian", {}).items():
+            for b, arr in row.items():
+                want = str(np.result_type(np.dtype(dtypes[a]), np.dtype(dtypes[b])))
+                if isinstance(arr, dict) and arr.get("dtype") != want:
+                    bad.append(f"hessian[{a}][{b}] is {arr.get('dtype')}, expected {want} (B10)")
+    return bad
+
+
 def fuzz_one(
     port: int, conn: list[http.client.HTTPConnection], rng: random.Random
 ) -> dict[str, Any] | None:
@@ -2510,7 +2575,7 @@ def fuzz_one(
     if status != 200:
         if status >= 500 or status == 0 or not ctype.startswith(PROBLEM):
             bad.append(f"status {status} {ctype}")
-        elif status in (422, 413):
+        elif status in (422, 413) and not (status == 422 and case.options["const_direction"]):
             bad.append(f"status {status} on a valid program")
         record["answer"] = data[:400].decode("utf-8", "replace")
     else:
@@ -2535,9 +2600,11 @@ def fuzz_one(
             if not kink and got is not None:
                 # FD's own truncation error: what halving the step twice changed.
                 bad += compare(got, want, tol, slack=_spread(want, want2))
-                value = decode(answer["value"])
-                if value.shape != case.out_shape and value.size != 0:
-                    bad.append(f"value shape {value.shape}, expected {case.out_shape}")
+                if not case.options.get("multi"):
+                    value = decode(answer["value"])
+                    if value.shape != case.out_shape and value.size != 0:
+                        bad.append(f"value shape {value.shape}, expected {case.out_shape}")
+            bad += answer_checks(case, answer)
             record["kink_skipped"] = bool(kink)
             if bad:
                 record["answer"] = data[:600].decode("utf-8", "replace")
