@@ -89,7 +89,7 @@ system-deps:
 # The engine, server and route tests on the oldest Python pyproject.toml allows: Debian
 # 12's /usr/bin/python3.11 (3.11.2), in .venv-floor (PYTHON_FLOOR picks another one).
 test-python-floor:
-	$(SUDO) deploy/test/python-floor.sh
+	deploy/test/python-floor.sh
 
 # The Dockerfile and compose file on a real Docker engine (root: installs docker.io,
 # debootstrap and Compose v2, runs its own dockerd); see README, "Deployment".

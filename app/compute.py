@@ -260,6 +260,7 @@ def run(task: Task, program: Any = None) -> dict[str, Any]:
     # Non-finite results are answered with warnings, not printed to the server's stderr.
     with np.errstate(all="ignore"):
         result = ENDPOINTS[task["endpoint"]](problem)
+        check_output(_elements(result), task["limits"])
         if task.get("check"):
             tick = time.perf_counter()
             result["check"] = CHECKS[task["endpoint"]](problem, result)
@@ -631,6 +632,33 @@ def _plain_forward(problem: Problem) -> tuple[list[Any], bool]:
     return outs, multi
 
 
+def check_output(count: int, limits: dict[str, int], what: str = "the answer") -> None:
+    """Refuse (413) an answer of more than ``max_output_elements`` numbers in total.
+
+    Called before rendering (a 133-byte /jvp answered 628 MB), and before computing
+    where the shapes tell (a Jacobian holds output size x input size numbers).
+    """
+    limit = limits.get("max_output_elements")
+    if limit is not None and count > limit:
+        raise SizeLimitError(
+            f"{what} would hold {count:,} numbers, over the limit of {limit:,} "
+            "(max_output_elements): ask for a smaller result",
+            op=None if what == "the answer" else what.removeprefix("the "),
+            loc=["body"],
+        )
+
+
+def _elements(value: Any) -> int:
+    """Numbers in a result: every array's size, through dicts and lists (a few levels)."""
+    if isinstance(value, np.ndarray | np.generic):
+        return int(value.size)
+    if isinstance(value, dict):
+        return sum(_elements(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_elements(v) for v in value)
+    return 1 if isinstance(value, int | float) else 0
+
+
 def _check_size(what: str, count: int, limits: dict[str, int]) -> None:
     limit = limits["max_intermediate_elements"]
     if count > limit:
@@ -645,6 +673,7 @@ def jacobian(problem: Problem) -> dict[str, Any]:
     out_size = sum(o.size for o in outs)
     in_size = sum(problem.inputs[n].size for n in problem.diff + problem.zero)
     _check_size("jacobian", out_size * in_size, problem.limits)
+    check_output(out_size * in_size + out_size, problem.limits, "the jacobian")
     mode = problem.task.get("mode", "auto")
     jac: list[list[Any]] = [[] for _ in outs]
     tick = time.perf_counter()
@@ -690,6 +719,7 @@ def hessian(problem: Problem) -> dict[str, Any]:
     """Value, gradient and Hessian (by pairs of input names) of a scalar output."""
     in_size = sum(problem.inputs[n].size for n in problem.diff + problem.zero)
     _check_size("hessian", in_size * in_size, problem.limits)
+    check_output(in_size * in_size + in_size + 1, problem.limits, "the hessian")
     value = _scalar_forward(problem, "a Hessian")
     tick = time.perf_counter()
     grads: Any = []

@@ -47,12 +47,13 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from app import compute, encoding
-from app.errors import NotReadyError
+from app import compute, encoding, flow
+from app.errors import BusyError, NotReadyError
 from app.pool import WorkerPool
 from app.schemas import ComputeRequest
 from app.settings import Settings
 from engine.errors import SizeLimitError
+from engine.lang.limits import Limits
 
 # Sources longer than this are compiled in a worker, not on the event loop. Compiling is
 # linear in the text but costs a few microseconds per character (about 10 ms for the
@@ -74,6 +75,9 @@ NAMED_FIELDS = ("inputs", "wrt", "tangents", "vectors")
 # Medium lane: op sites x elements per op. Worst cases measured here: 23 ms for the gradient
 # and 63 ms for the HVP of 61 chained transcendental ops on 34,379 elements.
 THREAD_MAX_ELEMENT_OPS = 2**21
+# JSON objects per graph node (the node, its attrs, slices of an index) and per input.
+MAX_OBJECTS_PER_NODE = 8
+SMALL_BODY_BYTES = 1024 * 1024
 Answer = tuple[bytes, dict[str, float], float]
 
 
@@ -134,7 +138,9 @@ class OrjsonRoute(APIRoute):
         endpoint = self.endpoint
 
         async def lean_handler(request: Request) -> Response:
-            req = model_from_body(model, await _read_body(request), request.headers)
+            raw = await _read_body(request)
+            check_body_shape(raw, request)
+            req = model_from_body(model, raw, request.headers)
             runner = await get_runner(request)
             response: Response = await endpoint(
                 **{body_arg: req, request_arg: request, runner_arg: runner}
@@ -163,6 +169,47 @@ def _is_body_limit_error(exc: Exception) -> bool:
     except ImportError:  # another FastAPI: let the error through unchanged
         return True
     return get_body_limit_error(exc) is not None
+
+
+def check_body_shape(raw: bytes, request: Request) -> None:
+    """Refuse a body whose parsed form would be too big, from its raw bytes (before parsing).
+
+    Parsing builds a Python object per JSON value: a 27 MB graph of 10^6 nodes took the
+    server to 1.7 GB (and 12 s of the event loop) before its node count was checked. The
+    counts here cost one pass of ``bytes.count`` per character class. What passes is
+    charged to the process's budget of bytes in flight (503 past it, see ``app.flow``).
+    """
+    settings: Settings = request.app.state.settings
+    shape = encoding.BodyShape(raw)
+    limit = settings.max_parsed_body_mb * 1024 * 1024
+    if shape.parsed_bytes > limit:
+        raise SizeLimitError(
+            f"the body holds about {shape.values:,} JSON values and {shape.containers:,} "
+            f"arrays or objects, which would take about {shape.parsed_bytes // 2**20:,} MiB "
+            f"once parsed, over the limit of {settings.max_parsed_body_mb} MiB "
+            '(max_parsed_body_mb): send large arrays as {"b64": ...}',
+            loc=["body"],
+        )
+    # A graph node is an object, so is its attrs and each slice of an index: far fewer
+    # than this in any graph under max_graph_nodes with max_inputs input objects.
+    # Small bodies parse in milliseconds whatever they hold, and JSON nested past orjson's
+    # depth limit stays what it is, invalid JSON (422).
+    objects = MAX_OBJECTS_PER_NODE * (Limits().max_graph_nodes + settings.max_inputs)
+    if shape.objects > objects and len(raw) > SMALL_BODY_BYTES:
+        raise SizeLimitError(
+            f"the body holds {shape.objects:,} JSON objects, more than any request under the "
+            f"limits needs ({objects:,}: a graph has at most {Limits().max_graph_nodes:,} "
+            "nodes)",
+            loc=["body"],
+        )
+    try:
+        flow.charge(request.scope, shape.parsed_bytes)
+    except flow.BudgetExceededError:
+        raise BusyError(
+            "the server holds as many request bodies as its memory budget allows "
+            "(max_bodies_in_flight_mb): retry shortly",
+            {"Retry-After": "1"},
+        ) from None
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -202,11 +249,24 @@ def model_from_body(model: type[M], raw: bytes, headers: Mapping[str, str]) -> M
                     }
                 ]
             ) from None
+    _check_graph_size(body)
     try:
         return model.model_validate(body, from_attributes=True)
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
+
+
+def _check_graph_size(body: Any) -> None:
+    """The graph's node count, before a model is built for each node (413 past the limit)."""
+    graph = body.get("graph") if isinstance(body, dict) else None
+    nodes = graph.get("nodes") if isinstance(graph, dict) else None
+    limit = Limits().max_graph_nodes
+    if isinstance(nodes, list) and len(nodes) > limit:
+        raise SizeLimitError(
+            f"the graph has {len(nodes):,} nodes, over the limit of {limit:,}",
+            loc=["body", "graph", "nodes"],
+        )
 
 
 def limits(settings: Settings) -> dict[str, int]:
@@ -217,6 +277,7 @@ def limits(settings: Settings) -> dict[str, int]:
         "max_iterations": settings.max_iterations,
         "max_graph_nodes_returned": settings.max_graph_nodes_returned,
         "max_source_chars": settings.max_source_chars,
+        "max_output_elements": settings.max_output_elements,
     }
 
 

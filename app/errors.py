@@ -46,6 +46,10 @@ class QueueFullError(ServiceError):
     kind, title, status = "queue-full", "Work queue full", 503
 
 
+class BusyError(ServiceError):
+    kind, title, status = "busy", "Server busy", 503
+
+
 class NotReadyError(ServiceError):
     kind, title, status = "not-ready", "Not ready", 503
 

@@ -19,12 +19,13 @@ from starlette.types import ASGIApp
 from app.deps import Runner
 from app.docs import install_docs
 from app.errors import MEDIA_TYPE, BodyLimitProblems, install_error_handlers
+from app.flow import FlowGuard, install_header_timeout
 from app.observability import METRICS, install_observability
 from app.pool import WorkerPool
 from app.routes import diff, health, ops
 from app.schemas import PROBLEM_TEXT
 from app.security import install_security
-from app.settings import Settings, get_settings
+from app.settings import MiB, Settings, get_settings
 from app.worker import limit_blas_threads
 
 DESCRIPTION = (
@@ -72,8 +73,14 @@ class AutodiffAPI(FastAPI):
     """FastAPI whose outermost layer turns Starlette's plain-text 413 into problem+json."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        """The usual stack, wrapped by ``BodyLimitProblems``."""
-        return BodyLimitProblems(super().build_middleware_stack())
+        """The usual stack, wrapped by ``BodyLimitProblems`` and then ``FlowGuard``."""
+        settings: Settings = self.state.settings
+        return FlowGuard(
+            BodyLimitProblems(super().build_middleware_stack()),
+            max_in_flight_bytes=settings.max_bodies_in_flight_mb * MiB,
+            body_timeout_s=settings.body_timeout_s,
+            send_timeout_s=settings.send_timeout_s,
+        )
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI document, with every error answer as the service sends it: problem+json."""
@@ -121,6 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=NO_TELEMETRY,
     )
     app.state.settings = resolved
+    # uvicorn serves the app by import path: its protocols learn the header limit here.
+    install_header_timeout(resolved.header_timeout_s)
     # Routers first: the paths of the document (and of /docs) follow this order.
     app.include_router(diff.router)
     app.include_router(ops.router)

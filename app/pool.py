@@ -24,7 +24,15 @@ from pebble import ProcessExpired, ProcessPool
 
 from app.errors import ComputeTimeoutError, QueueFullError, WorkerDiedError
 from app.observability import record_pool_event, set_pool_gauges
-from app.worker import BLAS_ENV, WorkerMemoryError, init_worker, malloc_env, ping, run_task
+from app.worker import (
+    BLAS_ENV,
+    WorkerMemoryError,
+    init_worker,
+    malloc_env,
+    malloc_keep_mb,
+    ping,
+    run_task,
+)
 from engine.errors import SizeLimitError
 
 PRELOAD = ["app.compute"]
@@ -70,7 +78,7 @@ class WorkerPool:
         # variables change only the processes it starts from now on (the pool's).
         for name in BLAS_ENV:
             os.environ[name] = str(self.blas_threads)
-        os.environ.update(malloc_env(self.malloc_keep_mb))
+        os.environ.update(malloc_env(malloc_keep_mb(self.malloc_keep_mb, self.memory_mb)))
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
         self._pool = ProcessPool(

@@ -39,7 +39,7 @@ OPEN_PREFIXES = ("/docs/",)
 
 _UNAUTHORIZED_BODY = orjson.dumps(
     {
-        "type": "about:blank",
+        "type": "urn:autodiff:problem:unauthorized",
         "title": "Unauthorized",
         "status": 401,
         "detail": "A valid API key is required: send 'Authorization: Bearer <key>' "

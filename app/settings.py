@@ -82,6 +82,36 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=32 * MiB, ge=1, description="Largest request body (413 past it)."
     )
+    max_parsed_body_mb: int = Field(
+        default=256,
+        ge=1,
+        description="Largest estimated size (MiB) of a JSON body once parsed into Python "
+        "objects, counted from the raw bytes before parsing (413 past it): about 32 bytes a "
+        "number and 80 an array or object. Large arrays are cheaper as b64.",
+    )
+    max_bodies_in_flight_mb: int = Field(
+        default=768,
+        ge=1,
+        description="Request bytes (raw bodies and their parsed estimates) one server process "
+        "holds at once, over all requests; past it a request gets 503 with Retry-After.",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a connection may take to send a complete request head, after "
+        "connecting or after its previous answer (then it is closed).",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a request body may take to arrive in full (408 past it).",
+    )
+    send_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a client may leave a piece (256 KiB) of its answer unread before "
+        "the connection is dropped and the answer freed.",
+    )
     max_input_elements: int = Field(
         default=4_000_000, ge=1, description="Largest number of elements in one input array (413)."
     )
@@ -103,6 +133,13 @@ class Settings(BaseSettings):
             "Loop iterations one program may run in total (422 past it). Traced iterations cost "
             "about 25-35 us here, so the default stops `while True` in about a second."
         ),
+    )
+    max_output_elements: int = Field(
+        default=8_000_000,
+        ge=1,
+        description="Most numbers one answer may hold, all its arrays together (413 past it, "
+        "before computing where the shapes tell: a Jacobian holds output size x input size). "
+        "As JSON a number takes up to about 25 bytes: the default bounds an answer near 200 MB.",
     )
     max_graph_nodes_returned: int = Field(
         default=1000,
@@ -127,7 +164,7 @@ class Settings(BaseSettings):
         ge=0,
         description="Freed memory (MiB) glibc keeps in each pool worker for reuse, instead of "
         "returning it and page-faulting new arrays in (0 = glibc's defaults). Counts against "
-        "worker_memory_mb.",
+        "worker_memory_mb, so at most a quarter of it is kept.",
     )
     blas_threads: int = Field(
         default=1,

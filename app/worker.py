@@ -47,6 +47,15 @@ def limit_blas_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
+def malloc_keep_mb(keep_mb: int, memory_mb: int) -> int:
+    """The freed memory a worker keeps: at most a quarter of its cap (0: no cap).
+
+    What glibc keeps counts against the cap: 512 MiB kept under a 512 MiB cap left the
+    next task nothing to grow into.
+    """
+    return keep_mb if memory_mb <= 0 else min(keep_mb, memory_mb // 4)
+
+
 def malloc_env(keep_mb: int) -> dict[str, str]:
     """glibc's variables for a process that keeps up to ``keep_mb`` MiB of freed memory.
 
@@ -75,7 +84,7 @@ def init_worker(memory_mb: int, threads: int = 1, nice: int = 0) -> None:
     latency a few scheduler slices barely change. The cap: one request cannot take
     the machine's memory.
     """
-    global _memory_mb
+    global _memory_mb, _fresh_bytes
     limit_blas_threads(threads)
     if nice > 0:
         os.nice(nice)
@@ -84,6 +93,9 @@ def init_worker(memory_mb: int, threads: int = 1, nice: int = 0) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     _memory_mb = memory_mb
     _install_retirement()
+    headroom = address_space_headroom()
+    if headroom is not None:
+        _fresh_bytes = memory_mb * 2**20 - headroom
 
 
 def ping() -> float:
@@ -99,6 +111,7 @@ class WorkerMemoryError(SizeLimitError):
 
 
 _memory_mb = 0
+_fresh_bytes = 0  # what the worker had mapped when it started (NumPy, OpenBLAS, Python)
 _retiring = False
 
 
@@ -111,12 +124,41 @@ def run_task(fn: Callable[..., Any], *args: Any) -> Any:
     further task.
     """
     try:
-        return fn(*args)
-    except (MemoryError, SizeLimitError) as exc:
+        result = fn(*args)
+    except Exception as exc:
         if not ran_out_of_memory(exc):
             raise
         retire()
         raise out_of_memory_error(exc) from None
+    retire_if_swollen()
+    return result
+
+
+# After a task, a worker keeps at most this share of its cap mapped, or it is retired.
+SWOLLEN_SHARE = 0.5
+
+
+def retire_if_swollen() -> None:
+    """Retire this worker if a large task left it holding over half its cap.
+
+    glibc cannot give back the middle of its heap: after a task that peaked near the cap,
+    the freed memory stays mapped (reusable, but in pieces) and the next task could fail
+    where a fresh worker succeeds (the false 413, and a JSON body of 256 KiB+ that orjson
+    could not parse: a 500). Giving back what can be given back comes first.
+    """
+    if _memory_mb <= 0 or _retiring:
+        return
+    cap = _memory_mb * 2**20
+    # A cap barely above a fresh worker's own mappings must not retire every worker:
+    # the task must have grown the worker by a quarter of the cap too.
+    floor = min(cap * (1 - SWOLLEN_SHARE), cap - _fresh_bytes - cap // 4)
+    headroom = address_space_headroom()
+    if headroom is None or headroom >= floor:
+        return
+    malloc_trim()
+    headroom = address_space_headroom()
+    if headroom is not None and headroom < floor:
+        retire()
 
 
 def ran_out_of_memory(exc: BaseException) -> bool:
@@ -125,6 +167,9 @@ def ran_out_of_memory(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, MemoryError | WorkerMemoryError):
+            return True
+        # orjson reports a failed allocation as a decode error with this message
+        if isinstance(current, ValueError) and "not enough memory" in str(current).lower():
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__
@@ -225,25 +270,38 @@ RENDER_PEAK_FACTOR = 2  # the buffer's growth by reallocation: peak/output was 1
 RENDER_MARGIN_BYTES = 64 * 2**20  # Python's own allocations while rendering, the spill
 
 
-def rendered_bytes(value: Any, encoding: str) -> int:
-    """An upper bound on the bytes ``value`` takes to render (JSON or b64 arrays)."""
+# The graph metadata is bounded by max_graph_nodes_returned (1000 nodes of a few hundred
+# bytes each): an allowance instead of a walk over it on every answer.
+GRAPH_ALLOWANCE_BYTES = 4 * 2**20
+
+
+def rendered_bytes(value: Any, encoding: str, *, worst: bool = False) -> int:
+    """An upper bound on the bytes ``value`` takes to render (JSON or b64 arrays).
+
+    ``worst``: count every float as non-finite (no pass over the arrays to find out).
+    """
     if isinstance(value, dict):
-        return sum(len(str(k)) + 4 + rendered_bytes(v, encoding) for k, v in value.items())
+        return sum(
+            len(str(k))
+            + 4
+            + (GRAPH_ALLOWANCE_BYTES if k == "graph" else rendered_bytes(v, encoding, worst=worst))
+            for k, v in value.items()
+        )
     if isinstance(value, list | tuple):
-        return 2 + sum(rendered_bytes(v, encoding) + 1 for v in value)
+        return 2 + sum(rendered_bytes(v, encoding, worst=worst) + 1 for v in value)
     if isinstance(value, str):
         return 2 * len(value) + 2
     size = getattr(value, "size", None)
     if isinstance(size, int):  # a NumPy array or scalar
-        return _array_bytes(value, encoding)
+        return _array_bytes(value, encoding, worst)
     return JSON_BYTES_PER_NUMBER
 
 
-def _array_bytes(arr: Any, encoding: str) -> int:
+def _array_bytes(arr: Any, encoding: str, worst: bool) -> int:
     if encoding == "b64" and arr.dtype.kind == "f" and arr.ndim > 0:
         return int(arr.size * arr.dtype.itemsize * B64_BYTES_PER_BYTE) + 64
     per = JSON_BYTES_PER_NUMBER
-    if arr.dtype.kind == "f" and arr.size and not bool(np.isfinite(arr).all()):
+    if arr.dtype.kind == "f" and (worst or (arr.size and not bool(np.isfinite(arr).all()))):
         per = JSON_BYTES_PER_NONFINITE
     return 2 + arr.size * per
 
@@ -255,6 +313,10 @@ def check_answer_fits(result: dict[str, Any], encoding: str) -> None:
     """
     headroom = address_space_headroom()
     if headroom is None:
+        return
+    # The common case, cheaply: it fits even if every value were non-finite.
+    worst = rendered_bytes(result, encoding, worst=True)
+    if RENDER_PEAK_FACTOR * worst + RENDER_MARGIN_BYTES <= headroom:
         return
     estimate = rendered_bytes(result, encoding)
     need = RENDER_PEAK_FACTOR * estimate + RENDER_MARGIN_BYTES

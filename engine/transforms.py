@@ -315,8 +315,7 @@ def _jac_reverse(trace: Trace, chunk_size: int | None = None) -> list[list[Any]]
     n = sum(out_sizes)
     pieces: list[list[Any]] = [[] for _ in trace.leaves]
     for part in _chunks(n, chunk_size):
-        # the row count said outright: -1 cannot be inferred when an output has no elements
-        count = part.stop - part.start
+        count = part.stop - part.start  # rows in this chunk (0 for a size-0 output)
         cts = [r[part].reshape((count,) + s) for r, s in zip(rows, out_shapes, strict=True)]
         for k, g in enumerate(trace.pullback(cts)):
             pieces[k].append(g)

@@ -36,8 +36,9 @@ python_prefix() {
         return
     fi
     local found
-    found=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.11.* 2>/dev/null | sort -V | tail -n 1)
-    [ -n "$found" ] || { log "no CPython 3.11 under ${PYENV_ROOT:-$HOME/.pyenv}/versions (set DEPLOY_TEST_PYTHON_PREFIX)"; exit 1; }
+    local pyenv=${PYENV_ROOT:-${HOME:-/root}/.pyenv}
+    found=$(ls -d "$pyenv"/versions/3.11.* 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$found" ] || { log "no CPython 3.11 under $pyenv/versions (set DEPLOY_TEST_PYTHON_PREFIX)"; exit 1; }
     echo "$found"
 }
 

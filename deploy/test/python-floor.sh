@@ -16,16 +16,21 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 PY=${PYTHON_FLOOR:-/usr/bin/python3.11}
 VENV=${PYTHON_FLOOR_VENV:-.venv-floor}
-export DEBIAN_FRONTEND=noninteractive
+# apt-get needs root: sudo only for it, so the venv stays the caller's.
+SUDO=()
+[ "$(id -u)" = 0 ] || SUDO=(sudo)
+
+apt_install() {
+    echo "installing (no recommends): $*"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+        install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 if [ ! -x "$PY" ]; then
-    echo "installing: python3.11 (Debian's, for the Python floor test)"
-    apt-get -o DPkg::Lock::Timeout=600 update -qq
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends python3.11 python3.11-venv >/dev/null
+    apt_install python3.11 python3.11-venv
 elif ! "$PY" -c 'import ensurepip' 2>/dev/null; then
-    echo "installing: python3.11-venv (ensurepip for $PY)"
-    apt-get -o DPkg::Lock::Timeout=600 update -qq
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends python3.11-venv >/dev/null
+    apt_install python3.11-venv
 fi
 echo "Python floor: $("$PY" -VV | head -n 1)"
 
@@ -44,7 +49,10 @@ wanted = ("pytest", "pytest-timeout", "hypothesis", "pyyaml")
 test = [r for r in project["optional-dependencies"]["test"] if r.split(">")[0].split("<")[0].split("=")[0] in wanted]
 print("\n".join(project["dependencies"] + test))
 EOF
-    "$VENV/bin/python" -m pip install -q -r "$VENV/requirements.txt"
+    if ! "$VENV/bin/python" -m pip install -q -r "$VENV/requirements.txt" >"$VENV/pip.log" 2>&1; then
+        cat "$VENV/pip.log" >&2
+        exit 1
+    fi
     touch "$STAMP"
 fi
 

@@ -368,7 +368,8 @@ replicas_answering() {
     done
     sleep 1
     for id in $(api_containers); do
-        docker logs "$id" 2>&1 | grep -q "\"$tag-[0-9]*\"" && n=$((n + 1))
+        # grep -c reads the whole log: -q would stop early and fail the pipe (pipefail).
+        [ "$(docker logs "$id" 2>&1 | grep -c "\"$tag-[0-9]*\"" || true)" -gt 0 ] && n=$((n + 1))
     done
     echo "$n"
 }

@@ -465,6 +465,8 @@ def _where_vjp(i: int) -> Callable[..., Any]:
 
 
 def _where_jvp(tangents: list[Any], ans: Any, cond: Any, x: Any, y: Any) -> Any:
+    if tangents[1] is None and tangents[2] is None:  # only the condition is traced: no
+        return None  # derivative flows through it (and a zero without batch axes is wrong)
     shape = shape_of(ans)
     batch: tuple[int, ...] = ()
     branches: list[Any] = [0.0, 0.0]

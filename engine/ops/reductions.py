@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 import engine.numpy as anp
-from engine.errors import NotDifferentiableError, ShapeError, ValueDomainError
+from engine import tracer
+from engine.errors import ShapeError, ValueDomainError
 from engine.ops._util import (
     defop,
     expand_to,
@@ -25,7 +26,7 @@ from engine.ops._util import (
     reduced_shape,
 )
 from engine.registry import NUMPY_ERRORS, Op, params, register, shape_of
-from engine.tracer import Box, unbox_all
+from engine.tracer import unbox_all
 
 AXES = "x, axis:s=None, keepdims:s=False"
 
@@ -356,9 +357,18 @@ class NormOp(Op):
             args, kwargs = _prepare_norm(args, kwargs)
         except NUMPY_ERRORS as exc:
             raise self.error(exc, args) from None
-        if len(kwargs["axis"]) == 2 and kwargs["ord"] is not None:
+        if len(kwargs["axis"]) != 2 or kwargs["ord"] is None:
+            return Op.__call__(self, *args, **kwargs)
+        recorder = tracer.recorder
+        if recorder is None:
             return _matrix_norm(args[0], **kwargs)
-        return Op.__call__(self, *args, **kwargs)
+        tracer.recorder = None  # graph metadata: one "norm" node, as for every other op
+        try:
+            ans = _matrix_norm(args[0], **kwargs)
+        finally:
+            tracer.recorder = recorder
+        recorder.record(self, args, kwargs, ans)
+        return ans
 
 
 _norm_vjp, _norm_jvp = _reduction_rules(_norm_weight)
@@ -379,33 +389,26 @@ register(
 
 
 # --- singular values (the matrix norms ord = 2, -2 and 'nuc') -------------------------------
+#
+# Three internal ops of a stack of matrices ``a`` (m x n, k = min(m, n)), from its thin SVD
+# a = U diag(s) V^T: ``_svdvals`` (s, largest first), ``_svd_u`` (U) and ``_svd_vt`` (V^T).
+# Each rule is written in these ops (U, s and V^T of the rule's ``a``, traced), so the
+# derivatives of any order follow. First order: d s = diag(U^T da V), whose cotangent is
+# U diag(g) V^T (u1 v1^T for the largest). The singular vectors' derivatives (Townsend,
+# "Differentiating the Singular Value Decomposition"; JAX's svd_jvp_rule) divide by
+# s_j^2 - s_i^2 and by s: at repeated or (for the correction of a non-square a) zero
+# singular values they are inf or nan, as in JAX and PyTorch, since the vectors are not
+# differentiable there; the first derivative of the norms never uses them.
 
 
-def _svd(a: Any, op: str = "norm") -> tuple[np.ndarray, np.ndarray]:
-    """U and V^T of the thin SVD of a plain ``a`` (a stack of matrices)."""
-    if isinstance(a, Box):  # the rules below use U and V as constants: first order only
-        raise NotDifferentiableError(
-            f"{op}: derivatives of second order and higher of the matrix norms ord=2, -2 "
-            "and 'nuc' (through the singular vectors) are not supported",
-            op=op,
-        )
-    try:
-        u, _, vt = np.linalg.svd(a, full_matrices=False)
-    except np.linalg.LinAlgError:
-        raise ValueDomainError(f"{op}: the SVD did not converge", op=op) from None
-    return u, vt
+def _svd_part(i: int) -> Any:
+    def impl(a: Any) -> Any:
+        try:
+            return np.linalg.svd(a, full_matrices=False, compute_uv=True)[i]
+        except np.linalg.LinAlgError:
+            raise ValueDomainError("norm: the SVD did not converge", op="norm") from None
 
-
-def _svdvals_vjp(g: Any, ans: Any, a: Any) -> Any:
-    """d sigma_k = u_k^T da v_k: the cotangent is U diag(g) V^T (g may carry batch axes)."""
-    u, vt = _svd(a)
-    return anp.matmul(u * anp.expand_dims(g, -2), vt)
-
-
-def _svdvals_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
-    u, vt = _svd(a)
-    t = tangents[0]
-    return anp.sum(anp.matmul(np.swapaxes(u, -1, -2), t) * vt, axis=-1)
+    return impl
 
 
 def _svdvals_impl(a: Any) -> Any:
@@ -415,11 +418,93 @@ def _svdvals_impl(a: Any) -> Any:
         raise ValueDomainError("norm: the SVD did not converge", op="norm") from None
 
 
-def _svdvals_shape(a: Any) -> tuple[int, ...]:
+def _matrices(a: Any) -> tuple[int, ...]:
     shape = shape_of(a)
     if len(shape) < 2:
-        raise ShapeError(f"svdvals: needs a matrix, got shape {shape}", op="norm", shapes=[shape])
-    return shape[:-2] + (min(shape[-2:]),)
+        raise ShapeError(f"norm: needs a matrix, got shape {shape}", op="norm", shapes=[shape])
+    return shape
+
+
+def _mT(x: Any) -> Any:  # noqa: N802 (NumPy's name)
+    return anp.swapaxes(x, -1, -2)
+
+
+def _factors(a: Any) -> tuple[Any, Any, Any]:
+    """U, s and V^T of ``a``, as traced ops (plain arrays when ``a`` is plain)."""
+    return anp._svd_u(a), anp._svdvals(a), anp._svd_vt(a)
+
+
+def _coupling(s: Any) -> Any:
+    """F with F_ij = 1 / (s_j^2 - s_i^2) off the diagonal and 0 on it (inf where two
+    singular values are equal)."""
+    row, col = anp.expand_dims(s, -2), anp.expand_dims(s, -1)
+    eye = np.eye(shape_of(s)[-1], dtype=np.result_type(unbox_all(s)))
+    with np.errstate(divide="ignore"):
+        return 1.0 / ((row + col) * (row - col) + eye) - eye
+
+
+def _svdvals_vjp(g: Any, ans: Any, a: Any) -> Any:
+    u, _, vt = _factors(a)
+    return anp.matmul(u * anp.expand_dims(g, -2), vt)
+
+
+def _svdvals_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
+    u, _, vt = _factors(a)
+    return anp.sum(anp.matmul(_mT(u), tangents[0]) * vt, axis=-1)
+
+
+def _svd_u_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
+    """dU = U (F o (dS S + S dS^T)) [+ (I - U U^T) da V S^-1 when m > n], dS = U^T da V."""
+    u, s, vt = _factors(a)
+    t = tangents[0]
+    ds = anp.matmul(anp.matmul(_mT(u), t), _mT(vt))
+    dss = ds * anp.expand_dims(s, -2)
+    du = anp.matmul(u, _coupling(s) * (dss + _mT(dss)))
+    m, n = _matrices(a)[-2:]
+    if m > n:
+        dav = anp.matmul(t, _mT(vt))
+        du = du + (dav - anp.matmul(u, anp.matmul(_mT(u), dav))) / anp.expand_dims(s, -2)
+    return du
+
+
+def _svd_vt_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
+    """dV = V (F o (S dS + dS^T S)) [+ (I - V V^T) da^T U S^-1 when n > m]; answers dV^T."""
+    u, s, vt = _factors(a)
+    t = tangents[0]
+    ds = anp.matmul(anp.matmul(_mT(u), t), _mT(vt))
+    sds = anp.expand_dims(s, -1) * ds
+    dv = anp.matmul(_mT(vt), _coupling(s) * (sds + _mT(sds)))
+    m, n = _matrices(a)[-2:]
+    if n > m:
+        dau = anp.matmul(_mT(t), u)
+        dv = dv + (dau - anp.matmul(_mT(vt), anp.matmul(vt, dau))) / anp.expand_dims(s, -2)
+    return _mT(dv)
+
+
+def _svd_u_vjp(g: Any, ans: Any, a: Any) -> Any:
+    """The transpose of ``_svd_u_jvp``: U ((W + W^T) S) V^T [+ (I - U U^T) g S^-1 V^T],
+    with W = F o (U^T g)."""
+    u, s, vt = _factors(a)
+    w = _coupling(s) * anp.matmul(_mT(u), g)
+    out = anp.matmul(anp.matmul(u, (w + _mT(w)) * anp.expand_dims(s, -2)), vt)
+    m, n = _matrices(a)[-2:]
+    if m > n:
+        proj = g - anp.matmul(u, anp.matmul(_mT(u), g))
+        out = out + anp.matmul(proj / anp.expand_dims(s, -2), vt)
+    return out
+
+
+def _svd_vt_vjp(g: Any, ans: Any, a: Any) -> Any:
+    """The transpose of ``_svd_vt_jvp`` (g is the cotangent of V^T; V's is g^T):
+    U (S (W + W^T)) V^T [+ U S^-1 g (I - V V^T)], with W = F o (V^T g^T)."""
+    u, s, vt = _factors(a)
+    w = _coupling(s) * anp.matmul(vt, _mT(g))
+    out = anp.matmul(anp.matmul(u, anp.expand_dims(s, -1) * (w + _mT(w))), vt)
+    m, n = _matrices(a)[-2:]
+    if n > m:
+        proj = g - anp.matmul(anp.matmul(g, _mT(vt)), vt)
+        out = out + anp.matmul(u, proj / anp.expand_dims(s, -1))
+    return out
 
 
 defop(
@@ -427,9 +512,27 @@ defop(
     _svdvals_impl,
     "a",
     "Internal: the singular values of a matrix (or a stack), largest first.",
-    _svdvals_shape,
+    lambda a: _matrices(a)[:-2] + (min(_matrices(a)[-2:]),),
     vjps=[_svdvals_vjp],
     jvp=_svdvals_jvp,
+)
+defop(
+    "_svd_u",
+    _svd_part(0),
+    "a",
+    "Internal: U of the thin SVD a = U diag(s) V^T.",
+    lambda a: _matrices(a)[:-1] + (min(_matrices(a)[-2:]),),
+    vjps=[_svd_u_vjp],
+    jvp=_svd_u_jvp,
+)
+defop(
+    "_svd_vt",
+    _svd_part(2),
+    "a",
+    "Internal: V^T of the thin SVD a = U diag(s) V^T.",
+    lambda a: _matrices(a)[:-2] + (min(_matrices(a)[-2:]), _matrices(a)[-1]),
+    vjps=[_svd_vt_vjp],
+    jvp=_svd_vt_jvp,
 )
 
 

@@ -131,3 +131,10 @@ def test_an_allowed_preflight_is_unchanged(client: TestClient) -> None:
     r = client.options("/grad", headers={"Origin": ORIGIN, **PREFLIGHT})
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_every_refusal_before_routing_has_the_services_problem_type(client: TestClient) -> None:
+    """401 was 'about:blank' while every other problem is urn:autodiff:problem:<kind>."""
+    r = client.post("/grad", json={})
+    assert r.status_code == 401
+    assert r.json()["type"] == "urn:autodiff:problem:unauthorized"

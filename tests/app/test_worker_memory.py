@@ -141,6 +141,48 @@ def test_a_worker_that_ran_out_of_memory_serves_the_next_requests_right(
     assert "autodiff_pool_memory_limit_kills_total 2.0" in metrics
 
 
+@pytest.fixture(scope="module")
+def small_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The service with a 512 MiB cap per worker (and glibc's default keep of 512 MiB)."""
+    port = free_port()
+    env = {**os.environ, **ENV, "AUTODIFF_WORKER_MEMORY_MB": "512"}
+    proc = start_uvicorn(port, env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/readyz", proc, timeout=90)
+        yield url, proc
+    finally:
+        stop(proc, timeout=10)
+
+
+def test_a_large_request_leaves_no_swollen_worker_behind(
+    small_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """A request that succeeds near the cap: the worker kept the freed heap (glibc cannot
+    return its middle, and kept up to 512 MiB by setting), and the next request found no
+    room: a false 413, or a 500 when orjson could not allocate its parse buffer for a
+    spilled body (found here with these very requests)."""
+    url, proc = small_server
+    y = np.linspace(0.0, 1.0, 4000)  # 4000^2 float64: 128 MB an array
+    big = {"expression": "sum(exp(outer(x, x)))", "inputs": {"x": b64(y)}, "check": True}
+    n = 1_000_000  # about 40 MB of JSON each way
+    x = np.linspace(0.0, 1.0, n)
+    after = {
+        "expression": "sin(x)",
+        "inputs": {"x": b64(x)},
+        "tangents": {"x": b64(np.ones(n))},
+        "include_graph": False,
+    }
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for _ in range(2):
+            r = client.post("/grad", json=big)
+            assert r.status_code == 200, r.text[:300]
+            for _ in range(2):
+                r = client.post("/jvp", json=after)
+                assert r.status_code == 200, r.text[:300]
+                np.testing.assert_allclose(r.json()["jvp"][:3], np.cos(x[:3]))
+
+
 def test_an_answer_too_large_to_render_under_the_cap_is_refused_every_time(
     server: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
@@ -187,3 +229,27 @@ def test_memory_failures_are_recognised_through_the_language_error() -> None:
     except SizeLimitError as exc:
         assert worker.ran_out_of_memory(exc)
     assert not worker.ran_out_of_memory(SizeLimitError("over the limit"))
+
+
+def _pids_of_tasks(memory_mb: int, tasks: int) -> set[int]:
+    import asyncio
+
+    from app.pool import WorkerPool
+    from app.settings import Settings
+
+    pool = WorkerPool(Settings(_env_file=None, workers=1, worker_memory_mb=memory_mb))  # type: ignore[call-arg]
+    pool.start()
+    try:
+
+        async def run() -> set[int]:
+            await pool.warm_up()
+            return {await pool.run(os.getpid) for _ in range(tasks)}
+
+        return asyncio.run(run())
+    finally:
+        pool.stop()
+
+
+def test_a_small_cap_does_not_retire_every_worker() -> None:
+    """A worker is retired for what a task grew it by, not for what it maps when fresh."""
+    assert len(_pids_of_tasks(200, 5)) == 1

@@ -13,7 +13,7 @@ import pytest
 
 import engine as ad
 import engine.numpy as anp
-from engine.errors import AutodiffError, NotDifferentiableError
+from engine.errors import AutodiffError
 from engine.lang import compile_graph, compile_source
 
 VECTOR_ORDS = [None, 2, np.inf, -np.inf, 0, 1, -1, 3, 0.5, -2, 2.5]
@@ -86,7 +86,7 @@ def test_derivatives_match_finite_differences(case: tuple[Any, ...], keepdims: b
     np.testing.assert_allclose(fwd, rev, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c[1] not in SPECTRAL], ids=_id)
+@pytest.mark.parametrize("case", CASES, ids=_id)
 def test_second_order_matches_finite_differences(case: tuple[Any, ...]) -> None:
     shape, o, ax = case
     x = _x(shape, 3)
@@ -103,17 +103,38 @@ def test_second_order_matches_finite_differences(case: tuple[Any, ...]) -> None:
     np.testing.assert_allclose(np.tensordot(h, v, axes=x.ndim), fd, rtol=1e-5, atol=1e-6)
 
 
+def test_spectral_norms_second_order_matches_jax() -> None:
+    """Through the singular vectors' derivatives (a stack of tall matrices), Hessians in
+    both second-order compositions against JAX (tall, wide and square ones are checked
+    against finite differences above)."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    m = np.random.default_rng(5).normal(size=(2, 3, 2))
+    for o in SPECTRAL:
+
+        def f(v: Any, o: Any = o) -> Any:
+            return anp.sum(anp.sin(anp.norm(v, ord=o, axis=(-2, -1))))
+
+        def jf(v: Any, o: Any = o) -> Any:
+            return jnp.sum(jnp.sin(jnp.linalg.norm(v, ord=o, axis=(-2, -1))))
+
+        expected = np.asarray(jax.hessian(jf)(m))
+        np.testing.assert_allclose(ad.hessian(f)(m), expected, atol=1e-12)
+        rev = ad.jacobian(ad.grad(f), mode="reverse")(m)
+        np.testing.assert_allclose(rev, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (3, 2), (3, 3)])
 @pytest.mark.parametrize("o", SPECTRAL)
-def test_spectral_norms_refuse_second_order_by_name(o: Any) -> None:
-    """Their first-order rule holds U and V constant: exact, but a Hessian from it would
-    miss the singular vectors' derivatives, so it is refused, never answered wrong."""
-    x = _x((3, 2))
-    with pytest.raises(NotDifferentiableError, match="ord=2, -2 and 'nuc'"):
-        ad.hessian(lambda v: anp.norm(v, ord=o))(x)
-    with pytest.raises(NotDifferentiableError):
-        ad.jacobian(ad.grad(lambda v: anp.norm(v, ord=o)), mode="reverse")(x)
-    with pytest.raises(NotDifferentiableError):
-        ad.hvp(lambda v: anp.norm(v, ord=o), (x,), (np.ones_like(x),))
+def test_spectral_norms_third_order_matches_finite_differences(shape: Any, o: Any) -> None:
+    m = _x(shape, 6)
+    v = np.random.default_rng(7).normal(size=shape)
+    hess = ad.hessian(lambda y: anp.norm(y, ord=o))
+    fd = (hess(m + EPS * v) - hess(m - EPS * v)) / (2 * EPS)
+    third = ad.jacobian(hess, mode="forward")(m)
+    np.testing.assert_allclose(np.tensordot(third, v, axes=2), fd, rtol=1e-5, atol=1e-6)
 
 
 def test_ord2_gradient_is_u1_v1t_and_matches_jax() -> None:
@@ -211,3 +232,15 @@ def test_string_ords_in_the_graph_form_and_other_strings_refused() -> None:
         compile_source("norm(m, ord='x')").run({"m": m})
     with pytest.raises(AutodiffError, match="only as einsum's subscripts or norm's ord"):
         compile_source("sum(m, 'fro')")
+
+
+def test_a_matrix_norm_is_one_node_in_the_graph_metadata() -> None:
+    """The composition behind ord=2, 'nuc', +-1, +-inf is not shown to users: one node."""
+    from engine.graph import Recorder
+
+    m = _x((3, 2))
+    with Recorder() as rec:
+        anp.norm(m, 2)
+        anp.norm(m, -np.inf)
+        anp.norm(m)
+    assert [n["op"] for n in rec.nodes if n["op"] != "constant"] == ["norm"] * 3
