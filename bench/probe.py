@@ -2005,7 +2005,9 @@ class Gen:
                     extra = ", ddof=1"
                 if op == "norm":
                     if r.random() < 0.3:
-                        extra = f", ord={r.choice(['1', '2', 'inf', '-inf', '3'])}"
+                        extra = (
+                            f", ord={r.choice(['0', '1', '2', 'inf', '-inf', '3', '-1', '0.5'])}"
+                        )
                     if op == "norm" and r.random() < 0.3 and len(sa) >= 2:
                         ax2 = (axis + 1) % len(sa)
                         ax1 = axis % len(sa)
@@ -2106,8 +2108,16 @@ class Gen:
                 )
             if choice == "detach":
                 return f"(detach({a}) * {a})", sa
+            if choice == "einsum" and len(sa) == 2 and sa[0] == sa[1] and r.random() < 0.5:
+                form = r.choice(
+                    [("ii->i", (sa[0],)), ("ii", ()), ("ij,jk->ik", sa), ("ij->ji", sa)]
+                )
+                operands = f"{a}, {a}" if "," in form[0] else a
+                return f"einsum('{form[0]}', {operands})", form[1]
             if choice == "einsum" and sa:
                 letters = "ijkl"[: len(sa)]
+                if r.random() < 0.3:
+                    return f"einsum('...,...->...', {a}, sin({a}))", sa
                 return f"einsum('{letters},{letters}->{letters[0]}', {a}, {a})", (sa[0],)
             if choice == "full":
                 return f"full({list(sa)}, sum({a}))", sa
@@ -2230,11 +2240,75 @@ class FuzzCase:
     inputs: dict[str, np.ndarray]
     out_shape: tuple[int, ...]
     options: dict[str, Any]
+    graph: dict[str, Any] | None = None
+
+
+def _control_flow(rng: random.Random, text: str, first: str) -> str:
+    """Now and then, the expression inside a program with a branch or a loop."""
+    form = rng.random()
+    if form < 0.08:
+        return f"if sum({first}) > 0:\n    out = {text}\nelse:\n    out = 2.0 * {text}\nreturn out"
+    if form < 0.14:
+        return f"out = {text}\nfor i in range(3):\n    out = out * 0.5 + sin(out)\nreturn out"
+    if form < 0.18:
+        return f"out = {text}\nk = 0\nwhile k < 2:\n    out -= 0.1 * out\n    k += 1\nreturn out"
+    if form < 0.22:
+        return f"a, b = {text}, {first}\na, b = b, a\nreturn b"
+    return text
+
+
+GRAPH_UNARY = ["sin", "cos", "tanh", "sigmoid", "softplus", "arctan", "square", "negative", "exp"]
+
+
+def random_graph(rng: random.Random, names: list[str], scalar: bool) -> dict[str, Any]:
+    """A JSON graph over the inputs: elementwise ops, literals, attrs (non-finite as strings)."""
+    nodes: list[dict[str, Any]] = []
+    pool = list(names)
+    for i in range(rng.randrange(1, 6)):
+        nid = f"n{i}"
+        kind = rng.random()
+        node: dict[str, Any]
+        if kind < 0.4:
+            node = {"id": nid, "op": rng.choice(GRAPH_UNARY), "inputs": [rng.choice(pool)]}
+        elif kind < 0.75:
+            op = rng.choice(["add", "subtract", "multiply", "maximum", "minimum", "arctan2"])
+            other: Any = rng.choice(
+                pool + [2.5, -0.5, "inf"] if op in ("maximum", "minimum") else pool + [2.5]
+            )
+            node = {"id": nid, "op": op, "inputs": [rng.choice(pool), other]}
+        elif kind < 0.9:
+            bounds = rng.choice([(-0.5, 0.7), ("-inf", 0.3), (-0.2, "inf")])
+            node = {
+                "id": nid,
+                "op": "clip",
+                "inputs": [rng.choice(pool)],
+                "attrs": {"a_min": bounds[0], "a_max": bounds[1]},
+            }
+        else:
+            node = {"id": nid, "op": "where", "inputs": [rng.choice(pool), rng.choice(pool), 0.0]}
+            cond = {"id": f"c{i}", "op": "greater", "inputs": [rng.choice(pool), 0.1]}
+            nodes.append(cond)
+            node["inputs"][0] = cond["id"]
+        nodes.append(node)
+        pool.append(nid)
+    last = pool[-1]
+    if scalar or rng.random() < 0.3:
+        op, attrs = rng.choice(
+            [
+                ("sum", {}),
+                ("norm", {"ord": rng.choice([1, 2, "inf", "-inf"])}),
+                ("logsumexp", {}),
+                ("mean", {}),
+            ]
+        )
+        nodes.append({"id": "out", "op": op, "inputs": [last], "attrs": attrs})
+        last = "out"
+    return {"nodes": nodes, "outputs": [last]}
 
 
 def random_case(rng: random.Random) -> FuzzCase | None:
     """A random request to a random endpoint, or None when the program is not usable."""
-    from engine.lang import compile_source
+    from engine.lang import compile_graph, compile_source
 
     n_inputs = rng.choice([1, 1, 2, 3])
     names = ["x", "y", "z"][:n_inputs]
@@ -2244,6 +2318,12 @@ def random_case(rng: random.Random) -> FuzzCase | None:
         )
         for n in names
     }
+    if rng.random() < 0.2:
+        # Exact zeros and ties: where prod, power, norm, max and the kinks are tested.
+        for arr in inputs.values():
+            if arr.size:
+                flat = arr.reshape(-1)
+                flat[rng.randrange(flat.size)] = rng.choice([0.0, 0.0, flat[0]])
     gen = Gen(rng, inputs)
     try:
         text, shape = gen.expr(rng.choice([1, 2, 3, 3, 4]))
@@ -2253,15 +2333,16 @@ def random_case(rng: random.Random) -> FuzzCase | None:
     if endpoint in ("/grad", "/hessian", "/hvp") and shape != ():
         text = f"sum({rng.choice(['sin', 'tanh', 'square', 'exp'])}({text}))"
         shape = ()
-    if rng.random() < 0.15:
-        text = (
-            f"if sum({names[0]}) > 0:\n    out = {text}\nelse:\n    out = 2.0 * {text}\nreturn out"
-        )
+    text = _control_flow(rng, text, names[0])
+    graph = None
+    if rng.random() < 0.2:
+        graph, text = random_graph(rng, names, scalar=endpoint in ("/grad", "/hessian", "/hvp")), ""
     try:
-        program = compile_source(text)
+        program = compile_graph(graph) if graph is not None else compile_source(text)
         value = program.run({k: v for k, v in inputs.items()})
     except Exception:  # noqa: BLE001 (the generator's slips: a program the language refuses)
         return None
+    shape = np.shape(value)
     value = np.asarray(value)
     if rng.random() < 0.15:
         value32 = np.asarray(program.run({k: v.astype(np.float32) for k, v in inputs.items()}))
@@ -2280,7 +2361,8 @@ def random_case(rng: random.Random) -> FuzzCase | None:
     used = [n for n in names if n in program.free_names]
     if not used:
         return None
-    body: dict[str, Any] = {"expression": text, "inputs": {}}
+    body: dict[str, Any] = {"expression": text} if graph is None else {"graph": graph}
+    body["inputs"] = {}
     options: dict[str, Any] = {}
     for n in names:
         if n not in used:
@@ -2314,7 +2396,7 @@ def random_case(rng: random.Random) -> FuzzCase | None:
         return None
     options["diff"] = diff
     consts = [n for n in used if options["const"][n]]
-    if endpoint in ("/vjp", "/grad") and "\n" not in text and rng.random() < 0.2:
+    if endpoint in ("/vjp", "/grad") and text and "\n" not in text and rng.random() < 0.2:
         # Several outputs: /grad sums the scalar outputs' gradients, /vjp takes a cotangent each.
         second = f"cos({text})" if endpoint == "/vjp" else f"sum(cos({text}))"
         text = f"{text}, {second}"
@@ -2343,7 +2425,7 @@ def random_case(rng: random.Random) -> FuzzCase | None:
         body["encoding"] = "b64"
     if rng.random() < 0.1:
         body["check"] = True
-    return FuzzCase(endpoint, body, text, inputs, shape, options)
+    return FuzzCase(endpoint, body, text, inputs, shape, options, graph)
 
 
 def decode(value: Any) -> np.ndarray:
@@ -2367,9 +2449,9 @@ def decode(value: Any) -> np.ndarray:
 
 def fd_reference(case: FuzzCase, h: float) -> dict[str, Any]:
     """The endpoint's derivative by central finite differences of the program, in float64."""
-    from engine.lang import compile_source
+    from engine.lang import compile_graph, compile_source
 
-    program = compile_source(case.text)
+    program = compile_graph(case.graph) if case.graph else compile_source(case.text)
     base = {k: v.astype(np.float64) for k, v in case.inputs.items()}
 
     def f(point: dict[str, np.ndarray]) -> np.ndarray:
