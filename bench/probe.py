@@ -2294,7 +2294,7 @@ def random_graph(rng: random.Random, names: list[str], scalar: bool) -> dict[str
         elif kind < 0.75:
             op = rng.choice(["add", "subtract", "multiply", "maximum", "minimum", "arctan2"])
             other: Any = rng.choice(
-                pool + [2.5, -0.5, "inf"] if op in ("maximum", "minimum") else pool + [2.5]
+                pool + [2.5, -0.5] if op in ("maximum", "minimum") else pool + [2.5]
             )
             node = {"id": nid, "op": op, "inputs": [rng.choice(pool), other]}
         elif kind < 0.9:
