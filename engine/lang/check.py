@@ -190,10 +190,13 @@ def parse(text: str) -> ast.Module:
         msg = f"syntax error at {loc_text(loc)}: {exc.msg}"
         raise LanguageError(msg, loc=loc_dict(loc)) from None
     except (RecursionError, MemoryError):
-        msg = "the source is nested too deeply to parse (long chains of operators or brackets)"
-        raise LanguageError(msg) from None
+        pass  # raised below, outside this handler: the parser's stack ran out, not memory
     except ValueError as exc:  # e.g. an integer literal with too many digits
         raise LanguageError(f"the source cannot be parsed: {exc}") from None
+    # No exception context: a worker retires itself after an error raised while handling
+    # a MemoryError (app/worker.py), and a deep source is the user's error, not a full heap.
+    msg = "the source is nested too deeply to parse (long chains of operators or brackets)"
+    raise LanguageError(msg)
 
 
 def validate(tree: ast.Module, limits: Limits) -> None:

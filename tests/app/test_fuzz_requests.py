@@ -74,6 +74,8 @@ BINARY = [
 REDUCTIONS = ["sum", "mean", "prod", "max", "min", "var", "std", "logsumexp", "norm"]
 INDEXES = [
     "0", "-1", "1:", "2:", ":, 0", "None", "..., 0", "[0, 0]", "::-1", "x > 0", ":, None",
+    # mixed advanced indexing: an integer and an index array apart (issue 13, B1)
+    "0, None, [0]", "[1, 0], :, 0", "0, ..., [0, -1]", "None, [0], 0", "[[0], [1]], :, [0]",
 ]  # fmt: skip
 SHAPING = [
     "reshape({a}, (-1,))", "transpose({a})", "flip({a})", "squeeze({a})",
