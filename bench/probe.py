@@ -2157,8 +2157,9 @@ class Gen:
     def index(self, a: str, sa: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
         r = self.rng
         parts: list[str] = []
+        count = r.randrange(1, 4)  # one length for every index array: they must broadcast
         for d in sa:
-            c = r.choice(["int", "slice", "colon", "array", "none", "rev"])
+            c = r.choice(["int", "slice", "colon", "array", "array", "none", "rev"])
             if c == "int":
                 parts.append(str(r.randrange(-d, d)))
             elif c == "slice":
@@ -2167,7 +2168,7 @@ class Gen:
             elif c == "rev":
                 parts.append("::-1")
             elif c == "array":
-                parts.append(str([r.randrange(-d, d) for _ in range(r.randrange(1, 4))]))
+                parts.append(str([r.randrange(-d, d) for _ in range(count)]))
             elif c == "none":
                 parts.append("None")
                 parts.append(":")
@@ -2250,7 +2251,7 @@ def _index_shape(sa: tuple[int, ...], parts: list[str]) -> tuple[int, ...]:
     return tuple(np.zeros(sa)[tuple(index)].shape)
 
 
-SHAPES = [(), (3,), (2, 3), (4,), (2, 2), (3, 3), (1,), (2, 1, 3)]
+SHAPES = [(), (3,), (2, 3), (4,), (2, 2), (3, 3), (1,), (2, 1, 3), (2, 3, 4), (3, 2)]
 
 
 @dataclass
