@@ -2583,6 +2583,12 @@ def answer_parts(case: FuzzCase, answer: dict[str, Any]) -> dict[str, Any]:
     return {n: decode(v) for n, v in answer[key].items()}
 
 
+def _scale(want: Any) -> float:
+    if isinstance(want, dict):
+        return max((_scale(v) for v in want.values()), default=0.0)
+    return float(np.max(np.abs(np.asarray(want)), initial=0.0))
+
+
 def _spread(a: Any, b: Any) -> Any:
     if isinstance(a, dict):
         return {k: _spread(a[k], b[k]) for k in a}
@@ -2736,6 +2742,12 @@ def fuzz_one(
                     value = decode(answer["value"])
                     if value.shape != case.out_shape and value.size != 0:
                         bad.append(f"value shape {value.shape}, expected {case.out_shape}")
+                check = answer.get("check")
+                if not bad and isinstance(check, dict) and not case.options.get("zeros"):
+                    # Our differences agree with the answer: the service's own should too.
+                    err = check.get("max_abs_error")
+                    if not isinstance(err, int | float) or err > 1e-2 * (1 + _scale(want)):
+                        bad.append(f"the answer is right but its check reports {check}")
             bad += answer_checks(case, answer)
             record["kink_skipped"] = bool(kink)
             if bad:
