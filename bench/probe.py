@@ -2170,14 +2170,21 @@ class Gen:
             elif c == "array":
                 parts.append(str([r.randrange(-d, d) for _ in range(count)]))
             elif c == "none":
+                # A new axis, then this dimension's own index: x[2, None, [0, 1]] (B1's form).
                 parts.append("None")
-                parts.append(":")
+                own = r.choice(
+                    [":", str(r.randrange(-d, d)), str([r.randrange(-d, d) for _ in range(count)])]
+                )
+                parts.append(own)
             else:
                 parts.append(":")
         if r.random() < 0.2:
             parts.insert(r.randrange(len(parts) + 1), "...")
         text = f"{a}[{', '.join(parts)}]"
         shape = _index_shape(sa, parts)
+        if shape and r.random() < 0.3:
+            # Index the result again (chained advanced indexing).
+            return self.index(text, shape)
         return text, shape
 
     def linalg(self, a: str, sa: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
