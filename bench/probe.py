@@ -640,7 +640,7 @@ def scale_probe(
 ) -> Iterator[Result]:
     """Each construct at doubling depths: a step whose time more than triples is superlinear."""
     for name, make in scale_constructs().items():
-        previous: tuple[int, float] | None = None
+        previous: tuple[int, float, int] | None = None
         for depth in (4, 8, 12, 16, 20, 24, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192):
             if time.monotonic() > deadline:
                 return
@@ -657,8 +657,9 @@ def scale_probe(
                 # Work before the pool: the wall time less what the computation itself took
                 # (timing_ms.total; the op cap bounds that part).
                 t = max(0.0, result.seconds - result.compute_s)
-                if previous is not None and path == "/grad":
-                    d0, t0 = previous
+                # Only like with like: a refusal (413) is timed whole, an answer less its work.
+                if previous is not None and path == "/grad" and previous[2] == result.status:
+                    d0, t0, _ = previous
                     growth = (t / max(t0, 0.02)) / (depth / d0)
                     if t > 0.3 and growth > 2.0:
                         # The machine is shared: time both depths again before saying so.
@@ -670,7 +671,7 @@ def scale_probe(
                             f"superlinear: {t0:.3f} s at {d0} -> {t:.3f} s at {depth}"
                         )
                 if path == "/grad":
-                    previous = (depth, t)
+                    previous = (depth, t, result.status)
                 yield result
             if result.seconds > 6 or result.status not in (200,):
                 break
