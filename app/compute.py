@@ -11,6 +11,7 @@ large arrays never cross the process boundary as Python lists.
 from __future__ import annotations
 
 import contextlib
+import keyword
 import math
 import time
 import warnings
@@ -361,10 +362,25 @@ def _missing_in_graph(program: Any, missing: list[str], graph: dict[str, Any]) -
     )
 
 
+def _check_input_name(name: str) -> None:
+    """An input's name must be one the function can say: an ASCII identifier of the
+    language (a look-alike such as a fullwidth ``ｘ`` would get a zero gradient and a
+    warning, never the derivative its sender meant)."""
+    ascii_identifier = name.isascii() and name.isidentifier()
+    if ascii_identifier and not name.startswith("_") and not keyword.iskeyword(name):
+        return
+    raise RequestError(
+        f"input name {clip(name)} is not a name the function can use: ASCII letters, digits "
+        "and underscores, not starting with a digit or an underscore, and not a keyword",
+        loc=["body", "inputs", short(name)],
+    )
+
+
 def _decode_inputs(task: Task) -> tuple[dict[str, np.ndarray[Any, Any]], dict[str, bool]]:
     limit = task["limits"]["max_input_elements"]
     inputs, requires = {}, {}
     for name, raw in task["inputs"].items():
+        _check_input_name(name)
         inputs[name], requires[name] = encoding.decode_input(
             raw, ["body", "inputs", short(name)], max_elements=limit
         )

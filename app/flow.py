@@ -16,7 +16,9 @@
 ``install_header_timeout`` covers what happens before the app sees a request: a
 connection that sends no complete request head within ``header_timeout_s`` (after
 connecting, or after its previous answer) is closed. uvicorn has no such limit of its
-own: its keep-alive timer runs only between requests and stops at the first byte.
+own: its keep-alive timer runs only between requests and stops at the first byte. The
+same wrapping makes the 400 that uvicorn writes itself, for a request it cannot read
+(a malformed head, chunk size or Content-Length), a problem+json like every other error.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import MEDIA_TYPE, render_problem
+from app.errors import MEDIA_TYPE, PROBLEM_TYPE, render_problem
 
 SEND_CHUNK = 256 * 1024
 _STATE_KEY = "autodiff.flow"
@@ -293,6 +295,29 @@ def _wrap_protocol(cls: Any, seconds: float) -> None:
     cls.connection_made = connection_made
     cls.on_response_complete = on_response_complete
     cls.connection_lost = connection_lost
+    if hasattr(cls, "send_400_response"):
+        cls.send_400_response = _send_400_problem
+
+
+def _send_400_problem(protocol: Any, msg: str) -> None:
+    """uvicorn's answer to a request it cannot parse, as problem+json (it was text/plain);
+    the connection is closed after it, as uvicorn does."""
+    body = render_problem(
+        {
+            "type": PROBLEM_TYPE + "bad-request",
+            "title": "Bad Request",
+            "status": 400,
+            "detail": f"the HTTP request could not be read: {msg}",
+        }
+    )
+    head = (
+        b"HTTP/1.1 400 Bad Request\r\n"
+        + b"content-type: " + MEDIA_TYPE.encode("ascii") + b"\r\n"
+        + b"content-length: " + str(len(body)).encode("ascii") + b"\r\n"
+        + b"connection: close\r\n\r\n"
+    )  # fmt: skip
+    protocol.transport.write(head + body)
+    protocol.transport.close()
 
 
 def _arm(protocol: Any) -> None:
@@ -306,6 +331,14 @@ def _arm(protocol: Any) -> None:
 
 
 def _expire(protocol: Any, cycle: Any) -> None:
-    """Close the connection if no request began since the timer was armed."""
-    if getattr(protocol, "cycle", None) is cycle and not protocol.transport.is_closing():
-        protocol.transport.close()
+    """Close the connection if no request began since the timer was armed.
+
+    A request still being answered keeps it open (with pipelining, the cycle seen when
+    the timer was armed may be the next request's, already running).
+    """
+    current = getattr(protocol, "cycle", None)
+    if current is not cycle or protocol.transport.is_closing():
+        return
+    if current is not None and not getattr(current, "response_complete", True):
+        return
+    protocol.transport.close()

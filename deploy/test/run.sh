@@ -223,15 +223,19 @@ base_images() {
 # --------------------------------------------------------------------- 5. build
 
 build_image() {
-    local image
+    local image previous
     image=$(api_image)
+    previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
     log "building $image (classic builder)"
     if ! timeout 1200 docker build --pull=false -t "$image" "$ROOT" >"$STATE/build.log" 2>&1; then
         tail -n 30 "$STATE/build.log" >&2
         die build "docker build failed (log: $STATE/build.log)"
     fi
-    # The previous build's images, now untagged: disk, not cache (layers stay cached).
-    docker image prune -f >/dev/null
+    # The image this build replaced: disk, not cache. (Not `docker image prune`: the
+    # build stage's untagged images are the classic builder's layer cache.)
+    if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$image")" ]; then
+        docker rmi "$previous" >/dev/null 2>&1 || true
+    fi
     pass "the Dockerfile builds $image (unchanged, DOCKER_BUILDKIT=0)"
 }
 

@@ -144,6 +144,57 @@ ZEROS_100K = {
 }
 
 
+def nested_chains(levels: int) -> str:
+    """Chained comparisons nested in their middle operands: 2^levels evaluations."""
+    text = "x"
+    for _ in range(levels):
+        text = f"x < ({text}) < x"
+    return f"sum(x) + sum({text})"
+
+
+def gather(rows: int, cols: int) -> dict[str, Any]:
+    """Two index arrays that broadcast to (rows, cols) against a 1x1 array."""
+    index = "[" + ",".join(["[0]"] * rows) + "], [" + ",".join(["0"] * cols) + "]"
+    return expr(f"sum(m[{index}])", {"m": [[1.0]]})
+
+
+def empty_lists(mib: int) -> bytes:
+    """``[[],[],...]`` of about ``mib`` MiB: about 28 times that once parsed."""
+    return b'{"expression": "sum(x)", "inputs": {"x": [' + b"[]," * (mib * MIB // 3) + b"[]]}}"
+
+
+# issue 13, A1-A4: work and memory the server took before its limits were checked
+EDGE_BOMBS = [
+    Case("nested-chains-19", expr(nested_chains(19)), 413, SIZE, real_server=True),
+    Case("nested-chains-60", expr(nested_chains(60)), 413, SIZE),
+    Case("nested-chains-hessian", expr(nested_chains(30)), 413, SIZE, path="/hessian"),
+    Case("gather-9000x9000", gather(9000, 9000), 413, SIZE, real_server=True),
+    Case("gather-jacobian", gather(8000, 8000), 413, SIZE, path="/jacobian"),
+    Case(
+        "jvp-answer-bomb",
+        expr("broadcast_to(x, (3000, 3000))", {"x": [1.0]}, tangents={"x": [1.0]}),
+        413,
+        SIZE,
+        path="/jvp",
+        real_server=True,
+    ),
+    Case(
+        "jacobian-answer-bomb",
+        expr("x * 2", {"x": {"b64": base64.b64encode(bytes(8 * 3000)).decode(), "shape": [3000]}}),
+        413,
+        SIZE,
+        path="/jacobian",
+    ),
+    Case(
+        "hessian-answer-bomb",
+        expr("sum(x)", {"x": {"b64": base64.b64encode(bytes(8 * 3000)).decode(), "shape": [3000]}}),
+        413,
+        SIZE,
+        path="/hessian",
+    ),
+    Case("empty-lists-28MiB", lambda: empty_lists(28), 413, SIZE, real_server=True),
+]
+
 BOMBS = [
     Case(
         "while-true",
@@ -538,7 +589,7 @@ GRAPH_CASES = [
     Case("graph-million-nodes", lambda: chain_graph(1_000_000), 413, None),
 ]
 
-CORPUS = ESCAPES + BOMBS + JSON_CASES + BODY_CASES + GRAPH_CASES
+CORPUS = ESCAPES + BOMBS + EDGE_BOMBS + JSON_CASES + BODY_CASES + GRAPH_CASES
 
 
 def test_corpus_is_big_and_ids_are_unique() -> None:
