@@ -139,12 +139,13 @@ def check(op: str, args: list[Any], kw: dict[str, Any]) -> None:  # noqa: C901
         raise Reject
     if op in ("maximum", "minimum") and not _gap(args[0], args[1]):
         raise Reject
-    if op in ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal"):
-        if not _gap(args[0], args[1]):
-            raise Reject
+    comparisons = ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal")
+    if op in comparisons and not _gap(args[0], args[1]):
+        raise Reject
     if op == "clip":
-        lo, hi = kw.get("a_min", args[1] if len(args) > 1 else None), kw.get(
-            "a_max", args[2] if len(args) > 2 else None
+        lo, hi = (
+            kw.get("a_min", args[1] if len(args) > 1 else None),
+            kw.get("a_max", args[2] if len(args) > 2 else None),
         )
         if not (_gap(a, lo) and _gap(a, hi)) or not np.all(np.asarray(lo) < np.asarray(hi)):
             raise Reject
@@ -203,9 +204,7 @@ def _check_norm(x: Any, kw: dict[str, Any]) -> None:
         return
     if _near_kink(x):  # every vector norm but the 2-norm has a kink at a zero entry
         raise Reject
-    if ord_ in (math.inf, -math.inf) and not _unique_extreme(
-        np.abs(x), axis, ord_ == math.inf
-    ):
+    if ord_ in (math.inf, -math.inf) and not _unique_extreme(np.abs(x), axis, ord_ == math.inf):
         raise Reject
 
 
@@ -538,7 +537,9 @@ class JaxBackend(Replay):
             "remainder": lambda a, b: a - b * jax.lax.stop_gradient(jnp.floor(jnp.divide(a, b))),
             "linspace": lambda start, stop, num=50: jnp.linspace(start, stop, num),
             "full": lambda shape, fill_value: jnp.full(shape, fill_value, dtype=float),
-            "arange": lambda start, stop=None, step=None: jnp.arange(start, stop, step, dtype=float),
+            "arange": lambda start, stop=None, step=None: jnp.arange(
+                start, stop, step, dtype=float
+            ),
             "eye": lambda N, M=None, k=0: jnp.eye(N, M, k),
             "zeros": lambda shape: jnp.zeros(shape),
             "ones": lambda shape: jnp.ones(shape),

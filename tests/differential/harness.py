@@ -76,9 +76,7 @@ def decode(x: Any) -> Any:
     """An answer's array: b64 objects and JSON lists with "nan"/"inf" words to NumPy."""
     if isinstance(x, dict) and "b64" in x:
         raw = base64.b64decode(x["b64"])
-        return np.frombuffer(raw, dtype=np.dtype(x["dtype"]).newbyteorder("<")).reshape(
-            x["shape"]
-        )
+        return np.frombuffer(raw, dtype=np.dtype(x["dtype"]).newbyteorder("<")).reshape(x["shape"])
     words = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
     def num(v: Any) -> Any:
@@ -177,7 +175,9 @@ def expected(spec: Spec, ref: Reference, endpoint: str) -> dict[str, Any]:
     elif endpoint == "hessian":
         assert ref.hess is not None and ref.grad is not None
         exp["gradients"] = dict(zip(names, ref.grad, strict=True))
-        exp["hessian"] = {a: dict(zip(names, ref.hess[i], strict=True)) for i, a in enumerate(names)}
+        exp["hessian"] = {
+            a: dict(zip(names, ref.hess[i], strict=True)) for i, a in enumerate(names)
+        }
     elif endpoint == "hvp":
         assert ref.hvp is not None
         exp["hvp"] = dict(zip(names, ref.hvp, strict=True))
@@ -204,7 +204,9 @@ def flatten(answer: dict[str, Any], exp: dict[str, Any], multi: bool) -> list[tu
         if key in ("value", "jvp"):
             if not multi:
                 got, want = [got], want[:1]
-            pairs += [(f"{key}[{i}]", g, w) for i, (g, w) in enumerate(zip(got or [], want, strict=False))]
+            pairs += [
+                (f"{key}[{i}]", g, w) for i, (g, w) in enumerate(zip(got or [], want, strict=False))
+            ]
             if got is None or len(got) != len(want):
                 pairs.append((key, None, want))
             continue
@@ -219,7 +221,10 @@ def flatten(answer: dict[str, Any], exp: dict[str, Any], multi: bool) -> list[tu
                     continue
                 pairs += [(f"hessian[{name}][{b}]", g[b], w[b]) for b in w]
             elif key == "jacobian" and multi:
-                pairs += [(f"jacobian[{name}][{i}]", gi, wi) for i, (gi, wi) in enumerate(zip(g, w, strict=False))]
+                pairs += [
+                    (f"jacobian[{name}][{i}]", gi, wi)
+                    for i, (gi, wi) in enumerate(zip(g, w, strict=False))
+                ]
             else:
                 pairs.append((f"{key}[{name}]", g, w[0] if key == "jacobian" else w))
     return pairs
@@ -313,15 +318,23 @@ def check_service(
             r = caller.post(path, json=request)
             if r.status_code != 200:
                 detail = r.text[:400]
-                failures.append(Failure(endpoint, f"status-{r.status_code}", form, spec, detail, request))
+                failures.append(
+                    Failure(endpoint, f"status-{r.status_code}", form, spec, detail, request)
+                )
                 continue
             answer = r.json()
-            if endpoint == "grad" and len(spec.outputs) > 1 and "cotangent" not in extra:
-                if not any("sum" in w for w in answer.get("warnings", [])):
-                    failures.append(
-                        Failure(endpoint, "no-warning", form, spec, "several scalar outputs "
-                                "summed without a warning", request)
+            summed = endpoint == "grad" and len(spec.outputs) > 1 and "cotangent" not in extra
+            if summed and not any("sum" in w for w in answer.get("warnings", [])):
+                failures.append(
+                    Failure(
+                        endpoint,
+                        "no-warning",
+                        form,
+                        spec,
+                        "several scalar outputs summed without a warning",
+                        request,
                     )
+                )
             bad = compare_answer(spec, endpoint, answer, refs, dtypes, tally)
             if bad is not None:
                 failures.append(Failure(endpoint, bad[0], form, spec, bad[1], request))
@@ -361,22 +374,31 @@ def check_api(spec: Spec, tally: Tally, refs: list[Reference], d: Directions) ->
     checks.append(("api:vjp", lambda: list(ad.vjp(f, *xs)[1](cts)), lambda r: r.vjp))
     ts = tuple(d.tangents[n].astype(dtype) for n in names)
     checks.append(
-        ("api:jvp", lambda: list(ad.jvp(f, xs, ts)[1]) if multi else [ad.jvp(f, xs, ts)[1]],
-         lambda r: r.jvp)
+        (
+            "api:jvp",
+            lambda: list(ad.jvp(f, xs, ts)[1]) if multi else [ad.jvp(f, xs, ts)[1]],
+            lambda r: r.jvp,
+        )
     )
     if spec.scalar:
         vs = tuple(d.vectors[n].astype(dtype) for n in names)
         checks += [
             ("api:grad", lambda: list(ad.grad(f, argnums)(*xs)), lambda r: r.grad),
-            ("api:hessian", lambda: [list(row) for row in ad.hessian(f, argnums)(*xs)],
-             lambda r: r.hess),
+            (
+                "api:hessian",
+                lambda: [list(row) for row in ad.hessian(f, argnums)(*xs)],
+                lambda r: r.hess,
+            ),
             ("api:hvp", lambda: list(ad.hvp(f, xs, vs)), lambda r: r.hvp),
         ]
         if len(names) == 1:
             checks += [
                 ("api:jacobian(grad)", lambda: [[ad.jacobian(ad.grad(f))(*xs)]], lambda r: r.hess),
-                ("api:jacobian(jacobian)", lambda: [[ad.jacobian(ad.jacobian(f))(*xs).reshape(
-                    xs[0].shape * 2)]], lambda r: r.hess),
+                (
+                    "api:jacobian(jacobian)",
+                    lambda: [[ad.jacobian(ad.jacobian(f))(*xs).reshape(xs[0].shape * 2)]],
+                    lambda r: r.hess,
+                ),
             ]
     failures = []
     for endpoint, ours_fn, ref_fn in checks:
@@ -385,7 +407,9 @@ def check_api(spec: Spec, tally: Tally, refs: list[Reference], d: Directions) ->
             with np.errstate(all="ignore"):
                 ours = ours_fn()
         except Exception as err:
-            failures.append(Failure(endpoint, "error", "api", spec, f"{type(err).__name__}: {err}"[:300]))
+            failures.append(
+                Failure(endpoint, "error", "api", spec, f"{type(err).__name__}: {err}"[:300])
+            )
             continue
         want_dtype = dtypes if endpoint == "api:jvp" else None
         bad = _compare_nested(spec, ours, [ref_fn(r) for r in refs], tally, want_dtype)
@@ -483,10 +507,16 @@ def respec(spec: Spec, program: P.Program, scalar: bool) -> Spec | None:
     return replace(spec, program=program, decisions=model.decisions, outputs=outs)
 
 
-def minimise(failure: Failure, run_one: Callable[[Spec, str, str], Failure | None], limit: int = 40) -> Failure:
+def minimise(
+    failure: Failure, run_one: Callable[[Spec, str, str], Failure | None], limit: int = 40
+) -> Failure:
     """The smallest subexpression program that fails at the same endpoint the same way."""
     scalar_only = failure.endpoint.split("/")[0] in ("hessian", "hvp") or failure.endpoint in (
-        "api:grad", "api:hessian", "api:hvp", "api:jacobian(grad)", "api:jacobian(jacobian)",
+        "api:grad",
+        "api:hessian",
+        "api:hvp",
+        "api:jacobian(grad)",
+        "api:jacobian(jacobian)",
     )
     for program in candidates(failure.spec)[:limit]:
         small = respec(failure.spec, program, scalar_only)

@@ -51,15 +51,17 @@ def _calls(f: Any, op: str) -> list[P.Call]:
 
 
 def _matrix_norm_ord(f: Any, ords: tuple[float, ...]) -> bool:
-    return any(
-        dict(c.kwargs).get("ord") in ords
-        and (isinstance(dict(c.kwargs).get("axis"), tuple) or "axis" not in dict(c.kwargs))
-        for c in _calls(f, "norm")
-    )
+    """A norm over two axes (a matrix norm, as NumPy reads it) with one of these ords."""
+    for args, kw in _run(f).calls.get("norm", []):
+        axis, ndim = kw.get("axis"), np.ndim(args[0])
+        matrix = (axis is None and ndim == 2) or (isinstance(axis, tuple) and len(axis) == 2)
+        if matrix and kw.get("ord") in ords:
+            return True
+    return False
 
 
 def _vector_norm_ord0(f: Any) -> bool:
-    return any(dict(c.kwargs).get("ord") == 0 for c in _calls(f, "norm"))
+    return any(kw.get("ord") == 0 for _, kw in _run(f).calls.get("norm", []))
 
 
 def _traced_constructor(f: Any) -> bool:
@@ -71,7 +73,9 @@ def _traced_constructor(f: Any) -> bool:
 def _traced_list(f: Any) -> bool:
     """A list literal of traced values given to an array parameter (``mean([a, b])``)."""
     return any(
-        isinstance(n, P.Call) and n.op not in P.SEQUENCE_OPS and any(isinstance(a, P.Seq) for a in n.args)
+        isinstance(n, P.Call)
+        and n.op not in P.SEQUENCE_OPS
+        and any(isinstance(a, P.Seq) for a in n.args)
         for n in _nodes(f)
     )
 
@@ -88,12 +92,16 @@ def _inf_attr(f: Any) -> bool:
     )
 
 
-class _SizeSpy(NumpyModel):
+class _Spy(NumpyModel):
+    """The NumPy model, recording every call's operands and whether a result was empty."""
+
     def __init__(self) -> None:
         super().__init__(checked=False)
         self.empty = False
+        self.calls: dict[str, list[tuple[list[Any], dict[str, Any]]]] = {}
 
     def call(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        self.calls.setdefault(op, []).append((args, kwargs))
         out = super().call(op, args, kwargs)
         self.empty |= not isinstance(out, tuple) and np.size(out) == 0
         return out
@@ -104,12 +112,16 @@ class _SizeSpy(NumpyModel):
         return out
 
 
-def _size_zero(f: Any) -> bool:
+def _run(f: Any) -> _Spy:
     spec = (f.minimal or f).spec
-    spy = _SizeSpy()
+    spy = _Spy()
     with np.errstate(all="ignore"):
         P.run(spec.program, spy, dict(spec.inputs))
-    return spy.empty
+    return spy
+
+
+def _size_zero(f: Any) -> bool:
+    return _run(f).empty
 
 
 def _endpoint(f: Any, *prefixes: str) -> bool:
@@ -150,11 +162,13 @@ KNOWN_BEING_FIXED: dict[str, Known] = {
     # B8: requires_grad false is ignored on /jvp and /hvp when the input has a tangent.
     "requires-grad-false-with-tangent": Known(
         "ISSUE13 B8",
-        lambda f: _endpoint(f, "jvp", "hvp")
-        and bool(f.spec.constants)
-        and bool(
-            set((f.request or {}).get("tangents", (f.request or {}).get("vectors", {})))
-            & f.spec.constants
+        lambda f: (
+            _endpoint(f, "jvp", "hvp")
+            and bool(f.spec.constants)
+            and bool(
+                set((f.request or {}).get("tangents", (f.request or {}).get("vectors", {})))
+                & f.spec.constants
+            )
         ),
     ),
     # B10: the dtype of a derivative depends on the endpoint (and the mode) when a float32

@@ -299,9 +299,7 @@ def _lines(body: tuple[Any, ...], depth: int) -> list[str]:
     for s in body:
         if isinstance(s, Assign):
             value = (
-                ", ".join(text(v) for v in s.value)
-                if isinstance(s.value, tuple)
-                else text(s.value)
+                ", ".join(text(v) for v in s.value) if isinstance(s.value, tuple) else text(s.value)
             )
             out.append(f"{pad}{', '.join(s.targets)} = {value}")
         elif isinstance(s, AugAssign):

@@ -106,9 +106,7 @@ def torch_reference(spec: Spec, d: Directions) -> Reference:
             hess = func.hessian(scalar, argnums=argnums)(*xs)
             ref.hess = [[_np(b) for b in row] for row in hess]
             vs = tuple(torch.as_tensor(d.vectors[n]) for n in names)
-            ref.hvp = [
-                _np(h) for h in func.jvp(func.grad(scalar, argnums=argnums), xs, vs)[1]
-            ]
+            ref.hvp = [_np(h) for h in func.jvp(func.grad(scalar, argnums=argnums), xs, vs)[1]]
     except Exception as err:  # a reference that cannot run is reported, not compared
         ref.error = f"{type(err).__name__}: {err}"[:300]
     return ref

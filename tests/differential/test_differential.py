@@ -10,7 +10,9 @@ float64 references. Any failure whose minimal reproduction is not in
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,12 @@ def new_failures_message(report: R.Report) -> str:
 def test_the_generator_covers_every_op_the_registry_lists() -> None:
     listed = {op.name for op in OPS.values() if not op.name.startswith("_")}
     assert listed - COVERED == set(), "ops the differential generator never makes"
+
+
+def test_the_references_are_in_the_test_extra() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    test_extra = " ".join(pyproject["project"]["optional-dependencies"]["test"])
+    assert "torch==" in test_extra and "jax[cpu]==" in test_extra
 
 
 def test_a_seed_always_gives_the_same_program() -> None:
