@@ -12,7 +12,7 @@ from typing import Any
 
 from tests.differential import harness as H
 from tests.differential import programs as P
-from tests.differential.generate import Spec, program
+from tests.differential.generate import COVERED, Spec, program
 from tests.differential.known import classify
 
 
@@ -51,6 +51,22 @@ class Report:
             "reference_errors": len(t.reference_errors),
             "seconds": round(self.seconds, 1),
         }
+
+
+def covering_seeds(base: Iterable[int], start: int, limit: int = 5000) -> list[int]:
+    """``base`` plus, for every op the base programs never use, the first seed from ``start``
+    whose program uses it: a short run that still reaches every op of the registry."""
+    seeds = list(base)
+    seen = set().union(*(P.ops_used(program(s).program) for s in seeds))
+    for seed in range(start, start + limit):
+        missing = COVERED - seen
+        if not missing:
+            break
+        used = P.ops_used(program(seed).program)
+        if used & missing:
+            seeds.append(seed)
+            seen |= used
+    return seeds
 
 
 def reproduction(f: H.Failure) -> dict[str, Any]:
