@@ -580,7 +580,7 @@ class Generator:
         axes = list(range(split)) + list(range(nd - (used - split), nd))
         for axis in axes:
             n = shape[axis]
-            r = self.rng.random()
+            r = self.rng.random() if n else 0.4  # an empty axis takes a slice
             if r < 0.25:
                 entries.append(self.rng.randrange(-n, n))
             elif r < 0.55:
@@ -713,8 +713,8 @@ def program(seed: int) -> Spec:
     for _ in range(20):
         try:
             spec = _attempt(rng)
-        except (Reject, P.LoopLimit, FloatingPointError, RecursionError):
-            continue
+        except (Reject, P.LoopLimit, FloatingPointError, RecursionError, ValueError, IndexError):
+            continue  # an attempt that went nowhere (an empty axis, a shape that never fit)
         if spec is not None:
             spec.seed = seed
             return spec
