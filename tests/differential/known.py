@@ -46,6 +46,16 @@ def _mixed_advanced(f: Any) -> bool:
     return False
 
 
+def _arrays_apart(f: Any) -> bool:
+    """Two index arrays in one index with something (an int, a slice, None) between them."""
+    for n in _nodes(f):
+        if isinstance(n, P.Index):
+            at = [i for i, e in enumerate(n.entries) if isinstance(e, list)]
+            if len(at) >= 2 and at[-1] - at[0] + 1 > len(at):
+                return True
+    return False
+
+
 def _calls(f: Any, op: str) -> list[P.Call]:
     return [n for n in _nodes(f) if isinstance(n, P.Call) and n.op == op]
 
@@ -134,6 +144,11 @@ KNOWN_BEING_FIXED: dict[str, Known] = {
     "mixed-advanced-indexing-batched": Known(
         "ISSUE13 B1",
         lambda f: _mixed_advanced(f) and _endpoint(f, *BATCHED) and f.kind in WRONG,
+    ),
+    # FINDINGS-difftest #2: two index arrays with an int, slice or None between them are
+    # refused (422) on every endpoint; the same family as B1.
+    "index-arrays-apart": Known(
+        "FINDINGS-difftest #2", lambda f: _arrays_apart(f) and f.kind in ("status-422", "error")
     ),
     # B3: norm(m, ord=2) of a matrix (and ord=-2) is the Frobenius norm or refused;
     # norm(v, ord=0) is a 422.
