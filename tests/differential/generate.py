@@ -564,7 +564,8 @@ class Generator:
     # ----------------------------------------------------------------- indexing
     def indexing(self, depth: int) -> V:
         a = self.expr(depth)
-        if isinstance(a[1], tuple) or isinstance(a[0], P.Lit):  # 2.0[None] is no program
+        # 2.0[None] (or t = 2.0; t[None]) is no program: a number is a Python float
+        if isinstance(a[1], tuple) or type(a[1]) in (float, int):
             raise Reject
         return self.index(a, self.index_entries(np.shape(a[1])))
 
