@@ -427,6 +427,9 @@ class TorchBackend(Replay):
         x = self.tensor(x)
         return x.permute(*(axes if axes is not None else reversed(range(x.dim()))))
 
+    def op_swapaxes(self, x: Any, axis1: int, axis2: int) -> Any:
+        return self.t.swapaxes(self.tensor(x), axis1, axis2)
+
     def op_expand_dims(self, x: Any, axis: int) -> Any:
         return self.t.unsqueeze(self.tensor(x), axis)
 
@@ -536,6 +539,7 @@ class JaxBackend(Replay):
             "floor_divide": lambda a, b: jnp.floor(jnp.divide(a, b)),
             "remainder": lambda a, b: a - b * jax.lax.stop_gradient(jnp.floor(jnp.divide(a, b))),
             "linspace": lambda start, stop, num=50: jnp.linspace(start, stop, num),
+            "clip": lambda x, a_min=None, a_max=None: jnp.clip(x, a_min, a_max),
             "full": lambda shape, fill_value: jnp.full(shape, fill_value, dtype=float),
             "arange": lambda start, stop=None, step=None: jnp.arange(
                 start, stop, step, dtype=float

@@ -315,6 +315,7 @@ def check_service(
     """Every endpoint and mode, in every form the program has, against the references."""
     failures = []
     dtypes = value_dtypes(spec)
+    previous = 0  # the status of the previous request on this caller
     for form in form_list or forms(spec):
         base = body(spec, form, encoding="b64" if spec.seed % 4 else "json")
         for endpoint, path, extra in endpoint_requests(spec, d):
@@ -323,7 +324,14 @@ def check_service(
             request = {**base, **extra}
             tally.requests += 1
             tally.endpoints[endpoint] += 1
-            r = caller.post(path, json=request)
+            try:
+                r = caller.post(path, json=request)
+            except Exception as err:  # a dropped connection: the client reconnects next time
+                detail = f"{type(err).__name__}: {err}; the previous answer was {previous}"
+                failures.append(Failure(endpoint, "connection", form, spec, detail, request))
+                previous = 0
+                continue
+            previous = r.status_code
             if r.status_code != 200:
                 detail = r.text[:400]
                 failures.append(

@@ -60,7 +60,9 @@ class Reference:
 
 def _np(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
+        x = x.detach()
+        # torch.func answers an unused input's derivative as a ZeroTensor
+        x = np.zeros(tuple(x.shape)) if x._is_zerotensor() else x.cpu().numpy()
     elif hasattr(x, "reshape"):
         x = np.array(x)
     return np.asarray(x, dtype=np.float64)

@@ -140,10 +140,12 @@ def run(
         failures = check_program(spec, use, options, report.tally, index)
         report.tally.programs += 1
         # one minimisation per (endpoint, kind) per program: the other forms share it
+        if progress and index and index % 100 == 0:
+            progress(f"# {index} programs: {json.dumps(report.figures())}")
         minimised: dict[tuple[str, str], H.Failure | None] = {}
         for f in failures:
             key = (f.endpoint, f.kind)
-            if options.minimise and key not in minimised:
+            if options.minimise and key not in minimised and f.kind != "connection":
                 minimised[key] = H.minimise(f, one_endpoint(callers[0]))
             f.minimal = minimised.get(key)
             f.known = classify(f)
