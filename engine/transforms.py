@@ -69,6 +69,14 @@ def _like(g: Any, primal: Any) -> Any:
     return g
 
 
+def _in_result_type(g: Any, x: Any, y: Any) -> Any:
+    """A Hessian block for (x, y) in ``result_type(x, y)``."""
+    dtype = np.result_type(unbox_dtype(x), unbox_dtype(y))
+    if isinstance(g, np.ndarray | np.generic) and g.dtype != dtype:
+        return g.astype(dtype)
+    return g
+
+
 def _own(g: Any, given: list[Any]) -> Any:
     """``g`` as a writable array of its own: rules may pass arrays through (an input, a
     cotangent, a broadcast view), but a gradient handed out must be safe to modify."""
@@ -230,6 +238,8 @@ def jvp(f: Fn, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, An
                 f"tangent of shape {shape_of(t)} does not match its primal's shape {shape_of(p)}"
             )
     values, touts, is_tuple = _push(f, primals, tangents, tuple(range(len(primals))))
+    # an output's tangent in the output's dtype (as jax.jvp)
+    touts = [_like(t, v) for t, v in zip(touts, values, strict=True)]
     if is_tuple:
         return tuple(values), tuple(touts)
     return values[0], touts[0]
@@ -394,6 +404,9 @@ def jacobian(f: Fn, argnums: ArgNums = 0, mode: str = "auto", chunk_size: int | 
 
     def wrapped(*args: Any) -> Any:
         _, jac, is_tuple, _ = jacobian_and_value(f, args, argnums, mode, chunk_size)
+        # each block in its input's dtype, whichever mode ran (the service's rule)
+        nums = _argnums(argnums, len(args))
+        jac = [[_like(b, as_array(args[i])) for b, i in zip(row, nums, strict=True)] for row in jac]
         rows = [row[0] if isinstance(argnums, int) else tuple(row) for row in jac]
         return tuple(rows) if is_tuple else rows[0]
 
@@ -426,6 +439,15 @@ def hessian(f: Fn, argnums: ArgNums = 0) -> Fn:
 
     def wrapped(*args: Any) -> Any:
         _, _, h = hessian_and_grad(f, args, argnums)
+        # block (i, j) in result_type(x_i, x_j) (the service's rule)
+        nums = _argnums(argnums, len(args))
+        h = [
+            [
+                _in_result_type(b, as_array(args[i]), as_array(args[j]))
+                for b, j in zip(row, nums, strict=True)
+            ]
+            for row, i in zip(h, nums, strict=True)
+        ]
         if isinstance(argnums, int):
             return h[0][0]
         return tuple(tuple(row) for row in h)
@@ -449,5 +471,7 @@ def hvp_and_grad(
 
 
 def hvp(f: Fn, primals: Sequence[Any], vectors: Sequence[Any]) -> tuple[Any, ...]:
-    """Hessian-vector products ``H @ v``, one per primal, without forming the Hessian."""
-    return hvp_and_grad(f, primals, vectors)[2]
+    """Hessian-vector products ``H @ v``, one per primal (in its dtype), without forming the
+    Hessian."""
+    products = hvp_and_grad(f, primals, vectors)[2]
+    return tuple(_like(p, as_array(x)) for p, x in zip(products, primals, strict=True))

@@ -8,6 +8,7 @@ tangent over the same axes. Ties in max/min share the gradient evenly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,10 @@ def _per(x: Any, axis: tuple[int, ...], ddof: Any = 0) -> Any:
     """``1 / (count - ddof)`` as NumPy divides: with no degrees of freedom left (an empty
     array, ``ddof >= count``) it is inf, as in ``np.mean``/``np.var``, never a Python
     ZeroDivisionError. NumPy clips ``count - ddof`` at zero (``ddof > count`` is inf too)."""
-    return np.divide(1.0, max(_count(x, axis) - ddof, 0))
+    left = max(_count(x, axis) - ddof, 0)
+    # a Python float, so a float32 tangent stays float32 (a NumPy float64 scalar is not
+    # "weak" under NumPy 2's promotion rules: it made mean's derivatives float64)
+    return 1.0 / left if left else math.inf
 
 
 def _shape(x: Any, axis: tuple[int, ...], keepdims: bool = False, **_: Any) -> tuple[int, ...]:
