@@ -79,10 +79,11 @@ NP_OPS: dict[str, Callable[..., Any]] = {
     "max": np.max,
     "min": np.min,
     "clip": lambda x, a_min=None, a_max=None: np.clip(x, a_min, a_max),
-    "linspace": lambda start, stop, num=50: np.linspace(
-        np.asarray(start, float), np.asarray(stop, float), num
+    # NumPy's own dtypes: a float32 end point (or fill value) with a literal stays float32
+    "linspace": lambda start, stop, num=50: np.linspace(start, stop, num),
+    "full": lambda shape, fill_value: np.full(
+        shape, fill_value, dtype=np.result_type(fill_value, 1.0)
     ),
-    "full": lambda shape, fill_value: np.full(shape, np.asarray(fill_value, float)),
     "arange": lambda start, stop=None, step=None: np.arange(start, stop, step, dtype=float),
     "eye": lambda N, M=None, k=0: np.eye(N, M, k),
     "zeros": lambda shape: np.zeros(shape),
