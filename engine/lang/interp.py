@@ -260,14 +260,16 @@ class Interpreter:
         return list(v) if isinstance(v, tuple | list) else v
 
     def seq(self, node: Seq) -> Any:
-        """A list literal as an array: float64 from numbers, ``stack`` once traced values appear."""
+        """A list literal as an array, as ``np.array`` makes it (float64 from numbers, float32
+        from float32 values alone), ``stack`` once traced values appear."""
         items = [self.array(e) for e in node.items]
         if not any(isinstance(v, tracer.Box) for v in items):
             total = sum(int(np.size(v)) for v in items)
             if total > self.max_elements:
                 raise self.too_big("a list literal", (total,), node.loc)
             try:
-                return np.array(items, dtype=np.float64)
+                arr = np.array(items)
+                return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
             except (ValueError, TypeError) as exc:
                 shapes = [shape_of(v) for v in items]
                 where = loc_text(node.loc)

@@ -425,3 +425,23 @@ def test_compiled_expressions_are_bounded(monkeypatch: pytest.MonkeyPatch) -> No
             X[k % 6] * k + math.sin(X[0])
         )
     assert 0 < len(interp._compiled) <= 50
+
+
+@pytest.mark.parametrize(
+    ("source", "dtype"),
+    [
+        ("mean([sum(x), sum(x * 2)])", np.float32),  # float32 values alone stay float32
+        ("[sum(x), 1.5]", np.float64),  # a number literal is float64, as np.array makes it
+        ("[1, 2]", np.float64),
+        ("[x[0] > 0, x[1] > 0]", np.float64),
+    ],
+)
+def test_a_list_literal_has_numpys_dtype_traced_or_not(source: str, dtype: Any) -> None:
+    """The differential run found mean([...]) of float32 values float64 untraced and float32
+    traced (so a JVP's dtype differed from its value's)."""
+    x = np.array([0.5, -1.0, 2.0], dtype=np.float32)
+    program = compile_source(source)
+    assert program.run({"x": x}).dtype == dtype
+    if "x" in source and "> 0" not in source:
+        value, tangent = engine.jvp(lambda v: program.run({"x": v}), (x,), (np.ones_like(x),))
+        assert value.dtype == tangent.dtype == dtype
