@@ -275,7 +275,11 @@ class Interpreter:
                 where = loc_text(node.loc)
                 msg = f"list literal at {where} is not rectangular ({exc}); item shapes {shapes}"
                 raise ShapeError(msg, shapes=shapes, loc=loc_dict(node.loc)) from None
-        items = [v if isinstance(v, tracer.Box) else np.asarray(v, dtype=np.float64) for v in items]
+        # numbers float64 as np.array makes them; arrays keep their dtype (float32 stays)
+        items = [
+            v if isinstance(v, tracer.Box | np.ndarray | np.generic) else np.float64(v)
+            for v in items
+        ]
         return self.apply("stack", [items], {}, node.loc)
 
     def boolop(self, node: BoolOp) -> Any:

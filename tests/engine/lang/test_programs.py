@@ -434,14 +434,17 @@ def test_compiled_expressions_are_bounded(monkeypatch: pytest.MonkeyPatch) -> No
         ("[sum(x), 1.5]", np.float64),  # a number literal is float64, as np.array makes it
         ("[1, 2]", np.float64),
         ("[x[0] > 0, x[1] > 0]", np.float64),
+        ("max([sum(x), sum(c)])", np.float32),  # a float32 constant beside a traced value
     ],
 )
 def test_a_list_literal_has_numpys_dtype_traced_or_not(source: str, dtype: Any) -> None:
     """The differential run found mean([...]) of float32 values float64 untraced and float32
     traced (so a JVP's dtype differed from its value's)."""
     x = np.array([0.5, -1.0, 2.0], dtype=np.float32)
+    c = np.array([1.0, 2.0], dtype=np.float32)
     program = compile_source(source)
-    assert program.run({"x": x}).dtype == dtype
+    assert program.run({"x": x, "c": c}).dtype == dtype
     if "x" in source and "> 0" not in source:
-        value, tangent = engine.jvp(lambda v: program.run({"x": v}), (x,), (np.ones_like(x),))
+        run = lambda v: program.run({"x": v, "c": c})  # noqa: E731
+        value, tangent = engine.jvp(run, (x,), (np.ones_like(x),))
         assert value.dtype == tangent.dtype == dtype
