@@ -122,7 +122,7 @@ def _exact_jacobian(x: np.ndarray, chain: list[Index]) -> np.ndarray:
 
 
 SEEDS = range(160)
-JAX_SEEDS = [2, 17, 67]
+JAX_SEEDS = [2]
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -112,7 +112,7 @@ def test_spectral_norms_second_order_matches_jax() -> None:
     import jax.numpy as jnp
 
     m = np.random.default_rng(5).normal(size=(2, 3, 2))
-    for o in SPECTRAL:
+    for o in (2, "nuc"):
 
         def f(v: Any, o: Any = o) -> Any:
             return anp.sum(anp.sin(anp.norm(v, ord=o, axis=(-2, -1))))
