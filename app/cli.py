@@ -25,8 +25,9 @@ import numpy as np
 import orjson
 
 from app.client import AutodiffHTTPError, Client, Result, parse_result
+from app.compute.endpoints import ENDPOINTS
 
-COMMANDS = ("grad", "vjp", "jvp", "jacobian", "hessian", "hvp")
+COMMANDS = tuple(ENDPOINTS)
 # Server processes by default: one per core of a 2-core machine, as `make serve` and the image.
 DEFAULT_SERVER_PROCESSES = 2
 EXIT_ERROR = 1
@@ -136,30 +137,23 @@ def compute_local(endpoint: str, body: dict[str, Any]) -> bytes:
     """Answer the request on this machine, through the service's own validation and engine."""
     from pydantic import ValidationError  # deferred: `--url` and `serve` do not need them
 
-    from app import compute, deps, encoding, schemas
+    from app.api.routes.derivatives import MODELS
+    from app.api.tasks import build_task
+    from app.scheduling.runner import run_in_process
     from app.settings import get_settings
     from engine.errors import AutodiffError
 
-    models: dict[str, type[schemas.ComputeRequest]] = {
-        "grad": schemas.GradRequest,
-        "vjp": schemas.VjpRequest,
-        "jvp": schemas.JvpRequest,
-        "jacobian": schemas.JacobianRequest,
-        "hessian": schemas.HessianRequest,
-        "hvp": schemas.HvpRequest,
-    }
     try:
-        request = models[endpoint].model_validate(body)
-        task = deps.build_task(endpoint, request, get_settings())
-        answer, _, _ = compute.run_encoded(task)
+        request = MODELS[endpoint].model_validate(body)
+        task = build_task(endpoint, request, get_settings())
+        answer, _, _ = run_in_process(task)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise CLIError(f"invalid request: {where}: {first['msg']}") from None
     except AutodiffError as exc:
         raise CLIError(f"{exc.title}: {exc.message}{_where(exc.loc, exc.message)}") from None
-    # A path only when the task names a spill directory, which this one does not.
-    return answer if isinstance(answer, bytes) else encoding.unspill(answer)
+    return answer
 
 
 def _where(loc: Any, message: str = "") -> str:
@@ -264,18 +258,8 @@ def _add_remote(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_HELP = {
-    "grad": "gradient of a scalar output (or a VJP with --cotangent)",
-    "vjp": "vector-Jacobian product (needs --cotangent)",
-    "jvp": "Jacobian-vector product (tangents with -t)",
-    "jacobian": "full Jacobian",
-    "hessian": "Hessian of a scalar output",
-    "hvp": "Hessian-vector product (vectors with -v)",
-}
-
-
 def _add_compute(sub: Any, name: str) -> None:
-    p = sub.add_parser(name, help=_HELP[name])
+    p = sub.add_parser(name, help=ENDPOINTS[name].help)
     p.add_argument("function", help="expression or program text, or @file (@graph.json)")
     p.add_argument(
         "-i",
@@ -332,7 +316,7 @@ def run_ops(args: argparse.Namespace) -> str:
         with Client(args.url, api_key=args.api_key) as client:
             catalogue = client.ops()
     else:
-        from app.routes.ops import ops_body
+        from app.api.routes.ops import ops_body
 
         catalogue = orjson.loads(ops_body())
     if args.json:

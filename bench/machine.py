@@ -19,7 +19,7 @@ def service_malloc_env() -> dict[str, str]:
     new 8 MB array of a 10^6-element workload page-faults afresh (about 2.5 ms each
     here); ``--malloc service`` times every framework with the workers' setting instead.
     """
-    from app.pool import malloc_env
+    from app.scheduling.worker import malloc_env
     from app.settings import Settings
 
     return malloc_env(Settings.model_fields["worker_malloc_keep_mb"].default)

@@ -133,15 +133,16 @@ REQUEST_MODELS = {
 
 def compute_task(case_key: str) -> tuple[Any, Any]:
     """The service's task for the case's b64 request, and the function a pool worker runs."""
-    from app import compute, schemas
-    from app.deps import build_task
+    from app.api import schemas
+    from app.api.tasks import build_task
+    from app.compute.run import run_encoded
     from app.settings import get_settings
     from bench import bodies
 
     (case,) = select(case_key)[:1]
     path, body = bodies.request(case, "b64")
     model = getattr(schemas, REQUEST_MODELS[path]).model_validate(body)
-    return build_task(path.strip("/"), model, get_settings()), compute.run_encoded
+    return build_task(path.strip("/"), model, get_settings()), run_encoded
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--compute",
         action="store_true",
-        help="profile app.compute.run_encoded on the case's task (a pool worker's work)",
+        help="profile app.compute.run.run_encoded on the case's task (a pool worker's work)",
     )
     args = p.parse_args(argv)
     from threadpoolctl import threadpool_limits

@@ -20,8 +20,10 @@ from typing import Any
 import orjson
 import pytest
 
-from app import compute, deps
-from app.schemas import GradRequest
+from app.api import body, lean_route
+from app.api.schemas import GradRequest
+from app.compute import wire
+from app.scheduling import cost
 from engine import lang
 from engine.errors import AutodiffError, SizeLimitError
 from engine.lang import ir
@@ -99,10 +101,10 @@ def test_nested_chained_comparisons_are_refused_at_compile_time() -> None:
 
 def test_shallow_chained_comparisons_still_compile() -> None:
     program = lang.compile_source("sum(where(0 < x < 1, x, 0.0))", Limits())
-    assert compute.op_census(program) == (frozenset({"less", "where", "sum"}), 4)
+    assert cost.op_census(program) == (frozenset({"less", "where", "sum"}), 4)
     program = lang.compile_source(nested_chains(8), Limits())
     # each level reads its middle operand twice: 2^9 - 2 comparisons, plus sum, sum, add
-    assert compute.op_census(program)[1] == 2**9 - 2 + 3
+    assert cost.op_census(program)[1] == 2**9 - 2 + 3
 
 
 def _census_visits(monkeypatch: pytest.MonkeyPatch, program: Any) -> int:
@@ -115,8 +117,8 @@ def _census_visits(monkeypatch: pytest.MonkeyPatch, program: Any) -> int:
         return real(node)
 
     monkeypatch.setattr(ir, "_children", counted)
-    compute._op_cache.clear()
-    compute.op_census(program)
+    cost._op_cache.clear()
+    cost.op_census(program)
     monkeypatch.setattr(ir, "_children", real)
     return visits
 
@@ -194,8 +196,8 @@ def test_op_count_is_linear(shape: str) -> None:
 
     def census(k: int) -> None:
         program = compile_fresh(text(k))
-        compute._op_cache.clear()
-        compute.op_census(program)
+        cost._op_cache.clear()
+        cost.op_census(program)
 
     assert_linear(census, n)
 
@@ -250,8 +252,8 @@ def test_body_decoding_and_validation_are_linear(kind: str, n: int) -> None:
 
     def work(k: int) -> Any:
         raw = _body(k, kind)
-        deps.encoding.BodyShape(raw)
-        return deps.model_from_body(GradRequest, raw, headers)
+        body.BodyShape(raw)
+        return lean_route.model_from_body(GradRequest, raw, headers)
 
     assert_linear(work, n)
 
@@ -263,6 +265,6 @@ def test_b64_decoding_is_linear() -> None:
     }
 
     def work(n: int) -> Any:
-        return deps.encoding.decode_input(payloads[n], ["x"], max_elements=10**8)
+        return wire.decode_input(payloads[n], ["x"], max_elements=10**8)
 
     assert_linear(work, 100_000)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from app import compute
-from app.deps import limits
+from app.api.tasks import task_limits
 from app.settings import Settings
 from engine.errors import AutodiffError
+from tests.app.tasks import run_task
 
 SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
 FIELDS = {"jvp": "tangents", "hvp": "vectors"}
@@ -41,11 +41,11 @@ def outcome(endpoint: str, directions: dict[str, Any], extra: dict[str, Any]) ->
         "inputs": INPUTS,
         FIELDS[endpoint]: directions,
         "include_graph": False,
-        "limits": limits(SETTINGS),
+        "limits": task_limits(SETTINGS),
         **extra,
     }
     try:
-        result = compute.run(task)
+        result = run_task(task)
     except AutodiffError as err:
         loc = list(err.loc) if isinstance(err.loc, list) else err.loc
         if isinstance(loc, list) and len(loc) > 1 and loc[1] == FIELDS[endpoint]:
@@ -80,6 +80,6 @@ def test_an_empty_map_is_fine_when_nothing_can_be_differentiated() -> None:
             "inputs": {"c": INPUTS["c"]},
             field: {},
             "include_graph": False,
-            "limits": limits(SETTINGS),
+            "limits": task_limits(SETTINGS),
         }
-        assert compute.run(task)["value"] == 4.0
+        assert run_task(task)["value"] == 4.0

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Locator, Page, Route, sync_playwright
 
-from app.docs import ASSET_FILES, ASSETS_URL, install_docs
+from app.api.docs import ASSET_FILES, ASSETS_URL, install_docs
 from tests.servers import free_port, start_uvicorn, stop, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,11 +11,11 @@ import numpy as np
 import orjson
 import pytest
 
-from app import compute
+from app.api.tasks import task_limits
 from app.client import decode_array
-from app.deps import limits
 from app.settings import Settings
 from engine.errors import AutodiffError, SizeLimitError
+from tests.app.tasks import run_encoded_task
 
 SETTINGS = Settings(_env_file=None, max_input_elements=10_000)  # type: ignore[call-arg]
 ENDPOINTS = [
@@ -41,10 +41,10 @@ def answer(endpoint: str, expression: str, inputs: dict[str, Any], **extra: Any)
         "graph": None,
         "inputs": inputs,
         "include_graph": False,
-        "limits": limits(SETTINGS),
+        "limits": task_limits(SETTINGS),
         **extra,
     }
-    body, _, _ = compute.run_encoded(task)
+    body, _, _ = run_encoded_task(task)
     assert isinstance(body, bytes)
     doc = orjson.loads(body)
     return {k: v if k in ("warnings", "mode") else decode_array(v) for k, v in doc.items()}

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.encoding import (
+from app.api.body import loads_body
+from app.compute.wire import (
     B64Text,
     InputError,
     b64decode,
     decode_input,
     decode_value,
-    loads_body,
     render,
 )
 from engine.errors import SizeLimitError

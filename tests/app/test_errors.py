@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from app.errors import autodiff_problem, json_safe, problem
+from app.api.errors import autodiff_problem, json_safe, problem
 from engine.errors import SizeLimitError
 
 

@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
-from app import compute
-from app.deps import limits
-from app.errors import autodiff_problem
+from app.api.errors import autodiff_problem
+from app.api.tasks import task_limits
 from app.settings import Settings
 from engine.errors import UnknownNameError
+from tests.app.tasks import run_task
 
 SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
 
@@ -24,9 +24,9 @@ def run_graph(nodes: list[dict[str, Any]], outputs: list[str], **inputs: Any) ->
         "graph": {"nodes": nodes, "outputs": outputs},
         "inputs": inputs,
         "include_graph": False,
-        "limits": limits(SETTINGS),
+        "limits": task_limits(SETTINGS),
     }
-    return compute.run(task)
+    return run_task(task)
 
 
 def problem_of(err: UnknownNameError) -> dict[str, Any]:

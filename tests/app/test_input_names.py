@@ -9,17 +9,17 @@ from typing import Any
 import orjson
 import pytest
 
-from app import compute
-from app.deps import limits
+from app.api.tasks import task_limits
 from app.settings import Settings
 from engine.errors import AutodiffError
+from tests.app.tasks import run_encoded_task
 
 SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
 
 
 def run(**fields: Any) -> dict[str, Any]:
     task = {"endpoint": "grad", "graph": None, "include_graph": False, **fields}
-    body, _, _ = compute.run_encoded({**task, "limits": limits(SETTINGS)})
+    body, _, _ = run_encoded_task({**task, "limits": task_limits(SETTINGS)})
     answer: dict[str, Any] = orjson.loads(body)
     return answer
 

@@ -9,11 +9,11 @@ import numpy as np
 import orjson
 import pytest
 
-from app import compute
-from app.deps import limits
-from app.encoding import InputError
+from app.api.tasks import task_limits
+from app.compute.wire import InputError
 from app.settings import Settings
 from engine.errors import AutodiffError
+from tests.app.tasks import run_encoded_task, run_task
 
 SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
 NOT_NUMBERS = ["1.5", "NaN", "infinity", "Infinity", "Inf", "+inf", "-nan", " 1", "1e3", "0x10", ""]
@@ -21,7 +21,7 @@ NOT_NUMBERS = ["1.5", "NaN", "infinity", "Infinity", "Inf", "+inf", "-nan", " 1"
 
 def run(endpoint: str, expression: str, **fields: Any) -> dict[str, Any]:
     task = {"endpoint": endpoint, "expression": expression, "graph": None, **fields}
-    body, _, _ = compute.run_encoded({**task, "include_graph": False, "limits": limits(SETTINGS)})
+    body, _, _ = run_encoded_task({**task, "include_graph": False, "limits": task_limits(SETTINGS)})
     assert isinstance(body, bytes)
     answer: dict[str, Any] = orjson.loads(body)
     return answer
@@ -99,13 +99,13 @@ def test_graph_literals_take_no_number_strings() -> None:
         "outputs": ["s"],
     }
     with pytest.raises(AutodiffError):
-        compute.run(
+        run_task(
             {
                 "endpoint": "grad",
                 "expression": None,
                 "graph": graph,
                 "inputs": {"x": [1.0, 2.0]},
                 "include_graph": False,
-                "limits": limits(SETTINGS),
+                "limits": task_limits(SETTINGS),
             }
         )

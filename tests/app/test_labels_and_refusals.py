@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.api.observability import METRICS
 from app.main import create_app
-from app.observability import METRICS
 from app.settings import Settings
 
 KEY = "label-test-key"

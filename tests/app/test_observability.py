@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from app import multiproc
-from app.observability import (
+from app.api import multiproc
+from app.api.observability import (
     ACCESS_LOGGER,
     METRICS,
     POOL_EVENTS,

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from app import settings
-from app.errors import QueueFullError
-from app.pool import WorkerPool
+from app.scheduling.errors import QueueFullError
+from app.scheduling.pool import WorkerPool
+from app.scheduling.worker import MALLOC_ENV, blas_threads, malloc_env
 from app.settings import Settings, default_pool_workers, usable_cores
-from app.worker import MALLOC_ENV, blas_threads, malloc_env
 
 
 @contextlib.contextmanager
@@ -123,7 +123,7 @@ def test_a_task_that_waits_past_the_queue_timeout_is_refused_not_kept_waiting() 
         slow, waited, refused = asyncio.run(scenario(pool))
         assert slow is None  # the running task was not cut by the queue timeout
         assert isinstance(refused, QueueFullError)
-        assert refused.headers == {"Retry-After": "1"}
+        assert refused.retry_after_s == 1  # the API answers it as Retry-After: 1
         assert "queue_timeout_s" in str(refused)
         assert waited < 1.5  # refused at the queue timeout, not after the slow task
         assert asyncio.run(pool.run(os.getpid)) > 0  # and the pool serves the next one

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app import compute, encoding
+from app.api import body as body_parsing
 from app.main import create_app
+from app.scheduling import runner as runner_module
 from app.settings import Settings
 from engine import lang
 
@@ -68,14 +69,14 @@ def pooled(client: TestClient) -> Iterator[TestClient]:
 
 @contextlib.contextmanager
 def settings_changed(client: TestClient, **changes: Any) -> Iterator[None]:
-    """The running app's runner with some settings changed."""
-    runner = client.app.state.runner  # type: ignore[attr-defined]
-    previous = runner.settings
-    runner.settings = previous.model_copy(update=changes)
+    """The running app with some settings changed (the API's and the runner's)."""
+    state = client.app.state  # type: ignore[attr-defined]
+    previous = state.settings
+    state.settings = state.runner.settings = previous.model_copy(update=changes)
     try:
         yield
     finally:
-        runner.settings = previous
+        state.settings = state.runner.settings = previous
 
 
 def post(client: TestClient, path: str, body: dict[str, Any], status: int = 200) -> Any:
@@ -545,10 +546,10 @@ def test_404_405_and_500_are_problems(client: TestClient, monkeypatch: pytest.Mo
     r = client.get("/grad")
     assert r.status_code == 405 and r.headers["content-type"] == PROBLEM
 
-    def broken(task: Any) -> Any:
-        raise RuntimeError("secret detail in /work/main/app/compute.py")
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("secret detail in /work/main/app/compute/run.py")
 
-    monkeypatch.setattr(compute, "run_encoded", broken)
+    monkeypatch.setattr(runner_module, "run_in_process", broken)
     r = client.post("/grad", json={"expression": "sum(x)", "inputs": {"x": 1.0}})
     assert r.status_code == 500 and r.headers["content-type"] == PROBLEM
     assert "secret" not in r.text and "/work" not in r.text and "Traceback" not in r.text
@@ -692,7 +693,7 @@ def test_large_b64_inputs_decoded_while_parsing(
 ) -> None:
     # b64 text over the cut size is decoded as the body is parsed; under the spill size,
     # the pool gets it pickled with the task
-    monkeypatch.setattr(encoding, "B64_CUT_MIN_CHARS", 1_000)
+    monkeypatch.setattr(body_parsing, "B64_CUT_MIN_CHARS", 1_000)
     x = np.linspace(-2, 2, 4_500)
     body = {"expression": W3, "inputs": {"x": b64_input(x)}, "encoding": "b64"}
     answer = post(pooled_or_not(path), "/grad", body)
@@ -733,11 +734,11 @@ def test_thread_budget_is_checked_before_each_op(client: TestClient) -> None:
 def test_one_computation_in_process_at_a_time(client: TestClient) -> None:
     # The tracer's recorder is global: while the thread computes, everything goes to the pool.
     runner = client.app.state.runner  # type: ignore[attr-defined]
-    runner._thread_busy = True
+    runner.in_process.take()
     try:
         _, lane = lane_runs(client, {"expression": "sum(x * x)", "inputs": {"x": [1.0, 2.0]}})
     finally:
-        runner._thread_busy = False
+        runner.in_process.release()
     assert lane == "pool"
     _, lane = lane_runs(client, {"expression": "sum(x * x)", "inputs": {"x": [1.0, 2.0]}})
     assert lane == "loop"
@@ -746,7 +747,7 @@ def test_one_computation_in_process_at_a_time(client: TestClient) -> None:
 def test_timing_is_spliced_into_the_rendered_answer() -> None:
     import orjson
 
-    from app.deps import _with_timing
+    from app.scheduling.runner import _with_timing
 
     timing = {"forward": 1.25, "total": 2.5}
     assert orjson.loads(_with_timing(b"{}", timing)) == {"timing_ms": timing}

@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from app import security
-from app.docs import install_docs
-from app.observability import install_observability
-from app.security import KeyChecker, install_security, is_open_path, presented_key
+from app.api import security
+from app.api.docs import install_docs
+from app.api.observability import install_observability
+from app.api.security import KeyChecker, install_security, is_open_path, presented_key
 
 COMPUTE = ["/grad", "/vjp", "/jvp", "/jacobian", "/hessian", "/hvp"]
 OPEN_GETS = [
@@ -237,7 +237,7 @@ def test_no_cors_without_origins() -> None:
 
 def _examples() -> dict[str, dict[str, Any]]:
     """The first OpenAPI example of each compute endpoint (what "Try it out" sends)."""
-    from app import schemas
+    from app.api import schemas
 
     tables = {
         "/grad": schemas.GRAD_EXAMPLES,

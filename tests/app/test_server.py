@@ -186,7 +186,7 @@ def _scraped(url: str, name: str, **labels: str) -> float:
 
 def test_metrics_cover_both_server_processes() -> None:
     """UVICORN_WORKERS=2, as make serve: /metrics counts what either process answered."""
-    from app import multiproc
+    from app.api import multiproc
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != multiproc.ENV}

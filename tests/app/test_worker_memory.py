@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app import worker
+from app.scheduling import worker
 from engine.errors import SizeLimitError
 from tests.app.test_server import worker_pids
 from tests.servers import free_port, start_uvicorn, stop, wait_ready
@@ -237,7 +237,7 @@ def test_memory_failures_are_recognised_through_the_language_error() -> None:
 def _pids_of_tasks(memory_mb: int, tasks: int) -> set[int]:
     import asyncio
 
-    from app.pool import WorkerPool
+    from app.scheduling.pool import WorkerPool
     from app.settings import Settings
 
     pool = WorkerPool(Settings(_env_file=None, workers=1, worker_memory_mb=memory_mb))  # type: ignore[call-arg]

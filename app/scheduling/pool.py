@@ -6,7 +6,9 @@ running task). Workers start from a forkserver, not ``fork``: forking a uvloop
 process that has threads can deadlock. The forkserver preloads the compute
 modules, so a replacement worker is ready without re-importing NumPy. What runs inside a
 worker (its set-up, the warm-up task) lives in ``app.worker``, which imports nothing of the
-web side: a worker never writes the server's metric files.
+web side: a worker never writes the server's metric files. The pool's metrics are
+callbacks the API layer passes in (``on_event``, ``on_gauges``): this module imports no
+metrics library either.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ from typing import Any, Protocol
 
 from pebble import ProcessExpired, ProcessPool
 
-from app.errors import ComputeTimeoutError, QueueFullError, WorkerDiedError
-from app.observability import record_pool_event, set_pool_gauges
-from app.worker import (
+from app.scheduling.errors import ComputeTimeoutError, QueueFullError, WorkerDiedError
+from app.scheduling.worker import (
     BLAS_ENV,
     WorkerMemoryError,
     init_worker,
@@ -35,8 +36,19 @@ from app.worker import (
 )
 from engine.errors import SizeLimitError
 
-PRELOAD = ["app.compute"]
-RETRY_AFTER_S = "1"
+# Imported by the forkserver before it forks a worker: a new worker starts with them.
+PRELOAD = ["app.scheduling.spill"]
+RETRY_AFTER_S = 1
+PoolEvent = Callable[[str], None]  # "timeout", "worker_restart", "queue_full", ...
+PoolGauges = Callable[[int, int], None]  # (tasks waiting for a worker, busy workers)
+
+
+def _no_event(name: str) -> None:
+    pass
+
+
+def _no_gauges(queue_depth: int, busy_workers: int) -> None:
+    pass
 
 
 class PoolSettings(Protocol):
@@ -55,7 +67,14 @@ class PoolSettings(Protocol):
 class WorkerPool:
     """A pebble process pool with a bounded number of tasks in flight."""
 
-    def __init__(self, settings: PoolSettings) -> None:
+    def __init__(
+        self,
+        settings: PoolSettings,
+        on_event: PoolEvent = _no_event,
+        on_gauges: PoolGauges = _no_gauges,
+    ) -> None:
+        self.on_event = on_event
+        self.on_gauges = on_gauges
         self.workers = settings.workers
         self.time_limit_s = settings.time_limit_s
         self.capacity = settings.workers + settings.queue_size
@@ -110,12 +129,12 @@ class WorkerPool:
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` in a worker; map time limit, crash and full queue to problems."""
         if self._pool is None:
-            raise WorkerDiedError("the worker pool is not running", {"Retry-After": RETRY_AFTER_S})
+            raise WorkerDiedError("the worker pool is not running", RETRY_AFTER_S)
         if self.in_flight >= self.capacity:
-            record_pool_event("queue_full")
+            self.on_event("queue_full")
             raise QueueFullError(
                 f"{self.in_flight} tasks are in flight (limit {self.capacity}); retry shortly",
-                {"Retry-After": RETRY_AFTER_S},
+                RETRY_AFTER_S,
             )
         self.in_flight += 1
         self._publish()
@@ -127,45 +146,43 @@ class WorkerPool:
             # Still waiting for a worker: the time limit bounds only a task that runs, so
             # without this a request behind many slow ones could wait for minutes.
             if not answer.done() and not future.running() and future.cancel():
-                record_pool_event("queue_timeout")
+                self.on_event("queue_timeout")
                 raise QueueFullError(
                     f"no worker was free for {self.queue_timeout_s:g} s (queue_timeout_s); "
                     "retry shortly",
-                    {"Retry-After": RETRY_AFTER_S},
+                    RETRY_AFTER_S,
                 )
             return await answer
         except WorkerMemoryError:
-            record_pool_event("memory_limit")
-            record_pool_event("worker_restart")
+            self.on_event("memory_limit")
+            self.on_event("worker_restart")
             raise
         except TimeoutError:
-            record_pool_event("timeout")
-            record_pool_event("worker_restart")
+            self.on_event("timeout")
+            self.on_event("worker_restart")
             raise ComputeTimeoutError(
                 f"the computation ran past the time limit of {self.time_limit_s:g} s; "
                 "its worker was replaced"
             ) from None
         except ProcessExpired as exc:
-            record_pool_event("worker_restart")
+            self.on_event("worker_restart")
             raise WorkerDiedError(
                 f"the worker running this request died (exit code {exc.exitcode}); "
                 "it was replaced, the request can be retried"
             ) from None
         except MemoryError:  # raised outside run_task (pebble's own unpickling of the answer)
-            record_pool_event("memory_limit")
+            self.on_event("memory_limit")
             raise SizeLimitError(
                 f"the answer needed more memory than the worker memory cap of {self.memory_mb} "
                 "MiB allows"
             ) from None
         except CancelledError:
             # pebble cancelled the task (pool stopping): not the client's fault
-            raise WorkerDiedError(
-                "the task was cancelled", {"Retry-After": RETRY_AFTER_S}
-            ) from None
+            raise WorkerDiedError("the task was cancelled", RETRY_AFTER_S) from None
         finally:
             self.in_flight -= 1
             self._publish()
 
     def _publish(self) -> None:
         busy = min(self.in_flight, self.workers)
-        set_pool_gauges(self.in_flight - busy, busy)
+        self.on_gauges(self.in_flight - busy, busy)

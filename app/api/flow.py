@@ -31,7 +31,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import MEDIA_TYPE, PROBLEM_TYPE, render_problem
+from app.api.errors import MEDIA_TYPE, PROBLEM_TYPE, render_problem
 
 SEND_CHUNK = 256 * 1024
 _STATE_KEY = "autodiff.flow"

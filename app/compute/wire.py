@@ -10,10 +10,7 @@ no NaN or Infinity, so non-finite numbers travel as the strings ``"nan"``,
 from __future__ import annotations
 
 import binascii
-import contextlib
 import math
-import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -51,51 +48,6 @@ def clip(value: Any, limit: int = 60) -> str:
     )
 
 
-# What parsing a JSON body costs in Python objects, at most (CPython 3.11, 64-bit): a float
-# is 24 bytes plus its 8-byte slot in a list; an empty list or dict with its GC header and
-# slot about 80 (a 28 MiB body of ``[],`` parsed to about 780 MB).
-PARSED_BYTES_PER_VALUE = 32
-PARSED_BYTES_PER_CONTAINER = 80
-
-
-class BodyShape:
-    """Counts taken from a JSON body's raw bytes, before it is parsed (linear, in C)."""
-
-    __slots__ = ("containers", "objects", "values")
-
-    def __init__(self, raw: bytes) -> None:
-        self.objects = raw.count(b"{")
-        self.containers = self.objects + raw.count(b"[")
-        # every value but the first of its container follows a comma (commas in strings
-        # count too: an overestimate, never an under-one)
-        self.values = raw.count(b",") + 1
-
-    @property
-    def parsed_bytes(self) -> int:
-        """An upper estimate of the memory the parsed body takes."""
-        return PARSED_BYTES_PER_VALUE * self.values + PARSED_BYTES_PER_CONTAINER * self.containers
-
-
-def loads(body: bytes) -> Any:
-    """Parse a request body with orjson (strict RFC 8259: no NaN literals)."""
-    return orjson.loads(body)
-
-
-# --------------------------------------------------------------------------- large b64 bodies
-# orjson takes 0.3 ms to turn a 10^5-element b64 input (1 MB of text) into a Python str,
-# and the decoder then reads that str again. ``loads_body`` cuts each large b64 string out
-# of the body, decodes it straight from the body's bytes, parses the small rest, and puts
-# a ``B64Text`` (the decoded bytes) where the string was. Anything it is not sure of
-# (a string that is not strict base64, a cut that is not an array field's "b64" member,
-# invalid JSON) falls back to plain ``orjson.loads``, so what is accepted and every error
-# stay the same.
-
-B64_CUT_MIN_CHARS = 64 * 1024
-_B64_MEMBER = b'"b64":"'
-_CUT_MAX_QUOTES = 1024  # a body of many strings is parsed whole, not quote by quote
-_CUT_FIELDS = ("inputs", "tangents", "vectors", "cotangent")
-
-
 class B64Text:
     """A b64 string of a request, already decoded: stands for the string in the parsed body.
 
@@ -113,81 +65,6 @@ class B64Text:
 
     def __reduce__(self) -> tuple[Any, tuple[bytes, int]]:
         return (B64Text, (self.data, self.chars))
-
-
-def loads_body(body: bytes) -> Any:
-    """``orjson.loads(body)``, with large b64 strings decoded straight from the body's bytes."""
-    if len(body) >= B64_CUT_MIN_CHARS:
-        parsed = _loads_cut(body)
-        if parsed is not None:
-            return parsed
-    return orjson.loads(body)
-
-
-def _loads_cut(body: bytes) -> Any:
-    """The parsed body with its large b64 strings as ``B64Text``, or None (then parse it whole).
-
-    Whatever precedes a match of ``"b64":"``, its second quote opens a string token (else
-    the text holds a bare ``b64`` outside any string and the rest fails to parse too), and
-    strict base64 holds no quote or backslash: so the cut is exactly one string token, and
-    the body with a placeholder string in its place parses to the same document.
-    """
-    view = memoryview(body)
-    nonce = os.urandom(8).hex()  # placeholders no client can name in advance
-    parts: list[Any] = []
-    found: dict[str, B64Text] = {}
-    pos = search = quotes = 0
-    # Quote by quote (memchr): bytes.find of the whole member took 0.9 ms on 2 MB of
-    # JSON numbers, whose digits defeat its skip table.
-    while (at := body.find(b'"', search)) >= 0:
-        quotes += 1
-        if quotes > _CUT_MAX_QUOTES:
-            return None
-        if not body.startswith(_B64_MEMBER, at):
-            search = at + 1
-            continue
-        start = at + len(_B64_MEMBER)
-        end = body.find(b'"', start)
-        if end < 0:
-            return None
-        search = end + 1
-        if end - start < B64_CUT_MIN_CHARS:
-            continue
-        try:
-            data = pybase64.b64decode(view[start:end], validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        key = f"autodiff-b64-{nonce}-{len(found)}"
-        found[key] = B64Text(data, end - start)
-        parts += (view[pos:start], key.encode("ascii"))
-        pos = end
-    if not found:
-        return None
-    parts.append(view[pos:])
-    try:
-        doc = orjson.loads(b"".join(parts))
-    except orjson.JSONDecodeError:
-        return None
-    placed = _place_cut(doc, found) if isinstance(doc, dict) else 0
-    return doc if placed == len(found) else None
-
-
-def _place_cut(doc: dict[str, Any], found: dict[str, B64Text]) -> int:
-    """Put each ``B64Text`` back where its placeholder is an array field's "b64"; the count."""
-    placed = 0
-    for field in _CUT_FIELDS:
-        value = doc.get(field)
-        if field == "cotangent":
-            items = value if isinstance(value, list) else [value]
-        else:
-            items = list(value.values()) if isinstance(value, dict) else []
-        for item in items:
-            if isinstance(item, dict):
-                text = item.get("b64")
-                if isinstance(text, str) and text in found:
-                    item["b64"] = found[text]
-                    placed += 1
-    return placed
 
 
 def decode_input(value: Any, loc: Loc, *, max_elements: int) -> tuple[np.ndarray[Any, Any], bool]:
@@ -454,39 +331,3 @@ def _with_words(arr: np.ndarray[Any, Any]) -> Any:
     obj[np.isposinf(arr)] = "inf"
     obj[np.isneginf(arr)] = "-inf"
     return obj.tolist()
-
-
-# --------------------------------------------------------------------------- spilling
-# A pipe to a worker moves about 0.25 GB/s here and pickling a list of 2*10^5
-# floats took 17 ms (holding the GIL, so the event loop too); a file on tmpfs
-# moves a megabyte in a fraction of a millisecond. Large bodies and answers
-# therefore cross between processes as files.
-
-SPILL_MIN_BYTES = 256 * 1024
-
-
-def spill(data: bytes, directory: str | None) -> str | None:
-    """Write ``data`` to a new file in ``directory``; None when small or impossible (in-band)."""
-    if directory is None or len(data) < SPILL_MIN_BYTES:
-        return None
-    path = None
-    try:
-        fd, path = tempfile.mkstemp(dir=directory)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-    except OSError:  # a full or missing tmpfs: fall back to the pipe
-        if path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        return None
-    return path
-
-
-def unspill(path: str) -> bytes:
-    """Read and delete a file written by ``spill``."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)

@@ -1,7 +1,8 @@
 """Every error as ``application/problem+json`` (RFC 9457): type, title, status, detail, errors.
 
-The engine's typed errors carry their own status and kind; the service's own
-failures (queue full, time limit, dead worker) are ``ServiceError``s; FastAPI's
+The engine's typed errors carry their own status and kind; scheduling's failures
+(queue full, time limit, dead worker) carry a kind and get their status here
+(``SCHEDULING_STATUS``); the API's own (busy, not ready) are ``ServiceError``s; FastAPI's
 validation errors, 404, 405 and 413 are rewritten into the same shape; anything
 else is a 500 that shows neither a traceback nor a path.
 """
@@ -22,6 +23,12 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.scheduling.errors import (
+    ComputeTimeoutError,
+    QueueFullError,
+    SchedulingError,
+    WorkerDiedError,
+)
 from engine.errors import AutodiffError
 
 log = logging.getLogger("app.errors")
@@ -30,7 +37,7 @@ MEDIA_TYPE = "application/problem+json"
 
 
 class ServiceError(Exception):
-    """A failure of the service around the computation (queue, time limit, worker)."""
+    """A failure of the API layer itself (busy with request bodies, not ready yet)."""
 
     kind = "service-error"
     title = "Service error"
@@ -42,10 +49,6 @@ class ServiceError(Exception):
         self.headers = headers or {}
 
 
-class QueueFullError(ServiceError):
-    kind, title, status = "queue-full", "Work queue full", 503
-
-
 class BusyError(ServiceError):
     kind, title, status = "busy", "Server busy", 503
 
@@ -54,12 +57,12 @@ class NotReadyError(ServiceError):
     kind, title, status = "not-ready", "Not ready", 503
 
 
-class ComputeTimeoutError(ServiceError):
-    kind, title, status = "time-limit", "Time limit exceeded", 504
-
-
-class WorkerDiedError(ServiceError):
-    kind, title, status = "worker-died", "Worker process died", 502
+# Scheduling's errors carry no HTTP status: each gets its status here.
+SCHEDULING_STATUS: dict[type[SchedulingError], int] = {
+    QueueFullError: 503,
+    ComputeTimeoutError: 504,
+    WorkerDiedError: 502,
+}
 
 
 def problem(
@@ -190,6 +193,13 @@ async def _service_handler(request: Request, exc: Exception) -> Response:
     return problem(exc.status, exc.kind, exc.title, exc.detail, headers=exc.headers)
 
 
+async def _scheduling_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SchedulingError)
+    status = SCHEDULING_STATUS.get(type(exc), 500)
+    headers = {} if exc.retry_after_s is None else {"Retry-After": str(exc.retry_after_s)}
+    return problem(status, exc.kind, exc.title, exc.detail, headers=headers)
+
+
 async def _validation_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     # Only loc and msg: pydantic's "input" would echo (maybe megabytes of) the body back.
@@ -229,6 +239,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Route every error class to a problem+json handler."""
     app.add_exception_handler(AutodiffError, _autodiff_handler)
     app.add_exception_handler(ServiceError, _service_handler)
+    app.add_exception_handler(SchedulingError, _scheduling_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(Exception, _unhandled_handler)

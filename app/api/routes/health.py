@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.errors import NotReadyError
-from app.schemas import Health, problem_responses
+from app.api.errors import NotReadyError
+from app.api.schemas import Health, problem_responses
 
 router = APIRouter(tags=["operations"])
 

@@ -2,17 +2,36 @@
 
 Array-valued fields are typed ``Any`` with a declared JSON schema: pydantic then
 passes a million-element list through by reference instead of validating each
-number in Python; ``app.encoding`` turns it into one NumPy array in one call.
+number in Python; ``app.compute.wire`` turns it into one NumPy array in one call.
+
+Fields that hold arrays (``ARRAY``) or one entry per input name (``NAMED``) say so in
+their annotation; the service's field lists (what a spilled body supplies, what the b64
+cut looks at, what ``max_inputs`` caps) are read from these markers (``fields_with``).
+They are plain ``Annotated`` metadata, which pydantic keeps on the field and leaves out
+of the JSON schema: the OpenAPI document does not show them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from app.errors import MEDIA_TYPE
+from app.api.errors import MEDIA_TYPE
+
+
+@dataclass(frozen=True)
+class FieldRole:
+    """A marker in a request field's ``Annotated`` metadata: what the field holds."""
+
+    name: str
+
+
+ARRAY = FieldRole("array")  # array values: decoded by the wire format, may be b64
+NAMED = FieldRole("named")  # one entry per input name: capped by max_inputs
 
 _NUMBER_OR_WORD = {
     "anyOf": [{"type": "number"}, {"type": "string", "enum": ["nan", "inf", "-inf"]}]
@@ -92,11 +111,11 @@ class ComputeRequest(BaseModel):
     graph: GraphSpec | None = Field(
         None, description="The function as a JSON graph (one of expression/graph)."
     )
-    inputs: dict[str, InputValue] = Field(
+    inputs: Annotated[dict[str, InputValue], ARRAY, NAMED] = Field(
         description="A value for each free name: a number, a nested list, or an object "
         "with data or b64, dtype and requires_grad."
     )
-    wrt: list[str] | None = Field(
+    wrt: Annotated[list[str] | None, NAMED] = Field(
         None,
         description="Input names to differentiate with respect to "
         "(default: every input with requires_grad; on /jvp and /hvp, those given a "
@@ -122,7 +141,7 @@ class ComputeRequest(BaseModel):
 class GradRequest(ComputeRequest):
     """Gradient of a scalar output, or a VJP when a cotangent is given."""
 
-    cotangent: ArrayValue | None = Field(
+    cotangent: Annotated[ArrayValue | None, ARRAY] = Field(
         None,
         description="Cotangent of the output (a list of them for several outputs); "
         "required when the output is not a scalar. Several scalar outputs without it give "
@@ -133,7 +152,7 @@ class GradRequest(ComputeRequest):
 class VjpRequest(ComputeRequest):
     """Vector-Jacobian product."""
 
-    cotangent: ArrayValue = Field(
+    cotangent: Annotated[ArrayValue, ARRAY] = Field(
         description="Cotangent of the output's shape; a list of them for several outputs."
     )
 
@@ -141,7 +160,7 @@ class VjpRequest(ComputeRequest):
 class JvpRequest(ComputeRequest):
     """Jacobian-vector product (forward mode)."""
 
-    tangents: dict[str, ArrayValue] = Field(
+    tangents: Annotated[dict[str, ArrayValue], ARRAY, NAMED] = Field(
         description="A tangent per input name, of that input's shape; these inputs are the "
         "directions (wrt defaults to them). An entry for a constant (requires_grad false, or "
         "not in wrt) contributes nothing: it is ignored, and warnings says so. The answer's "
@@ -165,11 +184,23 @@ class HessianRequest(ComputeRequest):
 class HvpRequest(ComputeRequest):
     """Hessian-vector product without forming the Hessian."""
 
-    vectors: dict[str, ArrayValue] = Field(
+    vectors: Annotated[dict[str, ArrayValue], ARRAY, NAMED] = Field(
         description="The vector, as one array per input name, of that input's shape "
         "(wrt defaults to these inputs). An entry for a constant (requires_grad false, or "
         "not in wrt) contributes nothing: it is ignored, and warnings says so."
     )
+
+
+@cache
+def fields_with(model: type[BaseModel], role: FieldRole) -> tuple[str, ...]:
+    """The fields of ``model`` marked with ``role``, in declaration order."""
+    return tuple(name for name, info in model.model_fields.items() if role in info.metadata)
+
+
+def request_fields_with(role: FieldRole) -> tuple[str, ...]:
+    """The fields marked with ``role`` in any compute request model."""
+    models = (ComputeRequest, *ComputeRequest.__subclasses__())
+    return tuple(dict.fromkeys(name for m in models for name in fields_with(m, role)))
 
 
 # --------------------------------------------------------------------------- responses

@@ -20,7 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import MEDIA_TYPE, PROBLEM_TYPE
+from app.api.errors import MEDIA_TYPE, PROBLEM_TYPE
 
 OPEN_PATHS = frozenset(
     {

@@ -2,7 +2,7 @@
 
 Pool workers import this module (pebble pickles ``init_worker``, ``run_task`` and
 ``ping`` by reference) and ``app.compute``, nothing of the web side: in particular not
-``app.observability``, so a worker never creates metric files of its own in
+``app.api.observability``, so a worker never creates metric files of its own in
 prometheus-client's multiprocess directory, which it inherits in its environment.
 
 A worker that ran out of memory is retired (see ``run_task``): after a ``MemoryError``

@@ -1,18 +1,24 @@
-"""The compute endpoints: validate, hand to the runner (inline or pool), answer JSON bytes.
+"""The compute endpoints: validate, build the task, hand it to the runner, answer JSON bytes.
 
 The six endpoints differ only in their models, examples and words, so they are one table
-and one route factory. (No ``from __future__ import annotations`` here: FastAPI reads the
+(a row per row of ``app.compute.endpoints.ENDPOINTS``, checked at import) and one route
+factory. (No ``from __future__ import annotations`` here: FastAPI reads the
 request model from the handler's annotation, which must be the class itself, not a name
 to look up in this module.)
 """
 
+import time
 from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
-from app import schemas
-from app.deps import OrjsonRoute, RunnerDep
+from app.api import schemas
+from app.api.deps import RunnerDep
+from app.api.lean_route import OrjsonRoute
+from app.api.tasks import build_task, check_request
+from app.compute.endpoints import ENDPOINTS
+from app.settings import Settings
 
 router = APIRouter(route_class=OrjsonRoute, tags=["derivatives"])
 
@@ -20,8 +26,10 @@ router = APIRouter(route_class=OrjsonRoute, tags=["derivatives"])
 ERRORS = schemas.problem_responses(401, 413, 422, 500, 502, 503, 504)
 
 
-class Endpoint(NamedTuple):
-    name: str  # the path and the runner's endpoint
+class Route(NamedTuple):
+    """An endpoint's HTTP side: its models, OpenAPI examples and words."""
+
+    name: str  # the path, a name of the endpoint table
     request: type[schemas.ComputeRequest]
     response: type[Any]
     examples: dict[str, Any]
@@ -29,8 +37,8 @@ class Endpoint(NamedTuple):
     doc: str  # the handler's docstring: the operation's description in the docs
 
 
-ENDPOINTS = (
-    Endpoint(
+ROUTES = (
+    Route(
         "grad",
         schemas.GradRequest,
         schemas.GradResponse,
@@ -38,7 +46,7 @@ ENDPOINTS = (
         "Gradient of a scalar output (or VJP with a cotangent)",
         "Gradient of a scalar output by every differentiated input, as PyTorch's backward().",
     ),
-    Endpoint(
+    Route(
         "vjp",
         schemas.VjpRequest,
         schemas.VjpResponse,
@@ -46,7 +54,7 @@ ENDPOINTS = (
         "Vector-Jacobian product",
         "Cotangent times the Jacobian; several outputs' contributions are summed.",
     ),
-    Endpoint(
+    Route(
         "jvp",
         schemas.JvpRequest,
         schemas.JvpResponse,
@@ -54,7 +62,7 @@ ENDPOINTS = (
         "Jacobian-vector product (forward mode)",
         "The Jacobian times the tangents, in one forward pass without a tape.",
     ),
-    Endpoint(
+    Route(
         "jacobian",
         schemas.JacobianRequest,
         schemas.JacobianResponse,
@@ -62,7 +70,7 @@ ENDPOINTS = (
         "Full Jacobian",
         "Jacobian of every output by every differentiated input, in one vectorised pass.",
     ),
-    Endpoint(
+    Route(
         "hessian",
         schemas.HessianRequest,
         schemas.HessianResponse,
@@ -70,7 +78,7 @@ ENDPOINTS = (
         "Hessian of a scalar output",
         "Value, gradient and Hessian by pairs of input names.",
     ),
-    Endpoint(
+    Route(
         "hvp",
         schemas.HvpRequest,
         schemas.HvpResponse,
@@ -81,7 +89,12 @@ ENDPOINTS = (
 )
 
 
-def add_route(e: Endpoint) -> None:
+MODELS: dict[str, type[schemas.ComputeRequest]] = {r.name: r.request for r in ROUTES}
+if list(MODELS) != list(ENDPOINTS):  # one table of endpoints: the routes follow it
+    raise RuntimeError(f"routes {list(MODELS)} do not match the endpoints {list(ENDPOINTS)}")
+
+
+def add_route(e: Route) -> None:
     """``POST /{e.name}``: the request validated by ``e.request``, answered by the runner."""
 
     async def handler(
@@ -89,7 +102,15 @@ def add_route(e: Endpoint) -> None:
         request: Request,
         runner: RunnerDep,
     ) -> Response:
-        return await runner.respond(e.name, req, request)
+        start = time.perf_counter()
+        settings: Settings = request.app.state.settings
+        check_request(req, settings)
+        raw = await request.body()
+        task = build_task(e.name, req, settings, len(raw))
+        answer = await runner.respond(task, raw, start)
+        if answer.pool_wait_ms is not None:  # the access log line reports it
+            request.state.pool_wait_ms = answer.pool_wait_ms
+        return Response(answer.body, media_type="application/json")
 
     handler.__name__ = handler.__qualname__ = e.name  # FastAPI's operation id: grad_grad_post
     handler.__doc__ = e.doc
@@ -98,5 +119,5 @@ def add_route(e: Endpoint) -> None:
     )
 
 
-for _endpoint in ENDPOINTS:
-    add_route(_endpoint)
+for _route in ROUTES:
+    add_route(_route)

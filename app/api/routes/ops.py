@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 import engine.numpy  # noqa: F401  (importing it registers every op)
-from app.schemas import OpInfo, OpsResponse, problem_responses
+from app.api.schemas import OpInfo, OpsResponse, problem_responses
 from engine.registry import OPS
 
 router = APIRouter(tags=["language"])

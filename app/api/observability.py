@@ -43,7 +43,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Router, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import multiproc
+from app.api import multiproc
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 POOL_EVENTS = ("timeout", "worker_restart", "queue_full", "queue_timeout", "memory_limit")

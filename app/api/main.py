@@ -1,0 +1,150 @@
+"""The ASGI application (served as ``app.main:app``, which re-exports it).
+
+Builds the app, adds middleware, includes the routers; the lifespan starts and
+stops the worker pool and the runner (``/readyz`` turns 200 once the pool answered a
+warm-up), and hands the pool its metrics as callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
+from starlette.types import ASGIApp
+
+from app.api.docs import install_docs
+from app.api.errors import MEDIA_TYPE, BodyLimitProblems, install_error_handlers
+from app.api.flow import FlowGuard, install_header_timeout
+from app.api.observability import (
+    METRICS,
+    install_observability,
+    record_pool_event,
+    set_pool_gauges,
+)
+from app.api.routes import derivatives, health, ops
+from app.api.schemas import PROBLEM_TEXT
+from app.api.security import install_security
+from app.scheduling.pool import WorkerPool
+from app.scheduling.runner import Runner
+from app.scheduling.worker import limit_blas_threads
+from app.settings import MiB, Settings, get_settings
+
+DESCRIPTION = (
+    "Derivatives over HTTP: send a function (an expression, a small program, or a JSON graph) "
+    "and input arrays; get gradients, VJPs, JVPs, Jacobians and Hessians. Errors are "
+    "application/problem+json (RFC 9457)."
+)
+NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+# Tag order is the order of the docs: the derivatives first.
+OPENAPI_TAGS = [
+    {"name": "derivatives", "description": "Gradients, VJPs, JVPs, Jacobians and Hessians."},
+    {"name": "language", "description": "The ops a function may use."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+]
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The server's own NumPy work is small (the inline fast path): one BLAS thread,
+        # so several server processes do not oversubscribe the cores either.
+        limit_blas_threads(settings.blas_threads)
+        pool = WorkerPool(settings, on_event=record_pool_event, on_gauges=set_pool_gauges)
+        pool.start()
+        app.state.pool = pool
+        runner = app.state.runner = Runner(settings, pool)
+        warm = asyncio.create_task(pool.warm_up())
+        try:
+            yield
+        finally:
+            warm.cancel()
+            pool.stop()
+            runner.close()
+            METRICS.process_exiting()
+
+    return lifespan
+
+
+class AutodiffAPI(FastAPI):
+    """FastAPI whose outermost layer turns Starlette's plain-text 413 into problem+json."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """The usual stack, wrapped by ``BodyLimitProblems`` and then ``FlowGuard``."""
+        settings: Settings = self.state.settings
+        return FlowGuard(
+            BodyLimitProblems(super().build_middleware_stack()),
+            max_in_flight_bytes=settings.max_bodies_in_flight_mb * MiB,
+            body_timeout_s=settings.body_timeout_s,
+            send_timeout_s=settings.send_timeout_s,
+        )
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI document, with every error answer as the service sends it: problem+json."""
+        if self.openapi_schema:
+            return self.openapi_schema
+        schema = super().openapi()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                _problem_media_type(operation.get("responses", {}))
+        return schema
+
+
+def _problem_media_type(responses: dict[str, Any]) -> None:
+    # FastAPI writes a response's "model" under application/json beside the declared
+    # problem+json; the service sends problem+json only. Any operation can fail with a
+    # 500 problem, so each documents one.
+    responses.setdefault(
+        "500",
+        {
+            "description": PROBLEM_TEXT[500],
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        },
+    )
+    for status, answer in responses.items():
+        content = answer.get("content", {})
+        if status[0] in "45" and "application/json" in content:
+            moved = content.pop("application/json")
+            content[MEDIA_TYPE] = {**moved, **content.get(MEDIA_TYPE, {})}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new application; ``settings`` overrides the environment (tests pass their own)."""
+    resolved = settings or get_settings()
+    app = AutodiffAPI(
+        title="autodiff-service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=_lifespan(resolved),
+        max_body_size=resolved.max_body_bytes,
+        # The service's telemetry is its Prometheus metrics and JSON logs; FastAPI's
+        # native OpenTelemetry hooks looked up three providers on every request.
+        telemetry=NO_TELEMETRY,
+    )
+    app.state.settings = resolved
+    # uvicorn serves the app by import path: its protocols learn the header limit here.
+    install_header_timeout(resolved.header_timeout_s)
+    # Routers first: the paths of the document (and of /docs) follow this order.
+    app.include_router(derivatives.router)
+    app.include_router(ops.router)
+    app.include_router(health.router)
+    install_error_handlers(app)
+    install_observability(app, resolved)
+    install_security(app, resolved)
+    install_docs(app)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,360 @@
+"""One request, compiled and decoded: the ``Problem`` every endpoint works from. No web imports.
+
+``prepare`` compiles the function (cached per process), decodes the inputs, and splits
+them into the differentiated ones (``wrt``) and constants closed over; the helpers
+decode cotangents and directions against the outputs and inputs they belong to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import keyword
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from app.compute import wire
+from app.compute.task import Task, TaskLimits
+from app.compute.wire import clip, short
+from engine import lang
+from engine.errors import AutodiffError, NonScalarOutputError, ShapeError, UnknownNameError
+from engine.graph import Recorder
+from engine.lang.limits import Limits
+
+Arrays = tuple[np.ndarray[Any, Any], ...]
+
+
+def elapsed_ms(since: float) -> float:
+    """Milliseconds since ``since`` (a ``time.perf_counter()`` reading), rounded."""
+    return round((time.perf_counter() - since) * 1000.0, 4)
+
+
+class RequestError(AutodiffError):
+    """A request that does not fit its function (wrt, cotangent or tangent names and shapes)."""
+
+    kind = "invalid-request"
+    title = "Invalid request"
+
+
+@dataclass
+class Problem:
+    """One request, compiled and decoded: what every endpoint works from."""
+
+    task: Task
+    program: Any
+    inputs: dict[str, np.ndarray[Any, Any]]
+    diff: list[str]  # differentiated inputs the function uses (argnums order)
+    zero: list[str]  # differentiated inputs the function never reads: zero derivative
+    consts: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+    graph: dict[str, Any] | None = None
+    traced: Any = None
+
+    @property
+    def primals(self) -> Arrays:
+        """Values of the differentiated inputs, in argnums order."""
+        return tuple(self.inputs[n] for n in self.diff)
+
+    @property
+    def limits(self) -> TaskLimits:
+        """The task's limits."""
+        return self.task.limits
+
+    def fn(self, rec: Any = None) -> Callable[..., Any]:
+        """The function of the differentiated inputs, constants closed over.
+
+        With a recorder, the first call registers the inputs as graph leaves and
+        keeps the traced outputs in ``self.traced`` for the graph metadata.
+        """
+        program, consts, names = self.program, self.consts, self.diff
+        max_iterations = self.limits.max_iterations
+        max_elements = self.limits.max_intermediate_elements
+        differentiated = set(names)
+
+        def f(*args: Any) -> Any:
+            env = dict(consts)
+            env.update(zip(names, args, strict=True))
+            if rec is not None and not rec.started:
+                for name, value in env.items():
+                    rec.leaf(name, value, requires_grad=name in differentiated)
+            out = program.run(env, max_iterations=max_iterations, max_elements=max_elements)
+            if rec is not None and self.traced is None:
+                self.traced = out
+            return out
+
+        return f
+
+
+def compile_program(task: Task) -> Any:
+    """The task's function, compiled (cached per process)."""
+    limits = task.limits
+    return lang.compile_cached(
+        expression=task.expression,
+        graph=task.graph,
+        limits=Limits(
+            max_source_chars=limits.max_source_chars,
+            max_iterations=limits.max_iterations,
+            max_elements=limits.max_intermediate_elements,
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+def prepare(task: Task, program: Any = None, directions: str | None = None) -> Problem:
+    """Compile, decode the inputs, and split them into differentiated and constant ones.
+
+    ``directions`` names the task's field whose keys say which inputs are differentiated
+    when ``wrt`` is not given (the endpoint table's: "tangents" for /jvp, "vectors" for /hvp).
+    """
+    tick = time.perf_counter()
+    program = program if program is not None else compile_program(task)
+    timing = {"parse": elapsed_ms(tick)}
+    tick = time.perf_counter()
+    inputs, requires = _decode_inputs(task)
+    timing["decode"] = elapsed_ms(tick)
+    free = set(program.free_names)
+    missing = sorted(free - set(inputs))
+    if missing and task.graph is not None:
+        raise _missing_in_graph(program, missing, task.graph)
+    if missing:
+        raise UnknownNameError(
+            f"the function uses {', '.join(map(clip, missing[:5]))} but 'inputs' has no value for "
+            f"{'it' if len(missing) == 1 else 'them'}",
+            loc=["body", "inputs", short(missing[0])],
+        )
+    wrt = _wrt(task, inputs, requires, directions)
+    warnings = [
+        f"input {clip(name)} is not used by the function; its derivative is zero"
+        for name in inputs
+        if name not in free
+    ]
+    warnings += _ignored_directions(task, wrt)
+    diff = [n for n in wrt if n in free]
+    consts = {n: v for n, v in inputs.items() if n not in diff}
+    zero = [n for n in wrt if n not in free]
+    return Problem(task, program, inputs, diff, zero, consts, warnings, timing)
+
+
+def _missing_in_graph(program: Any, missing: list[str], graph: dict[str, Any]) -> AutodiffError:
+    """A graph reference that is neither a node id nor an input: named, at the node (or
+    the output) that makes it. In a graph any other name is an input's, so it is either
+    a typo of a node id or an input left out."""
+    name = missing[0]
+    where = dict(zip(program.free_names, program.free_locs, strict=True)).get(name)
+    others = f" ({len(missing) - 1} more such references)" if len(missing) > 1 else ""
+    what = f"neither a node id of the graph nor a name in 'inputs'{others}"
+    if where == "outputs":
+        index = next((i for i, o in enumerate(graph.get("outputs") or []) if o == name), 0)
+        return UnknownNameError(
+            f"outputs[{index}] is {clip(name)}, which is {what}",
+            loc=["body", "graph", "outputs", index],
+        )
+    return UnknownNameError(
+        f"node {clip(where)} refers to {clip(name)}, which is {what}", loc={"node": where}
+    )
+
+
+def _check_input_name(name: str) -> None:
+    """An input's name must be one the function can say: an ASCII identifier of the
+    language (a look-alike such as a fullwidth ``ｘ`` would get a zero gradient and a
+    warning, never the derivative its sender meant)."""
+    ascii_identifier = name.isascii() and name.isidentifier()
+    if ascii_identifier and not name.startswith("_") and not keyword.iskeyword(name):
+        return
+    raise RequestError(
+        f"input name {clip(name)} is not a name the function can use: ASCII letters, digits "
+        "and underscores, not starting with a digit or an underscore, and not a keyword",
+        loc=["body", "inputs", short(name)],
+    )
+
+
+def _decode_inputs(task: Task) -> tuple[dict[str, np.ndarray[Any, Any]], dict[str, bool]]:
+    limit = task.limits.max_input_elements
+    inputs, requires = {}, {}
+    for name, raw in task.inputs.items():
+        _check_input_name(name)
+        inputs[name], requires[name] = wire.decode_input(
+            raw, ["body", "inputs", short(name)], max_elements=limit
+        )
+    return inputs, requires
+
+
+def _wrt(
+    task: Task, inputs: dict[str, Any], requires: dict[str, bool], key: str | None
+) -> list[str]:
+    given = task.wrt
+    directions = task.field(key) if key is not None else None
+    # /jvp and /hvp alike: an empty map differentiates nothing, which is only what was
+    # asked when nothing can be (an empty hvp answered 200 with nothing)
+    if directions is not None and not directions and any(requires.values()):
+        raise RequestError(
+            f"{key} is empty: give a direction for at least one input", loc=["body", key]
+        )
+    if given is None:
+        if directions is not None:  # the inputs given a direction, constants excepted
+            return [n for n in inputs if n in directions and requires[n]]
+        return [n for n in inputs if requires[n]]
+    for i, name in enumerate(given):
+        if name not in inputs:
+            raise RequestError(
+                f"wrt names {clip(name)}, which is not an input", loc=["body", "wrt", i]
+            )
+        if not requires[name]:
+            raise RequestError(
+                f"wrt names {clip(name)}, whose requires_grad is false", loc=["body", "wrt", i]
+            )
+    return list(dict.fromkeys(given))
+
+
+def _ignored_directions(task: Task, wrt: list[str]) -> list[str]:
+    """Warnings for tangents/vectors given for inputs that are not differentiated.
+
+    A constant (``requires_grad: false``, or left out of ``wrt``) contributes nothing to a
+    derivative, as a tensor that does not require grad in PyTorch: its direction is
+    ignored, and the answer says so.
+    """
+    key = "tangents" if task.tangents else "vectors"
+    directions = task.field(key) or {}
+    inputs = task.inputs
+    return [
+        f"{key} has an entry for {clip(name)}, which is a constant ("
+        + ("not in wrt" if task.wrt is not None else "requires_grad false")
+        + "): it contributes nothing and is ignored"
+        for name in directions
+        if name in inputs and name not in wrt
+    ]
+
+
+@contextlib.contextmanager
+def recording(problem: Problem) -> Iterator[Any]:
+    """A graph recorder around a forward pass when the request asks for the graph."""
+    if not problem.task.include_graph:
+        yield None
+        return
+    with Recorder(max_nodes=problem.limits.max_graph_nodes_returned) as rec:
+        yield rec
+
+
+def finish_recording(problem: Problem, rec: Any) -> None:
+    if rec is not None and problem.traced is not None:
+        outs = problem.traced
+        problem.graph = rec.metadata(list(outs) if isinstance(outs, tuple | list) else [outs])
+    problem.traced = None
+
+
+def locate_nonfinite(problem: Problem, outs: list[Any]) -> None:
+    """Name the op where a non-finite value first arose (a second forward, only then)."""
+    if all(o.dtype.kind != "f" or np.isfinite(o).all() for o in outs):
+        return
+    with Recorder(max_nodes=0, check_finite=True) as rec:
+        problem.fn(rec)(*problem.primals)
+    problem.traced = None
+    for where in rec.nonfinite:
+        loc = where.get("loc")
+        place = f" at line {loc['line']}, column {loc['column']}" if loc and "line" in loc else ""
+        problem.warnings.append(
+            f"non-finite values first arose in {where['op']} (node {where['node']}){place}"
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def output_list(out: Any) -> tuple[list[Any], bool]:
+    """The outputs as a list of arrays, and whether there are several."""
+    if isinstance(out, tuple | list):
+        return [np.asarray(o) for o in out], True
+    return [np.asarray(out)], False
+
+
+def shapes_text(outs: list[Any], multi: bool) -> str:
+    return str([list(o.shape) for o in outs] if multi else list(outs[0].shape))
+
+
+def output_value(outs: list[Any], multi: bool) -> Any:
+    return list(outs) if multi else outs[0]
+
+
+def _decode_like(raw: Any, like: np.ndarray[Any, Any], loc: list[Any], limits: TaskLimits) -> Any:
+    arr = wire.decode_value(raw, loc, max_elements=limits.max_input_elements)
+    if arr.size == 0 and like.size == 0:
+        arr = arr.reshape(like.shape)  # no values to misplace: [] stands for any empty shape
+    if arr.shape != like.shape:
+        raise ShapeError(
+            f"{loc[-1]} has shape {list(arr.shape)} but must have shape {list(like.shape)}",
+            shapes=[arr.shape, like.shape],
+            loc=loc,
+        )
+    return arr.astype(like.dtype, copy=False)
+
+
+def cotangents_for(problem: Problem, outs: list[Any], multi: bool, required: bool) -> list[Any]:
+    raw = problem.task.cotangent
+    loc: list[Any] = ["body", "cotangent"]
+    if raw is None:
+        if required or any(o.size != 1 for o in outs):
+            raise NonScalarOutputError(
+                f"the output has shape {shapes_text(outs, multi)}; a gradient needs a scalar "
+                "output: pass a 'cotangent' of the output's shape "
+                "(or reduce the output, e.g. with sum)",
+                shapes=[o.shape for o in outs],
+                loc=["body"],
+            )
+        return [np.ones_like(o) for o in outs]
+    if not multi:
+        return [_decode_like(raw, outs[0], loc, problem.limits)]
+    if not isinstance(raw, list) or len(raw) != len(outs):
+        raise ShapeError(
+            f"the function has {len(outs)} outputs: 'cotangent' must be a list of {len(outs)} "
+            "cotangents",
+            loc=loc,
+        )
+    return [
+        _decode_like(r, o, [*loc, i], problem.limits)
+        for i, (r, o) in enumerate(zip(raw, outs, strict=True))
+    ]
+
+
+def directions_for(problem: Problem, key: str) -> Arrays:
+    raw = problem.task.field(key) or {}
+    for name in raw:
+        if name not in problem.inputs:
+            raise RequestError(
+                f"{key} names {clip(name)}, which is not an input", loc=["body", key, short(name)]
+            )
+    wanted = problem.diff + problem.zero
+    for name in wanted:
+        if name not in raw:
+            raise RequestError(f"{key} has no entry for input {clip(name)}", loc=["body", key])
+    # entries for constants are ignored (``prepare`` warned about them)
+    return tuple(
+        _decode_like(raw[n], problem.inputs[n], ["body", key, n], problem.limits)
+        for n in problem.diff
+    )
+
+
+# The dtype of every derivative, on every endpoint (PyTorch's and jax.grad's rule): a
+# derivative with respect to input x (a gradient, a VJP, an HVP, a Jacobian's block for x)
+# is in x's dtype; a Hessian block for (x, y) in result_type(x, y); a JVP, output-shaped,
+# in the output's dtype (as jax.jvp). A float32 input whose output is promoted to float64
+# gets a float32 gradient from every endpoint alike.
+def in_dtype(value: Any, dtype: Any) -> Any:
+    return np.asarray(value).astype(dtype, copy=False)
+
+
+def by_name(problem: Problem, values: Arrays | list[Any]) -> dict[str, Any]:
+    """Derivatives by input name (each in its input's dtype), zeros for inputs the function
+    never reads."""
+    out: dict[str, Any] = {}
+    for name, value in zip(problem.diff, values, strict=True):
+        x = problem.inputs[name]
+        out[name] = np.zeros_like(x) if value is None else in_dtype(value, x.dtype)
+    for name in problem.zero:
+        out[name] = np.zeros_like(problem.inputs[name])
+    return out
