@@ -31,7 +31,7 @@ from app.settings import Settings
 from tests import servers
 from tests.servers import free_port, start_uvicorn, stop
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PROBLEM = "application/problem+json"
 # Generous: the default time limit is 5 s and the machine is shared by the suite.
 BOUND_S = 10.0

@@ -30,7 +30,7 @@ import pytest
 
 from tests import servers
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MIB = 1024 * 1024
 # Documented in docs/ARCHITECTURE.md ("Memory bounds"): what a hostile request may add
 # to the server process's resident memory, and the pool worker's own cap.

@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Locator, Page, Route, sync_playwright
 from app.api.docs import ASSET_FILES, ASSETS_URL, install_docs
 from tests.servers import free_port, start_uvicorn, stop, wait_ready
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -215,7 +215,7 @@ def test_compute_imports_no_web_framework() -> None:
         "bad = [m for m in ('fastapi', 'starlette', 'pydantic') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
 
 

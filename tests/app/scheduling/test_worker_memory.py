@@ -22,7 +22,7 @@ import pytest
 
 from app.scheduling import worker
 from engine.errors import SizeLimitError
-from tests.app.test_server import worker_pids
+from tests.app.api.test_server import worker_pids
 from tests.servers import free_port, start_uvicorn, stop, wait_ready
 
 pytestmark = pytest.mark.server

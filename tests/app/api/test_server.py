@@ -26,8 +26,8 @@ from tests.servers import free_port, start_uvicorn, stop, wait_ready
 
 pytestmark = pytest.mark.server
 
-ROOT = Path(__file__).resolve().parents[2]
-WORKED = json.loads((Path(__file__).parent / "worked_examples.json").read_text())
+ROOT = Path(__file__).resolve().parents[3]
+WORKED = json.loads((Path(__file__).parents[1] / "worked_examples.json").read_text())
 RUNAWAY = {"expression": "y = x\nwhile True:\n    y = y + 1\nreturn y", "inputs": {"x": 1.0}}
 SMALL = {
     "expression": "y = x\nfor i in range(3):\n    y = y * 2\nreturn sum(y)",

@@ -20,7 +20,7 @@ from app.scheduling import runner as runner_module
 from app.settings import Settings
 from engine import lang
 
-WORKED = json.loads((Path(__file__).parent / "worked_examples.json").read_text())
+WORKED = json.loads((Path(__file__).parents[1] / "worked_examples.json").read_text())
 SETTINGS = Settings(
     workers=1,
     time_limit_s=1.0,

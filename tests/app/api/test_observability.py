@@ -211,7 +211,7 @@ def test_the_apps_own_500_handler_is_used_and_gets_the_request_id() -> None:
 def test_an_answered_error_stops_here_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     """Once the 500 is sent the error goes no further: one that reaches the server makes
     it close the keep-alive connection without saying so, and the client's next request
-    on it fails (issue 13; tests/app/test_keepalive.py tries it over real sockets)."""
+    on it fails (issue 13; tests/app/api/test_keepalive.py tries it over real sockets)."""
     with TestClient(build_app()) as c, caplog.at_level(logging.ERROR):
         r = c.get("/crash")  # raise_server_exceptions: it would raise if the error escaped
     assert r.status_code == 500

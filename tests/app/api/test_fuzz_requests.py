@@ -1,6 +1,6 @@
 """Random valid-looking requests on every compute endpoint: any 500 is a bug (issue 13, A6).
 
-Schemathesis (tests/app/test_fuzz.py) explores the request *schema*; these requests get
+Schemathesis (tests/app/api/test_fuzz.py) explores the request *schema*; these requests get
 past it: real programs over the engine's ops (reductions with axes and ddof, indexing,
 where, contractions, constructors) on inputs of every awkward shape (scalars, size-0
 arrays, zeros before the last axis), in every encoding, with wrt, directions and

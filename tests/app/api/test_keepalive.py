@@ -42,7 +42,7 @@ RUNAWAY = {"expression": "y = x\nwhile True:\n    y = y + 1\nreturn y", "inputs"
 def port() -> Iterator[int]:
     port = free_port()
     proc: subprocess.Popen[bytes] = start_uvicorn(
-        port, {**os.environ, **ENV}, app="tests.app.crash_app:app"
+        port, {**os.environ, **ENV}, app="tests.app.api.crash_app:app"
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", proc, timeout=90)
