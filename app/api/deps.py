@@ -14,7 +14,8 @@ async def get_runner(request: Request) -> Runner:
     """The app's runner (made by the lifespan with the app's settings and pool).
 
     ``async`` on purpose: FastAPI runs a plain ``def`` dependency in its thread
-    pool, a hop that cost more (about 0.25 ms) than a small request's computation.
+    pool, a hop that cost more than a small request's computation (measured: see the
+    commit log and bench/PROFILE.md).
     """
     runner: Runner | None = getattr(request.app.state, "runner", None)
     if runner is None:

@@ -79,7 +79,7 @@ class Runner:
         """Run in a worker; a large body and answer cross as files, not through the pipe."""
         spill_dir = self.pool.spill_dir
         # Spill files are written and read in a thread: the system calls release the GIL,
-        # so the event loop serves other requests meanwhile (a 2 MB body: 1.2 ms).
+        # so the event loop serves other requests meanwhile.
         big = len(raw) >= spill.SPILL_MIN_BYTES and spill_dir is not None
         body_file = await asyncio.to_thread(spill.spill, raw, spill_dir) if big else None
         if body_file is not None:  # the worker reads the arrays from the file
