@@ -26,7 +26,7 @@ import engine
 from app import encoding
 from app.encoding import clip, short
 from app.worker import check_answer_fits
-from engine import lang
+from engine import dot, lang
 from engine.errors import (
     AutodiffError,
     NonScalarOutputError,
@@ -76,6 +76,7 @@ class Problem:
     timing: dict[str, float] = field(default_factory=dict)
     graph: dict[str, Any] | None = None
     traced: Any = None
+    nonfinite_nodes: list[str] = field(default_factory=list)  # marked in a DOT graph
 
     @property
     def primals(self) -> Arrays:
@@ -268,6 +269,8 @@ def run(task: Task, program: Any = None) -> dict[str, Any]:
             problem.timing["check"] = _ms(tick)
     if problem.graph is not None:
         result["graph"] = problem.graph
+        if task.get("include_graph") == "dot":
+            result["graph"] = dot.to_dot(problem.graph, nonfinite=problem.nonfinite_nodes)
     if problem.warnings:
         result["warnings"] = problem.warnings
     problem.timing["total"] = _ms(start)
@@ -457,6 +460,7 @@ def _locate_nonfinite(problem: Problem, outs: list[Any]) -> None:
         problem.fn(rec)(*problem.primals)
     problem.traced = None
     for where in rec.nonfinite:
+        problem.nonfinite_nodes.append(where["node"])
         loc = where.get("loc")
         place = f" at line {loc['line']}, column {loc['column']}" if loc and "line" in loc else ""
         problem.warnings.append(

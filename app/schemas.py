@@ -104,7 +104,11 @@ class ComputeRequest(BaseModel):
         "respect to input x is in x's dtype on every endpoint (a Hessian block for (x, y) in "
         "result_type(x, y); a JVP in the output's dtype).",
     )
-    include_graph: bool = Field(True, description="Add graph metadata to the answer.")
+    include_graph: bool | Literal["dot"] = Field(
+        True,
+        description='Add graph metadata to the answer; "dot" answers it as Graphviz DOT text '
+        "(the same nodes, labelled with op, shape and dtype).",
+    )
     check: bool = Field(
         False, description="Also compute the derivative by central finite differences."
     )
@@ -214,7 +218,9 @@ class ComputeResponse(BaseModel):
     """Fields every compute answer has."""
 
     value: ResultValue = Field(description="The function's output (a list for several outputs).")
-    graph: GraphInfo | None = Field(None, description="Graph metadata (include_graph).")
+    graph: GraphInfo | str | None = Field(
+        None, description='Graph metadata (include_graph); DOT text with include_graph "dot".'
+    )
     check: CheckResult | None = Field(None, description="Finite-difference check (check).")
     timing_ms: dict[str, float] = Field(
         description="Milliseconds per phase: parse, decode, forward, backward (or the pass "
