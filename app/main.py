@@ -21,6 +21,7 @@ from app.docs import install_docs
 from app.errors import MEDIA_TYPE, BodyLimitProblems, install_error_handlers
 from app.flow import FlowGuard, install_header_timeout
 from app.observability import METRICS, install_observability
+from app.playground import install_playground
 from app.pool import WorkerPool
 from app.routes import diff, health, ops
 from app.schemas import PROBLEM_TEXT
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_observability(app, resolved)
     install_security(app, resolved)
     install_docs(app)
+    install_playground(app)
     return app
 
 
