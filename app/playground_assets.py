@@ -79,7 +79,9 @@ def fetch(update: bool = False) -> None:
         for package in manifest["packages"]:
             tarball = _npm_pack(f"{package['name']}@{package['version']}", Path(tmp))
             if sri_sha512(tarball) != package["integrity"]:
-                raise SystemExit(f"{package['name']}: the tarball's integrity is not the pinned one")
+                raise SystemExit(
+                    f"{package['name']}: the tarball's integrity is not the pinned one"
+                )
             with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
                 for source, entry in package["files"].items():
                     member = tar.extractfile(f"package/{source}")

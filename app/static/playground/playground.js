@@ -407,7 +407,7 @@ function clearAnswer() {
   plot?.destroy();
   plot = null;
   $("plot").replaceChildren();
-  $("plot").setAttribute("aria-label", "plot of the function and its derivative (not computed)");
+  $("plot").setAttribute("aria-label", "plot of f and its derivative (not computed)");
   $("plot-note").textContent = "";
   $("graph").replaceChildren();
   $("graph").setAttribute("aria-label", "traced graph (not computed)");
