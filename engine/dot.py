@@ -53,9 +53,8 @@ def _clip(text: str) -> str:
 
 
 def _shape_text(shape: Sequence[int]) -> str:
-    if not shape:
-        return "scalar"
-    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+    """The shape as NumPy prints ``.shape``: ``()``, ``(3,)``, ``(2, 3)``."""
+    return str(tuple(int(n) for n in shape))
 
 
 def _is_constant(node: Mapping[str, Any]) -> bool:

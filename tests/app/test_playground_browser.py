@@ -178,7 +178,7 @@ class Visit:
     page: Page
     off_host: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    jvp_answers: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    jvp_answers: list[tuple[Any, Any]] = field(default_factory=list)
 
     def assert_clean(self, allowed: tuple[str, ...] = ()) -> None:
         """Nothing left loopback and nothing was logged as an error (but ``allowed`` texts)."""
@@ -315,6 +315,26 @@ def test_graph_picture_has_the_answers_nodes(
     picture = v.page.get_by_role("img", name=re.compile("graph"))
     assert picture.locator("svg g.node").count() == len(nodes) > 5
     assert picture.locator("svg g.edge").count() == sum(len(n["inputs"]) for n in nodes)
+    v.assert_clean()
+
+
+@pytest.mark.browser
+def test_inputs_as_assignments_and_a_vector_element_plotted(service: str, browser: Browser) -> None:
+    v = open_page(browser, f"{service}/")
+    page = v.page
+    page.get_by_label("Function").fill("sum(sin(x) * y)")
+    page.get_by_label("Inputs").fill("x = [0.5, 2.0]\ny = 3")
+    expect(page.get_by_label("Along")).to_have_value("x[0]")  # the choices follow the inputs
+    page.get_by_label("Along").select_option("x[1]")
+    expect(page.get_by_label("From")).to_have_value(str(round(2.0 - math.pi, 4)))
+    page.get_by_label("Points").fill("11")
+    compute(page)
+    expected = 3 * (math.sin(0.5) + math.sin(2.0))
+    assert shown_number(page, "result-value") == pytest.approx(expected, abs=1e-6)
+    assert len(v.jvp_answers) == 11
+    for request, answer in v.jvp_answers:
+        assert request["tangents"] == {"x": [0.0, 1.0]} and request["inputs"]["x"][0] == 0.5
+        assert answer["jvp"] == pytest.approx(3 * math.cos(request["inputs"]["x"][1]), abs=1e-12)
     v.assert_clean()
 
 

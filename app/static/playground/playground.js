@@ -110,8 +110,26 @@ function parseJSONField(id, fallback) {
   try {
     return JSON.parse(text);
   } catch (e) {
+    const lines = id === "inputs" ? parseAssignments(text) : null;
+    if (lines) return lines;
     throw new FieldError(id, `${$(id).labels[0].textContent} is not JSON: ${e.message}`);
   }
+}
+
+/** Inputs written as the CLI takes them, one `name = JSON` a line (or `;`-separated). */
+function parseAssignments(text) {
+  const inputs = {};
+  for (const part of text.split(/[\n;]/)) {
+    if (!part.trim()) continue;
+    const m = /^\s*([^=\s]+)\s*=(.*)$/.exec(part);
+    if (!m) return null;
+    try {
+      inputs[m[1]] = JSON.parse(m[2]);
+    } catch (e) {
+      return null;
+    }
+  }
+  return Object.keys(inputs).length ? inputs : null;
 }
 
 /** The function part of a body: JSON-graph text becomes `graph`, anything else `expression`. */
@@ -271,7 +289,7 @@ function alongChoices(inputs) {
 function refreshAlong(wanted) {
   let inputs = {};
   try {
-    inputs = JSON.parse($("inputs").value || "{}") || {};
+    inputs = parseJSONField("inputs", {}) || {};
   } catch (e) {
     return; // the Inputs field is being edited: keep the choices it had
   }
@@ -285,7 +303,7 @@ function refreshAlong(wanted) {
 function defaultInterval() {
   let inputs = {};
   try {
-    inputs = JSON.parse($("inputs").value || "{}");
+    inputs = parseJSONField("inputs", {});
   } catch (e) {
     return;
   }
