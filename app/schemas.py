@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi.openapi.models import Example
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from app.errors import MEDIA_TYPE
 
@@ -82,6 +89,16 @@ class GraphSpec(BaseModel):
     )
 
 
+def _graph_option(value: Any) -> Any:
+    # One clear error at include_graph, not one per member of the union.
+    if value is True or value is False or value == "dot":
+        return value
+    raise ValueError('include_graph is true, false or "dot"')
+
+
+GraphOption = Annotated[bool | Literal["dot"], BeforeValidator(_graph_option)]
+
+
 class ComputeRequest(BaseModel):
     """What every compute endpoint takes: one function, its inputs, and options."""
 
@@ -104,7 +121,7 @@ class ComputeRequest(BaseModel):
         "respect to input x is in x's dtype on every endpoint (a Hessian block for (x, y) in "
         "result_type(x, y); a JVP in the output's dtype).",
     )
-    include_graph: bool | Literal["dot"] = Field(
+    include_graph: GraphOption = Field(
         True,
         description='Add graph metadata to the answer; "dot" answers it as Graphviz DOT text '
         "(the same nodes, labelled with op, shape and dtype).",
