@@ -339,6 +339,28 @@ def test_inputs_as_assignments_and_a_vector_element_plotted(service: str, browse
 
 
 @pytest.mark.browser
+def test_keyboard_alone_picks_an_example_and_computes(service: str, browser: Browser) -> None:
+    v = open_page(browser, f"{service}/")
+    page = v.page
+    page.get_by_label("Example").focus()
+    page.keyboard.press("ArrowDown")  # the next example: 2 * dot(x, x)
+    expect(page.get_by_label("Function")).to_have_value("2 * dot(x, x)")
+    focused: list[str] = []
+    for _ in range(40):  # Tab through the form to the button, never past it
+        page.keyboard.press("Tab")
+        focused.append(page.evaluate("() => document.activeElement.id"))
+        if focused[-1] == "compute":
+            break
+    assert focused[-1] == "compute"
+    for control in ("function", "inputs", "endpoint", "options", "plot-along", "api-key"):
+        assert control in focused, focused
+    page.keyboard.press("Enter")
+    wait_status(page, "Done")
+    expect(page.locator("#result-gradients-x")).to_have_text("[ 0.0,  4.0,  8.0, 12.0]")
+    v.assert_clean()
+
+
+@pytest.mark.browser
 def test_non_finite_node_is_marked(service: str, browser: Browser) -> None:
     v = open_page(browser, f"{service}/")
     v.page.get_by_label("Example").select_option(label="log at 0: a non-finite value")

@@ -429,6 +429,7 @@ function clearAnswer() {
   $("plot-note").textContent = "";
   $("graph").replaceChildren();
   $("graph").setAttribute("aria-label", "traced graph (not computed)");
+  $("graph-note").textContent = "";
   delete $("graph").dataset.nodes;
 }
 
@@ -520,6 +521,7 @@ async function drawGraph(dot) {
   svg.setAttribute("aria-hidden", "true");
   box.replaceChildren(svg);
   box.setAttribute("aria-label", label);
+  $("graph-note").textContent = label.replace("traced graph: ", "") + ".";
   box.dataset.nodes = nodes;
 }
 
