@@ -515,7 +515,8 @@ async function drawGraph(dot) {
   const edges = svg.querySelectorAll("g.edge").length;
   const bad = [...svg.querySelectorAll("g.node.nonfinite title")].map((t) => t.textContent);
   const cut = /graph cut: [^"]*/.exec(dot);
-  let label = `traced graph: ${nodes} nodes, ${edges} edges`;
+  const count = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  let label = `traced graph: ${count(nodes, "node")}, ${count(edges, "edge")}`;
   if (bad.length) label += `; non-finite values arose at ${bad.join(", ")}`;
   if (cut) label += `; ${cut[0]}`;
   svg.setAttribute("aria-hidden", "true");
