@@ -104,8 +104,7 @@ class RemoteFunction:
         names = self.names
         if len(args) > len(names):
             raise TypeError(
-                f"the function takes {len(names)} positional inputs {list(names)}, "
-                f"got {len(args)}"
+                f"the function takes {len(names)} positional inputs {list(names)}, got {len(args)}"
             )
         bound = dict(zip(names, args, strict=False))
         for name, value in kwargs.items():
@@ -124,9 +123,7 @@ class RemoteFunction:
 
     def value(self, inputs: Mapping[str, Any]) -> Array:
         """The function's value (``/jvp`` with every input constant: no derivative)."""
-        res = self.client.jvp(
-            self.function, inputs, {}, constants=list(inputs), encoding="b64"
-        )
+        res = self.client.jvp(self.function, inputs, {}, constants=list(inputs), encoding="b64")
         return single(res.value)
 
     def vjp(
@@ -154,9 +151,7 @@ class RemoteFunction:
         assert res.jvp is not None  # /jvp always answers one
         return single(res.value), single(res.jvp, "the JVP")
 
-    def grad(
-        self, inputs: Mapping[str, Any], wrt: Sequence[str]
-    ) -> tuple[Array, dict[str, Array]]:
+    def grad(self, inputs: Mapping[str, Any], wrt: Sequence[str]) -> tuple[Array, dict[str, Array]]:
         """Value and gradient (scalar output), by name, for the inputs in ``wrt``."""
         res = self.client.grad(
             self.function, inputs, constants=self._constants(inputs, wrt), encoding="b64"
