@@ -27,6 +27,7 @@ from app.schemas import PROBLEM_TEXT
 from app.security import install_security
 from app.settings import MiB, Settings, get_settings
 from app.worker import limit_blas_threads
+from autodiff_client import __version__
 
 DESCRIPTION = (
     "Derivatives over HTTP: send a function (an expression, a small program, or a JSON graph) "
@@ -116,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     resolved = settings or get_settings()
     app = AutodiffAPI(
         title="autodiff-service",
-        version="0.1.0",
+        version=__version__,  # one version for service and client: autodiff_client's VERSION
         description=DESCRIPTION,
         openapi_tags=OPENAPI_TAGS,
         docs_url=None,
