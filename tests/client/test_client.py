@@ -216,32 +216,40 @@ def test_refused_connection_is_retried_then_raised(monkeypatch: pytest.MonkeyPat
     waits: list[float] = []
     monkeypatch.setattr(time, "sleep", waits.append)
     seen, handler = scripted(httpx.ConnectError("refused"))
-    with Client("http://test", retries=2, transport=httpx.MockTransport(handler)) as c:
-        with pytest.raises(httpx.ConnectError):
-            c.ops()
+    with (
+        Client("http://test", retries=2, transport=httpx.MockTransport(handler)) as c,
+        pytest.raises(httpx.ConnectError),
+    ):
+        c.ops()
     assert len(seen) == 3 and len(waits) == 2 and all(0 <= w <= 1.0 for w in waits)
 
 
 def test_real_refused_connection() -> None:
-    with Client(f"http://127.0.0.1:{free_port()}", retries=1, max_retry_wait=0.01) as c:
-        with pytest.raises(httpx.ConnectError):
-            c.healthz()
+    with (
+        Client(f"http://127.0.0.1:{free_port()}", retries=1, max_retry_wait=0.01) as c,
+        pytest.raises(httpx.ConnectError),
+    ):
+        c.healthz()
 
 
 @pytest.mark.parametrize("status", [422, 500, 504])
 def test_other_errors_are_not_retried(status: int) -> None:
     seen, handler = scripted(httpx.Response(status, json={"title": "no", "status": status}))
-    with Client("http://test", transport=httpx.MockTransport(handler)) as c:
-        with pytest.raises(AutodiffHTTPError) as info:
-            c.grad("x", {"x": 1.0})
+    with (
+        Client("http://test", transport=httpx.MockTransport(handler)) as c,
+        pytest.raises(AutodiffHTTPError) as info,
+    ):
+        c.grad("x", {"x": 1.0})
     assert len(seen) == 1 and info.value.status == status
 
 
 def test_read_timeout_is_not_retried() -> None:
     seen, handler = scripted(httpx.ReadTimeout("slow"))
-    with Client("http://test", transport=httpx.MockTransport(handler)) as c:
-        with pytest.raises(httpx.ReadTimeout):
-            c.grad("x", {"x": 1.0})
+    with (
+        Client("http://test", transport=httpx.MockTransport(handler)) as c,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        c.grad("x", {"x": 1.0})
     assert len(seen) == 1
 
 
@@ -275,9 +283,11 @@ def test_async_retries_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_non_json_error_is_still_a_problem() -> None:
     seen, handler = scripted(httpx.Response(502, text="<html>bad gateway</html>"))
-    with Client("http://test", transport=httpx.MockTransport(handler)) as c:
-        with pytest.raises(AutodiffHTTPError) as info:
-            c.healthz()
+    with (
+        Client("http://test", transport=httpx.MockTransport(handler)) as c,
+        pytest.raises(AutodiffHTTPError) as info,
+    ):
+        c.healthz()
     assert info.value.status == 502 and "bad gateway" in info.value.detail
 
 
