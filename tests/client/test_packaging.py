@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -182,3 +183,39 @@ def test_mypy_strict_reads_the_installed_types(fresh: Path) -> None:
     assert done.returncode == 1
     errors = [ln for ln in done.stdout.splitlines() if ": error:" in ln]
     assert len({ln.split(":")[1] for ln in errors}) == len(WRONG), done.stdout
+
+
+# ------------------------------------------- the service installs the client from the tree
+
+
+def test_the_image_installs_the_client_from_the_tree(tmp_path: Path) -> None:
+    build = (ROOT / "Dockerfile").read_text().split("AS runtime", 1)[0]
+    line = next(ln for ln in build.splitlines() if ln.startswith("RUN python -c"))
+    (code,) = shlex.split(line.split("python -c ", 1)[1].split(" > requirements.txt")[0])
+    (tmp_path / "client").mkdir()
+    for name in ("pyproject.toml", "client/pyproject.toml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    requirements = done.stdout.split()
+    assert "httpx-retries>=0.4" in requirements and "fastapi>=0.165" in requirements
+    assert not [r for r in requirements if r.startswith("autodiff-client")]  # never a registry's
+    assert build.index("COPY client ./client") < build.index("--no-deps ./client .")
+
+
+def test_make_installs_the_client_with_the_service() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    for target, wanted in (("serve", "-e . -e ./client"), ("test", "-e ./client[jax,torch,scipy]")):
+        done = subprocess.run(
+            ["make", "--no-print-directory", "-n", target, "VENV=/nonexistent/venv"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        installs = [ln for ln in done.stdout.splitlines() if "pip install" in ln]
+        assert any(wanted in ln.replace("'", "") for ln in installs), installs
