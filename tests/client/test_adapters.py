@@ -261,6 +261,9 @@ def test_scipy_minimize_as_with_the_closed_forms(
     assert got.nit == want.nit
     if method == "trust-exact":  # value, gradient and Hessian: one request per point
         assert obj.requests == got.nfev + 1  # the first point also asked /grad first
+        ahead = objective(client, ROSEN, c=C, hessian=True)
+        again = optimize.minimize(ahead.fun, x0, method=method, jac=ahead.jac, hess=ahead.hess)
+        assert ahead.requests == again.nfev == got.nfev
 
 
 def test_scipy_shape_and_wrt(client: Client) -> None:

@@ -128,7 +128,7 @@ def _probe_values(xs: Sequence[jax.Array]) -> list[np.ndarray[Any, Any]]:
     # at ones when it has only shapes (under jit): the shape rarely depends on the values.
     try:
         return [np.asarray(x) for x in xs]
-    except jax.errors.TracerArrayConversionError:
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return [np.ones(x.shape, dtype=x.dtype) for x in xs]
 
 

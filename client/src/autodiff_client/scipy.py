@@ -9,13 +9,15 @@
     scipy.optimize.minimize(obj.fun, x0, jac=obj.jac, hessp=obj.hessp, method="trust-krylov")
 
 The variable is one free input (``wrt``; by default the only one not given as a
-constant), flattened as SciPy wants it and reshaped to ``shape`` (by default the shape
-of the first point) for the service; every other input is a constant given by keyword.
+constant), flat as SciPy wants it and reshaped to ``shape`` for the service (by
+default the first point's shape: 1-D, as SciPy gives it; pass ``shape`` for a
+matrix); every other input is a constant given by keyword.
 
 SciPy asks for ``fun``, ``jac`` and ``hess`` separately at the same point; the object
 keeps the last point's answer, so they share one request: ``/grad`` answers the value
-and the gradient; once ``hess`` has been asked for, every new point asks ``/hessian``,
-which answers all three. ``hessp(x, p)`` is ``/hvp`` (or the kept Hessian times ``p``).
+and the gradient; once ``hess`` has been asked for (or from the start, with
+``hessian=True``), every new point asks ``/hessian``, which answers all three.
+``hessp(x, p)`` is ``/hvp`` (or the kept Hessian times ``p``).
 ``obj.requests`` counts the requests made.
 """
 
@@ -42,9 +44,14 @@ def objective(
     *,
     wrt: str | None = None,
     shape: Sequence[int] | None = None,
+    hessian: bool = False,
     **constants: Any,
 ) -> Objective:
-    """``function`` as an objective of one input, the others held at ``constants``."""
+    """``function`` as an objective of one input, the others held at ``constants``.
+
+    ``hessian=True`` asks ``/hessian`` from the first point on (for methods that use
+    ``hess``); otherwise the first ``hess`` call switches to it.
+    """
     if wrt is None:
         names = RemoteFunction(client, function).names
         free = [name for name in names if name not in constants]
@@ -54,7 +61,7 @@ def objective(
                 f"{list(names)}, of which {free} are not given as constants"
             )
         wrt = free[0]
-    return Objective(client, function, wrt, shape, constants)
+    return Objective(client, function, wrt, shape, constants, hessian)
 
 
 class _Point:
@@ -77,6 +84,7 @@ class Objective:
         wrt: str,
         shape: Sequence[int] | None,
         constants: dict[str, Any],
+        hessian: bool = False,
     ) -> None:
         self.wrt = wrt
         self.shape = None if shape is None else tuple(shape)
@@ -84,7 +92,7 @@ class Objective:
         self._rf = RemoteFunction(client, function)
         self._constants = {name: as_float_array(v) for name, v in constants.items()}
         self._point: _Point | None = None
-        self._want_hessian = False
+        self._want_hessian = hessian
 
     # -------------------------------------------------------- what SciPy calls
 
