@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -48,8 +49,8 @@ def resolved(*requirements: str) -> dict[str, list[str]]:
     }
 
 
-def test_installs_only_httpx_numpy_and_their_own_dependencies() -> None:
-    client = resolved(str(CLIENT))
+def test_installs_only_httpx_numpy_and_their_own_dependencies(clean_client: Path) -> None:
+    client = resolved(str(clean_client))
     base = resolved("httpx", "numpy")
     assert set(client) - set(base) == {"autodiff-client", "httpx-retries"}, sorted(client)
     # httpx-retries (the retries) needs httpx alone.
@@ -66,9 +67,19 @@ def test_installs_only_httpx_numpy_and_their_own_dependencies() -> None:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def clean_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """client/ as a fresh clone has it: no build/ or egg-info left by an earlier build
+    (setuptools builds in place and would reuse them)."""
+    copy = tmp_path_factory.mktemp("clone") / "client"
+    junk = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".mypy_cache")
+    shutil.copytree(CLIENT, copy, ignore=junk)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory, clean_client: Path) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    pip("wheel", "--no-deps", "-q", "-w", str(out), str(CLIENT))
+    pip("wheel", "--no-deps", "-q", "-w", str(out), str(clean_client))
     (built,) = out.glob("autodiff_client-*.whl")
     return built
 
