@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from app import compute
-from app.client import decode_array
 from app.deps import limits
 from app.settings import Settings
+from autodiff_client import decode_array
 from engine.errors import AutodiffError, SizeLimitError
 
 SETTINGS = Settings(_env_file=None, max_input_elements=10_000)  # type: ignore[call-arg]
