@@ -7,20 +7,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.optimize as optimize
+import torch
 
 from autodiff_client import AutodiffHTTPError, Client
+from autodiff_client.jax import remote as jax_remote
 from autodiff_client.remote import RemoteFunction, free_inputs
-
-jax = pytest.importorskip("jax")
-torch = pytest.importorskip("torch")
-optimize = pytest.importorskip("scipy.optimize")
-jnp = jax.numpy
-
-from autodiff_client.jax import remote as jax_remote  # noqa: E402
-from autodiff_client.scipy import objective  # noqa: E402
-from autodiff_client.torch import remote as torch_remote  # noqa: E402
+from autodiff_client.scipy import objective
+from autodiff_client.torch import remote as torch_remote
 
 # One function in the service's language and in each framework's (float64 throughout).
 SCALAR = "sum(sin(x) * y ** 2) + dot(x, x) * y[0]"
