@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -27,12 +28,13 @@ from app.api.observability import (
     set_pool_gauges,
 )
 from app.api.routes import derivatives, health, ops
-from app.api.schemas import PROBLEM_TEXT
-from app.api.security import install_security
+from app.api.schemas import NAMED_SCHEMAS, PROBLEM_TEXT, ref_named_schemas
+from app.api.security import SECURITY_REQUIREMENT, SECURITY_SCHEMES, install_security, is_open_path
 from app.scheduling.pool import WorkerPool
 from app.scheduling.runner import Runner
 from app.scheduling.worker import limit_blas_threads
 from app.settings import MiB, Settings, get_settings
+from app.version import __version__
 
 DESCRIPTION = (
     "Derivatives over HTTP: send a function (an expression, a small program, or a JSON graph) "
@@ -51,6 +53,8 @@ OPENAPI_TAGS = [
     {"name": "language", "description": "The ops a function may use."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
+LICENSE_INFO = {"name": "MIT", "identifier": "MIT"}
+CONTACT = {"name": "autodiff-service maintainers"}
 
 
 def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -89,14 +93,28 @@ class AutodiffAPI(FastAPI):
         )
 
     def openapi(self) -> dict[str, Any]:
-        """The OpenAPI document, with every error answer as the service sends it: problem+json."""
+        """FastAPI's document, made for client generators and Swagger UI.
+
+        Every error answer is documented as sent (problem+json); the array forms are named
+        components, referenced from every field that holds one; the protected operations
+        name the two ways to present a key (``securitySchemes``), so Swagger UI's Authorize
+        button and "Try it out" work when keys are configured.
+        """
         if self.openapi_schema:
             return self.openapi_schema
         schema = super().openapi()
-        for path in schema.get("paths", {}).values():
-            for operation in path.values():
+        for path, item in schema.get("paths", {}).items():
+            for operation in item.values():
                 _problem_media_type(operation.get("responses", {}))
-        return schema
+                if not is_open_path(path):
+                    operation["security"] = SECURITY_REQUIREMENT
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {}).update(NAMED_SCHEMAS)
+        for name in _request_body_schemas(schema):
+            _defaults_in_words(components["schemas"][name])
+        components["securitySchemes"] = SECURITY_SCHEMES
+        self.openapi_schema = ref_named_schemas(schema)
+        return self.openapi_schema
 
 
 def _problem_media_type(responses: dict[str, Any]) -> None:
@@ -117,12 +135,37 @@ def _problem_media_type(responses: dict[str, Any]) -> None:
             content[MEDIA_TYPE] = {**moved, **content.get(MEDIA_TYPE, {})}
 
 
+def _request_body_schemas(schema: dict[str, Any]) -> set[str]:
+    """Names of the component schemas that are some operation's request body."""
+    names = set()
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            for media in content.values():
+                ref = media.get("schema", {}).get("$ref", "")
+                names.add(ref.rpartition("/")[2])
+    return names - {""}
+
+
+def _defaults_in_words(model: dict[str, Any]) -> None:
+    # openapi-typescript (7.x) types a property with a "default" as always present, in a
+    # request body too, so a client that leaves out include_graph failed `tsc --strict`.
+    # A request's defaults are applied by the service: the document says them in words.
+    for prop in model.get("properties", {}).values():
+        if "default" in prop:
+            default = prop.pop("default")
+            words = "null" if default is None else json.dumps(default)
+            prop["description"] = f"{prop.get('description', '').rstrip()} Default: {words}."
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new application; ``settings`` overrides the environment (tests pass their own)."""
     resolved = settings or get_settings()
     app = AutodiffAPI(
         title="autodiff-service",
-        version="0.1.0",
+        version=__version__,
+        license_info=LICENSE_INFO,
+        contact=CONTACT,
         description=DESCRIPTION,
         openapi_tags=OPENAPI_TAGS,
         docs_url=None,

@@ -492,6 +492,7 @@ def install_observability(app: FastAPI, settings: ObservabilitySettings) -> None
         "/metrics",
         tags=["operations"],
         summary="Prometheus metrics",
+        operation_id="metrics",
         description="Request counts and latency by endpoint and status, pool queue depth, "
         "busy workers, timeouts, worker restarts and queue-full rejections, in the "
         "Prometheus text format.",

@@ -37,6 +37,7 @@ def ops_body() -> bytes:
     "/ops",
     response_model=OpsResponse,
     summary="The ops of the language",
+    operation_id="list_ops",
     responses=problem_responses(500),
 )
 async def list_ops() -> Response:
