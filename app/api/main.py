@@ -112,6 +112,7 @@ class AutodiffAPI(FastAPI):
         components.setdefault("schemas", {}).update(NAMED_SCHEMAS)
         for name in _request_body_schemas(schema):
             _defaults_in_words(components["schemas"][name])
+        _response_examples_as_written(schema)
         components["securitySchemes"] = SECURITY_SCHEMES
         self.openapi_schema = ref_named_schemas(schema)
         return self.openapi_schema
@@ -133,6 +134,16 @@ def _problem_media_type(responses: dict[str, Any]) -> None:
         if status[0] in "45" and "application/json" in content:
             moved = content.pop("application/json")
             content[MEDIA_TYPE] = {**moved, **content.get(MEDIA_TYPE, {})}
+
+
+def _response_examples_as_written(schema: dict[str, Any]) -> None:
+    # FastAPI drops every null inside a response example's value (a graph node's
+    # "grad_fn": null among them), so the example no longer matched the answer.
+    for route in derivatives.ROUTES:
+        ok = schema["paths"][f"/{route.name}"]["post"]["responses"]["200"]
+        ok["content"]["application/json"]["examples"] = {
+            name: dict(example) for name, example in route.answers.items()
+        }
 
 
 def _request_body_schemas(schema: dict[str, Any]) -> set[str]:
