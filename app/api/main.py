@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from app.api.docs import install_docs
 from app.api.errors import MEDIA_TYPE, BodyLimitProblems, install_error_handlers
 from app.api.flow import FlowGuard, install_header_timeout
+from app.api.head import HeadAsGet
 from app.api.observability import (
     METRICS,
     install_observability,
@@ -80,13 +81,15 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
 
 
 class AutodiffAPI(FastAPI):
-    """FastAPI whose outermost layer turns Starlette's plain-text 413 into problem+json."""
+    """FastAPI whose outer layers turn Starlette's plain-text 413 into problem+json and answer
+    ``HEAD`` wherever ``GET`` is allowed."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        """The usual stack, wrapped by ``BodyLimitProblems`` and then ``FlowGuard``."""
+        """The usual stack behind ``HeadAsGet``, wrapped by ``BodyLimitProblems`` and then
+        ``FlowGuard``."""
         settings: Settings = self.state.settings
         return FlowGuard(
-            BodyLimitProblems(super().build_middleware_stack()),
+            BodyLimitProblems(HeadAsGet(super().build_middleware_stack())),
             max_in_flight_bytes=settings.max_bodies_in_flight_mb * MiB,
             body_timeout_s=settings.body_timeout_s,
             send_timeout_s=settings.send_timeout_s,
