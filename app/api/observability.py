@@ -401,26 +401,7 @@ class ObservabilityMiddleware:
         status: int,
         elapsed: float,
     ) -> None:
-        method = scope["method"]
-        service: dict[str, Any] = {"endpoint": endpoint}
-        pool_wait = state.get("pool_wait_ms")
-        if pool_wait is not None:
-            service["pool_wait_ms"] = pool_wait
-        record: dict[str, Any] = {
-            "@timestamp": _ecs_timestamp(time.time()),
-            "log.level": "info",
-            "message": f"{method} {scope['path']} {status}",
-            "ecs.version": ECS_VERSION,
-            "event": {"dataset": ACCESS_LOGGER, "duration": int(elapsed * 1e9)},
-            "http": {
-                "request": {"id": request_id, "method": method},
-                "response": {"status_code": status},
-            },
-            "url": {"path": scope["path"]},
-            "log": {"logger": ACCESS_LOGGER},
-            "autodiff": service,
-        }
-        line = orjson.dumps(record).decode()
+        line = access_line(scope, state, request_id, endpoint, status, elapsed)
         stream = _direct_stream(self.logger)
         if stream is None:
             self.logger.info(line)
@@ -459,6 +440,42 @@ async def _send_bare_500(send: Send, id_header: tuple[bytes, bytes]) -> None:
         }
     )
     await send({"type": "http.response.body", "body": _FALLBACK_500})
+
+
+def access_line(
+    scope: Scope,
+    state: dict[str, Any],
+    request_id: str,
+    endpoint: str,
+    status: int,
+    elapsed: float,
+) -> str:
+    """One request as an ECS JSON object (ecs-logging's shape), on one line.
+
+    Written here rather than by ecs-logging through ``logging``: measured with
+    ``python -m bench.middleware``, a line cost 22 us this way, 235 us through
+    ecs-logging's formatter and 57 us through python-json-logger's (2-core machine, busy).
+    """
+    method = scope["method"]
+    service: dict[str, Any] = {"endpoint": endpoint}
+    pool_wait = state.get("pool_wait_ms")
+    if pool_wait is not None:
+        service["pool_wait_ms"] = pool_wait
+    record: dict[str, Any] = {
+        "@timestamp": _ecs_timestamp(time.time()),
+        "log.level": "info",
+        "message": f"{method} {scope['path']} {status}",
+        "ecs.version": ECS_VERSION,
+        "event": {"dataset": ACCESS_LOGGER, "duration": int(elapsed * 1e9)},
+        "http": {
+            "request": {"id": request_id, "method": method},
+            "response": {"status_code": status},
+        },
+        "url": {"path": scope["path"]},
+        "log": {"logger": ACCESS_LOGGER},
+        "autodiff": service,
+    }
+    return orjson.dumps(record).decode()
 
 
 def _ecs_timestamp(seconds: float) -> str:
