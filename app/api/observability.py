@@ -193,7 +193,7 @@ class Metrics:
             "The running service: its version and those of Python and NumPy (always 1).",
             ["version", "python", "numpy"],
             registry=reg,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",  # gone with the processes, as the live gauges
         )
         self.build_info.labels(__version__, platform.python_version(), np.__version__).set(1)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
