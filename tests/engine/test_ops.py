@@ -13,6 +13,7 @@ import engine as ad
 from engine.registry import OPS
 from tests.engine.cases import Case
 from tests.engine.cases_core import CASES as CORE_CASES
+from tests.engine.conftest import case_rng
 
 try:  # the linear-algebra family's rows live with that family
     LINALG_CASES: list[Case] = importlib.import_module("tests.engine.cases_linalg").CASES
@@ -26,7 +27,7 @@ EPS = 1e-6
 
 
 def _rng(case: Case) -> np.random.Generator:
-    return np.random.default_rng(abs(hash(case.id)) % 2**32)
+    return case_rng(case.id)
 
 
 def _fd(f: Any, xs: list[np.ndarray], vs: list[np.ndarray]) -> np.ndarray:
