@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine import tracer
+from engine.locations import loc_dict
 from engine.registry import Op, shape_of
 from engine.tracer import Box, unbox_all
 
@@ -86,8 +87,6 @@ class Recorder:
         """With ``check_finite``: the first op whose result holds a NaN or an infinity."""
         if self._first_bad is None:
             return []
-        from engine.lang.ir import loc_dict  # the interpreter's location form
-
         op, _, _, loc = self._log[self._first_bad]
         node = self._graph().op_ids[self._first_bad]
         return [{"node": node, "op": op.name, "loc": loc_dict(loc)}]

@@ -32,7 +32,6 @@ from engine.lang.ir import (
     For,
     If,
     Index,
-    Loc,
     Name,
     Not,
     Num,
@@ -41,10 +40,9 @@ from engine.lang.ir import (
     Slice,
     Str,
     While,
-    loc_dict,
-    loc_text,
 )
 from engine.lang.static import ARITH, arith, index_array, to_static
+from engine.locations import Loc, loc_dict, loc_text
 from engine.registry import ARRAY, ARRAYS, STATIC, shape_of
 from engine.shapes import check_size
 

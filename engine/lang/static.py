@@ -14,7 +14,7 @@ import numpy as np
 
 from engine import tracer
 from engine.errors import LanguageError, TracedValueError
-from engine.lang.ir import Loc, loc_dict, loc_text
+from engine.locations import Loc, loc_dict, loc_text
 
 INT_LIMIT = 2**63
 ARITH = {"add", "subtract", "multiply", "divide", "floor_divide", "remainder", "power", "negative"}

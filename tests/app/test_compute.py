@@ -16,7 +16,12 @@ import pytest
 
 from app import compute, encoding
 from app.deps import limits
-from app.errors import ComputeTimeoutError, QueueFullError, WorkerDiedError
+from app.errors import (
+    ComputeTimeoutError,
+    QueueFullError,
+    WorkerDiedError,
+    status_of,  # engine errors carry no status (issue 14)
+)
 from app.pool import WorkerPool
 from app.settings import Settings
 from app.worker import ping
@@ -427,4 +432,4 @@ def test_graph_outputs_name_the_op_when_nothing_is_differentiated(endpoint: str)
 def test_empty_directions_are_refused_alike(endpoint: str, key: str) -> None:
     with pytest.raises(AutodiffError) as err:
         compute.run(task(endpoint, "sum(x * x)", {"x": [1.0]}, **{key: {}}))
-    assert err.value.status == 422 and err.value.loc == ["body", key]
+    assert status_of(err.value) == 422 and err.value.loc == ["body", key]

@@ -21,7 +21,7 @@ from engine.errors import (
 )
 from engine.graph import Recorder
 from engine.lang import Program, compile_source
-from engine.lang.ir import loc_dict
+from engine.locations import loc_dict
 
 X = np.arange(6.0)
 M = np.arange(6.0).reshape(2, 3)
