@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import tracer
+from engine.core import trace
 from engine.errors import (
     AutodiffError,
     NotDifferentiableError,
@@ -74,24 +74,6 @@ class Op:
     # normalises arguments before dispatch (positional statics bound, axes made negative)
     prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]] | None = None
     aliases: tuple[str, ...] = field(default=())
-    # f(x, y) == f(y, x) for these arguments: with x is y the two reverse rules agree,
-    # so the backward pass runs one of them on 2 * g instead of both (dot(x, x), x * x)
-    symmetric: Callable[..., bool] | None = None
-    # the reverse rules always return new arrays (never g or an argument), which the
-    # backward pass may then add into in place; ``accumulate(buf, g, ans, *args,
-    # **kwargs)`` adds the same cotangent straight into such a buffer (getitem:
-    # ``buf[index] += g``, no zeros)
-    fresh_vjp: bool = False
-    accumulate: Callable[..., None] | None = None
-    # in-place reverse rules, by argument position (None where there is none): ``into(g,
-    # ans, *args, **kwargs)`` writes that argument's cotangent into ``g`` and returns it,
-    # or returns None when it does not apply (broadcasting, dtypes); the backward pass
-    # calls it only when it owns ``g`` and the node has one traced argument
-    vjps_into: Any = None
-    # the forward rule when a tangent is rows of an identity (``engine.basis.Basis``):
-    # ``jvp_basis(tangents, ans, *args, **kwargs)`` gives the tangent without the product
-    # with the identity, or None to be given the rows dense (``jvp``)
-    jvp_basis: Callable[..., Any] | None = None
 
     def __call__(self, *given: Any, **given_kw: Any) -> Any:
         try:
@@ -100,15 +82,15 @@ class Op:
                 args, kwargs = self.bind(args, kwargs)
             if self.prepare is not None:
                 args, kwargs = self.prepare(args, kwargs)
-            recorder = tracer.recorder
+            recorder = trace.current_recorder()
             try:
                 if recorder is None:
-                    return tracer.apply(self, args, kwargs)
-                tracer.recorder = None  # ops that rules apply inside this one are not user nodes
+                    return trace.dispatch(self, args, kwargs)
+                token = trace.set_recorder(None)  # ops that rules apply inside are not user nodes
                 try:
-                    ans = tracer.apply(self, args, kwargs)
+                    ans = trace.dispatch(self, args, kwargs)
                 finally:
-                    tracer.recorder = recorder
+                    trace.reset_recorder(token)
             except NUMPY_ERRORS as exc:
                 raise self.error(exc, args) from None
             recorder.record(self, args, kwargs, ans)
@@ -219,7 +201,7 @@ def _holds_box(seq: Any) -> bool:
     stack = [seq]
     while stack:
         v = stack.pop()
-        if isinstance(v, tracer.Box):
+        if isinstance(v, trace.Box):
             return True
         if type(v) in (list, tuple):
             stack.extend(v)
@@ -229,7 +211,7 @@ def _holds_box(seq: Any) -> bool:
 def _stack(v: Any) -> Any:
     if type(v) in (list, tuple):
         return OPS["stack"]([_stack(item) for item in v])
-    return v if isinstance(v, tracer.Box) else np.asarray(v, dtype=np.float64)
+    return v if isinstance(v, trace.Box) else np.asarray(v, dtype=np.float64)
 
 
 def shape_of(x: Any) -> tuple[int, ...]:

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 import engine.numpy as anp
+from engine.core.trace import Box, unbox_all
 from engine.errors import TracedValueError, ValueDomainError
 from engine.ops._util import align, broadcast_shapes, defop, fill_tangent, unbroadcast
 from engine.ops.shape import _static_shape
 from engine.registry import shape_of
-from engine.tracer import Box, unbox_all
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 

@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 
 import engine.numpy as anp
-from engine.basis import Basis
 from engine.errors import ShapeError, ValueDomainError
 from engine.ops._util import (
     PerArgument,
@@ -48,7 +47,7 @@ from engine.ops._util import (
     sum_tangents,
     unbroadcast,
 )
-from engine.registry import OPS, Op, register, shape_of
+from engine.registry import Op, register, shape_of
 
 LETTERS = string.ascii_letters
 Shape = tuple[int, ...]
@@ -211,37 +210,6 @@ def _matmul_jvp(tangents: list[Any], ans: Any, x: Any, y: Any) -> Any:
     return _as(sum_tangents(terms), batch + shape_of(ans))
 
 
-def _matmul_jvp_basis(tangents: list[Any], ans: Any, x: Any, y: Any) -> Any:
-    """The tangent of ``W @ v`` (or ``v @ W``) for a vector ``v`` whose tangent is rows of
-    an identity: ``W @ e_j`` is column j of W (``e_j @ W`` row j), taken instead of
-    multiplied out. None when it is not that case (the rows are then made dense)."""
-    tx, ty = tangents
-    # (m, n) @ (n,): the rows of the tangent are columns of x
-    if tx is None and type(ty) is Basis and _matrix(x) and len(shape_of(y)) == 1:
-        return _unit_rows(x.T, ty)
-    # (n,) @ (n, p): rows of y
-    if ty is None and type(tx) is Basis and _matrix(y) and len(shape_of(x)) == 1:
-        return _unit_rows(y, tx)
-    return None
-
-
-def _matrix(a: Any) -> bool:
-    return type(a) is np.ndarray and a.ndim == 2
-
-
-def _unit_rows(m: np.ndarray, basis: Basis) -> np.ndarray:
-    """``e_j @ m`` for each row of ``basis``: row j of ``m`` (zeros where a row holds no 1),
-    a new array in ``m``'s memory order (``W.T``'s rows are copied as W's columns lie)."""
-    dtype = np.result_type(m.dtype, basis.dtype)
-    span = basis.unit_range()
-    if span is not None:
-        return m[span[0] : span[1]].astype(dtype, order="K")
-    out = np.zeros(basis.shape[:1] + m.shape[1:], dtype=dtype)
-    rows, cols = basis.units()
-    out[rows] = m[cols]
-    return out
-
-
 defop(
     "matmul",
     np.matmul,
@@ -250,7 +218,7 @@ defop(
     _matmul_shape,
     vjps=[_matmul_vjp_x, _matmul_vjp_y],
     jvp=_matmul_jvp,
-).jvp_basis = _matmul_jvp_basis
+)
 
 
 # --- products written as einsums ----------------------------------------------------------
@@ -348,10 +316,6 @@ def _dot_shape(a: Any, b: Any) -> Shape:
     return sa[:-1] + sb[:-2] + sb[-1:]
 
 
-def _dot_jvp_basis(tangents: list[Any], ans: Any, a: Any, b: Any) -> Any:
-    return _matmul_jvp_basis(tangents, ans, a, b) if _dot_kind(a, b) == "matmul" else None
-
-
 defop(
     "dot",
     np.dot,
@@ -360,7 +324,7 @@ defop(
     _dot_shape,
     vjps=[_dot_vjp(0), _dot_vjp(1)],
     jvp=_dot_jvp,
-).jvp_basis = _dot_jvp_basis
+)
 
 
 # inner: the last axes of both operands are contracted.
@@ -1012,12 +976,3 @@ defop(
     vjps=[_cholesky_vjp],
     jvp=_cholesky_jvp,
 )
-
-
-def _vectors(a: Any, b: Any) -> bool:
-    """dot and inner commute on vectors (and scalars), not on matrices."""
-    return len(shape_of(a)) <= 1 and len(shape_of(b)) <= 1
-
-
-OPS["dot"].symmetric = _vectors
-OPS["inner"].symmetric = _vectors

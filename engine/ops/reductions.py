@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 import engine.numpy as anp
-from engine import tracer
+from engine.core import trace
+from engine.core.trace import unbox_all
 from engine.errors import ShapeError, ValueDomainError
 from engine.ops._util import (
     defop,
@@ -27,7 +28,6 @@ from engine.ops._util import (
     reduced_shape,
 )
 from engine.registry import NUMPY_ERRORS, Op, params, register, shape_of
-from engine.tracer import unbox_all
 
 AXES = "x, axis:s=None, keepdims:s=False"
 
@@ -363,14 +363,14 @@ class NormOp(Op):
             raise self.error(exc, args) from None
         if len(kwargs["axis"]) != 2 or kwargs["ord"] is None:
             return Op.__call__(self, *args, **kwargs)
-        recorder = tracer.recorder
+        recorder = trace.current_recorder()
         if recorder is None:
             return _matrix_norm(args[0], **kwargs)
-        tracer.recorder = None  # graph metadata: one "norm" node, as for every other op
+        token = trace.set_recorder(None)  # graph metadata: one "norm" node, as for every op
         try:
             ans = _matrix_norm(args[0], **kwargs)
         finally:
-            tracer.recorder = recorder
+            trace.reset_recorder(token)
         recorder.record(self, args, kwargs, ans)
         return ans
 

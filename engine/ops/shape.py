@@ -750,12 +750,6 @@ def _getitem_jvp(ts: list[Any], ans: Any, x: Any, index: tuple[Any, ...]) -> Any
     return _take(t, index, _nb(t, len(shape_of(x))))
 
 
-def _getitem_accumulate(buf: Any, g: Any, ans: Any, x: Any, index: tuple[Any, ...]) -> None:
-    """``buf += _getitem_vjp(g, ...)`` without the zeros: add ``g`` at ``index`` in place."""
-    # g: an array or NumPy scalar (the backward checks)
-    _scatter_into(buf, g, index, g.ndim - len(shape_of(ans)))
-
-
 _getitem = defop(
     "getitem",
     lambda x, index: x[index],
@@ -767,9 +761,6 @@ _getitem = defop(
     jvp=_getitem_jvp,
     prepare=_prepare_getitem,
 )
-# x[0], x[1], x[2] of one x: one zeros buffer that each cotangent is added into
-_getitem.fresh_vjp = True
-_getitem.accumulate = _getitem_accumulate
 
 
 def _scatter_impl(g: Any, index: tuple[Any, ...], shape: tuple[int, ...], sub_ndim: int) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,5 +25,29 @@ def case_rng(case_id: str) -> np.random.Generator:
     return np.random.default_rng([SEED, zlib.crc32(case_id.encode())])
 
 
+@pytest.fixture
+def fast_on() -> Iterator[None]:
+    """The fast layer on for one test that looks at a shortcut itself."""
+    from engine.fast import fast_mode
+
+    with fast_mode(True):
+        yield
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "plain"])
+def fast_switch(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Run a test with the fast layer on and off (same answers expected)."""
+    from engine.fast import fast_mode
+
+    with fast_mode(request.param):
+        yield request.param
+
+
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"engine op table: ENGINE_TEST_SEED={SEED} (set it to replay a failure)"
+    from engine.fast import enabled
+
+    fast = "on" if enabled() else "off (AUTODIFF_ENGINE_FAST=0)"
+    return (
+        f"engine op table: ENGINE_TEST_SEED={SEED} (set it to replay a failure); "
+        f"engine fast layer {fast}"
+    )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import engine
-from engine import tracer
+from engine.core import trace
 from engine.errors import (
     IterationLimitError,
     LanguageError,
@@ -95,7 +95,7 @@ VALUES = [
 def test_values(source: str, expected: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        out = np.asarray(tracer.unbox_all(run(source)))
+        out = np.asarray(trace.unbox_all(run(source)))
     np.testing.assert_allclose(out, np.asarray(expected, dtype=float), equal_nan=True)
 
 
