@@ -37,6 +37,7 @@ from engine.errors import (
 from engine.graph import Recorder
 from engine.lang.ir import census
 from engine.lang.limits import Limits
+from engine.registry import names_of_cost
 
 # NumPy's RuntimeWarnings ("Mean of empty slice", "Degrees of freedom <= 0") describe
 # values the answer's own warnings name (non-finite values and where they arose): they
@@ -137,93 +138,10 @@ def inline_program(task: Task, max_ops: int) -> Any:
     return program
 
 
-# Ops whose work is linear in the sizes of their operands and result: elementwise maths,
-# reductions, shapes, indexing, constructors (and their rules, written in the same ops).
-# Everything else (contractions, decompositions, norm, whose ord=2 is an SVD, and any op
-# added later) can cost more than its sizes say and is never "linear" here.
-LINEAR_OPS = frozenset(
-    {
-        "abs",
-        "add",
-        "arccos",
-        "arcsin",
-        "arctan",
-        "arctan2",
-        "clip",
-        "cos",
-        "cosh",
-        "divide",
-        "equal",
-        "exp",
-        "expm1",
-        "floor_divide",
-        "greater",
-        "greater_equal",
-        "less",
-        "less_equal",
-        "log",
-        "log10",
-        "log1p",
-        "log2",
-        "logical_and",
-        "logical_not",
-        "logical_or",
-        "maximum",
-        "minimum",
-        "multiply",
-        "negative",
-        "not_equal",
-        "power",
-        "remainder",
-        "sign",
-        "sin",
-        "sinh",
-        "sqrt",
-        "square",
-        "subtract",
-        "tan",
-        "tanh",
-        "where",
-        "relu",
-        "sigmoid",
-        "softplus",
-        "sum",
-        "mean",
-        "prod",
-        "max",
-        "min",
-        "var",
-        "std",
-        "logsumexp",
-        "softmax",
-        "log_softmax",
-        "broadcast_to",
-        "concatenate",
-        "detach",
-        "stop_gradient",
-        "expand_dims",
-        "flip",
-        "getitem",
-        "repeat",
-        "reshape",
-        "squeeze",
-        "stack",
-        "swapaxes",
-        "tile",
-        "transpose",
-        "outer",
-        "trace",
-        "diag",
-        "arange",
-        "eye",
-        "full",
-        "linspace",
-        "ones",
-        "ones_like",
-        "zeros",
-        "zeros_like",
-    }
-)
+# Ops whose work is linear in the sizes of their operands and result, as each op declares
+# it in the engine's registry (``Op.cost``; engine change, issue 14: was a hand list here).
+# Contractions, decompositions (norm too: ord=2 is an SVD) and undeclared ops are not.
+LINEAR_OPS = names_of_cost("linear")
 _op_cache: dict[int, tuple[Any, frozenset[str], int]] = {}
 # Op evaluations counted past this are "many": only comparisons with lane limits use it.
 _CENSUS_CAP = 1 << 30

@@ -32,6 +32,7 @@ from engine.errors import (
 )
 
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
+COSTS = ("linear", "contraction", "decomposition")
 
 
 class _Required:
@@ -74,6 +75,11 @@ class Op:
     # normalises arguments before dispatch (positional statics bound, axes made negative)
     prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]] | None = None
     aliases: tuple[str, ...] = field(default=())
+    # the work it does, for the service's lane policy: ``linear`` in its operands' and
+    # result's sizes (elementwise, reductions, shapes, indexing, constructors),
+    # ``contraction`` (matmul, einsum...) or ``decomposition`` (inv, det, SVD-based
+    # norms...); an op that declares nothing counts as the costliest
+    cost: str = "decomposition"
 
     def __call__(self, *given: Any, **given_kw: Any) -> Any:
         try:
@@ -229,6 +235,8 @@ OPS: dict[str, Op] = {}
 
 def register(op: Op) -> Op:
     """Add ``op`` (and its aliases) to the registry."""
+    if op.cost not in COSTS:
+        raise ValueError(f"op {op.name!r}: cost must be one of {COSTS}, got {op.cost!r}")
     for name in (op.name, *op.aliases):
         if name in OPS:
             raise ValueError(f"op {name!r} registered twice")
@@ -256,3 +264,10 @@ def params(spec: str) -> tuple[Param, ...]:
         value = _REQUIRED if not default else ast.literal_eval(default)
         out.append(Param(name, kind, value))
     return tuple(out)
+
+
+def names_of_cost(cost: str) -> frozenset[str]:
+    """The names (aliases included) of the registered ops of one cost class."""
+    import engine.numpy  # noqa: F401  (registers every op)
+
+    return frozenset(name for name, op in OPS.items() if op.cost == cost)

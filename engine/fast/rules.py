@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+import engine.numpy as anp
 from engine.fast import switch
 
 _ONES_MIN_SIZE = 4096  # below this the check costs more than the pass it saves
@@ -74,8 +75,6 @@ def negated(t: Any) -> Any:
     """``-t`` for a temporary ``t`` that the rule just made (negated in place when plain)."""
     if switch.ON and type(t) is np.ndarray and t.flags.writeable:
         return np.negative(t, out=t)
-    import engine.numpy as anp
-
     return anp.negative(t)
 
 

@@ -125,12 +125,12 @@ def elementwise(
     """Register an elementwise op from its partial derivatives (one per argument)."""
     spec = {1: "x", 2: "x1, x2", 3: "x, a_min, a_max"}[len(partials)]
     vjps = [_vjp(i, d, len(partials)) for i, d in enumerate(partials)]
-    defop(name, impl, spec, doc, _shape(name), vjps=vjps, jvp=_jvp(partials))
+    defop(name, impl, spec, doc, _shape(name), vjps=vjps, jvp=_jvp(partials), cost="linear")
 
 
 def comparison(name: str, impl: Callable[..., Any], doc: str, nargs: int = 2) -> None:
     """Register a non-differentiable elementwise op (its result is a constant)."""
-    defop(name, impl, "x1, x2" if nargs == 2 else "x", doc, _shape(name))
+    defop(name, impl, "x1, x2" if nargs == 2 else "x", doc, _shape(name), cost="linear")
 
 
 # --- arithmetic -----------------------------------------------------------------------
@@ -353,6 +353,7 @@ defop(
     _shape("where"),
     vjps=[None, _where_vjp(1), _where_vjp(2)],
     jvp=_where_jvp,
+    cost="linear",
 )
 
 # --- comparisons and logic (no gradient) ------------------------------------------------

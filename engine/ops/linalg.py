@@ -218,6 +218,7 @@ defop(
     _matmul_shape,
     vjps=[_matmul_vjp_x, _matmul_vjp_y],
     jvp=_matmul_jvp,
+    cost="contraction",
 )
 
 
@@ -324,6 +325,7 @@ defop(
     _dot_shape,
     vjps=[_dot_vjp(0), _dot_vjp(1)],
     jvp=_dot_jvp,
+    cost="contraction",
 )
 
 
@@ -371,6 +373,7 @@ defop(
     _inner_shape,
     vjps=[_inner_vjp(0), _inner_vjp(1)],
     jvp=_inner_jvp,
+    cost="contraction",
 )
 
 
@@ -409,6 +412,7 @@ defop(
     lambda a, b: (math.prod(shape_of(a)), math.prod(shape_of(b))),
     vjps=[_outer_vjp_a, _outer_vjp_b],
     jvp=_outer_jvp,
+    cost="linear",
 )
 
 
@@ -480,6 +484,7 @@ defop(
     vjps=[_tensordot_vjp(0), _tensordot_vjp(1)],
     jvp=lambda ts, ans, a, b, axes: _bilinear(*_tensordot_letters(a, b, axes))[1](ts, ans, a, b),
     prepare=_prepare_tensordot,
+    cost="contraction",
 )
 
 
@@ -650,6 +655,7 @@ defop(
     vjps=PerArgument(_einsum_vjp),
     jvp=_einsum_jvp,
     prepare=_prepare_einsum,
+    cost="contraction",
 )
 
 
@@ -704,6 +710,7 @@ defop(
     vjps=[_trace_vjp],
     jvp=lambda ts, ans, a, **kw: anp.trace(ts[0], **kw),
     prepare=_prepare_trace,
+    cost="linear",
 )
 
 
@@ -765,6 +772,7 @@ defop(
     vjps=[_diag_vjp],
     jvp=_diag_jvp,
     prepare=_prepare_diag,
+    cost="linear",
 )
 
 
@@ -788,6 +796,7 @@ defop(
     lambda a: _square("inv", a),
     vjps=[_inv_vjp],
     jvp=_inv_jvp,
+    cost="decomposition",
 )
 
 
@@ -821,6 +830,7 @@ defop(
     lambda a: _square("det", a)[:-2],
     vjps=[lambda g, ans, a: _expand2(g * ans) * _inv_t(a, "det")],
     jvp=lambda ts, ans, a: ans * _trace_inv_product(a, ts[0], "det"),
+    cost="decomposition",
 )
 
 
@@ -835,6 +845,7 @@ SIGN = defop(
     "a",
     "Internal: the sign of the determinant (no gradient).",
     lambda a: _square("slogdet", a)[:-2],
+    cost="decomposition",
 )
 LOGABS = defop(
     "_slogdet_logabs",
@@ -844,6 +855,7 @@ LOGABS = defop(
     lambda a: _square("slogdet", a)[:-2],
     vjps=[lambda g, ans, a: _expand2(g) * _inv_t(a, "slogdet")],
     jvp=lambda ts, ans, a: _trace_inv_product(a, ts[0], "slogdet"),
+    cost="decomposition",
 )
 
 
@@ -866,6 +878,7 @@ register(
         shape_fn=LOGABS.shape_fn,
         vjps=LOGABS.vjps,
         jvp_rule=LOGABS.jvp_rule,
+        cost="decomposition",
         parts=(SIGN, LOGABS),
     )
 )
@@ -937,6 +950,7 @@ defop(
     _solve_shape,
     vjps=[_solve_vjp_a, _solve_vjp_b],
     jvp=_solve_jvp,
+    cost="decomposition",
 )
 
 
@@ -975,4 +989,5 @@ defop(
     lambda a: _square("cholesky", a),
     vjps=[_cholesky_vjp],
     jvp=_cholesky_jvp,
+    cost="decomposition",
 )

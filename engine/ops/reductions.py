@@ -60,7 +60,7 @@ def reduction(name: str, impl: Any, doc: str, weight: Any, spec: str = AXES) -> 
     vjp, jvp = _reduction_rules(weight)
     positional = tuple(p.split(":")[0].strip() for p in spec.split(",")[1:])
     prepare = prepare_axes(name, positional)
-    defop(name, impl, spec, doc, _shape, vjps=[vjp], jvp=jvp, prepare=prepare)
+    defop(name, impl, spec, doc, _shape, vjps=[vjp], jvp=jvp, prepare=prepare, cost="linear")
 
 
 def _reduction_rules(weight: Any) -> tuple[Any, Any]:
@@ -388,6 +388,7 @@ register(
         vjps=(_norm_vjp,),
         jvp_rule=_norm_jvp,
         prepare=_prepare_norm,
+        cost="decomposition",  # ord=2, -2 and 'nuc' are an SVD
     )
 )
 
@@ -519,6 +520,7 @@ defop(
     lambda a: _matrices(a)[:-2] + (min(_matrices(a)[-2:]),),
     vjps=[_svdvals_vjp],
     jvp=_svdvals_jvp,
+    cost="decomposition",
 )
 defop(
     "_svd_u",
@@ -528,6 +530,7 @@ defop(
     lambda a: _matrices(a)[:-1] + (min(_matrices(a)[-2:]),),
     vjps=[_svd_u_vjp],
     jvp=_svd_u_jvp,
+    cost="decomposition",
 )
 defop(
     "_svd_vt",
@@ -537,6 +540,7 @@ defop(
     lambda a: _matrices(a)[:-2] + (min(_matrices(a)[-2:]), _matrices(a)[-1]),
     vjps=[_svd_vt_vjp],
     jvp=_svd_vt_jvp,
+    cost="decomposition",
 )
 
 
@@ -578,6 +582,7 @@ defop(
     vjps=[_softmax_vjp],
     jvp=lambda ts, ans, x, axis: _softmax_vjp(ts[0], ans, x, axis),
     prepare=prepare_axes("softmax", ("axis",), default=-1),
+    cost="linear",
 )
 defop(
     "log_softmax",
@@ -588,4 +593,5 @@ defop(
     vjps=[_log_softmax_vjp],
     jvp=_log_softmax_jvp,
     prepare=prepare_axes("log_softmax", ("axis",), default=-1),
+    cost="linear",
 )

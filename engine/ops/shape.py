@@ -75,6 +75,7 @@ defop(
     vjps=[lambda g, ans, x, shape: anp.reshape(g, _batch(g, len(shape)) + shape_of(x))],
     jvp=lambda ts, ans, x, shape: anp.reshape(ts[0], _batch(ts[0], len(shape_of(x))) + shape),
     prepare=_prepare_reshape,
+    cost="linear",
 )
 
 
@@ -115,6 +116,7 @@ defop(
     vjps=[_transpose_vjp],
     jvp=lambda ts, ans, x, axes: anp.transpose(ts[0], _prefixed(axes, _nb(ts[0], len(axes)))),
     prepare=_prepare_transpose,
+    cost="linear",
 )
 
 
@@ -141,6 +143,7 @@ defop(
     vjps=[lambda g, ans, x, axis1, axis2: anp.swapaxes(g, axis1, axis2)],
     jvp=lambda ts, ans, x, axis1, axis2: anp.swapaxes(ts[0], axis1, axis2),
     prepare=_prepare_swapaxes,
+    cost="linear",
 )
 
 
@@ -158,6 +161,7 @@ defop(
     vjps=[lambda g, ans, x, axis: anp.flip(g, axis)],
     jvp=lambda ts, ans, x, axis: anp.flip(ts[0], axis),
     prepare=_prepare_flip,
+    cost="linear",
 )
 
 
@@ -186,6 +190,7 @@ defop(
     vjps=[lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x))],
     jvp=lambda ts, ans, x, axis: anp.expand_dims(ts[0], axis),
     prepare=_prepare_expand_dims,
+    cost="linear",
 )
 
 
@@ -216,6 +221,7 @@ defop(
     vjps=[lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x))],
     jvp=lambda ts, ans, x, axis: anp.squeeze(ts[0], axis),
     prepare=_prepare_squeeze,
+    cost="linear",
 )
 
 
@@ -255,6 +261,7 @@ defop(
     vjps=[lambda g, ans, x, shape: unbroadcast(g, shape_of(x), len(shape))],
     jvp=_broadcast_to_jvp,
     prepare=_prepare_broadcast_to,
+    cost="linear",
 )
 
 
@@ -297,6 +304,7 @@ defop(
     vjps=[_tile_vjp],
     jvp=_tile_jvp,
     prepare=_prepare_tile,
+    cost="linear",
 )
 
 
@@ -351,6 +359,7 @@ defop(
     vjps=[_repeat_vjp],
     jvp=_repeat_jvp,
     prepare=_prepare_repeat,
+    cost="linear",
 )
 
 
@@ -442,6 +451,7 @@ def _variadic(name: str, impl: Any, doc: str, shape: Any, make_vjp: Any, jvp: An
         vjps=PerArgument(make_vjp),
         jvp=jvp,
         prepare=_prepare_join(name),
+        cost="linear",
     )
 
 
@@ -760,6 +770,7 @@ _getitem = defop(
     vjps=[_getitem_vjp],
     jvp=_getitem_jvp,
     prepare=_prepare_getitem,
+    cost="linear",
 )
 
 
@@ -789,6 +800,7 @@ defop(
     jvp=lambda ts, ans, g, index, shape, sub_ndim: anp._scatter(
         ts[0], index=index, shape=shape, sub_ndim=sub_ndim
     ),
+    cost="linear",
 )
 
 
@@ -802,4 +814,5 @@ defop(
     "The value of x, through which no gradient flows (alias stop_gradient).",
     lambda x: shape_of(x),
     aliases=("stop_gradient",),
+    cost="linear",
 )
