@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-import engine.numpy as anp
 from engine.fast import switch
 
 _ONES_MIN_SIZE = 4096  # below this the check costs more than the pass it saves
@@ -75,7 +74,9 @@ def negated(t: Any) -> Any:
     """``-t`` for a temporary ``t`` that the rule just made (negated in place when plain)."""
     if switch.ON and type(t) is np.ndarray and t.flags.writeable:
         return np.negative(t, out=t)
-    return anp.negative(t)
+    from engine.registry import OPS  # the rules' module imports this one
+
+    return OPS["negative"](t)
 
 
 # NumPy scalars (x[0] of a vector, a scalar chain) pay about 0.6-1 us per ufunc call but
