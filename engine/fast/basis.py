@@ -109,7 +109,7 @@ def _matmul_basis(tangents: list[Any], ans: Any, x: Any, y: Any) -> Any:
 
 def _dot_basis(tangents: list[Any], ans: Any, a: Any, b: Any) -> Any:
     """dot of a matrix and a vector is their matmul."""
-    from engine.ops.linalg import _dot_kind
+    from engine.ops.products import _dot_kind
 
     return _matmul_basis(tangents, ans, a, b) if _dot_kind(a, b) == "matmul" else None
 
