@@ -13,7 +13,7 @@ import pytest
 import engine as ad
 import engine.numpy as anp
 from engine.errors import AutodiffError, ShapeError, SizeLimitError, ValueDomainError
-from engine.ops.linalg import normalize_einsum
+from engine.ops.einsum import normalize_einsum
 from engine.registry import OPS
 from engine.shapes import check_size
 
