@@ -53,6 +53,9 @@ class Param:
     name: str
     kind: str = ARRAY
     default: Any = _REQUIRED
+    # a static argument's kind, checked and normalised once by the registry
+    # (``normalise_statics``) for an op without a ``prepare`` hook: "int" (not a bool)
+    static_kind: str | None = None
 
     @property
     def required(self) -> bool:
@@ -235,9 +238,13 @@ OPS: dict[str, Op] = {}
 
 
 def register(op: Op) -> Op:
-    """Add ``op`` (and its aliases) to the registry."""
+    """Add ``op`` (and its aliases) to the registry. An op whose static parameters have
+    kinds, and no ``prepare`` hook of its own, gets the registry's: statics bound by name
+    and checked once, before any rule or shape function sees them."""
     if op.cost not in COSTS:
         raise ValueError(f"op {op.name!r}: cost must be one of {COSTS}, got {op.cost!r}")
+    if op.prepare is None and any(p.static_kind for p in op.params):
+        op.prepare = lambda args, kwargs: normalise_statics(op, args, kwargs)
     for name in (op.name, *op.aliases):
         if name in OPS:
             raise ValueError(f"op {name!r} registered twice")
@@ -245,25 +252,64 @@ def register(op: Op) -> Op:
     return op
 
 
+def _static_int(op: Op, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueDomainError(f"{op.name}: {name} must be an integer, got {value!r}", op=op.name)
+    return int(value)
+
+
+STATIC_KINDS: dict[str, Callable[[Op, str, Any], Any]] = {"int": _static_int}
+
+
+def normalise_statics(
+    op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``args`` cut to the array arguments; every static by name, defaulted and normalised
+    by its kind (rules then take statics by keyword)."""
+    arrays = [p for p in op.params if p.kind != STATIC]
+    statics = [p for p in op.params if p.kind == STATIC]
+    extra = args[len(arrays) :]
+    if len(extra) > len(statics):
+        raise ValueDomainError(f"{op.name}: too many arguments", op=op.name)
+    given = dict(zip((p.name for p in statics), extra, strict=False))
+    for name in kwargs:
+        if name in given or name not in {p.name for p in statics}:
+            raise ValueDomainError(f"{op.name}: unexpected argument {name!r}", op=op.name)
+    given.update(kwargs)
+    out = {}
+    for p in statics:
+        value = given.get(p.name, p.default)
+        if value is _REQUIRED:
+            raise ValueDomainError(f"{op.name}: missing argument {p.name!r}", op=op.name)
+        out[p.name] = STATIC_KINDS[p.static_kind](op, p.name, value) if p.static_kind else value
+    return args[: len(arrays)], out
+
+
 def params(spec: str) -> tuple[Param, ...]:
     """Parse a compact parameter spec such as ``"x, y, axis:s=None, keepdims:s=False"``.
 
     ``x`` is an array, ``xs[]`` one argument holding a sequence of arrays,
-    ``*xs`` any number of array arguments, ``name:s`` a static value.
+    ``*xs`` any number of array arguments, ``name:s`` a static value, ``name:int`` a
+    static of a kind (``STATIC_KINDS``) that the registry checks and normalises.
     Defaults are Python literals.
     """
     out = []
     for raw in (s.strip() for s in spec.split(",") if s.strip()):
         name, _, default = raw.partition("=")
-        kind = ARRAY
-        if name.startswith("*"):
+        kind, static_kind = ARRAY, None
+        if ":" in name and not name.endswith(":s"):
+            name, _, static_kind = name.partition(":")
+            kind = STATIC
+            if static_kind not in STATIC_KINDS:
+                raise ValueError(f"parameter {name!r}: unknown static kind {static_kind!r}")
+        elif name.startswith("*"):
             name, kind = name[1:], VARARGS
         elif name.endswith("[]"):
             name, kind = name[:-2], ARRAYS
         elif name.endswith(":s"):
             name, kind = name[:-2], STATIC
         value = _REQUIRED if not default else ast.literal_eval(default)
-        out.append(Param(name, kind, value))
+        out.append(Param(name, kind, value, static_kind))
     return tuple(out)
 
 
