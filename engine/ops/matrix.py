@@ -52,6 +52,7 @@ from engine.ops._util import (
     defop,
     unbroadcast,
 )
+from engine.ops.kinds import def_linear
 from engine.ops.products import _as
 from engine.registry import Op, register, shape_of
 
@@ -170,6 +171,37 @@ defop(
     prepare=_prepare_diag,
     cost="linear",
 )
+
+
+# --- triangles (linear: the forward rule is the op on the tangent, the reverse its own) --
+
+
+def _tri_shape(name: str) -> Callable[..., Shape]:
+    def shape(x: Any, k: int = 0) -> Shape:
+        if len(shape_of(x)) < 2:  # NumPy would make a vector a matrix; JAX, PyTorch refuse
+            raise _fail(name, "expects an array of at least 2 dimensions", shape_of(x))
+        return shape_of(x)
+
+    return shape
+
+
+def _tri(name: str, impl: Callable[..., Any]) -> Callable[..., Any]:
+    def tri(x: Any, k: int) -> Any:
+        _tri_shape(name)(x)  # a vector is refused here too, not made a matrix
+        return impl(x, k)
+
+    return tri
+
+
+for _name, _impl, _part in (("tril", np.tril, "on and below"), ("triu", np.triu, "on and above")):
+    def_linear(
+        _name,
+        _tri(_name, _impl),
+        "x, k:int=0",
+        f"The elements {_part} the k-th diagonal of the last two axes, zeros elsewhere.",
+        _tri_shape(_name),
+        transpose=lambda g, ans, x, k, op=_name: anp.OPS[op](g, k=k),  # a projection
+    )
 
 
 # --- matrix functions -------------------------------------------------------------------------
