@@ -3,39 +3,46 @@
 A cotangent may carry leading batch axes: every rule maps them through, so a whole stack
 of cotangents (a Jacobian's rows) goes back in one walk. With the level's tape the walk
 is the tape reversed (creation order is a topological order); without it, an iterative
-graph search. How a node's cotangent reaches its parents and is summed there is one hook,
-``new_walk``: here the rules and ``+``; ``engine.fast.inplace`` plugs in sums into owned
+graph search. How cotangents are sent to parents and summed there is one hook,
+``sum_walk``: here the rules and ``+``; ``engine.fast.inplace`` plugs in sums into owned
 buffers and in-place rules.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from engine.core.trace import Var
 
-Send = Callable[[Var, Any, dict[int, Any]], None]
+OnNode = Callable[[Var], None] | None
+Walk = Callable[[Iterable[Var], dict[int, Any], OnNode], None]
 
 
-def send(node: Var, g: Any, grads: dict[int, Any]) -> None:
-    """Each traced parent's cotangent by its rule, added to what the parent has."""
-    vjps, ans, args, kwargs = node.op.vjps, node.value, node.args, node.kwargs  # type: ignore[union-attr]
-    for i, parent in node.parents:
-        rule = vjps[i]
-        if rule is not None:  # None: no gradient flows through this argument
-            gi = rule(g, ans, *args, **kwargs)
-            prev = grads.get(parent.id)
-            grads[parent.id] = gi if prev is None else prev + gi
+def walk(
+    nodes: Iterable[Var], grads: dict[int, Any], on_node: Callable[[Var], None] | None
+) -> None:
+    """Each node's cotangent, popped, sent to its traced parents by their rules and added to
+    what each parent has (``grads``: node id -> cotangent)."""
+    for node in nodes:
+        g = grads.pop(node.id, None)
+        if g is None or node.op is None:
+            continue
+        if on_node is not None:
+            on_node(node)
+        vjps, ans, args, kwargs = node.op.vjps, node.value, node.args, node.kwargs
+        for i, parent in node.parents:
+            rule = vjps[i]
+            if rule is not None:  # None: no gradient flows through this argument
+                gi = rule(g, ans, *args, **kwargs)
+                prev = grads.get(parent.id)
+                grads[parent.id] = gi if prev is None else prev + gi
 
 
-def _plain_walk() -> Send:
-    return send
-
-
-# The plug-in point: makes the sender of one walk (which may keep state for that walk).
-new_walk: Callable[[], Send] = _plain_walk
+# The plug-in point: how cotangents are sent and summed (engine.fast.inplace sums into
+# buffers the walk owns and runs in-place rules).
+sum_walk: Walk = walk
 
 
 def backward(
@@ -51,14 +58,8 @@ def backward(
     for out, g in zip(outputs, cotangents, strict=True):
         if type(out) is Var and out.level == level:
             grads[out.id] = g if out.id not in grads else grads[out.id] + g
-    to_parents = new_walk()
-    for node in reversed(tape) if tape is not None else toposort(outputs, level):
-        g = grads.pop(node.id, None)
-        if g is None or node.op is None:
-            continue
-        if on_node is not None:
-            on_node(node)
-        to_parents(node, g, grads)
+    nodes = reversed(tape) if tape is not None else toposort(outputs, level)
+    sum_walk(nodes, grads, on_node)
     return [grads.get(leaf.id) for leaf in leaves]
 
 

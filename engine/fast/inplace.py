@@ -13,7 +13,7 @@ Figures: ``bench/PROFILE.md`` (W3 at 10^6: -4% to -16% in interleaved runs).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -125,18 +125,22 @@ _fresh: set[Op] = set()
 # --- the walk -----------------------------------------------------------------------------
 
 
-class OwningWalk:
-    """The sender of one backward walk (``engine.core.backward.new_walk``), which keeps the
-    ids of the parents whose summed cotangent is a buffer it owns."""
-
-    __slots__ = ("owned",)
-
-    def __init__(self) -> None:
-        self.owned: set[int] = set()
-
-    def __call__(self, node: Var, g: Any, grads: dict[int, Any]) -> None:
-        op: Op = node.op  # type: ignore[assignment]
-        owned = self.owned
+def owning_walk(
+    nodes: Iterable[Var], grads: dict[int, Any], on_node: Callable[[Var], None] | None
+) -> None:
+    """``engine.core.backward.walk`` with buffer ownership: ``owned`` holds the ids of the
+    nodes whose summed cotangent is a buffer this walk made."""
+    owned: set[int] = set()
+    pop, get = grads.pop, grads.get
+    for node in nodes:
+        g = pop(node.id, None)
+        if g is None:
+            continue
+        op = node.op
+        if op is None:
+            continue
+        if on_node is not None:
+            on_node(node)
         vjps = op.vjps
         ans = node.value
         args = node.args
@@ -149,7 +153,6 @@ class OwningWalk:
         # no one else holds g (an array the walk made): a one-argument rule may write into it
         mine = type(g) is _ndarray and len(parents) == 1 and node.id in owned
         intos = _inplace.get(op) if mine else None
-        get = grads.get
         for i, parent in parents:
             rule = vjps[i]
             if rule is None:  # no gradient flows through this argument
@@ -216,8 +219,8 @@ def install() -> None:
     )
     _accumulate.update({OPS[name]: add for name, add in ACCUMULATE.items()})
     _fresh.update(OPS[name] for name in FRESH)
-    backward.new_walk = OwningWalk
+    backward.sum_walk = owning_walk
 
 
 def uninstall() -> None:
-    backward.new_walk = backward._plain_walk
+    backward.sum_walk = backward.walk
