@@ -68,7 +68,7 @@ class recording_tape:  # noqa: N801 (used as a context manager, like a function)
     Creation order is a topological order, so ``backward`` walks the tape in reverse
     instead of searching the graph. Vars made at ``level`` after the block (none are, in
     the transforms) would be missed, so a tape is closed only when the traced function
-    has returned. (A class: a generator-based context manager costs 1 us per trace.)
+    has returned. (A class: a generator-based context manager costs more per trace.)
     ``memo`` is the fast layer's (``engine.fast.operators``): nodes it shares by key.
     """
 

@@ -3,10 +3,10 @@ push in forward mode (when the fast layer is on; else they push the dense rows).
 
 A forward-mode Jacobian pushes the stacked identity through the function: the tangent of
 an input ``x`` holds one unit vector per row. The first op that reads ``x`` would multiply
-by that identity (``W @ x`` costs a full ``W @ I``: 0.66 ms at n=256, 87% of W6); an op
+by that identity (``W @ x`` costs a full ``W @ I``, most of W6's time); an op
 whose forward rule knows what it makes of unit vectors (``BASIS_JVP``: matmul picks
 columns of ``W``) skips the product, and every other op gets the dense rows
-(``dense()``), exactly what it was given before. Figures: ``bench/PROFILE.md`` (W6).
+(``dense()``), exactly what it was given before. Figures: ``bench/PROFILE.md``.
 """
 
 from __future__ import annotations

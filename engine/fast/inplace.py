@@ -8,7 +8,7 @@ is owned runs the op's in-place rule (``INPLACE``: ``-g``, ``g * 2 * x``, ``g * 
 written into ``g``), so a chain of such ops makes no new array at all; and a node whose
 two arguments are one box of a ``SYMMETRIC`` op runs one rule on ``2 * g``. Arrays the
 caller passed in, forward values and arrays that rules pass through are never written.
-Figures: ``bench/PROFILE.md`` (W3 at 10^6: -4% to -16% in interleaved runs).
+Figures: ``bench/PROFILE.md``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The short paths of tracing: first-order reverse mode without the general ``apply``.
 
 - ``apply_short`` is ``trace.apply`` for the common case (one or two arguments, every box
-  a ``Var`` over a plain value, all at one level): the general path costs about 0.7 us
-  more per op, which is most of a scalar op's time;
+  a ``Var`` over a plain value, all at one level): the general path's cost is most of a
+  scalar op's time;
 - the operators (``x * 2``, ``x + y``) go through ``apply2``, the same written out for two
   arguments with no tuples packed and no ``Op.__call__``;
 - trace-time CSE: on arrays, an operator applied again to the same nodes (and the same

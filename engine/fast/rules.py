@@ -3,8 +3,8 @@
 - ``times(g, d)``: ``g * d``, or a read-only view of ``d`` under a summed loss;
 - ``times_new(g, t)``: ``g * t`` written into the rule's own temporary ``t``;
 - ``negated(t)``: ``-t`` written into the rule's own temporary;
-- ``SCALAR_IMPLS``: arithmetic on NumPy scalars through Python's operators (0.05 us
-  against 0.6-1 us per ufunc call; on arrays the operator calls the same ufunc).
+- ``SCALAR_IMPLS``: arithmetic on NumPy scalars through Python's operators (a tenth of a
+  ufunc call's time; on arrays the operator calls the same ufunc).
 Figures: ``bench/PROFILE.md``.
 """
 
@@ -79,8 +79,8 @@ def negated(t: Any) -> Any:
     return OPS["negative"](t)
 
 
-# NumPy scalars (x[0] of a vector, a scalar chain) pay about 0.6-1 us per ufunc call but
-# 0.05 us per Python operator. Operators are used only for NumPy operands (a list times 2
+# NumPy scalars (x[0] of a vector, a scalar chain) pay much more per ufunc call than per
+# Python operator. Operators are used only for NumPy operands (a list times 2
 # would repeat the list) and never for two Python numbers (whose result would not be a
 # NumPy value).
 _NUMPY = frozenset({np.ndarray, np.float64, np.float32})

@@ -38,8 +38,8 @@ SMALL_COPY = 4096
 def _mT(x: Any) -> Any:
     """Swap the last two axes (a free view on a plain array, an op on a traced one)."""
     if isinstance(x, np.ndarray):
-        # OpenBLAS is up to 7x slower on a transposed thin operand ((256,10)@(10,256): 0.24 ms
-        # against 0.03 ms contiguous); copying a small matrix costs next to nothing.
+        # OpenBLAS is several times slower on a transposed thin operand (bench/PROFILE.md);
+        # copying a small matrix costs next to nothing.
         t = x.swapaxes(-1, -2)
         return np.ascontiguousarray(t) if x.size <= SMALL_COPY else t
     return anp.swapaxes(x, -1, -2)

@@ -118,7 +118,7 @@ def _einsum_shape(*operands: Any, subscripts: str) -> Shape:
 
 def _einsum_impl(*operands: Any, subscripts: str) -> Any:
     # NumPy's plain loop walks the whole index space (``i,j->`` on two 10^6-vectors: 10^12
-    # steps); the greedy path sums private indices first and uses BLAS, but costs ~50 us to
+    # steps); the greedy path sums private indices first and uses BLAS, but takes time to
     # plan, so only small two-operand sums (index space <= 4096^2) take the plain loop.
     big = len(operands) > 2 or max((np.size(x) for x in operands), default=0) > 4096
     return np.einsum(subscripts, *operands, optimize="greedy" if big else False)

@@ -466,7 +466,7 @@ _variadic(
 
 
 def _stack(*xs: Any, axis: int) -> Any:
-    # NumPy scalars (x[0], x[1], ...): np.array takes 0.3 us where np.stack takes 3.5
+    # NumPy scalars (x[0], x[1], ...): np.array is a tenth of np.stack's time (PROFILE.md)
     kind = type(xs[0]) if xs else None
     if (kind is np.float64 or kind is np.float32) and all(type(x) is kind for x in xs):
         return np.array(xs, dtype=kind)
