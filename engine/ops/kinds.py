@@ -22,8 +22,14 @@ def def_linear(
     doc: str,
     shape: Callable[..., tuple[int, ...]],
     transpose: Callable[..., Any],
+    prepare: Any = None,
     cost: str = "linear",
 ) -> Op:
     """Register an op linear in its array argument, from its transpose
-    ``transpose(g, ans, x, **statics)`` (``g`` may carry leading batch axes)."""
-    return defop(name, impl, spec, doc, shape, vjps=[transpose], jvp=linear_jvp(name), cost=cost)
+    ``transpose(g, ans, x, **statics)`` (``g`` may carry leading batch axes). The op must
+    act on trailing axes (axes normalised negative), so that it maps a batch-prefixed
+    tangent through unchanged."""
+    jvp = linear_jvp(name)
+    return defop(
+        name, impl, spec, doc, shape, vjps=[transpose], jvp=jvp, prepare=prepare, cost=cost
+    )

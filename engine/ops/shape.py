@@ -15,6 +15,7 @@ import numpy as np
 import engine.numpy as anp
 from engine.errors import ShapeError, ValueDomainError
 from engine.ops._util import PerArgument, defop, norm_axes, norm_axis, unbroadcast
+from engine.ops.kinds import def_linear
 from engine.registry import shape_of
 
 
@@ -134,16 +135,14 @@ def _swapped(x: Any, axis1: int, axis2: int) -> tuple[int, ...]:
     return tuple(s)
 
 
-defop(
+def_linear(
     "swapaxes",
     lambda x, axis1, axis2: np.swapaxes(x, axis1, axis2),
     "x, axis1:s, axis2:s",
     "Interchange two axes.",
     _swapped,
-    vjps=[lambda g, ans, x, axis1, axis2: anp.swapaxes(g, axis1, axis2)],
-    jvp=lambda ts, ans, x, axis1, axis2: anp.swapaxes(ts[0], axis1, axis2),
+    transpose=lambda g, ans, x, axis1, axis2: anp.swapaxes(g, axis1, axis2),
     prepare=_prepare_swapaxes,
-    cost="linear",
 )
 
 
@@ -152,16 +151,14 @@ def _prepare_flip(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return (args[0],), {"axis": norm_axes(axis, len(shape_of(args[0])), "flip")}
 
 
-defop(
+def_linear(
     "flip",
     lambda x, axis: np.flip(x, axis),
     "x, axis:s=None",
     "Reverse the order of elements along axes (all by default).",
     lambda x, axis: shape_of(x),
-    vjps=[lambda g, ans, x, axis: anp.flip(g, axis)],
-    jvp=lambda ts, ans, x, axis: anp.flip(ts[0], axis),
+    transpose=lambda g, ans, x, axis: anp.flip(g, axis),
     prepare=_prepare_flip,
-    cost="linear",
 )
 
 
@@ -181,16 +178,14 @@ def _expanded(x: Any, axis: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(1 if i in pos else next(it) for i in range(out_nd))
 
 
-defop(
+def_linear(
     "expand_dims",
     lambda x, axis: np.expand_dims(x, axis),
     "x, axis:s",
     "Insert size-1 axes at the given positions.",
     _expanded,
-    vjps=[lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x))],
-    jvp=lambda ts, ans, x, axis: anp.expand_dims(ts[0], axis),
+    transpose=lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x)),
     prepare=_prepare_expand_dims,
-    cost="linear",
 )
 
 
@@ -212,16 +207,14 @@ def _prepare_squeeze(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return (x,), {"axis": axes}
 
 
-defop(
+def_linear(
     "squeeze",
     lambda x, axis: np.squeeze(x, axis),
     "x, axis:s=None",
     "Remove size-1 axes (all of them by default).",
     lambda x, axis: tuple(d for i, d in enumerate(shape_of(x)) if i - len(shape_of(x)) not in axis),
-    vjps=[lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x))],
-    jvp=lambda ts, ans, x, axis: anp.squeeze(ts[0], axis),
+    transpose=lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x)),
     prepare=_prepare_squeeze,
-    cost="linear",
 )
 
 
