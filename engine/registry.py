@@ -34,6 +34,31 @@ from engine.errors import (
 
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
 COSTS = ("linear", "contraction", "decomposition")
+# Every op without a gradient, listed once: an op registered without rules must be here,
+# and an op here must have none, so no op is non-differentiable by accident. Their
+# results are constants (comparisons, constructors from shapes) or cut the graph.
+NONDIFF = frozenset(
+    {
+        "_slogdet_sign",  # piecewise constant
+        "arange",
+        "detach",
+        "stop_gradient",
+        "equal",
+        "not_equal",
+        "greater",
+        "greater_equal",
+        "less",
+        "less_equal",
+        "logical_and",
+        "logical_or",
+        "logical_not",
+        "eye",
+        "ones",
+        "ones_like",
+        "zeros",
+        "zeros_like",
+    }
+)
 
 
 class _Required:
@@ -243,6 +268,9 @@ def register(op: Op) -> Op:
     and checked once, before any rule or shape function sees them."""
     if op.cost not in COSTS:
         raise ValueError(f"op {op.name!r}: cost must be one of {COSTS}, got {op.cost!r}")
+    if op.differentiable == (op.name in NONDIFF):
+        listed = "is listed in NONDIFF" if op.differentiable else "is not listed in NONDIFF"
+        raise ValueError(f"op {op.name!r}: differentiable={op.differentiable} but {listed}")
     if op.prepare is None and any(p.static_kind for p in op.params):
         op.prepare = lambda args, kwargs: normalise_statics(op, args, kwargs)
     for name in (op.name, *op.aliases):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.registry import COSTS, OPS, names_of_cost
+from engine.registry import COSTS, NONDIFF, OPS, names_of_cost
 
 # the service's hand list before the cost class existed (app/compute.py at c5d3e8a):
 # the registry must give the same lane to every op a program can name
@@ -39,3 +39,16 @@ def test_an_op_with_an_unknown_cost_is_refused() -> None:
     with pytest.raises(ValueError, match="cost must be one of"):
         defop("_test_cost", abs, "x", "test", lambda x: x.shape, cost="cheap")
     assert "_test_cost" not in OPS
+
+
+def test_the_non_differentiable_ops_are_exactly_the_listed_ones() -> None:
+    unlisted = {n for n, op in OPS.items() if not op.differentiable}
+    assert unlisted == NONDIFF
+
+
+def test_an_op_without_rules_must_be_listed() -> None:
+    from engine.ops._util import defop
+
+    with pytest.raises(ValueError, match="is not listed in NONDIFF"):
+        defop("_test_no_rules", abs, "x", "test", lambda x: x.shape, cost="linear")
+    assert "_test_no_rules" not in OPS
