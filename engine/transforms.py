@@ -475,3 +475,74 @@ def hvp(f: Fn, primals: Sequence[Any], vectors: Sequence[Any]) -> tuple[Any, ...
     Hessian."""
     products = hvp_and_grad(f, primals, vectors)[2]
     return tuple(_like(p, as_array(x)) for p, x in zip(products, primals, strict=True))
+
+
+# --- several directions at one point (K products in one vectorised pass) -------------------
+# The passes above already carry a leading batch axis on cotangents and tangents (the
+# Jacobian pushes its whole identity that way); these entry points expose it for K
+# directions given by the caller. Each returns the plain value (no K axis) and products
+# with a leading axis K.
+
+
+def _leading(k_arrays: Sequence[Any], primal_shapes: Sequence[tuple[int, ...]], what: str) -> int:
+    """The common leading axis K of ``k_arrays`` (each ``(K, *primal_shape)``)."""
+    ks = set()
+    for a, s in zip(k_arrays, primal_shapes, strict=True):
+        shape = shape_of(a)
+        if len(shape) != len(s) + 1 or shape[1:] != s:
+            raise ValueDomainError(
+                f"each {what} must have shape (K, *{list(s)}), got {list(shape)}",
+                shapes=[shape, s],
+            )
+        ks.add(shape[0])
+    if len(ks) != 1:
+        raise ValueDomainError(f"the {what}s disagree on K: {sorted(ks)}")
+    return ks.pop()
+
+
+def vjp_many(
+    f: Fn, primals: Sequence[Any], cotangents: Sequence[Any]
+) -> tuple[Any, tuple[Any, ...]]:
+    """``(f(*primals), vjps)`` for K cotangents at once: ``cotangents`` has one array per
+    output, each ``(K, *output.shape)``; ``vjps[i]`` is ``(K, *primals[i].shape)`` (the
+    outputs' contributions summed, as ``vjp``). One forward and one backward pass."""
+    trace = Trace(f, primals)
+    cts = [as_array(c) for c in cotangents]
+    if len(cts) != len(trace.values):
+        raise ValueDomainError(
+            f"expected {len(trace.values)} cotangents (one per output), got {len(cts)}"
+        )
+    _leading(cts, [shape_of(v) for v in trace.values], "cotangent")
+    return trace.value, tuple(trace.pullback(cts))
+
+
+def jvp_many(f: Fn, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+    """``(f(*primals), J @ tangents)`` for K tangents per primal (each ``(K, *primal.shape)``),
+    in one forward pass; each output's product is ``(K, *output.shape)``."""
+    primals = [as_array(p) for p in primals]
+    if len(primals) != len(tangents):
+        raise ValueDomainError("jvp_many needs one tangent array per primal")
+    tangents = [as_array(t) for t in tangents]
+    _leading(tangents, [shape_of(p) for p in primals], "tangent")
+    values, touts, is_tuple = _push(f, primals, tangents, tuple(range(len(primals))))
+    touts = [_like(t, v) for t, v in zip(touts, values, strict=True)]
+    if is_tuple:
+        return tuple(values), tuple(touts)
+    return values[0], touts[0]
+
+
+def hvp_many(
+    f: Fn, primals: Sequence[Any], vectors: Sequence[Any]
+) -> tuple[Any, tuple[Any, ...], tuple[Any, ...]]:
+    """Value, gradients and K Hessian-vector products of a scalar ``f``: ``vectors`` has one
+    ``(K, *primal.shape)`` array per primal, each product is ``(K, *primal.shape)``
+    (forward-over-reverse, one pass, the Hessian never formed)."""
+    nums = tuple(range(len(primals)))
+
+    def value_and_grads(*xs: Any) -> tuple[Any, ...]:
+        trace = Trace(f, xs, nums)
+        return (trace.value, *trace.pullback(_scalar_seed(trace)))
+
+    out, tangents = jvp_many(value_and_grads, primals, vectors)
+    products = tuple(_like(p, as_array(x)) for p, x in zip(tangents[1:], primals, strict=True))
+    return out[0], tuple(out[1:]), products
