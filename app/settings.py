@@ -206,6 +206,33 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS, comma-separated."
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
+    store_url: str = Field(
+        default="",
+        pattern=r"^(redis://.*|rediss://.*|unix://.*)?$",
+        description="The shared store of stored functions: a redis:// URL (several machines), "
+        "or empty for the embedded store (SQLite under store_dir, one machine).",
+    )
+    store_dir: str = Field(
+        default="",
+        description="Directory of the embedded store, shared by every server process on the "
+        "machine (default: autodiff-store-<uid> in the temporary directory).",
+    )
+    store_max_mb: int = Field(
+        default=256,
+        ge=1,
+        description="Size limit of the store, all entries together; the least recently used "
+        "are evicted past it, and one entry over it is refused (413).",
+    )
+    store_ttl_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Seconds a stored function is kept after its last use (then 404).",
+    )
+    store_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds any call to the store may take; past it the request gets 503.",
+    )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

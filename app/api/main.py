@@ -26,9 +26,10 @@ from app.api.observability import (
     record_pool_event,
     set_pool_gauges,
 )
-from app.api.routes import derivatives, health, ops
+from app.api.routes import derivatives, functions, health, ops
 from app.api.schemas import PROBLEM_TEXT
 from app.api.security import install_security
+from app.api.stored import install_store
 from app.scheduling.pool import WorkerPool
 from app.scheduling.runner import Runner
 from app.scheduling.worker import limit_blas_threads
@@ -48,6 +49,10 @@ NO_TELEMETRY: TelemetryConfig = {
 # Tag order is the order of the docs: the derivatives first.
 OPENAPI_TAGS = [
     {"name": "derivatives", "description": "Gradients, VJPs, JVPs, Jacobians and Hessians."},
+    {
+        "name": "stored functions",
+        "description": "A function and its constants stored once; calls name it by id.",
+    },
     {"name": "language", "description": "The ops a function may use."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
@@ -70,6 +75,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             warm.cancel()
             pool.stop()
             runner.close()
+            app.state.store.close()
             METRICS.process_exiting()
 
     return lifespan
@@ -138,9 +144,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_header_timeout(resolved.header_timeout_s)
     # Routers first: the paths of the document (and of /docs) follow this order.
     app.include_router(derivatives.router)
+    app.include_router(functions.body_router)
+    app.include_router(functions.router)
     app.include_router(ops.router)
     app.include_router(health.router)
     install_error_handlers(app)
+    install_store(app, resolved, METRICS.registry)
     install_observability(app, resolved)
     install_security(app, resolved)
     install_docs(app)
