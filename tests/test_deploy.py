@@ -264,7 +264,8 @@ def test_compose_settings_are_real_settings() -> None:
 
 
 # Chosen on purpose for a replica with one CPU; every other default must be the app's.
-COMPOSE_OVERRIDES = {"workers": 1}
+# The replicas share the compose file's redis service as their store.
+COMPOSE_OVERRIDES = {"workers": 1, "store_url": "redis://redis:6379/0"}
 
 
 def test_compose_defaults_match_the_app_defaults() -> None:

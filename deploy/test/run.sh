@@ -184,22 +184,25 @@ summary() {
 
 # The names to tag: the Dockerfile's FROM lines and the compose file's nginx image.
 python_base() { sed -n 's/^FROM \([^ ]*\).*/\1/p' "$ROOT/Dockerfile" | sort -u; }
-nginx_base() { compose config --images | grep -v "^$(api_image)\$" | sort -u; }
+nginx_base() { compose config --images | grep -v "^$(api_image)\$" | grep nginx | sort -u; }
+redis_base() { compose config --images | grep -v "^$(api_image)\$" | grep redis | sort -u; }
 api_image() { compose config --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["services"]["api"]["image"])'; }
 
 base_images() {
-    local py ng
+    local py ng rd
     py=$(python_base)
     ng=$(nginx_base)
+    rd=$(redis_base)
     [ "$(echo "$py" | wc -l)" -eq 1 ] || die base-images "the Dockerfile's stages start FROM several images: $py"
     if [ "$FRESH" = 1 ]; then
         log "--fresh: removing cached base images"
         rm -f "$STATE"/base/*.tar "$STATE"/base/*.changes
-        docker rmi -f "$py" "$ng" >/dev/null 2>&1 || true
+        docker rmi -f "$py" "$ng" "$rd" >/dev/null 2>&1 || true
     fi
     local missing=()
     docker image inspect "$py" >/dev/null 2>&1 || missing+=(python)
     docker image inspect "$ng" >/dev/null 2>&1 || missing+=(nginx)
+    docker image inspect "$rd" >/dev/null 2>&1 || missing+=(redis)
     if [ ${#missing[@]} -gt 0 ]; then
         # Side by side: each is mostly downloading and unpacking.
         local name tag pids=()
@@ -211,13 +214,13 @@ base_images() {
             wait "$pid" || die base-images "building ${missing[*]} failed"
         done
         for name in "${missing[@]}"; do
-            if [ "$name" = python ]; then tag=$py; else tag=$ng; fi
+            case $name in python) tag=$py ;; nginx) tag=$ng ;; *) tag=$rd ;; esac
             local changes=()
             while IFS= read -r line; do changes+=(--change "$line"); done <"$STATE/base/$name.changes"
             docker import "${changes[@]}" "$STATE/base/$name.tar" "$tag" >/dev/null
         done
     fi
-    pass "base images $py and $ng present"
+    pass "base images $py, $ng and $rd present"
 }
 
 # --------------------------------------------------------------------- 5. build
