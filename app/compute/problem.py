@@ -405,6 +405,8 @@ def _decode_stack(raw: Any, like: np.ndarray[Any, Any], loc: list[Any], limits: 
         arr = np.stack(parts) if parts else np.zeros((0, *like.shape), like.dtype)
     else:
         arr = wire.decode_value(raw, loc, max_elements=limit)
+    if arr.ndim >= 1 and arr.shape[0] == 0:
+        raise RequestError(f"{loc[-1]} holds no direction: give at least one", loc=loc)
     if arr.ndim == 0 or arr.shape[1:] != like.shape:
         raise ShapeError(
             f"{loc[-1]} has shape {list(arr.shape)} but must have shape (K, "
@@ -413,8 +415,6 @@ def _decode_stack(raw: Any, like: np.ndarray[Any, Any], loc: list[Any], limits: 
             shapes=[arr.shape, like.shape],
             loc=loc,
         )
-    if arr.shape[0] == 0:
-        raise RequestError(f"{loc[-1]} holds no direction: give at least one", loc=loc)
     return arr.astype(like.dtype, copy=False)
 
 
