@@ -20,13 +20,14 @@ from starlette.types import ASGIApp
 from app.api.docs import install_docs
 from app.api.errors import MEDIA_TYPE, BodyLimitProblems, install_error_handlers
 from app.api.flow import FlowGuard, install_header_timeout
+from app.api.jobs import start_jobs
 from app.api.observability import (
     METRICS,
     install_observability,
     record_pool_event,
     set_pool_gauges,
 )
-from app.api.routes import derivatives, functions, health, ops
+from app.api.routes import derivatives, functions, health, jobs, ops
 from app.api.schemas import PROBLEM_TEXT
 from app.api.security import install_security
 from app.api.stored import install_store
@@ -53,6 +54,10 @@ OPENAPI_TAGS = [
         "name": "stored functions",
         "description": "A function and its constants stored once; calls name it by id.",
     },
+    {
+        "name": "jobs",
+        "description": "Long work queued, with progress: any compute request run as a job.",
+    },
     {"name": "language", "description": "The ops a function may use."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
@@ -68,11 +73,13 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         pool.start()
         app.state.pool = pool
         runner = app.state.runner = Runner(settings, pool)
+        job_service = start_jobs(app, settings)  # after the pool: the forkserver is set up
         warm = asyncio.create_task(pool.warm_up())
         try:
             yield
         finally:
             warm.cancel()
+            await asyncio.to_thread(job_service.stop)
             pool.stop()
             runner.close()
             app.state.store.close()
@@ -146,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(derivatives.router)
     app.include_router(functions.body_router)
     app.include_router(functions.router)
+    app.include_router(jobs.router)
     app.include_router(ops.router)
     app.include_router(health.router)
     install_error_handlers(app)

@@ -15,6 +15,7 @@ import numpy as np
 
 import engine
 import engine.transforms
+from app.compute import progress
 from app.compute.problem import (
     Problem,
     batched_cotangents,
@@ -170,12 +171,16 @@ def jacobian(problem: Problem) -> dict[str, Any]:
     tick = time.perf_counter()
     if problem.diff:
         argnums = tuple(range(len(problem.diff)))
+        # a job's rows (reverse) or columns (forward) in chunks, to report progress
+        reverse = mode == "reverse" or (mode == "auto" and out_size < in_size)
         _, jac, _, mode = engine.jacobian_and_value(
             problem.fn(),
             problem.primals,
             argnums,
             mode,
+            chunk_size=progress.chunk_rows(out_size if reverse else in_size),
             max_elements=problem.limits.max_intermediate_elements,
+            progress=progress.chunk_callback(),
         )
     elif mode == "auto":
         mode = "reverse" if out_size < in_size else "forward"
@@ -222,6 +227,8 @@ def hessian(problem: Problem) -> dict[str, Any]:
             problem.primals,
             argnums,
             max_elements=problem.limits.max_intermediate_elements,
+            chunk_size=progress.chunk_rows(in_size),  # a job's: in chunks, for its progress
+            progress=progress.chunk_callback(),
         )
     problem.timing["hessian"] = elapsed_ms(tick)
     names = problem.diff + problem.zero
