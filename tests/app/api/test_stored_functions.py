@@ -255,3 +255,13 @@ def test_large_stored_data_goes_to_the_pool_and_small_runs_in_process(client: Te
         answer = client.post("/grad", json={"function": r.json()["id"], "inputs": {"x": 2.0}})
         assert answer.status_code == 200, answer.text
         assert ("queue" in answer.json()["timing_ms"]) is lane_is_pool
+
+
+def test_the_store_example_of_the_openapi_document_runs(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    examples = doc["paths"]["/functions"]["post"]["requestBody"]["content"]["application/json"]
+    for example in examples["examples"].values():
+        r = client.post("/functions", json=example["value"])
+        assert r.status_code == 201, r.text
+        call = client.post("/grad", json={"function": r.json()["id"], "inputs": {"w": [1.0, 1.0]}})
+        assert call.status_code == 200, call.text
