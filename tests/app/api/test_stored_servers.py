@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -157,3 +159,26 @@ def test_a_store_that_goes_down_is_503_quickly_and_comes_back(tmp_path: Path) ->
         plain = {"expression": "sum(x)", "inputs": {"x": [1.0]}}
         assert httpx.post(f"{urls[0]}/grad", json=plain).status_code == 200
         assert httpx.get(f"{urls[0]}/metrics").status_code == 200
+
+
+def test_a_stuck_store_holds_neither_the_event_loop_nor_a_request(tmp_path: Path) -> None:
+    # a "Redis" that accepts connections and never answers: every store call waits for
+    # its timeout; meanwhile the server keeps answering, and the waiting request is a 503
+    with socket.socket() as stuck:
+        stuck.bind(("127.0.0.1", 0))
+        stuck.listen(64)
+        url = f"redis://127.0.0.1:{stuck.getsockname()[1]}/0"
+        with (
+            servers(1, store_url=url, store_timeout_s="1.5") as urls,
+            ThreadPoolExecutor(2) as pool,
+        ):
+            scrape = pool.submit(httpx.get, f"{urls[0]}/metrics", timeout=30)
+            call = pool.submit(_grad, urls[0], "sha256:" + "3" * 64, np.zeros(3))
+            time.sleep(0.3)  # both are waiting on the store now
+            start = time.monotonic()
+            assert httpx.get(f"{urls[0]}/healthz", timeout=5).status_code == 200
+            assert time.monotonic() - start < 0.5
+            assert "autodiff_store_up 0.0" in scrape.result().text
+            answer = call.result()
+            assert answer.status_code == 503
+            assert answer.json()["type"] == "urn:autodiff:problem:store-unavailable"
