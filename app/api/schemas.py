@@ -607,7 +607,3 @@ FUNCTION_EXAMPLES: dict[str, Example] = {
         },
     ),
 }
-GRAD_EXAMPLES["stored"] = _example(
-    "A stored function: only the remaining inputs",
-    {"function": "sha256:" + "0" * 64, "inputs": {"w": [0.5, -0.5]}},
-)

@@ -18,7 +18,7 @@ from fastapi import Request
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from app.compute.stored import store_key, unknown_detail
+from app.compute.stored import load_constants, store_key, unknown_detail
 from app.compute.task import Task
 from app.settings import Settings
 from app.store import Store, StoreConfig, StoreUnavailableError, UnknownEntryError, open_store
@@ -84,12 +84,20 @@ async def stored_task(task: Task, function_id: str, request: Request) -> Task:
     and the store a worker reads its constants from when it has no copy."""
     access = store_access(request)
     meta = await access.function_meta(function_id)
-    return task.with_fields(
+    # The lane rule sizes a task by its body: the stored data counts as if it were sent,
+    # so large constants go to the pool, and small ones may run in this process.
+    task = task.with_fields(
         function_meta=meta,
         expression=meta["expression"],
         graph=meta["graph"],
         store=access.config,
+        body_bytes=task.body_bytes + int(meta["data_bytes"]),
     )
+    settings: Settings = request.app.state.settings
+    if task.body_bytes <= settings.inline_max_body_bytes:
+        # the event-loop lane may take it: read the constants now, off the loop
+        await access.call(lambda _: load_constants(task))
+    return task
 
 
 def store_access(request: Request) -> StoreAccess:

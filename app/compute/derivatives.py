@@ -249,7 +249,7 @@ def hvp(problem: Problem) -> dict[str, Any]:
     vectors = directions_for(problem, "vectors")
     value = _scalar_forward(problem, "a Hessian-vector product")
     many = problem.task.vectors_batch is not None
-    k = vectors[0].shape[0] if many and vectors else _k_of(problem, "vectors_batch")
+    k = problem.directions
     if many:
         _check_directions(problem, k, [value], 3)
     tick = time.perf_counter()
@@ -294,17 +294,6 @@ def _check_directions(problem: Problem, k: int, outs: list[Any], passes: int) ->
         )
 
 
-def _k_of(problem: Problem, key: str) -> int:
-    """K when no input is differentiated (nothing decoded it): the first entry's length."""
-    raw = problem.task.field(key) or {}
-    first = next(iter(raw.values()), None)
-    if isinstance(first, list):
-        return len(first)
-    if isinstance(first, dict) and isinstance(first.get("shape"), list) and first["shape"]:
-        return int(first["shape"][0])
-    return 1
-
-
 def _by_name_many(problem: Problem, values: list[Any], k: int) -> dict[str, Any]:
     """Products by input name, each (K, *input.shape) in its input's dtype."""
     out: dict[str, Any] = {}
@@ -337,7 +326,7 @@ def _vjp_many(problem: Problem) -> dict[str, Any]:
 
 def _jvp_many(problem: Problem, tangents: tuple[Any, ...]) -> dict[str, Any]:
     outs, multi = _plain_forward(problem)
-    k = tangents[0].shape[0] if tangents else _k_of(problem, "tangents_batch")
+    k = problem.directions
     _check_directions(problem, k, outs, 2)
     tick = time.perf_counter()
     if problem.diff:

@@ -59,6 +59,7 @@ class Problem:
     timing: dict[str, float] = field(default_factory=dict)
     graph: dict[str, Any] | None = None
     traced: Any = None
+    directions: int = 1  # K, with K directions at one point (tangents_batch, vectors_batch)
 
     @property
     def primals(self) -> Arrays:
@@ -428,11 +429,15 @@ def _batched_directions(problem: Problem, key: str) -> Arrays:
     for name in problem.diff + problem.zero:
         if name not in raw:
             raise RequestError(f"{key} has no entry for input {clip(name)}", loc=["body", key])
-    arrays = tuple(
-        _decode_stack(raw[n], problem.inputs[n], ["body", key, n], problem.limits)
-        for n in problem.diff
-    )
-    counts = {n: a.shape[0] for n, a in zip(problem.diff, arrays, strict=True)}
+    # the inputs with a zero derivative too: their K must agree, and it is the answer's
+    # K when no input the function reads is differentiated
+    wanted = problem.diff + problem.zero
+    decoded = {
+        n: _decode_stack(raw[n], problem.inputs[n], ["body", key, n], problem.limits)
+        for n in wanted
+    }
+    arrays = tuple(decoded[n] for n in problem.diff)
+    counts = {n: a.shape[0] for n, a in decoded.items()}
     if len(set(counts.values())) > 1:
         raise ShapeError(
             f"{key} gives different numbers of directions: "
@@ -440,6 +445,7 @@ def _batched_directions(problem: Problem, key: str) -> Arrays:
             + " (every input needs the same K)",
             loc=["body", key],
         )
+    problem.directions = next(iter(counts.values()), 1)
     return arrays
 
 

@@ -224,7 +224,7 @@ def bind_constants(
     task: Task, inputs: dict[str, Any], requires: dict[str, bool]
 ) -> tuple[dict[str, Any], dict[str, bool]]:
     """The request's inputs with the stored constants added (never differentiated)."""
-    constants = _constants(task)
+    constants = load_constants(task)
     for name in inputs:
         if name in constants:
             raise StoredFunctionError(
@@ -237,7 +237,8 @@ def bind_constants(
     return merged, flags
 
 
-def _constants(task: Task) -> dict[str, np.ndarray[Any, Any]]:
+def load_constants(task: Task) -> dict[str, np.ndarray[Any, Any]]:
+    """The stored constants, decoded (from this process's cache, else from the store)."""
     assert task.function is not None and task.function_meta is not None
     found = CONSTANTS.get(task.function)
     if found is not None:

@@ -30,7 +30,9 @@ def test_vjp_with_k_cotangents_is_k_vjps_in_one_answer(app_client: TestClient, r
     body = many.json()
     assert np.shape(body["value"]) == (3,)
     assert np.shape(body["vjp"]["x"]) == (4, 2) and np.shape(body["vjp"]["y"]) == (4, 2)
-    assert body["check"]["max_rel_error"] < 1e-6 and body["check"]["directions"] == 4 * 4  # K x input coordinates
+    assert (
+        body["check"]["max_rel_error"] < 1e-6 and body["check"]["directions"] == 4 * 4
+    )  # K x input coordinates
     for k in range(4):
         one = _post(
             app_client, "vjp", {"expression": POLY, "inputs": INPUTS, "cotangent": cots[k].tolist()}
@@ -242,3 +244,31 @@ def test_the_openapi_examples_show_the_batch_forms(app_client: TestClient) -> No
         assert name in examples
         r = app_client.post(path, json=examples[name]["value"])
         assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "field", "expression", "key", "shape"),
+    [
+        ("jvp", "tangents_batch", "y * 2", "jvp", (3, 1)),
+        ("hvp", "vectors_batch", "sum(y * y)", "hvp", (3, 2)),
+    ],
+)
+def test_k_is_kept_when_no_input_the_function_reads_is_differentiated(
+    app_client: TestClient,
+    endpoint: str,
+    field: str,
+    expression: str,
+    key: str,
+    shape: tuple[int, ...],
+) -> None:
+    # x is differentiated but unused, y is a constant: the products are zeros, K of them
+    # (they had K = 1: found by the differential test, seed 20021)
+    body = {
+        "expression": expression,
+        "inputs": {"x": {"data": [1.0, 2.0]}, "y": {"data": [1.0], "requires_grad": False}},
+        field: {"x": {"data": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]}},
+    }
+    r = _post(app_client, endpoint, body)
+    assert r.status_code == 200, r.text
+    products = r.json()[key] if key == "jvp" else r.json()[key]["x"]
+    assert np.shape(products) == shape and not np.any(products)

@@ -241,3 +241,27 @@ def test_the_openapi_document_shows_the_stored_function_routes(client: TestClien
     grad = doc["components"]["schemas"]["GradRequest"]["properties"]
     assert "function" in grad
     assert "404" in doc["paths"]["/grad"]["post"]["responses"]
+
+
+def test_large_stored_data_goes_to_the_pool_and_small_runs_in_process(client: TestClient) -> None:
+    # the lane rule counts the stored data as if it had been sent with the call: 100,000
+    # constants would otherwise be decoded and used on the event loop or the server thread
+    big = _b64(np.ones(100_000))
+    small = [1.0, 2.0]
+    for constant, lane_is_pool in ((big, True), (small, False)):
+        r = client.post(
+            "/functions", json={"expression": "sum(x * c)", "constants": {"c": constant}}
+        )
+        answer = client.post("/grad", json={"function": r.json()["id"], "inputs": {"x": 2.0}})
+        assert answer.status_code == 200, answer.text
+        assert ("queue" in answer.json()["timing_ms"]) is lane_is_pool
+
+
+def test_the_store_example_of_the_openapi_document_runs(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    examples = doc["paths"]["/functions"]["post"]["requestBody"]["content"]["application/json"]
+    for example in examples["examples"].values():
+        r = client.post("/functions", json=example["value"])
+        assert r.status_code == 201, r.text
+        call = client.post("/grad", json={"function": r.json()["id"], "inputs": {"w": [1.0, 1.0]}})
+        assert call.status_code == 200, call.text
