@@ -607,6 +607,7 @@ def test_derivatives_come_first_in_the_docs(client: TestClient) -> None:
     assert [t["name"] for t in spec["tags"]] == [
         "derivatives",
         "stored functions",
+        "jobs",
         "language",
         "operations",
     ]
