@@ -126,7 +126,7 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
             raise CLIError(f"--const {name}: there is no input {name}")
         body["inputs"][name] = {"data": body["inputs"][name], "requires_grad": False}
     body.update({k: v for k, v in fields.items() if v is not None})
-    body["include_graph"] = bool(args.graph)
+    body["include_graph"] = "dot" if args.graph == "dot" else bool(args.graph)
     return body
 
 
@@ -293,7 +293,14 @@ def _add_compute(sub: Any, name: str) -> None:
     if name == "jacobian":
         p.add_argument("--mode", choices=("auto", "reverse", "forward"), default="auto")
     p.add_argument("--check", action="store_true", help="also compare with finite differences")
-    p.add_argument("--graph", action="store_true", help="include graph metadata (with --json)")
+    p.add_argument(
+        "--graph",
+        nargs="?",
+        const="json",
+        choices=("json", "dot"),
+        help="include graph metadata (shown with --json); --graph dot prints the graph as "
+        "Graphviz DOT text (pipe it to `dot -Tsvg`), or puts the DOT text in the --json answer",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON answer, for scripts")
     _add_remote(p)
 
@@ -307,7 +314,10 @@ def run_compute(args: argparse.Namespace) -> str:
         raw = compute_local(args.command, body)
     if args.json:
         return raw.decode()
-    return show(parse_result(orjson.loads(raw), None))
+    answer = orjson.loads(raw)
+    if args.graph == "dot":
+        return str(answer["graph"]).rstrip("\n")
+    return show(parse_result(answer, None))
 
 
 def run_ops(args: argparse.Namespace) -> str:

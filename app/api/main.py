@@ -27,6 +27,7 @@ from app.api.observability import (
     record_pool_event,
     set_pool_gauges,
 )
+from app.api.playground import install_playground
 from app.api.routes import derivatives, functions, health, jobs, ops
 from app.api.schemas import PROBLEM_TEXT
 from app.api.security import install_security
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_observability(app, resolved)
     install_security(app, resolved)
     install_docs(app)
+    install_playground(app)
     return app
 
 

@@ -18,7 +18,14 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 from fastapi.openapi.models import Example
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from app.api.errors import MEDIA_TYPE
 
@@ -104,6 +111,16 @@ class GraphSpec(BaseModel):
     )
 
 
+def _graph_option(value: Any) -> Any:
+    # One clear error at include_graph, not one per member of the union.
+    if value is True or value is False or value == "dot":
+        return value
+    raise ValueError('include_graph is true, false or "dot"')
+
+
+GraphOption = Annotated[bool | Literal["dot"], BeforeValidator(_graph_option)]
+
+
 class ComputeRequest(BaseModel):
     """What every compute endpoint takes: one function, its inputs, and options."""
 
@@ -126,7 +143,11 @@ class ComputeRequest(BaseModel):
         "respect to input x is in x's dtype on every endpoint (a Hessian block for (x, y) in "
         "result_type(x, y); a JVP in the output's dtype).",
     )
-    include_graph: bool = Field(True, description="Add graph metadata to the answer.")
+    include_graph: GraphOption = Field(
+        True,
+        description='Add graph metadata to the answer; "dot" answers it as Graphviz DOT text '
+        "(the same nodes, labelled with op, shape and dtype).",
+    )
     check: bool = Field(
         False, description="Also compute the derivative by central finite differences."
     )
@@ -351,7 +372,9 @@ class ComputeResponse(BaseModel):
     """Fields every compute answer has."""
 
     value: ResultValue = Field(description="The function's output (a list for several outputs).")
-    graph: GraphInfo | None = Field(None, description="Graph metadata (include_graph).")
+    graph: GraphInfo | str | None = Field(
+        None, description='Graph metadata (include_graph); DOT text with include_graph "dot".'
+    )
     check: CheckResult | None = Field(None, description="Finite-difference check (check).")
     timing_ms: dict[str, float] = Field(
         description="Milliseconds per phase: parse, decode, forward, backward (or the pass "

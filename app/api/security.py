@@ -24,6 +24,7 @@ from app.api.errors import MEDIA_TYPE, PROBLEM_TYPE
 
 OPEN_PATHS = frozenset(
     {
+        "/",  # the playground page (its compute requests carry the key the person typed)
         "/healthz",
         "/readyz",
         "/docs",
@@ -34,8 +35,8 @@ OPEN_PATHS = frozenset(
         "/favicon.ico",
     }
 )
-# Static assets of the offline docs (see app/docs.py).
-OPEN_PREFIXES = ("/docs/",)
+# Static assets of the offline docs (app/api/docs.py) and of the playground (app/api/playground.py).
+OPEN_PREFIXES = ("/docs/", "/playground/")
 
 _UNAUTHORIZED_BODY = orjson.dumps(
     {

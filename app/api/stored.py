@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import orjson
@@ -26,6 +27,8 @@ from app.store import Store, StoreConfig, StoreUnavailableError, UnknownEntryErr
 T = TypeVar("T")
 # The outer bound: the store's own timeout, then this much for the thread to hand back.
 GRACE_S = 0.5
+# Store calls in flight at once in one server process (each bounded by the timeout).
+STORE_THREADS = 8
 
 
 def store_config(settings: Settings) -> StoreConfig:
@@ -47,6 +50,9 @@ class StoreAccess:
         self.config = config
         self._store: Store | None = None
         self._lock = threading.Lock()
+        # Threads of its own: a stuck store must not fill the loop's default executor,
+        # which other work (spill files) shares.
+        self._threads = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="autodiff-store")
 
     def store(self) -> Store:
         with self._lock:
@@ -57,8 +63,10 @@ class StoreAccess:
     async def call(self, fn: Callable[[Store], T]) -> T:
         """``fn(store)`` in a thread, within the store's timeout (else 503)."""
         limit = self.config.timeout_s + GRACE_S
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(asyncio.to_thread(lambda: fn(self.store())), limit)
+            future = loop.run_in_executor(self._threads, lambda: fn(self.store()))
+            return await asyncio.wait_for(future, limit)
         except TimeoutError:
             raise StoreUnavailableError(
                 f"the store ({self.config.location}) did not answer within {limit:g} s"
@@ -73,6 +81,7 @@ class StoreAccess:
         return found
 
     def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             if self._store is not None:
                 self._store.close()

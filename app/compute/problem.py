@@ -59,6 +59,7 @@ class Problem:
     timing: dict[str, float] = field(default_factory=dict)
     graph: dict[str, Any] | None = None
     traced: Any = None
+    nonfinite_nodes: list[str] = field(default_factory=list)  # marked in a DOT graph
     directions: int = 1  # K, with K directions at one point (tangents_batch, vectors_batch)
 
     @property
@@ -277,6 +278,7 @@ def locate_nonfinite(problem: Problem, outs: list[Any]) -> None:
         problem.fn(rec)(*problem.primals)
     problem.traced = None
     for where in rec.nonfinite:
+        problem.nonfinite_nodes.append(where["node"])
         loc = where.get("loc")
         place = f" at line {loc['line']}, column {loc['column']}" if loc and "line" in loc else ""
         problem.warnings.append(

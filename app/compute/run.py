@@ -21,6 +21,7 @@ from app.compute.derivatives import check_output, count_numbers
 from app.compute.endpoints import ENDPOINTS
 from app.compute.problem import elapsed_ms, prepare
 from app.compute.task import Task
+from engine import dot
 
 # NumPy's RuntimeWarnings ("Mean of empty slice", "Degrees of freedom <= 0") describe
 # values the answer's own warnings name (non-finite values and where they arose): they
@@ -51,6 +52,8 @@ def run(task: Task, program: Any = None) -> dict[str, Any]:
             problem.timing["check"] = elapsed_ms(tick)
     if problem.graph is not None:
         result["graph"] = problem.graph
+        if task.include_graph == "dot":
+            result["graph"] = dot.to_dot(problem.graph, nonfinite=problem.nonfinite_nodes)
     if problem.warnings:
         result["warnings"] = problem.warnings
     problem.timing["total"] = elapsed_ms(start)

@@ -18,6 +18,7 @@ is safe; whether the id still exists is asked of the store on every call by the 
 from __future__ import annotations
 
 import hashlib
+import keyword
 import threading
 import time
 from collections import OrderedDict
@@ -137,7 +138,8 @@ def _compile(expression: str | None, graph: dict[str, Any] | None, limits: TaskL
 
 def _decode_constant(name: str, raw: Any, limits: TaskLimits) -> np.ndarray[Any, Any]:
     loc = ["body", "constants", short(name)]
-    if not (name.isascii() and name.isidentifier() and not name.startswith("_")):
+    ascii_identifier = name.isascii() and name.isidentifier()
+    if not ascii_identifier or name.startswith("_") or keyword.iskeyword(name):
         raise StoredFunctionError(
             f"constant name {clip(name)} is not a name the function can use", loc=loc
         )

@@ -49,7 +49,7 @@ class Task:
     expression: str | None = None
     graph: dict[str, Any] | None = None
     wrt: list[str] | None = None
-    include_graph: bool = True
+    include_graph: bool | str = True  # False, True (JSON) or "dot"
     check: bool = False
     encoding: Literal["json", "b64"] = "json"
     cotangent: Any = None

@@ -21,7 +21,23 @@ from app.store.errors import EntryTooLargeError, StoreUnavailableError
 PREFIX = "autodiff:"
 # KEYS: entry, lru, sizes, total, stats.
 # ARGV: key, meta, data, size, now, ttl_ms, max_bytes, prefix.
-PUT = """
+# Entries unused for longer than the time-to-live have expired in Redis on their own:
+# their sizes leave the total (KEYS as PUT's; cutoff = now - ttl, in seconds).
+PURGE = """
+local function purge(cutoff)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff)
+  for _, victim in ipairs(gone) do
+    local size = redis.call('HGET', KEYS[3], victim)
+    if size then redis.call('DECRBY', KEYS[4], size) end
+    redis.call('HDEL', KEYS[3], victim)
+    redis.call('ZREM', KEYS[2], victim)
+  end
+end
+"""
+PUT = (
+    PURGE
+    + """
+purge(tonumber(ARGV[5]) - tonumber(ARGV[6]) / 1000)
 local old = redis.call('HGET', KEYS[3], ARGV[1])
 if old then redis.call('DECRBY', KEYS[4], old) end
 redis.call('DEL', KEYS[1])
@@ -46,6 +62,15 @@ end
 if evicted > 0 then redis.call('HINCRBY', KEYS[5], 'evictions', evicted) end
 return evicted
 """
+)
+# The figures, after the purge. KEYS as PUT's; ARGV: cutoff.
+STATS = (
+    PURGE
+    + """
+purge(tonumber(ARGV[1]))
+return {redis.call('HGETALL', KEYS[5]), redis.call('GET', KEYS[4]), redis.call('ZCARD', KEYS[2])}
+"""
+)
 # Forget an entry that expired on its own (its size leaves the total). KEYS as PUT's.
 FORGET = """
 local size = redis.call('HGET', KEYS[3], ARGV[1])
@@ -103,6 +128,7 @@ class RedisStore:
         self._get_meta = self._redis.register_script(GET_META)
         self._delete = self._redis.register_script(DELETE)
         self._set_meta = self._redis.register_script(SET_META)
+        self._stats = self._redis.register_script(STATS)
 
     def _keys(self, key: str) -> list[str]:
         return [PREFIX + key, PREFIX + "lru", PREFIX + "sizes", PREFIX + "bytes", PREFIX + "stats"]
@@ -148,12 +174,9 @@ class RedisStore:
 
     def stats(self) -> StoreStats:
         def read() -> StoreStats:
-            with self._redis.pipeline() as pipe:
-                pipe.hgetall(PREFIX + "stats")
-                pipe.get(PREFIX + "bytes")
-                pipe.zcard(PREFIX + "lru")
-                counts, total, entries = pipe.execute()
-            counts = {k.decode(): int(v) for k, v in counts.items()}
+            cutoff = time.time() - self.config.ttl_s
+            flat, total, entries = self._stats(keys=self._keys(""), args=[cutoff])
+            counts = {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
             return StoreStats(
                 entries=int(entries),
                 bytes=int(total or 0),

@@ -396,6 +396,27 @@ until_replicas_answer() {
     return 1
 }
 
+# stored_function_shared PORT: store a function through nginx, then call it 12 times
+# through nginx (request ids stored-<n>): every call must answer 200 with the known
+# gradient, and at least two replicas must have answered (the store is the redis service).
+stored_function_shared() {
+    local port=$1 answer id i ok=0 n=0 cid
+    answer=$(post "$port" /functions '{"expression": "sum(c * x ** 3)", "constants": {"c": [1.0, 1.0, 1.0]}}')
+    [ "$(tail -n 1 <<<"$answer")" = 201 ] || { log "POST /functions: $answer"; return 1; }
+    id=$(head -n 1 <<<"$answer" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    for i in $(seq 1 12); do
+        answer=$(post "$port" /grad "{\"function\": \"$id\", \"inputs\": {\"x\": [1.0, 2.0, -3.0]}}" \
+            -H "X-Request-ID: stored-$i")
+        check_grad_answer "$answer" && ok=$((ok + 1))
+    done
+    sleep 1
+    for cid in $(api_containers); do
+        [ "$(docker logs "$cid" 2>&1 | grep -c '"stored-[0-9]*"' || true)" -gt 0 ] && n=$((n + 1))
+    done
+    log "stored function: $ok of 12 calls right, answered by $n replicas"
+    [ "$ok" = 12 ] && [ "$n" -ge 2 ]
+}
+
 check_compose() {
     local port bound n
     port=$(free_port)
@@ -436,6 +457,12 @@ check_compose() {
         pass "both replicas answer through nginx"
     else
         fail two-replicas "requests through nginx did not reach both replicas"
+    fi
+
+    if stored_function_shared "$port"; then
+        pass "a function stored through nginx answers on every replica (the shared redis store)"
+    else
+        fail stored-shared "a stored function did not answer on both replicas"
     fi
 
     log "re-scaling to 3 replicas"

@@ -123,9 +123,9 @@ def test_presented_key(headers: list[tuple[bytes, bytes]], expected: bytes | Non
 
 
 def test_open_paths() -> None:
-    for path in OPEN_GETS:
+    for path in OPEN_GETS + ["/", "/playground/playground.js"]:  # the playground page, files
         assert is_open_path(path), path
-    for path in COMPUTE + ["/", "/nope", "/docsx", "/metrics/extra"]:
+    for path in COMPUTE + ["/nope", "/docsx", "/metrics/extra", "/playgroundx", "/grad/"]:
         assert not is_open_path(path), path
 
 

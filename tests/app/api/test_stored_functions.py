@@ -265,3 +265,9 @@ def test_the_store_example_of_the_openapi_document_runs(client: TestClient) -> N
         assert r.status_code == 201, r.text
         call = client.post("/grad", json={"function": r.json()["id"], "inputs": {"w": [1.0, 1.0]}})
         assert call.status_code == 200, call.text
+
+
+@pytest.mark.parametrize("name", ["if", "_x", "ｘ", "1a"])
+def test_a_constant_needs_a_name_the_function_can_use(client: TestClient, name: str) -> None:
+    r = client.post("/functions", json={"expression": "sum(x)", "constants": {name: [1.0]}})
+    assert r.status_code == 422 and "not a name the function can use" in r.json()["detail"]
