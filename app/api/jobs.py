@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -121,11 +122,17 @@ def jobs_of(request: Request) -> JobService:
     return service
 
 
+# Threads of their own for the jobs' store calls: a stuck store must not fill the event
+# loop's default executor (as app.api.stored's calls have theirs).
+_STORE_THREADS = ThreadPoolExecutor(8, thread_name_prefix="autodiff-jobs-store")
+
+
 async def call(service: JobService, fn: Callable[[], T]) -> T:
     """``fn()`` (store calls) in a thread, within the store's timeout (else 503)."""
     limit = 3 * service.config.timeout_s + GRACE_S  # a submit makes a few store calls
+    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.wait_for(asyncio.to_thread(fn), limit)
+        return await asyncio.wait_for(loop.run_in_executor(_STORE_THREADS, fn), limit)
     except TimeoutError:
         raise StoreUnavailableError(
             f"the store ({service.config.location}) did not answer within {limit:g} s"
