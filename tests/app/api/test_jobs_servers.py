@@ -391,3 +391,21 @@ def test_results_too_large_for_the_store(tmp_path: Path) -> None:
         assert r.status_code == 422 and r.json()["errors"][0]["loc"][:2] == ["body", "request"]
         assert httpx.get(f"{url}/jobs/job_{'0' * 32}", timeout=30).status_code == 404
         assert httpx.get(f"{url}/jobs/nonsense", timeout=30).status_code == 422
+
+
+def test_a_job_past_its_memory_cap_fails_and_frees_its_worker(tmp_path: Path) -> None:
+    # 400 MiB of float64 under a 300 MiB job cap; the synchronous pool keeps its own cap
+    big = {
+        "endpoint": "grad",
+        "request": {
+            "expression": "sum(x * ones((50000000,)))",
+            "inputs": {"x": [1.0]},
+            "include_graph": False,
+        },
+    }
+    with servers(1, store_dir=str(tmp_path), job_memory_mb="300") as (url,):
+        failed = wait_for(url, submit(url, big), timeout=60)
+        assert failed["status"] == "failed", failed
+        assert failed["error"]["status"] == 413
+        assert "300 MiB" in failed["error"]["detail"], failed["error"]
+        assert wait_for(url, submit(url, SMALL_JOB), timeout=30)["status"] == "done"
