@@ -233,7 +233,8 @@ class JobService:
             return self.view(job_id, owner)
         now = time.time()
         self.store.put(CancelEntry.key(job_id), b"{}", orjson.dumps({"at": now}))
-        self.huey.revoke_by_id(job_id, revoke_once=True)  # still queued: never starts
+        if view.record.status == "queued":  # never starts (huey drops the mark when it
+            self.huey.revoke_by_id(job_id, revoke_once=True)  # meets the job), uncounted
         self.on_event("cancelled", None)
         return self.view(job_id, owner, with_result=False)
 
