@@ -76,7 +76,8 @@ def test_dockerignore_lets_in_only_the_package() -> None:
     ]
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "engine", "app"}
+    # client/: autodiff-client, which the service installs from this tree (the CLI's --url).
+    assert allowed == {"pyproject.toml", "README.md", "LICENSE", "client", "engine", "app"}
 
 
 def runtime_env_and_cmd() -> tuple[dict[str, str], list[str], str]:
