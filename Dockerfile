@@ -11,16 +11,20 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# Runtime dependencies in their own layer: rebuilt only when pyproject.toml changes.
+# Runtime dependencies in their own layer: rebuilt only when a pyproject.toml changes. The
+# service's and the client's (client/: the CLI's remote mode), less the client itself,
+# which is installed from this tree below, never from a registry.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+COPY client/pyproject.toml ./client/
+RUN python -c "import tomllib; print('\n'.join(d for f in ('pyproject.toml', 'client/pyproject.toml') for d in tomllib.load(open(f, 'rb'))['project']['dependencies'] if not d.startswith('autodiff-client')))" > requirements.txt \
     && pip install --no-cache-dir -r requirements.txt
 
-# The project itself: no dependency resolution, so code edits never touch the layer above.
-COPY README.md ./
+# The two distributions: no dependency resolution, so code edits never touch the layer above.
+COPY README.md LICENSE ./
+COPY client ./client
 COPY engine ./engine
 COPY app ./app
-RUN pip install --no-cache-dir --no-deps .
+RUN pip install --no-cache-dir --no-deps ./client .
 
 
 FROM python:3.11-slim-bookworm AS runtime

@@ -11,9 +11,15 @@ PORT ?= 8000
 # it is passed in the environment, where uvicorn and the app both read it.
 UVICORN_WORKERS ?= 2
 
-# Stamps are keyed on pyproject.toml's checksum, so an edited dependency list
-# reinstalls once and an unchanged one never does (mtimes lie after a checkout).
-KEY := $(shell cksum < pyproject.toml | cut -d' ' -f1)
+# Stamps are keyed on both pyproject.toml files' checksum (the service's and the client's),
+# so an edited dependency list reinstalls once and an unchanged one never does (mtimes lie
+# after a checkout).
+PYPROJECTS := pyproject.toml client/pyproject.toml
+KEY := $(shell cat $(PYPROJECTS) | cksum | cut -d' ' -f1)
+# The service depends on autodiff-client (the CLI's remote mode), which is this
+# repository's client/ directory: every install names it, so pip never looks for it in a
+# registry.
+CLIENT := -e ./client
 RUN_STAMP := $(VENV)/.stamp-run-$(KEY)
 TEST_STAMP := $(VENV)/.stamp-test-$(KEY)
 BENCH_STAMP := $(VENV)/.stamp-bench-$(KEY)
@@ -46,8 +52,8 @@ bench: $(BENCH_STAMP)
 		$(APT_GET) update -qq && $(APT_INSTALL) wrk; }
 	$(BIN)/python -m bench.run --http
 
-$(BENCH_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[bench]'
+$(BENCH_STAMP): $(PYPROJECTS) | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[bench]' $(CLIENT)
 	rm -f $(VENV)/.stamp-bench-*
 	touch $@ $(RUN_STAMP)
 
@@ -62,14 +68,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+$(RUN_STAMP): $(PYPROJECTS) | $(BIN)/python
+	$(BIN)/python -m pip install -q -e . $(CLIENT)
 	rm -f $(VENV)/.stamp-run-*
 	touch $@
 
 # The test extra includes the runtime set, so it satisfies `serve` too.
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+$(TEST_STAMP): $(PYPROJECTS) | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]' -e './client[jax,torch,scipy]'
 	rm -f $(VENV)/.stamp-run-* $(VENV)/.stamp-test-*
 	touch $@ $(RUN_STAMP)
 

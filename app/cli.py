@@ -7,7 +7,9 @@
 
 Locally the request goes through the same validation and ``app.compute`` path as
 the service (without the worker pool's time limit); with ``--url`` it goes over
-HTTP through ``app.client``. Errors print one line on stderr and exit non-zero.
+HTTP through ``autodiff_client`` (the client distribution). Errors print one line on
+stderr (a problem+json object with ``--json``) and exit 1 for a service or computation
+error, 2 for a usage error (as argparse does); ``autodiff --version`` prints the version.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import numpy as np
 import orjson
 
-from app.client import AutodiffHTTPError, Client, Result, parse_result
 from app.compute.endpoints import ENDPOINTS
+from autodiff_client import AutodiffHTTPError, Client, Result, __version__, parse_result
 
 COMMANDS = tuple(ENDPOINTS)
 # Server processes by default: one per core of a 2-core machine, as `make serve` and the image.
@@ -43,8 +45,22 @@ def _int_env(name: str) -> int:
         return 0
 
 
+USAGE_PROBLEM = "urn:autodiff:problem:usage"
+
+
 class CLIError(Exception):
-    """A problem to report as one line and a non-zero exit."""
+    """A problem to report as one line (or one problem+json object) and a non-zero exit.
+
+    By default a usage error (exit 2: the command line is wrong); ``problem`` carries the
+    service's problem details for a computation error (exit 1).
+    """
+
+    def __init__(
+        self, message: str, problem: dict[str, Any] | None = None, status: int = EXIT_USAGE
+    ) -> None:
+        super().__init__(message)
+        self.problem = problem or {"type": USAGE_PROBLEM, "title": "Usage error", "detail": message}
+        self.status = status
 
 
 # ------------------------------------------------------------------- arguments
@@ -137,6 +153,7 @@ def compute_local(endpoint: str, body: dict[str, Any]) -> bytes:
     """Answer the request on this machine, through the service's own validation and engine."""
     from pydantic import ValidationError  # deferred: `--url` and `serve` do not need them
 
+    from app.api import errors
     from app.api.routes.derivatives import MODELS
     from app.api.tasks import build_task
     from app.scheduling.runner import run_in_process
@@ -150,10 +167,19 @@ def compute_local(endpoint: str, body: dict[str, Any]) -> bytes:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise CLIError(f"invalid request: {where}: {first['msg']}") from None
+        message = f"invalid request: {where}: {first['msg']}"
+        problem = _problem_of(errors.problem(422, "invalid-request", "Invalid request", message))
+        raise CLIError(message, problem, EXIT_ERROR) from None
     except AutodiffError as exc:
-        raise CLIError(f"{exc.title}: {exc.message}{_where(exc.loc, exc.message)}") from None
+        message = f"{exc.title}: {exc.message}{_where(exc.loc, exc.message)}"
+        raise CLIError(message, _problem_of(errors.autodiff_problem(exc)), EXIT_ERROR) from None
     return answer
+
+
+def _problem_of(response: Any) -> dict[str, Any]:
+    """The problem details of a problem+json response, as the service would answer them."""
+    problem: dict[str, Any] = orjson.loads(response.body)
+    return problem
 
 
 def _where(loc: Any, message: str = "") -> str:
@@ -183,7 +209,7 @@ def show(result: Result) -> str:
     lines = [f"value: {_fmt(result.value)}"]
     for label in ("gradients", "vjp", "jvp", "jacobian", "hessian", "hvp"):
         part = getattr(result, label)
-        if part is None:
+        if part is None or (isinstance(part, dict) and not part):  # not in this answer
             continue
         if isinstance(part, dict):
             lines.append(f"{label}:")
@@ -222,11 +248,25 @@ def _fmt(value: Any, indent: int = 7) -> str:
 # ------------------------------------------------------------------------ main
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _parser_class(json_errors: bool) -> type[argparse.ArgumentParser]:
+    """An ArgumentParser whose usage errors are problem+json when ``--json`` was given."""
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            if not json_errors:
+                super().error(message)
+            _print_problem({"type": USAGE_PROBLEM, "title": "Usage error", "detail": message})
+            sys.exit(EXIT_USAGE)
+
+    return Parser
+
+
+def build_parser(json_errors: bool = False) -> argparse.ArgumentParser:
     """The argument parser: ``serve``, ``ops`` and one subcommand per derivative."""
-    parser = argparse.ArgumentParser(
+    parser = _parser_class(json_errors)(
         prog="autodiff", description="Derivatives of NumPy-style functions, here or over HTTP."
     )
+    parser.add_argument("--version", action="version", version=f"autodiff {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="start the HTTP service (uvicorn)")
     serve.add_argument("--host", default=os.environ.get("UVICORN_HOST", "127.0.0.1"))
@@ -340,7 +380,7 @@ def serve(args: argparse.Namespace) -> str:
     import uvicorn
 
     if args.workers < 1:
-        raise CLIError(f"--workers must be at least 1, got {args.workers}")
+        raise CLIError(f"--workers must be at least 1, got {args.workers}")  # usage: exit 2
     # The app reads the number of server processes from the environment (its pool size and
     # its metrics mode follow it), as under `make serve`; uvicorn's processes inherit it.
     os.environ["UVICORN_WORKERS"] = str(args.workers)
@@ -364,23 +404,34 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], str]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``autodiff`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``autodiff`` console script; returns the exit status.
+
+    0: done; 1: the service or the computation refused (a problem, an unreachable server);
+    2: the command line is wrong (argparse's own status for usage errors).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    args = build_parser(json_errors=as_json).parse_args(argv)
     try:
         out = HANDLERS[args.command](args)
     except CLIError as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), exc.problem, exc.status, as_json)
     except AutodiffHTTPError as exc:
         where = _where(exc.errors[0].get("loc"), exc.detail) if exc.errors else ""
-        return _fail(f"{exc.status} {exc.title}: {exc.detail}{where}")
+        message = f"{exc.status} {exc.title}: {exc.detail}{where}"
+        return _fail(message, {"status": exc.status, **exc.problem}, EXIT_ERROR, as_json)
     except httpx.HTTPError as exc:
-        return _fail(f"cannot reach {getattr(args, 'url', '')}: {exc}")
+        message = f"cannot reach {getattr(args, 'url', '')}: {exc}"
+        problem = {"type": "urn:autodiff:problem:unreachable", "title": "Cannot reach the service"}
+        return _fail(message, {**problem, "detail": message}, EXIT_ERROR, as_json)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: still one line, unless asked for the traceback
         if os.environ.get("AUTODIFF_DEBUG"):
             raise
-        return _fail(f"unexpected {type(exc).__name__}: {exc} (AUTODIFF_DEBUG=1 shows more)")
+        message = f"unexpected {type(exc).__name__}: {exc} (AUTODIFF_DEBUG=1 shows more)"
+        problem = {"type": "about:blank", "title": "Internal error", "detail": message}
+        return _fail(message, problem, EXIT_ERROR, as_json)
     if out:
         try:
             print(out)
@@ -389,9 +440,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _fail(message: str) -> int:
-    print(f"autodiff: error: {message}", file=sys.stderr)
-    return EXIT_ERROR
+def _fail(message: str, problem: dict[str, Any], status: int, as_json: bool) -> int:
+    """Report an error on stderr: one line, or with ``--json`` one problem+json object."""
+    if as_json:
+        _print_problem(problem)
+    else:
+        print(f"autodiff: error: {message}", file=sys.stderr)
+    return status
+
+
+def _print_problem(problem: dict[str, Any]) -> None:
+    # One line of strictly valid JSON (RFC 9457 fields; the problems here hold no NaN).
+    print(json.dumps(problem, default=str, allow_nan=False, separators=(",", ":")), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ def test_dockerignore_lets_in_only_the_package() -> None:
     ]
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "engine", "app"}
+    # client/: autodiff-client, which the service installs from this tree (the CLI's --url).
+    assert allowed == {"pyproject.toml", "README.md", "LICENSE", "client", "engine", "app"}
 
 
 def runtime_env_and_cmd() -> tuple[dict[str, str], list[str], str]:
@@ -510,3 +511,13 @@ def test_readme_names_every_debian_package_make_test_installs() -> None:
     install = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
     for package in packages:
         assert f"`{package}`" in install, f"README does not say why make test installs {package}"
+
+
+def test_compose_replicas_share_a_redis_reachable_only_on_its_network() -> None:
+    services = compose()["services"]
+    redis_service = services["redis"]
+    assert "ports" not in redis_service  # never published
+    assert "--protected-mode" in redis_service["command"]  # else it refuses the replicas
+    assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    url = services["api"]["environment"]["AUTODIFF_STORE_URL"]
+    assert url == "${AUTODIFF_STORE_URL:-redis://redis:6379/0}"

@@ -36,6 +36,7 @@ from app.scheduling.pool import WorkerPool
 from app.scheduling.runner import Runner
 from app.scheduling.worker import limit_blas_threads
 from app.settings import MiB, Settings, get_settings
+from autodiff_client import __version__
 
 DESCRIPTION = (
     "Derivatives over HTTP: send a function (an expression, a small program, or a JSON graph) "
@@ -136,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     resolved = settings or get_settings()
     app = AutodiffAPI(
         title="autodiff-service",
-        version="0.1.0",
+        version=__version__,  # one version for service and client: autodiff_client's VERSION
         description=DESCRIPTION,
         openapi_tags=OPENAPI_TAGS,
         docs_url=None,

@@ -47,7 +47,9 @@ import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 wanted = ("pytest", "pytest-timeout", "hypothesis", "pyyaml")
 test = [r for r in project["optional-dependencies"]["test"] if r.split(">")[0].split("<")[0].split("=")[0] in wanted]
-print("\n".join(project["dependencies"] + test))
+# autodiff-client is this tree's client/ directory, not a registry package.
+deps = ["./client" if r == "autodiff-client" else r for r in project["dependencies"]]
+print("\n".join(deps + test))
 EOF
     if ! "$VENV/bin/python" -m pip install -q -r "$VENV/requirements.txt" >"$VENV/pip.log" 2>&1; then
         cat "$VENV/pip.log" >&2

@@ -154,23 +154,24 @@ def test_ops_locally(capsys: pytest.CaptureFixture[str]) -> None:
 # ------------------------------------------------------------------ errors
 
 
+# Exit 1: the computation refused (as the service would, 422); 2: the command line is wrong.
 @pytest.mark.parametrize(
-    ("argv", "expected"),
+    ("argv", "expected", "exit_status"),
     [
-        (["grad", "sum(x +* 2)", "-i", "x=[1]"], "line 1"),
-        (["grad", "sum(x * y)", "-i", "x=[1]"], "y"),
-        (["grad", "x * 2", "-i", "x=[1, 2]"], "cotangent"),
-        (["grad", "sum(x)", "-i", "x=[1,"], "not JSON"),
-        (["grad", "sum(x)", "-i", "x"], "NAME=VALUE"),
-        (["vjp", "x * 2", "-i", "x=[1, 2]"], "--cotangent"),
-        (["grad", "@/nonexistent/file.txt", "-i", "x=1"], "cannot read"),
+        (["grad", "sum(x +* 2)", "-i", "x=[1]"], "line 1", 1),
+        (["grad", "sum(x * y)", "-i", "x=[1]"], "y", 1),
+        (["grad", "x * 2", "-i", "x=[1, 2]"], "cotangent", 1),
+        (["grad", "sum(x)", "-i", "x=[1,"], "not JSON", 2),
+        (["grad", "sum(x)", "-i", "x"], "NAME=VALUE", 2),
+        (["vjp", "x * 2", "-i", "x=[1, 2]"], "--cotangent", 2),
+        (["grad", "@/nonexistent/file.txt", "-i", "x=1"], "cannot read", 2),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(
-    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str, exit_status: int
 ) -> None:
     status, out, err = run(capsys, *argv)
-    assert status == 1 and out == ""
+    assert status == exit_status and out == ""
     assert err.count("\n") == 1 and err.startswith("autodiff: error: ")
     assert expected in err
 
@@ -270,4 +271,4 @@ def test_serve_passes_the_process_count_to_the_app(monkeypatch: pytest.MonkeyPat
     assert calls[0]["workers"] == 3 and calls[0]["access_log"] is False
     # The app sizes its pools and picks its metrics mode from the variable.
     assert os.environ["UVICORN_WORKERS"] == "3"
-    assert main(["serve", "--workers", "0"]) == 1
+    assert main(["serve", "--workers", "0"]) == 2  # a usage error

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from app.api.tasks import task_limits
-from app.client import decode_array
 from app.settings import Settings
+from autodiff_client import decode_array
 from engine.errors import AutodiffError, SizeLimitError
 from tests.app.tasks import run_encoded_task
 
