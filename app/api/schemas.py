@@ -26,6 +26,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from app.api.errors import MEDIA_TYPE
 
@@ -320,14 +321,16 @@ class VjpRequest(ComputeRequest):
 class JvpRequest(ComputeRequest):
     """Jacobian-vector product (forward mode)."""
 
-    tangents: Annotated[dict[str, ArrayValue] | None, ARRAY, NAMED] = Field(
+    # None when the other form is given (left out of the schema: send one form)
+    tangents: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
         None,
         description="A tangent per input name, of that input's shape; these inputs are the "
         "directions (wrt defaults to them). An entry for a constant (requires_grad false, or "
         "not in wrt) contributes nothing: it is ignored, and warnings says so. The answer's "
         "jvp is in the output's dtype. Exactly one of tangents and tangents_batch.",
     )
-    tangents_batch: Annotated[dict[str, ArrayValue] | None, ARRAY, NAMED] = Field(
+    # None when the other form is given (left out of the schema: send one form)
+    tangents_batch: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
         None,
         description="K tangents per input name, each (K, *input.shape) (one array, or a list "
         "of K), the same K for every input: K products in one forward pass. The answer's "
@@ -356,14 +359,16 @@ class HessianRequest(ComputeRequest):
 class HvpRequest(ComputeRequest):
     """Hessian-vector product without forming the Hessian."""
 
-    vectors: Annotated[dict[str, ArrayValue] | None, ARRAY, NAMED] = Field(
+    # None when the other form is given (left out of the schema: send one form)
+    vectors: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
         None,
         description="The vector, as one array per input name, of that input's shape "
         "(wrt defaults to these inputs). An entry for a constant (requires_grad false, or "
         "not in wrt) contributes nothing: it is ignored, and warnings says so. Exactly one "
         "of vectors and vectors_batch.",
     )
-    vectors_batch: Annotated[dict[str, ArrayValue] | None, ARRAY, NAMED] = Field(
+    # None when the other form is given (left out of the schema: send one form)
+    vectors_batch: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
         None,
         description="K vectors per input name, each (K, *input.shape), the same K for every "
         "input: K Hessian-vector products in one pass; hvp[name] is then (K, *input.shape).",
@@ -851,3 +856,18 @@ HESSIAN_ANSWERS: dict[str, Example] = {
 HVP_ANSWERS: dict[str, Example] = {
     "2dot": _answer("2*dot(x, x) along v", {"value": 28.0, "hvp": {"x": [4.0, 0.0, 0.0, 8.0]}}),
 }
+
+# The answers to the K-direction examples (the Jacobian of _POLY at [1, 2, 3] is
+# [[3, 8, 3], [3, 8, 27], [2, 12, 18]]; the Hessian of sum(x ** 3) is diag(6 x)).
+VJP_ANSWERS["vjp-many"] = _answer(
+    "The three rows of the Jacobian",
+    {"value": _POLY_VALUE, "vjp": {"x": [[3.0, 8.0, 3.0], [3.0, 8.0, 27.0], [2.0, 12.0, 18.0]]}},
+)
+JVP_ANSWERS["jvp-many"] = _answer(
+    "J along [3, 2, 1] and along [0, 0, 1]",
+    {"value": _POLY_VALUE, "jvp": [[28.0, 52.0, 48.0], [3.0, 27.0, 18.0]]},
+)
+HVP_ANSWERS["hvp-many"] = _answer(
+    "diag(6 x) times each vector",
+    {"value": 36.0, "hvp": {"x": [[6.0, 0.0, 0.0], [0.0, 12.0, 18.0]]}},
+)
