@@ -26,6 +26,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from app.api.errors import MEDIA_TYPE
 
@@ -43,36 +44,142 @@ FUNCTION_ID_PATTERN = r"^sha256:[0-9a-f]{64}$"
 ARRAY = FieldRole("array")  # array values: decoded by the wire format, may be b64
 NAMED = FieldRole("named")  # one entry per input name: capped by max_inputs
 
-_NUMBER_OR_WORD = {
-    "anyOf": [{"type": "number"}, {"type": "string", "enum": ["nan", "inf", "-inf"]}]
+# The array forms (and the dtype, encoding and timing) are named components of the OpenAPI
+# document (``NAMED_SCHEMAS``), referenced from every field that holds one, so a generated
+# client has one type per form instead of an inlined copy per field. A field's schema
+# carries only a marker naming its component; ``AutodiffAPI.openapi()`` turns the marker
+# into a ``$ref`` (``ref_named_schemas``).
+COMPONENT_REF = "x-autodiff-component"
+_REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+_SCALAR = {"anyOf": [{"type": "number"}, _ref("NonFiniteNumber")]}
+_DTYPE = _ref("Dtype")
+NAMED_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Dtype": {"type": "string", "enum": ["float64", "float32"], "description": "An array's dtype."},
+    "Encoding": {
+        "type": "string",
+        "enum": ["json", "b64"],
+        "description": 'How the answer writes arrays: "json" (numbers and nested lists) or '
+        '"b64" (B64Array objects).',
+    },
+    "TimingMs": {
+        "type": "object",
+        "additionalProperties": {"type": "number"},
+        "description": "Milliseconds per phase: parse, decode, forward, backward (or the pass "
+        "that ran: jacobian mode, hessian, hvp), check, encode, queue (time waiting for a "
+        "worker; absent when the request ran in the server process) and total.",
+    },
+    "NonFiniteNumber": {
+        "type": "string",
+        "enum": ["nan", "inf", "-inf"],
+        "description": "A number JSON cannot write: NaN, +infinity or -infinity.",
+    },
+    "Number": {
+        "anyOf": _SCALAR["anyOf"],
+        "description": "A number, or one of the strings nan, inf and -inf.",
+    },
+    # Not recursive (items would be Number or NestedList): openapi-python-client refuses a
+    # recursive reference in an array's items and then drops every endpoint using it.
+    "NestedList": {
+        "type": "array",
+        "items": {},
+        "description": "A rectangular nested list of numbers (row-major, as numpy.array); "
+        "its leaves are Numbers.",
+    },
+    "B64Array": {
+        "type": "object",
+        "description": "An array as raw little-endian bytes in base64, with its shape and "
+        'dtype (what encoding="b64" answers).',
+        "properties": {
+            "dtype": _DTYPE,
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "b64": {"type": "string", "contentEncoding": "base64"},
+        },
+        "required": ["dtype", "shape", "b64"],
+        "additionalProperties": False,
+    },
+    "ArrayObject": {
+        "type": "object",
+        "description": "An array as an object: `data` (a number or nested list) or `b64` "
+        "(raw little-endian bytes, base64, with `shape`); `dtype` float64 (default) or float32.",
+        "properties": {
+            "data": {"anyOf": [*_SCALAR["anyOf"], _ref("NestedList")]},
+            "b64": {"type": "string", "contentEncoding": "base64"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "dtype": {**_DTYPE, "default": "float64"},
+        },
+        "additionalProperties": False,
+    },
+    "InputObject": {
+        "type": "object",
+        "description": "An input as an object: an `ArrayObject` that may also say "
+        "`requires_grad` (default true; false makes it a constant, with no gradient).",
+        "properties": {
+            "data": {"anyOf": [*_SCALAR["anyOf"], _ref("NestedList")]},
+            "b64": {"type": "string", "contentEncoding": "base64"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "dtype": {**_DTYPE, "default": "float64"},
+            "requires_grad": {"type": "boolean", "default": True},
+        },
+        "additionalProperties": False,
+    },
+    "InputArray": {
+        "anyOf": [*_SCALAR["anyOf"], _ref("NestedList"), _ref("InputObject")],
+        "description": "An input's value: a number, a nested list, or an InputObject.",
+    },
+    "Array": {
+        "anyOf": [*_SCALAR["anyOf"], _ref("NestedList"), _ref("ArrayObject")],
+        "description": "A cotangent, tangent or vector: a number, a nested list, or an "
+        "ArrayObject.",
+    },
+    "OutputArray": {
+        "anyOf": [*_SCALAR["anyOf"], _ref("NestedList"), _ref("B64Array")],
+        "description": 'An answered array: a number, a nested list, or (encoding="b64") a '
+        "B64Array. Non-finite numbers are the strings nan, inf and -inf.",
+    },
+    "OutputValue": {
+        "anyOf": [_ref("OutputArray"), {"type": "array", "items": _ref("OutputArray")}],
+        "description": "An OutputArray, or for a function with several outputs a list with "
+        "one OutputArray per output.",
+    },
 }
-_NESTED = {"type": "array", "items": {}, "description": "A rectangular nested list of numbers."}
-_ARRAY_PROPERTIES: dict[str, Any] = {
-    "data": {"anyOf": [_NUMBER_OR_WORD, _NESTED]},
-    "b64": {"type": "string"},
-    "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-    "dtype": {"type": "string", "enum": ["float64", "float32"]},
-}
-_B64_OBJECT: dict[str, Any] = {
-    "type": "object",
-    "description": "An array as an object: `data` (number or nested list) or `b64` (raw "
-    "little-endian bytes, base64) with `shape`; `dtype` float64 (default) or float32.",
-    "properties": _ARRAY_PROPERTIES,
-    "additionalProperties": False,
-}
-_INPUT_OBJECT = {
-    **_B64_OBJECT,
-    "properties": {**_ARRAY_PROPERTIES, "requires_grad": {"type": "boolean"}},
-}
-ArrayValue = Annotated[Any, WithJsonSchema({"anyOf": [_NUMBER_OR_WORD, _NESTED, _B64_OBJECT]})]
-InputValue = Annotated[Any, WithJsonSchema({"anyOf": [_NUMBER_OR_WORD, _NESTED, _INPUT_OBJECT]})]
-ResultValue = Annotated[
+
+
+def _named(name: str, description: str | None = None) -> Any:
+    """A schema that is the named component (a ``$ref`` in the document)."""
+    schema: dict[str, Any] = {COMPONENT_REF: name}
+    if description:
+        schema["description"] = description
+    return WithJsonSchema(schema)
+
+
+def ref_named_schemas(node: Any) -> Any:
+    """The document with every component marker replaced by a ``$ref`` to its component."""
+    if isinstance(node, list):
+        return [ref_named_schemas(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if COMPONENT_REF in node:
+        rest = {k: v for k, v in node.items() if k != COMPONENT_REF}
+        return {"$ref": _REF + node[COMPONENT_REF], **rest}
+    return {key: ref_named_schemas(value) for key, value in node.items()}
+
+
+ArrayValue = Annotated[Any, _named("Array")]
+InputValue = Annotated[Any, _named("InputArray")]
+OutputArrayValue = Annotated[Any, _named("OutputArray")]
+NumberValue = Annotated[Any, _named("Number")]
+ResultValue = Annotated[Any, _named("OutputValue")]
+# A cotangent: one Array, or for several outputs a list of them.
+CotangentValue = Annotated[
     Any,
     WithJsonSchema(
-        {
-            "description": "A number, a nested list, a b64 object (encoding=b64), or for "
-            "several outputs a list with one such entry per output.",
-        }
+        {"anyOf": [{COMPONENT_REF: "Array"}, {"type": "array", "items": {COMPONENT_REF: "Array"}}]}
     ),
 ]
 
@@ -151,7 +258,7 @@ class ComputeRequest(BaseModel):
     check: bool = Field(
         False, description="Also compute the derivative by central finite differences."
     )
-    encoding: Literal["json", "b64"] = Field(
+    encoding: Annotated[Literal["json", "b64"], _named("Encoding")] = Field(
         "json", description='"b64" answers arrays as {"dtype","shape","b64"} objects.'
     )
 
@@ -181,7 +288,7 @@ def one_of(model: BaseModel, single: str, batch: str) -> None:
 class GradRequest(ComputeRequest):
     """Gradient of a scalar output, or a VJP when a cotangent is given."""
 
-    cotangent: Annotated[ArrayValue | None, ARRAY] = Field(
+    cotangent: Annotated[CotangentValue | None, ARRAY] = Field(
         None,
         description="Cotangent of the output (a list of them for several outputs); "
         "required when the output is not a scalar. Several scalar outputs without it give "
@@ -192,7 +299,7 @@ class GradRequest(ComputeRequest):
 class VjpRequest(ComputeRequest):
     """Vector-Jacobian product."""
 
-    cotangent: Annotated[ArrayValue | None, ARRAY] = Field(
+    cotangent: Annotated[CotangentValue | None, ARRAY] = Field(
         None,
         description="Cotangent of the output's shape; a list of them for several outputs. "
         "Exactly one of cotangent and cotangents.",
@@ -214,14 +321,16 @@ class VjpRequest(ComputeRequest):
 class JvpRequest(ComputeRequest):
     """Jacobian-vector product (forward mode)."""
 
-    tangents: Annotated[dict[str, ArrayValue] | None, ARRAY, NAMED] = Field(
+    # None when the other form is given (left out of the schema: send one form)
+    tangents: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
         None,
         description="A tangent per input name, of that input's shape; these inputs are the "
         "directions (wrt defaults to them). An entry for a constant (requires_grad false, or "
         "not in wrt) contributes nothing: it is ignored, and warnings says so. The answer's "
         "jvp is in the output's dtype. Exactly one of tangents and tangents_batch.",
     )
-    tangents_batch: Annotated[dict[str, ArrayValue] | None, ARRAY, NAMED] = Field(
+    # None when the other form is given (left out of the schema: send one form)
+    tangents_batch: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
         None,
         description="K tangents per input name, each (K, *input.shape) (one array, or a list "
         "of K), the same K for every input: K products in one forward pass. The answer's "
@@ -250,14 +359,16 @@ class HessianRequest(ComputeRequest):
 class HvpRequest(ComputeRequest):
     """Hessian-vector product without forming the Hessian."""
 
-    vectors: Annotated[dict[str, ArrayValue] | None, ARRAY, NAMED] = Field(
+    # None when the other form is given (left out of the schema: send one form)
+    vectors: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
         None,
         description="The vector, as one array per input name, of that input's shape "
         "(wrt defaults to these inputs). An entry for a constant (requires_grad false, or "
         "not in wrt) contributes nothing: it is ignored, and warnings says so. Exactly one "
         "of vectors and vectors_batch.",
     )
-    vectors_batch: Annotated[dict[str, ArrayValue] | None, ARRAY, NAMED] = Field(
+    # None when the other form is given (left out of the schema: send one form)
+    vectors_batch: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
         None,
         description="K vectors per input name, each (K, *input.shape), the same K for every "
         "input: K Hessian-vector products in one pass; hvp[name] is then (K, *input.shape).",
@@ -363,8 +474,8 @@ class GraphInfo(BaseModel):
 class CheckResult(BaseModel):
     """Agreement of the derivative with central finite differences."""
 
-    max_abs_error: ResultValue = Field(description="Largest absolute difference.")
-    max_rel_error: ResultValue = Field(description="Largest difference relative to the scale.")
+    max_abs_error: NumberValue = Field(description="Largest absolute difference.")
+    max_rel_error: NumberValue = Field(description="Largest difference relative to the scale.")
     directions: int = Field(description="Directions along which differences were taken.")
 
 
@@ -376,10 +487,8 @@ class ComputeResponse(BaseModel):
         None, description='Graph metadata (include_graph); DOT text with include_graph "dot".'
     )
     check: CheckResult | None = Field(None, description="Finite-difference check (check).")
-    timing_ms: dict[str, float] = Field(
-        description="Milliseconds per phase: parse, decode, forward, backward (or the pass "
-        "that ran: jacobian mode, hessian, hvp), check, encode, queue (time waiting for a "
-        "worker; absent when the request ran in the server process) and total."
+    timing_ms: Annotated[dict[str, float], _named("TimingMs")] = Field(
+        description="Milliseconds per phase (see TimingMs)."
     )
     warnings: list[str] | None = Field(
         None,
@@ -391,7 +500,7 @@ class ComputeResponse(BaseModel):
 class GradResponse(ComputeResponse):
     """The value and the gradient of each differentiated input."""
 
-    gradients: dict[str, ResultValue] = Field(
+    gradients: dict[str, OutputArrayValue] = Field(
         description="Gradient by input name, each in its input's dtype."
     )
 
@@ -399,7 +508,7 @@ class GradResponse(ComputeResponse):
 class VjpResponse(ComputeResponse):
     """The value and the vector-Jacobian product by input name."""
 
-    vjp: dict[str, ResultValue] = Field(description="VJP by input name, in its input's dtype.")
+    vjp: dict[str, OutputArrayValue] = Field(description="VJP by input name, in its input's dtype.")
 
 
 class JvpResponse(ComputeResponse):
@@ -423,10 +532,10 @@ class JacobianResponse(ComputeResponse):
 class HessianResponse(ComputeResponse):
     """The value, the gradient and the Hessian by pairs of input names."""
 
-    gradients: dict[str, ResultValue] = Field(
+    gradients: dict[str, OutputArrayValue] = Field(
         description="Gradient by input name, each in its input's dtype."
     )
-    hessian: dict[str, dict[str, ResultValue]] = Field(
+    hessian: dict[str, dict[str, OutputArrayValue]] = Field(
         description='hessian["x"]["y"] has shape x.shape + y.shape and dtype result_type(x, y).'
     )
 
@@ -434,7 +543,7 @@ class HessianResponse(ComputeResponse):
 class HvpResponse(ComputeResponse):
     """The value and the Hessian-vector product by input name."""
 
-    hvp: dict[str, ResultValue] = Field(description="HVP by input name, in its input's dtype.")
+    hvp: dict[str, OutputArrayValue] = Field(description="HVP by input name, in its input's dtype.")
 
 
 class Problem(BaseModel):
@@ -452,7 +561,9 @@ class Problem(BaseModel):
 
 
 PROBLEM_TEXT = {
+    400: "The body could not be read (a broken chunked encoding or connection).",
     401: "API key missing or wrong (only when API keys are configured).",
+    408: "The body arrived too slowly (body_timeout_s); the connection is closed.",
     413: "Body, input, number of inputs or intermediate result over the configured limits.",
     422: "Invalid body, syntax error, unknown name or op, shape mismatch, iteration limit.",
     500: "An internal error (never a traceback); quote the X-Request-ID header.",
@@ -630,3 +741,133 @@ FUNCTION_EXAMPLES: dict[str, Example] = {
         },
     ),
 }
+
+# ---------------------------------------------------------------- response examples
+# The answers to the request examples above, by the same names (Swagger UI and ReDoc show
+# them beside the request); tests/app/api/test_openapi.py checks each against the service.
+# The graph metadata is shown once, for the first example; timing_ms varies by machine.
+_GRAPH_2DOT = {
+    "nodes": [
+        {
+            "id": "x",
+            "op": "input",
+            "inputs": [],
+            "shape": [4],
+            "dtype": "float64",
+            "requires_grad": True,
+            "is_leaf": True,
+            "grad_fn": None,
+        },
+        {
+            "id": "dot_0",
+            "op": "dot",
+            "inputs": ["x", "x"],
+            "shape": [],
+            "dtype": "float64",
+            "requires_grad": True,
+            "is_leaf": False,
+            "grad_fn": "dot_backward",
+        },
+        {
+            "id": "multiply_1",
+            "op": "multiply",
+            "inputs": ["dot_0"],
+            "shape": [],
+            "dtype": "float64",
+            "requires_grad": True,
+            "is_leaf": False,
+            "grad_fn": "multiply_backward",
+        },
+    ],
+    "outputs": ["multiply_1"],
+    "num_nodes": 3,
+    "num_edges": 3,
+    "depth": 2,
+    "truncated": False,
+}
+_TIMING = {"parse": 0.01, "decode": 0.03, "forward": 0.2, "backward": 0.1, "encode": 0.05}
+_TIMING = {**_TIMING, "total": 0.9}
+_POLY_VALUE = [18.0, 38.0, 37.0]
+_HESSIAN_2DOT = [[4.0 if i == j else 0.0 for j in range(4)] for i in range(4)]
+
+
+def _answer(summary: str, value: dict[str, Any]) -> Example:
+    return Example(summary=summary, value={**value, "timing_ms": _TIMING})
+
+
+GRAD_ANSWERS: dict[str, Example] = {
+    "2dot": _answer(
+        "2*dot(x, x)",
+        {"value": 28.0, "gradients": {"x": [0.0, 4.0, 8.0, 12.0]}, "graph": _GRAPH_2DOT},
+    ),
+    "controlflow": _answer(
+        "Control flow (while, if)",
+        {"value": 1433.6, "gradients": {"a": [2048.0, 2048.0, 2048.0, 2048.0]}},
+    ),
+    "detach": _answer(
+        "detach: no gradient through u",
+        {"value": 36.0, "gradients": {"x": [0.0, 1.0, 4.0, 9.0]}},
+    ),
+    "requires-grad-false": _answer(
+        "A constant input: no gradient for c",
+        {
+            "value": 7.597552857123997,
+            "gradients": {"x": [1.1051709180756477, 1.2214027581601699, 1.3498588075760032]},
+        },
+    ),
+    "cotangent": _answer(
+        "Non-scalar output with a cotangent",
+        {"value": _POLY_VALUE, "gradients": {"x": [17.0, 52.0, 81.0]}},
+    ),
+    "graph": _answer(
+        "2*dot(x, x) as a JSON graph", {"value": 28.0, "gradients": {"x": [0.0, 4.0, 8.0, 12.0]}}
+    ),
+}
+VJP_ANSWERS: dict[str, Example] = {
+    "vjp-poly": _answer(
+        "The [17, 52, 81] VJP", {"value": _POLY_VALUE, "vjp": {"x": [17.0, 52.0, 81.0]}}
+    ),
+}
+JVP_ANSWERS: dict[str, Example] = {
+    "jvp-poly": _answer(
+        "Forward mode along [3, 2, 1]", {"value": _POLY_VALUE, "jvp": [28.0, 52.0, 48.0]}
+    ),
+}
+JACOBIAN_ANSWERS: dict[str, Example] = {
+    "jacobian-poly": _answer(
+        "3x3 Jacobian (forward mode: as many inputs as outputs)",
+        {
+            "value": _POLY_VALUE,
+            "jacobian": {"x": [[3.0, 8.0, 3.0], [3.0, 8.0, 27.0], [2.0, 12.0, 18.0]]},
+            "mode": "forward",
+        },
+    ),
+}
+HESSIAN_ANSWERS: dict[str, Example] = {
+    "2dot": _answer(
+        "2*dot(x, x): 4 times the identity",
+        {
+            "value": 28.0,
+            "gradients": {"x": [0.0, 4.0, 8.0, 12.0]},
+            "hessian": {"x": {"x": _HESSIAN_2DOT}},
+        },
+    ),
+}
+HVP_ANSWERS: dict[str, Example] = {
+    "2dot": _answer("2*dot(x, x) along v", {"value": 28.0, "hvp": {"x": [4.0, 0.0, 0.0, 8.0]}}),
+}
+
+# The answers to the K-direction examples (the Jacobian of _POLY at [1, 2, 3] is
+# [[3, 8, 3], [3, 8, 27], [2, 12, 18]]; the Hessian of sum(x ** 3) is diag(6 x)).
+VJP_ANSWERS["vjp-many"] = _answer(
+    "The three rows of the Jacobian",
+    {"value": _POLY_VALUE, "vjp": {"x": [[3.0, 8.0, 3.0], [3.0, 8.0, 27.0], [2.0, 12.0, 18.0]]}},
+)
+JVP_ANSWERS["jvp-many"] = _answer(
+    "J along [3, 2, 1] and along [0, 0, 1]",
+    {"value": _POLY_VALUE, "jvp": [[28.0, 52.0, 48.0], [3.0, 27.0, 18.0]]},
+)
+HVP_ANSWERS["hvp-many"] = _answer(
+    "diag(6 x) times each vector",
+    {"value": 36.0, "hvp": {"x": [[6.0, 0.0, 0.0], [0.0, 12.0, 18.0]]}},
+)

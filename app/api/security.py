@@ -38,6 +38,24 @@ OPEN_PATHS = frozenset(
 # Static assets of the offline docs (app/api/docs.py) and of the playground (app/api/playground.py).
 OPEN_PREFIXES = ("/docs/", "/playground/")
 
+# The OpenAPI document's names for the two ways to present a key (see presented_key).
+SECURITY_SCHEMES = {
+    "HTTPBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Authorization: Bearer <key>, a key of AUTODIFF_API_KEYS.",
+    },
+    "APIKeyHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "X-API-Key: <key>, a key of AUTODIFF_API_KEYS.",
+    },
+}
+# Either scheme, or none: with no keys configured the service is open (the empty
+# requirement says a client may call without credentials).
+SECURITY_REQUIREMENT: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"APIKeyHeader": []}, {}]
+
 _UNAUTHORIZED_BODY = orjson.dumps(
     {
         "type": "urn:autodiff:problem:unauthorized",

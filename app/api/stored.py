@@ -51,8 +51,9 @@ class StoreAccess:
         self._store: Store | None = None
         self._lock = threading.Lock()
         # Threads of its own: a stuck store must not fill the loop's default executor,
-        # which other work (spill files) shares.
-        self._threads = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="autodiff-store")
+        # which other work (spill files) shares. Made on first use and again after
+        # ``close``: an app's lifespan may run more than once (tests, schemathesis).
+        self._threads: ThreadPoolExecutor | None = None
 
     def store(self) -> Store:
         with self._lock:
@@ -65,7 +66,7 @@ class StoreAccess:
         limit = self.config.timeout_s + GRACE_S
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(self._threads, lambda: fn(self.store()))
+            future = loop.run_in_executor(self._executor(), lambda: fn(self.store()))
             return await asyncio.wait_for(future, limit)
         except TimeoutError:
             raise StoreUnavailableError(
@@ -80,9 +81,20 @@ class StoreAccess:
         found: dict[str, Any] = orjson.loads(meta)
         return found
 
-    def close(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
+    def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(
+                    STORE_THREADS, thread_name_prefix="autodiff-store"
+                )
+            return self._threads
+
+    def close(self) -> None:
+        """Release the threads and the connection (both are made again on next use)."""
+        with self._lock:
+            if self._threads is not None:
+                self._threads.shutdown(wait=False, cancel_futures=True)
+                self._threads = None
             if self._store is not None:
                 self._store.close()
                 self._store = None

@@ -25,8 +25,10 @@ router = APIRouter(route_class=OrjsonRoute, tags=["derivatives"])
 
 
 ERRORS = schemas.problem_responses(
+    400,
     401,
     404,
+    408,
     413,
     422,
     500,
@@ -44,6 +46,7 @@ class Route(NamedTuple):
     request: type[schemas.ComputeRequest]
     response: type[Any]
     examples: dict[str, Any]
+    answers: dict[str, Any]  # response examples: the answers to ``examples`` of the same name
     summary: str
     doc: str  # the handler's docstring: the operation's description in the docs
 
@@ -54,6 +57,7 @@ ROUTES = (
         schemas.GradRequest,
         schemas.GradResponse,
         schemas.GRAD_EXAMPLES,
+        schemas.GRAD_ANSWERS,
         "Gradient of a scalar output (or VJP with a cotangent)",
         "Gradient of a scalar output by every differentiated input, as PyTorch's backward().",
     ),
@@ -62,6 +66,7 @@ ROUTES = (
         schemas.VjpRequest,
         schemas.VjpResponse,
         schemas.VJP_EXAMPLES,
+        schemas.VJP_ANSWERS,
         "Vector-Jacobian product",
         "Cotangent times the Jacobian; several outputs' contributions are summed.",
     ),
@@ -70,6 +75,7 @@ ROUTES = (
         schemas.JvpRequest,
         schemas.JvpResponse,
         schemas.JVP_EXAMPLES,
+        schemas.JVP_ANSWERS,
         "Jacobian-vector product (forward mode)",
         "The Jacobian times the tangents, in one forward pass without a tape.",
     ),
@@ -78,6 +84,7 @@ ROUTES = (
         schemas.JacobianRequest,
         schemas.JacobianResponse,
         schemas.JACOBIAN_EXAMPLES,
+        schemas.JACOBIAN_ANSWERS,
         "Full Jacobian",
         "Jacobian of every output by every differentiated input, in one vectorised pass.",
     ),
@@ -86,6 +93,7 @@ ROUTES = (
         schemas.HessianRequest,
         schemas.HessianResponse,
         schemas.HESSIAN_EXAMPLES,
+        schemas.HESSIAN_ANSWERS,
         "Hessian of a scalar output",
         "Value, gradient and Hessian by pairs of input names.",
     ),
@@ -94,6 +102,7 @@ ROUTES = (
         schemas.HvpRequest,
         schemas.HvpResponse,
         schemas.HVP_EXAMPLES,
+        schemas.HVP_ANSWERS,
         "Hessian-vector product",
         "The Hessian times the given vectors, without forming the Hessian.",
     ),
@@ -125,11 +134,19 @@ def add_route(e: Route) -> None:
             request.state.pool_wait_ms = answer.pool_wait_ms
         return Response(answer.body, media_type="application/json")
 
-    handler.__name__ = handler.__qualname__ = e.name  # FastAPI's operation id: grad_grad_post
+    handler.__name__ = handler.__qualname__ = e.name
     handler.__doc__ = e.doc
-    router.post(f"/{e.name}", response_model=e.response, responses=ERRORS, summary=e.summary)(
-        handler
-    )
+    answers: dict[int | str, dict[str, Any]] = {
+        200: {"content": {"application/json": {"examples": e.answers}}}
+    }
+    router.post(
+        f"/{e.name}",
+        response_model=e.response,
+        responses={**answers, **ERRORS},
+        summary=e.summary,
+        # A generated client's method is named by the operation id: grad, not grad_grad_post.
+        operation_id=e.name,
+    )(handler)
 
 
 for _route in ROUTES:

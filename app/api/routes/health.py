@@ -10,7 +10,13 @@ from app.api.schemas import Health, problem_responses
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", response_model=Health, summary="Alive", responses=problem_responses(500))
+@router.get(
+    "/healthz",
+    response_model=Health,
+    summary="Alive",
+    responses=problem_responses(500),
+    operation_id="healthz",
+)
 async def healthz() -> Health:
     """The process answers HTTP."""
     return Health(status="ok")
@@ -20,6 +26,7 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Health,
     summary="Ready: the worker pool is up",
+    operation_id="readyz",
     responses=problem_responses(500, 503, text={503: "The worker pool is not up yet."}),
 )
 async def readyz(request: Request) -> Health:

@@ -198,3 +198,52 @@ def test_redoc_renders(service: str, browser: Browser) -> None:
     assert "/grad" in v.page.locator("body").inner_text()
     v.page.close()
     v.assert_offline_and_clean()
+
+
+KEY = "docs-browser-key"
+
+
+@pytest.fixture(scope="module")
+def keyed_service() -> Iterator[str]:
+    """The service with an API key configured (the docs stay open, /grad needs the key)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODIFF_")}
+    proc = start_uvicorn(port, {**env, "PYTHONPATH": str(REPO), "AUTODIFF_API_KEYS": KEY})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(f"{base}/readyz", proc)
+        yield base
+    finally:
+        stop(proc, timeout=15)
+
+
+def status_of(table: Locator) -> str:
+    return table.locator(".response .response-col_status").first.inner_text().strip()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["APIKeyHeader", "HTTPBearer"])
+def test_swagger_ui_authorize_makes_try_it_out_work_with_keys(
+    keyed_service: str, browser: Browser, scheme: str
+) -> None:
+    """The document's securitySchemes give Swagger UI its Authorize button (issue 19)."""
+    v = visit(browser, f"{keyed_service}/docs")
+    v.page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    assert status_of(run_swagger_try_it_out(v.page, "/grad")) == "401"  # no key yet
+    v.page.locator("button.btn.authorize").first.click()
+    form = v.page.locator(f".auth-container:has-text('{scheme}')")
+    form.locator("input").first.fill(KEY)
+    form.locator("button.authorize").click()
+    v.page.locator("button.btn-done").first.click()
+    block = v.page.locator(".opblock-post:has(.opblock-summary-path[data-path='/grad'])")
+    block.locator("button.execute").click()
+    v.page.wait_for_function(
+        "() => document.querySelector('.opblock-post .live-responses-table .response "
+        ".response-col_status')?.innerText.trim() === '200'",
+        timeout=20_000,
+    )
+    curl = block.locator(".curl-command").first.inner_text()
+    assert KEY in curl  # the request carried the key
+    v.page.close()
+    v.errors = [e for e in v.errors if "status of 401" not in e]  # the first, keyless call
+    v.assert_offline_and_clean()

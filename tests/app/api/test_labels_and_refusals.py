@@ -61,6 +61,11 @@ PREFLIGHT = {"Access-Control-Request-Method": "POST"}
     ("method", "path", "headers", "label", "status"),
     [
         ("GET", "/openapi.json", {}, "/openapi.json", 200),
+        ("HEAD", "/openapi.json", {}, "/openapi.json", 200),
+        ("POST", "/openapi.json", {}, "/openapi.json", 405),
+        ("HEAD", "/healthz", {}, "/healthz", 200),
+        ("HEAD", "/docs", {}, "/docs", 200),
+        ("HEAD", "/grad", {"Authorization": f"Bearer {KEY}"}, "/grad", 405),
         ("GET", "/healthz", {}, "/healthz", 200),
         ("POST", "/grad", {}, "/grad", 401),
         ("POST", "/hessian", {"Authorization": "Bearer wrong"}, "/hessian", 401),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import stat
 import subprocess
 import time
@@ -83,6 +84,21 @@ def access_lines() -> Iterator[list[str]]:
         yield handler.lines
     finally:
         logger.removeHandler(handler)
+
+
+def ecs(line: str) -> dict[str, Any]:
+    """An access line's fields by their ECS names, flattened: {"http.request.id": ...}."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: dict[str, Any]) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}{key}.", value)
+            else:
+                flat[prefix + key] = value
+
+    walk("", orjson.loads(line))
+    return flat
 
 
 def series(name: str) -> list[tuple[dict[str, str], float]]:
@@ -185,8 +201,8 @@ def test_unhandled_exception_is_a_500_with_request_id_and_no_leak(
     assert r.status_code == 500
     assert r.headers["x-request-id"] == "crash-1"
     assert "secret" not in r.text and "Traceback" not in r.text and ".py" not in r.text
-    line = orjson.loads(access_lines[-1])
-    assert line["status"] == 500 and line["request_id"] == "crash-1"
+    line = ecs(access_lines[-1])
+    assert line["http.response.status_code"] == 500 and line["http.request.id"] == "crash-1"
 
 
 def test_the_apps_own_500_handler_is_used_and_gets_the_request_id() -> None:
@@ -251,13 +267,14 @@ def test_one_json_line_per_request(client: TestClient, access_lines: list[str]) 
     client.get("/items/7", headers={"X-Request-ID": "log-1"})
     client.post("/grad", json={}, headers={"X-Request-ID": "log-2"})
     assert len(access_lines) == 2
-    first, second = (orjson.loads(line) for line in access_lines)
-    assert first["request_id"] == "log-1"
-    assert first["method"] == "GET" and first["path"] == "/items/7"
-    assert first["endpoint"] == "/items/{item_id}" and first["status"] == 200
-    assert isinstance(first["duration_ms"], float) and first["duration_ms"] >= 0
-    assert "pool_wait_ms" not in first
-    assert second["pool_wait_ms"] == 1.25 and second["endpoint"] == "/grad"
+    first, second = (ecs(line) for line in access_lines)
+    assert first["http.request.id"] == "log-1"
+    assert first["http.request.method"] == "GET" and first["url.path"] == "/items/7"
+    assert first["autodiff.endpoint"] == "/items/{item_id}"
+    assert first["http.response.status_code"] == 200
+    assert isinstance(first["event.duration"], int) and first["event.duration"] >= 0  # ns
+    assert "autodiff.pool_wait_ms" not in first
+    assert second["autodiff.pool_wait_ms"] == 1.25 and second["autodiff.endpoint"] == "/grad"
 
 
 def test_own_handler_gets_the_line_written_directly(client: TestClient) -> None:
@@ -283,21 +300,27 @@ def test_own_handler_gets_the_line_written_directly(client: TestClient) -> None:
     assert calls == []  # logging.Logger.info was not called
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2
-    first, second = (orjson.loads(line) for line in lines)
+    first, second = (ecs(line) for line in lines)
+    # ECS names (the shape Elastic's ecs-logging writes), the service's own under autodiff.
     assert set(first) == {
-        "ts",
-        "level",
-        "event",
-        "request_id",
-        "method",
-        "path",
-        "endpoint",
-        "status",
-        "duration_ms",
+        "@timestamp",
+        "log.level",
+        "message",
+        "ecs.version",
+        "event.dataset",
+        "event.duration",
+        "http.request.id",
+        "http.request.method",
+        "http.response.status_code",
+        "url.path",
+        "log.logger",
+        "autodiff.endpoint",
     }
-    assert first["request_id"] == "direct-1" and first["status"] == 200
-    assert first["level"] == "info" and first["event"] == "request"
-    assert second["request_id"] == "direct-2" and second["pool_wait_ms"] == 1.25
+    assert first["http.request.id"] == "direct-1" and first["http.response.status_code"] == 200
+    assert first["log.level"] == "info" and first["event.dataset"] == "autodiff.access"
+    assert first["message"] == "GET /items/3 200"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["@timestamp"])
+    assert second["http.request.id"] == "direct-2" and second["autodiff.pool_wait_ms"] == 1.25
 
 
 def test_log_level_warning_silences_access_lines(access_lines: list[str]) -> None:
@@ -436,7 +459,7 @@ def test_body_limit_answers_are_counted_and_carry_the_request_id(
     assert r.status_code == 413
     assert r.headers["x-request-id"] == "big-1"
     assert sample("autodiff_http_requests_total", **labels) == before + 1
-    assert orjson.loads(access_lines[-1])["status"] == 413
+    assert ecs(access_lines[-1])["http.response.status_code"] == 413
 
 
 # ---------------------------------------------------------------- the real service
@@ -474,9 +497,10 @@ def test_service_request_is_logged_with_pool_wait_and_counted(
     r = service.post("/grad", json=TWO_DOT, headers={"X-Request-ID": "svc-1"})
     assert r.status_code == 200 and r.headers["x-request-id"] == "svc-1"
     assert sample("autodiff_http_requests_total", **labels) == before + 1
-    line = orjson.loads(access_lines[-1])
-    assert line["request_id"] == "svc-1" and line["endpoint"] == "/grad"
-    assert isinstance(line["pool_wait_ms"], int | float) and line["pool_wait_ms"] >= 0
+    line = ecs(access_lines[-1])
+    assert line["http.request.id"] == "svc-1" and line["autodiff.endpoint"] == "/grad"
+    wait = line["autodiff.pool_wait_ms"]
+    assert isinstance(wait, int | float) and wait >= 0
 
 
 def test_service_errors_carry_request_ids(service: TestClient) -> None:

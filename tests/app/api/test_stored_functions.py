@@ -271,3 +271,13 @@ def test_the_store_example_of_the_openapi_document_runs(client: TestClient) -> N
 def test_a_constant_needs_a_name_the_function_can_use(client: TestClient, name: str) -> None:
     r = client.post("/functions", json={"expression": "sum(x)", "constants": {name: [1.0]}})
     assert r.status_code == 422 and "not a name the function can use" in r.json()["detail"]
+
+
+def test_the_store_works_again_after_the_lifespan_ran_again(tmp_path: Path) -> None:
+    # one app started and stopped twice (as the tests and schemathesis do): its store
+    # threads were shut down for good by the first stop (500: cannot schedule new futures)
+    app = create_app(Settings(workers=1, store_dir=str(tmp_path)))
+    for _ in range(2):
+        with TestClient(app) as client:
+            r = client.post("/functions", json={"expression": LOSS, "constants": {"A": A}})
+            assert r.status_code == 201, r.text
