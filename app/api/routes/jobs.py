@@ -116,6 +116,7 @@ def _inner_model(sub: JobSubmission, raw: bytes) -> Any:
 @router.post(
     "/jobs",
     status_code=202,
+    operation_id="submit_job",
     response_model=JobAccepted,
     responses=SUBMIT_ERRORS,
     summary="Submit long work as a job",
@@ -166,6 +167,7 @@ async def submit_job(request: Request) -> Response:
     response_model=JobStatus,
     responses=JOB_ERRORS,
     summary="A job's status, progress, and answer",
+    operation_id="get_job",
 )
 async def get_job(job_id: JobId, request: Request) -> Response:
     """Status (queued, running, done, failed, cancelled), progress, and when done the
@@ -181,6 +183,7 @@ async def get_job(job_id: JobId, request: Request) -> Response:
     response_model=JobStatus,
     responses=JOB_ERRORS,
     summary="Cancel a job",
+    operation_id="cancel_job",
 )
 async def cancel_job(job_id: JobId, request: Request) -> Response:
     """Cancel a queued or running job: it is ``cancelled`` at once, and a running one's
@@ -193,6 +196,7 @@ async def cancel_job(job_id: JobId, request: Request) -> Response:
 
 @router.get(
     "/jobs/{job_id}/events",
+    operation_id="job_events",
     responses={
         200: {
             "description": "Server-Sent Events: `progress` while the job runs (its status and "
