@@ -86,6 +86,7 @@ system-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	/sbin/ldconfig -p | grep -q 'libatomic\.so\.1 ' || missing="$$missing libatomic1"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

@@ -206,6 +206,84 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS, comma-separated."
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
+    store_url: str = Field(
+        default="",
+        pattern=r"^(redis://.*|rediss://.*|unix://.*)?$",
+        description="The shared store of stored functions: a redis:// URL (several machines), "
+        "or empty for the embedded store (SQLite under store_dir, one machine).",
+    )
+    store_dir: str = Field(
+        default="",
+        description="Directory of the embedded store, shared by every server process on the "
+        "machine (default: autodiff-store-<uid> in the temporary directory).",
+    )
+    store_max_mb: int = Field(
+        default=256,
+        ge=1,
+        description="Size limit of the store, all entries together; the least recently used "
+        "are evicted past it, and one entry over it is refused (413).",
+    )
+    store_ttl_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Seconds a stored function is kept after its last use (then 404).",
+    )
+    store_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds any call to the store may take; past it the request gets 503.",
+    )
+
+    # --- jobs (POST /jobs): long work on workers of their own -------------------------------
+    job_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Job worker processes of each server process (separate from the pool of "
+        "the synchronous endpoints, and niced below it); each runs one job at a time.",
+    )
+    job_time_limit_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds one job may run before its worker is killed (the job fails with "
+        "a 504 problem).",
+    )
+    job_memory_mb: int = Field(
+        default=2048,
+        ge=0,
+        description="Address-space cap per job worker in MiB (0 = no cap); a job past it fails "
+        "with a 413 problem and its worker is replaced.",
+    )
+    job_ttl_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds a finished job (its status and result) is kept after it ends; "
+        "then GET /jobs/{id} answers 404.",
+    )
+    job_max_result_mb: int = Field(
+        default=128,
+        ge=1,
+        description="Largest answer a job may keep in the store, in MiB (keep it well under "
+        "store_max_mb): it bounds a job's answer instead of max_output_elements; refused at "
+        "submit (413) when the shapes tell, else the job fails with a 413 problem.",
+    )
+    job_queue_size: int = Field(
+        default=32,
+        ge=1,
+        description="Jobs that may wait for a worker over the whole deployment; past it POST "
+        "/jobs answers 503 with Retry-After.",
+    )
+    job_queue_per_key: int = Field(
+        default=8,
+        ge=1,
+        description="Jobs one API key (or, without keys, everyone) may have waiting at once; "
+        "past it POST /jobs answers 503 with Retry-After.",
+    )
+    job_events_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds one GET /jobs/{id}/events stream may stay open (then it ends with "
+        "a 'timeout' event: reconnect to go on).",
+    )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -14,11 +14,14 @@ from engine.transforms import (
     hessian_and_grad,
     hvp,
     hvp_and_grad,
+    hvp_many,
     jacobian,
     jacobian_and_value,
     jvp,
+    jvp_many,
     value_and_grad,
     vjp,
+    vjp_many,
 )
 
 __all__ = [
@@ -28,9 +31,12 @@ __all__ = [
     "hessian_and_grad",
     "hvp",
     "hvp_and_grad",
+    "hvp_many",
     "jacobian",
     "jacobian_and_value",
     "jvp",
+    "jvp_many",
     "value_and_grad",
     "vjp",
+    "vjp_many",
 ]

@@ -270,6 +270,12 @@ def _basis_rows(
     return rows if switch.ON else [r.dense() for r in rows]
 
 
+# Called before the first and after each chunk of a chunked Jacobian or Hessian with
+# (chunks done, chunks in all):
+# a caller's progress report (the service's jobs). Optional; it must not raise.
+Progress = Callable[[int, int], None]
+
+
 def _chunks(n: int, chunk_size: int | None) -> list[slice]:
     step = n if not chunk_size or chunk_size >= n else chunk_size
     return [slice(i, min(i + step, n)) for i in range(0, max(n, 1), max(step, 1))]
@@ -282,13 +288,15 @@ def jacobian_and_value(
     mode: str = "auto",
     chunk_size: int | None = None,
     max_elements: int | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Any, list[list[Any]], bool, str]:
     """Value, Jacobian blocks ``jac[output][arg]`` of shape out.shape + arg.shape,
     whether f returned a tuple, and the mode that ran ("reverse" or "forward").
 
     All rows (or columns) go through ONE batched pass. ``chunk_size`` splits the
     stacked identity to bound memory; ``max_elements`` picks the largest chunk whose
-    batched intermediates stay under that many elements.
+    batched intermediates stay under that many elements (with both, the smaller chunk).
+    ``progress(done, total)`` is called after each chunk.
     """
     if mode not in ("auto", "reverse", "forward"):
         raise ValueDomainError(f"mode must be 'auto', 'reverse' or 'forward', got {mode!r}")
@@ -305,13 +313,17 @@ def jacobian_and_value(
     if trace is not None and mode == "auto":
         out_size = sum(math.prod(shape_of(v)) for v in trace.values)
         mode = "reverse" if out_size < sum(in_sizes) else "forward"
-    if trace is not None and max_elements and chunk_size is None:
-        chunk_size = max(1, max_elements // peak_size(trace))
+    if trace is not None and max_elements:
+        chunk_size = _smaller(chunk_size, max(1, max_elements // peak_size(trace)))
     if mode == "reverse":
         assert trace is not None
-        return trace.value, _jac_reverse(trace, chunk_size), trace.is_tuple, "reverse"
-    values, jac, is_tuple = _jac_forward(f, primals, nums, in_sizes, chunk_size)
+        return trace.value, _jac_reverse(trace, chunk_size, progress), trace.is_tuple, "reverse"
+    values, jac, is_tuple = _jac_forward(f, primals, nums, in_sizes, chunk_size, progress)
     return (tuple(values) if is_tuple else values[0]), jac, is_tuple, "forward"
+
+
+def _smaller(a: int | None, b: int) -> int:
+    return b if a is None else min(a, b)
 
 
 def peak_size(trace: Trace) -> int:
@@ -321,18 +333,25 @@ def peak_size(trace: Trace) -> int:
     return max([1, *sizes])
 
 
-def _jac_reverse(trace: Trace, chunk_size: int | None = None) -> list[list[Any]]:
+def _jac_reverse(
+    trace: Trace, chunk_size: int | None = None, progress: Progress | None = None
+) -> list[list[Any]]:
     out_shapes = [shape_of(v) for v in trace.values]
     out_sizes = [math.prod(s) for s in out_shapes]
     dtype = np.result_type(*[unbox_dtype(v) for v in trace.values])
     rows = _basis(out_sizes, dtype)  # rows[k]: (N, size_k)
     n = sum(out_sizes)
     pieces: list[list[Any]] = [[] for _ in trace.leaves]
-    for part in _chunks(n, chunk_size):
+    chunks = _chunks(n, chunk_size)
+    if progress is not None:
+        progress(0, len(chunks))
+    for done, part in enumerate(chunks, 1):
         count = part.stop - part.start  # rows in this chunk (0 for a size-0 output)
         cts = [r[part].reshape((count,) + s) for r, s in zip(rows, out_shapes, strict=True)]
         for k, g in enumerate(trace.pullback(cts)):
             pieces[k].append(g)
+        if progress is not None:
+            progress(done, len(chunks))
     grads = [_concatenate(p) for p in pieces]
     jac: list[list[Any]] = []
     offset = 0
@@ -347,17 +366,27 @@ def _jac_reverse(trace: Trace, chunk_size: int | None = None) -> list[list[Any]]
 
 
 def _jac_forward(
-    f: Fn, primals: list[Any], nums: tuple[int, ...], in_sizes: list[int], chunk_size: int | None
+    f: Fn,
+    primals: list[Any],
+    nums: tuple[int, ...],
+    in_sizes: list[int],
+    chunk_size: int | None,
+    progress: Progress | None = None,
 ) -> tuple[list[Any], list[list[Any]], bool]:
     dtype = np.result_type(*[unbox_dtype(primals[i]) for i in nums])
     n = sum(in_sizes)
     parts: list[list[Any]] = []
     values: list[Any] = []
     is_tuple = False
-    for part in _chunks(n, chunk_size):
+    chunks = _chunks(n, chunk_size)
+    if progress is not None:
+        progress(0, len(chunks))
+    for done, part in enumerate(chunks, 1):
         tangents = _basis_rows(part, primals, nums, in_sizes, dtype)
         values, touts, is_tuple = _push(f, primals, tangents, nums)
         parts.append(touts)
+        if progress is not None:
+            progress(done, len(chunks))
     touts = [_concatenate([p[k] for p in parts]) for k in range(len(values))]
     jac = []
     for v, t in zip(values, touts, strict=True):
@@ -418,11 +447,17 @@ def jacobian(f: Fn, argnums: ArgNums = 0, mode: str = "auto", chunk_size: int | 
 
 
 def hessian_and_grad(
-    f: Fn, primals: Sequence[Any], argnums: ArgNums = 0, max_elements: int | None = None
+    f: Fn,
+    primals: Sequence[Any],
+    argnums: ArgNums = 0,
+    max_elements: int | None = None,
+    chunk_size: int | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Any, list[Any], list[list[Any]]]:
     """Value, gradients, and Hessian blocks ``H[i][j]`` (shape x_i.shape + x_j.shape) of a
     scalar ``f``, in one forward-over-reverse pass with a stacked identity (split into
-    chunks when ``max_elements`` says the batched intermediates would be too large)."""
+    chunks of at most ``chunk_size`` columns, and smaller when ``max_elements`` says the
+    batched intermediates would be too large; ``progress(done, total)`` after each)."""
     primals = [as_array(p) for p in primals]
     nums = _argnums(argnums, len(primals))
 
@@ -430,11 +465,11 @@ def hessian_and_grad(
         trace = Trace(f, xs, nums)
         return (trace.value, *trace.pullback(_scalar_seed(trace)))
 
-    chunk_size = None
     if max_elements:
-        chunk_size = max(1, max_elements // peak_size(Trace(f, primals, nums)))
+        peak = peak_size(Trace(f, primals, nums))
+        chunk_size = _smaller(chunk_size, max(1, max_elements // peak))
     in_sizes = [math.prod(shape_of(primals[i])) for i in nums]
-    values, jac, _ = _jac_forward(value_and_grads, primals, nums, in_sizes, chunk_size)
+    values, jac, _ = _jac_forward(value_and_grads, primals, nums, in_sizes, chunk_size, progress)
     return values[0], values[1:], jac[1:]
 
 
@@ -479,3 +514,74 @@ def hvp(f: Fn, primals: Sequence[Any], vectors: Sequence[Any]) -> tuple[Any, ...
     Hessian."""
     products = hvp_and_grad(f, primals, vectors)[2]
     return tuple(_like(p, as_array(x)) for p, x in zip(products, primals, strict=True))
+
+
+# --- several directions at one point (K products in one vectorised pass) -------------------
+# The passes above already carry a leading batch axis on cotangents and tangents (the
+# Jacobian pushes its whole identity that way); these entry points expose it for K
+# directions given by the caller. Each returns the plain value (no K axis) and products
+# with a leading axis K.
+
+
+def _leading(k_arrays: Sequence[Any], primal_shapes: Sequence[tuple[int, ...]], what: str) -> int:
+    """The common leading axis K of ``k_arrays`` (each ``(K, *primal_shape)``)."""
+    ks = set()
+    for a, s in zip(k_arrays, primal_shapes, strict=True):
+        shape = shape_of(a)
+        if len(shape) != len(s) + 1 or shape[1:] != s:
+            raise ValueDomainError(
+                f"each {what} must have shape (K, *{list(s)}), got {list(shape)}",
+                shapes=[shape, s],
+            )
+        ks.add(shape[0])
+    if len(ks) != 1:
+        raise ValueDomainError(f"the {what}s disagree on K: {sorted(ks)}")
+    return ks.pop()
+
+
+def vjp_many(
+    f: Fn, primals: Sequence[Any], cotangents: Sequence[Any]
+) -> tuple[Any, tuple[Any, ...]]:
+    """``(f(*primals), vjps)`` for K cotangents at once: ``cotangents`` has one array per
+    output, each ``(K, *output.shape)``; ``vjps[i]`` is ``(K, *primals[i].shape)`` (the
+    outputs' contributions summed, as ``vjp``). One forward and one backward pass."""
+    trace = Trace(f, primals)
+    cts = [as_array(c) for c in cotangents]
+    if len(cts) != len(trace.values):
+        raise ValueDomainError(
+            f"expected {len(trace.values)} cotangents (one per output), got {len(cts)}"
+        )
+    _leading(cts, [shape_of(v) for v in trace.values], "cotangent")
+    return trace.value, tuple(trace.pullback(cts))
+
+
+def jvp_many(f: Fn, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+    """``(f(*primals), J @ tangents)`` for K tangents per primal (each ``(K, *primal.shape)``),
+    in one forward pass; each output's product is ``(K, *output.shape)``."""
+    primals = [as_array(p) for p in primals]
+    if len(primals) != len(tangents):
+        raise ValueDomainError("jvp_many needs one tangent array per primal")
+    tangents = [as_array(t) for t in tangents]
+    _leading(tangents, [shape_of(p) for p in primals], "tangent")
+    values, touts, is_tuple = _push(f, primals, tangents, tuple(range(len(primals))))
+    touts = [_like(t, v) for t, v in zip(touts, values, strict=True)]
+    if is_tuple:
+        return tuple(values), tuple(touts)
+    return values[0], touts[0]
+
+
+def hvp_many(
+    f: Fn, primals: Sequence[Any], vectors: Sequence[Any]
+) -> tuple[Any, tuple[Any, ...], tuple[Any, ...]]:
+    """Value, gradients and K Hessian-vector products of a scalar ``f``: ``vectors`` has one
+    ``(K, *primal.shape)`` array per primal, each product is ``(K, *primal.shape)``
+    (forward-over-reverse, one pass, the Hessian never formed)."""
+    nums = tuple(range(len(primals)))
+
+    def value_and_grads(*xs: Any) -> tuple[Any, ...]:
+        trace = Trace(f, xs, nums)
+        return (trace.value, *trace.pullback(_scalar_seed(trace)))
+
+    out, tangents = jvp_many(value_and_grads, primals, vectors)
+    products = tuple(_like(p, as_array(x)) for p, x in zip(tangents[1:], primals, strict=True))
+    return out[0], tuple(out[1:]), products

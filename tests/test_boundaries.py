@@ -61,6 +61,12 @@ RULES = [
         ["app.api*", "app.scheduling*"],
     ),
     Rule("scheduling imports no api", ["app.scheduling.*"], ["app.api", "app.api.*"]),
+    Rule(
+        "the store imports no web, validation, api, compute, scheduling or engine",
+        ["app.store", "app.store.*"],
+        WEB + VALIDATION + ["app.api*", "app.compute*", "app.scheduling*", "app.jobs*", "engine*"],
+    ),
+    Rule("jobs import no web framework or api", ["app.jobs", "app.jobs.*"], WEB + ["app.api*"]),
     Rule("engine core imports no fast-layer shortcut", ENGINE_CORE, FAST_LAYER),
     Rule("engine core does no NumPy maths", ENGINE_CORE, ["numpy", "numpy.*"]),
     Rule("graph metadata imports no language", ENGINE_METADATA, LANGUAGE),

@@ -265,7 +265,8 @@ def test_compose_settings_are_real_settings() -> None:
 
 
 # Chosen on purpose for a replica with one CPU; every other default must be the app's.
-COMPOSE_OVERRIDES = {"workers": 1}
+# The replicas share the compose file's redis service as their store.
+COMPOSE_OVERRIDES = {"workers": 1, "store_url": "redis://redis:6379/0"}
 
 
 def test_compose_defaults_match_the_app_defaults() -> None:
@@ -510,3 +511,13 @@ def test_readme_names_every_debian_package_make_test_installs() -> None:
     install = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
     for package in packages:
         assert f"`{package}`" in install, f"README does not say why make test installs {package}"
+
+
+def test_compose_replicas_share_a_redis_reachable_only_on_its_network() -> None:
+    services = compose()["services"]
+    redis_service = services["redis"]
+    assert "ports" not in redis_service  # never published
+    assert "--protected-mode" in redis_service["command"]  # else it refuses the replicas
+    assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    url = services["api"]["environment"]["AUTODIFF_STORE_URL"]
+    assert url == "${AUTODIFF_STORE_URL:-redis://redis:6379/0}"

@@ -30,6 +30,7 @@ from app.scheduling.errors import (
     SchedulingError,
     WorkerDiedError,
 )
+from app.store import EntryTooLargeError, StoreError, StoreUnavailableError, UnknownEntryError
 from engine.errors import AutodiffError, SizeLimitError
 
 log = logging.getLogger("app.errors")
@@ -63,6 +64,14 @@ SCHEDULING_STATUS: dict[type[SchedulingError], int] = {
     QueueFullError: 503,
     ComputeTimeoutError: 504,
     WorkerDiedError: 502,
+}
+
+
+# The shared store's errors (stored functions) carry no HTTP status either.
+STORE_STATUS: dict[type[StoreError], int] = {
+    UnknownEntryError: 404,
+    StoreUnavailableError: 503,
+    EntryTooLargeError: 413,
 }
 
 
@@ -214,6 +223,13 @@ async def _scheduling_handler(request: Request, exc: Exception) -> Response:
     return problem(status, exc.kind, exc.title, exc.detail, headers=headers)
 
 
+async def _store_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreError)
+    status = STORE_STATUS.get(type(exc), 500)
+    headers = {"Retry-After": "1"} if status == 503 else {}
+    return problem(status, exc.kind, exc.title, exc.detail, headers=headers)
+
+
 async def _validation_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     # Only loc and msg: pydantic's "input" would echo (maybe megabytes of) the body back.
@@ -254,6 +270,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AutodiffError, _autodiff_handler)
     app.add_exception_handler(ServiceError, _service_handler)
     app.add_exception_handler(SchedulingError, _scheduling_handler)
+    app.add_exception_handler(StoreError, _store_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(Exception, _unhandled_handler)

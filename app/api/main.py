@@ -22,6 +22,7 @@ from app.api.docs import install_docs
 from app.api.errors import MEDIA_TYPE, BodyLimitProblems, install_error_handlers
 from app.api.flow import FlowGuard, install_header_timeout
 from app.api.head import HeadAsGet
+from app.api.jobs import start_jobs
 from app.api.observability import (
     METRICS,
     install_observability,
@@ -29,9 +30,10 @@ from app.api.observability import (
     set_pool_gauges,
 )
 from app.api.playground import install_playground
-from app.api.routes import derivatives, health, ops
+from app.api.routes import derivatives, functions, health, jobs, ops
 from app.api.schemas import NAMED_SCHEMAS, PROBLEM_TEXT, ref_named_schemas
 from app.api.security import SECURITY_REQUIREMENT, SECURITY_SCHEMES, install_security, is_open_path
+from app.api.stored import install_store
 from app.scheduling.pool import WorkerPool
 from app.scheduling.runner import Runner
 from app.scheduling.worker import limit_blas_threads
@@ -52,6 +54,14 @@ NO_TELEMETRY: TelemetryConfig = {
 # Tag order is the order of the docs: the derivatives first.
 OPENAPI_TAGS = [
     {"name": "derivatives", "description": "Gradients, VJPs, JVPs, Jacobians and Hessians."},
+    {
+        "name": "stored functions",
+        "description": "A function and its constants stored once; calls name it by id.",
+    },
+    {
+        "name": "jobs",
+        "description": "Long work queued, with progress: any compute request run as a job.",
+    },
     {"name": "language", "description": "The ops a function may use."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
@@ -69,13 +79,16 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         pool.start()
         app.state.pool = pool
         runner = app.state.runner = Runner(settings, pool)
+        job_service = start_jobs(app, settings)  # after the pool: the forkserver is set up
         warm = asyncio.create_task(pool.warm_up())
         try:
             yield
         finally:
             warm.cancel()
+            await asyncio.to_thread(job_service.stop)
             pool.stop()
             runner.close()
+            app.state.store.close()
             METRICS.process_exiting()
 
     return lifespan
@@ -196,9 +209,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_header_timeout(resolved.header_timeout_s)
     # Routers first: the paths of the document (and of /docs) follow this order.
     app.include_router(derivatives.router)
+    app.include_router(functions.body_router)
+    app.include_router(functions.router)
+    app.include_router(jobs.router)
     app.include_router(ops.router)
     app.include_router(health.router)
     install_error_handlers(app)
+    install_store(app, resolved, METRICS.registry)
     install_observability(app, resolved)
     install_security(app, resolved)
     install_docs(app)

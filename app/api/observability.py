@@ -33,6 +33,7 @@ the scrape, are left out.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -599,4 +600,6 @@ def install_observability(app: FastAPI, settings: ObservabilitySettings) -> None
         },
     )
     async def get_metrics() -> Response:
-        return metrics_response()
+        # In a thread: the shared store's figures are read from the store (up to its
+        # timeout when it is down), which must not hold the event loop.
+        return await asyncio.to_thread(metrics_response)

@@ -26,6 +26,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from app.api.errors import MEDIA_TYPE
 
@@ -36,6 +37,9 @@ class FieldRole:
 
     name: str
 
+
+# A stored function's id: a content hash (POST /functions).
+FUNCTION_ID_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 ARRAY = FieldRole("array")  # array values: decoded by the wire format, may be b64
 NAMED = FieldRole("named")  # one entry per input name: capped by max_inputs
@@ -258,11 +262,27 @@ class ComputeRequest(BaseModel):
         "json", description='"b64" answers arrays as {"dtype","shape","b64"} objects.'
     )
 
+    function: str | None = Field(
+        None,
+        pattern=FUNCTION_ID_PATTERN,
+        description="The id of a stored function (POST /functions), in place of "
+        "expression/graph: its constants are bound, and inputs carries only the rest. An "
+        "unknown or evicted id is a 404 of type urn:autodiff:problem:unknown-function.",
+        examples=["sha256:" + "0" * 64],
+    )
+
     @model_validator(mode="after")
     def _one_function(self) -> ComputeRequest:
-        if (self.expression is None) == (self.graph is None):
-            raise ValueError("give exactly one of 'expression' or 'graph'")
+        given = [self.expression is not None, self.graph is not None, self.function is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of 'expression', 'graph' or 'function'")
         return self
+
+
+def one_of(model: BaseModel, single: str, batch: str) -> None:
+    """Exactly one of a single direction field and its K-direction form."""
+    if (getattr(model, single) is None) == (getattr(model, batch) is None):
+        raise ValueError(f"give exactly one of '{single}' or '{batch}'")
 
 
 class GradRequest(ComputeRequest):
@@ -279,20 +299,48 @@ class GradRequest(ComputeRequest):
 class VjpRequest(ComputeRequest):
     """Vector-Jacobian product."""
 
-    cotangent: Annotated[CotangentValue, ARRAY] = Field(
-        description="Cotangent of the output's shape; a list of them for several outputs."
+    cotangent: Annotated[CotangentValue | None, ARRAY] = Field(
+        None,
+        description="Cotangent of the output's shape; a list of them for several outputs. "
+        "Exactly one of cotangent and cotangents.",
     )
+    cotangents: Annotated[ArrayValue | None, ARRAY] = Field(
+        None,
+        description="K cotangents in one pass: one array whose leading axis is K, or a list "
+        "of K cotangents (for several outputs, a list of K entries, each a list with one "
+        "cotangent per output). The answer's vjp[name] is then (K, *input.shape); value "
+        "keeps its shape.",
+    )
+
+    @model_validator(mode="after")
+    def _one_cotangent(self) -> VjpRequest:
+        one_of(self, "cotangent", "cotangents")
+        return self
 
 
 class JvpRequest(ComputeRequest):
     """Jacobian-vector product (forward mode)."""
 
-    tangents: Annotated[dict[str, ArrayValue], ARRAY, NAMED] = Field(
+    # None when the other form is given (left out of the schema: send one form)
+    tangents: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
+        None,
         description="A tangent per input name, of that input's shape; these inputs are the "
         "directions (wrt defaults to them). An entry for a constant (requires_grad false, or "
         "not in wrt) contributes nothing: it is ignored, and warnings says so. The answer's "
-        "jvp is in the output's dtype."
+        "jvp is in the output's dtype. Exactly one of tangents and tangents_batch.",
     )
+    # None when the other form is given (left out of the schema: send one form)
+    tangents_batch: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
+        None,
+        description="K tangents per input name, each (K, *input.shape) (one array, or a list "
+        "of K), the same K for every input: K products in one forward pass. The answer's "
+        "jvp is then (K, *output.shape); value keeps its shape.",
+    )
+
+    @model_validator(mode="after")
+    def _one_tangent(self) -> JvpRequest:
+        one_of(self, "tangents", "tangents_batch")
+        return self
 
 
 class JacobianRequest(ComputeRequest):
@@ -311,11 +359,74 @@ class HessianRequest(ComputeRequest):
 class HvpRequest(ComputeRequest):
     """Hessian-vector product without forming the Hessian."""
 
-    vectors: Annotated[dict[str, ArrayValue], ARRAY, NAMED] = Field(
+    # None when the other form is given (left out of the schema: send one form)
+    vectors: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
+        None,
         description="The vector, as one array per input name, of that input's shape "
         "(wrt defaults to these inputs). An entry for a constant (requires_grad false, or "
-        "not in wrt) contributes nothing: it is ignored, and warnings says so."
+        "not in wrt) contributes nothing: it is ignored, and warnings says so. Exactly one "
+        "of vectors and vectors_batch.",
     )
+    # None when the other form is given (left out of the schema: send one form)
+    vectors_batch: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
+        None,
+        description="K vectors per input name, each (K, *input.shape), the same K for every "
+        "input: K Hessian-vector products in one pass; hvp[name] is then (K, *input.shape).",
+    )
+
+    @model_validator(mode="after")
+    def _one_vector(self) -> HvpRequest:
+        one_of(self, "vectors", "vectors_batch")
+        return self
+
+
+class FunctionRequest(BaseModel):
+    """A function to store once, with its constants (POST /functions)."""
+
+    model_config = REQUEST_CONFIG
+    expression: str | None = Field(
+        None, description="Source text in the safe Python-like language (one of expression/graph)."
+    )
+    graph: GraphSpec | None = Field(
+        None, description="The function as a JSON graph (one of expression/graph)."
+    )
+    constants: dict[str, InputValue] = Field(
+        default_factory=dict,
+        description="Values bound to some of the function's free names, in the same forms as "
+        "inputs (a list, data or b64), never differentiated (requires_grad true is refused). "
+        "Decoded once; calls then send only the other inputs.",
+    )
+
+    @model_validator(mode="after")
+    def _one_function(self) -> FunctionRequest:
+        if (self.expression is None) == (self.graph is None):
+            raise ValueError("give exactly one of 'expression' or 'graph'")
+        return self
+
+
+class ConstantInfo(BaseModel):
+    """A stored constant's dtype and shape."""
+
+    dtype: str = Field(description="float64 or float32.")
+    shape: list[int] = Field(description="The constant's shape.")
+
+
+class StoredFunction(BaseModel):
+    """A stored function's metadata."""
+
+    id: str = Field(
+        description='"sha256:" and the hex SHA-256 of the canonical function and constants: '
+        "the same for the same function and constants on any replica, whatever encoding "
+        "carried them."
+    )
+    free_inputs: list[str] = Field(
+        description="The function's free names that are not constants: what inputs must give."
+    )
+    constants: dict[str, ConstantInfo] = Field(description="The stored constants by name.")
+    expression: str | None = Field(description="The source, when stored as an expression.")
+    graph: dict[str, Any] | None = Field(description="The graph, when stored as a graph.")
+    bytes: int = Field(description="Bytes of constant data stored.")
+    warnings: list[str] = Field(description="Constants the function never uses, and similar.")
 
 
 @cache
@@ -568,12 +679,28 @@ VJP_EXAMPLES: dict[str, Example] = {
         {"expression": _POLY, "inputs": {"x": [1.0, 2.0, 3.0]}, "cotangent": [3.0, 2.0, 1.0]},
     ),
 }
+VJP_EXAMPLES["vjp-many"] = _example(
+    "K = 3 cotangents in one pass (the rows of the Jacobian)",
+    {
+        "expression": _POLY,
+        "inputs": {"x": [1.0, 2.0, 3.0]},
+        "cotangents": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+    },
+)
 JVP_EXAMPLES: dict[str, Example] = {
     "jvp-poly": _example(
         "Forward mode along [3, 2, 1]",
         {"expression": _POLY, "inputs": {"x": [1.0, 2.0, 3.0]}, "tangents": {"x": [3.0, 2.0, 1.0]}},
     ),
 }
+JVP_EXAMPLES["jvp-many"] = _example(
+    "K = 2 tangents in one forward pass",
+    {
+        "expression": _POLY,
+        "inputs": {"x": [1.0, 2.0, 3.0]},
+        "tangents_batch": {"x": [[3.0, 2.0, 1.0], [0.0, 0.0, 1.0]]},
+    },
+)
 JACOBIAN_EXAMPLES: dict[str, Example] = {
     "jacobian-poly": _example(
         "3x3 Jacobian", {"expression": _POLY, "inputs": {"x": [1.0, 2.0, 3.0]}, "mode": "auto"}
@@ -592,6 +719,29 @@ HVP_EXAMPLES: dict[str, Example] = {
         },
     ),
 }
+HVP_EXAMPLES["hvp-many"] = _example(
+    "K = 2 Hessian-vector products in one pass",
+    {
+        "expression": "sum(x ** 3)",
+        "inputs": {"x": [1.0, 2.0, 3.0]},
+        "vectors_batch": {"x": [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]},
+    },
+)
+
+_WEIGHTS_DATA = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+FUNCTION_EXAMPLES: dict[str, Example] = {
+    "least-squares": _example(
+        "A least-squares loss with its data stored once",
+        {
+            "expression": "r = matmul(A, w) - b\nreturn 0.5 * sum(r * r)",
+            "constants": {
+                "A": _WEIGHTS_DATA,
+                "b": {"data": [1.0, 0.0, 2.0], "dtype": "float64"},
+            },
+        },
+    ),
+}
+
 # ---------------------------------------------------------------- response examples
 # The answers to the request examples above, by the same names (Swagger UI and ReDoc show
 # them beside the request); tests/app/api/test_openapi.py checks each against the service.
@@ -706,3 +856,18 @@ HESSIAN_ANSWERS: dict[str, Example] = {
 HVP_ANSWERS: dict[str, Example] = {
     "2dot": _answer("2*dot(x, x) along v", {"value": 28.0, "hvp": {"x": [4.0, 0.0, 0.0, 8.0]}}),
 }
+
+# The answers to the K-direction examples (the Jacobian of _POLY at [1, 2, 3] is
+# [[3, 8, 3], [3, 8, 27], [2, 12, 18]]; the Hessian of sum(x ** 3) is diag(6 x)).
+VJP_ANSWERS["vjp-many"] = _answer(
+    "The three rows of the Jacobian",
+    {"value": _POLY_VALUE, "vjp": {"x": [[3.0, 8.0, 3.0], [3.0, 8.0, 27.0], [2.0, 12.0, 18.0]]}},
+)
+JVP_ANSWERS["jvp-many"] = _answer(
+    "J along [3, 2, 1] and along [0, 0, 1]",
+    {"value": _POLY_VALUE, "jvp": [[28.0, 52.0, 48.0], [3.0, 27.0, 18.0]]},
+)
+HVP_ANSWERS["hvp-many"] = _answer(
+    "diag(6 x) times each vector",
+    {"value": 36.0, "hvp": {"x": [[6.0, 0.0, 0.0], [0.0, 12.0, 18.0]]}},
+)

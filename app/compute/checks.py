@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 import engine
-from app.compute.problem import Arrays, Problem, cotangents_for, directions_for, output_list
+from app.compute.problem import (
+    Arrays,
+    Problem,
+    batched_cotangents,
+    cotangents_for,
+    directions_for,
+    output_list,
+)
 
 # Every coordinate up to this many input elements, else random directions.
 FD_COORDINATES_UP_TO = 16
@@ -94,22 +101,42 @@ def _dot(a: Any, b: Any) -> float:
     return float(np.sum(np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)))
 
 
+# With K directions (cotangents, tangents_batch, vectors_batch) the first few of them are
+# checked, each as its single-direction form is: the cost stays bounded whatever K.
+FD_MAX_BATCH_DIRECTIONS = FD_RANDOM_DIRECTIONS
+
+
+def _first(k: int) -> range:
+    return range(min(k, FD_MAX_BATCH_DIRECTIONS))
+
+
 def check_vjp(problem: Problem, result: dict[str, Any]) -> dict[str, Any]:
     """<vjp, v> against the central difference of <cotangent, f> along v."""
     derivative = result.get("gradients", result.get("vjp", {}))
     outs, multi = output_list(result["value"])
+    if problem.task.cotangents is not None:
+        many = batched_cotangents(problem, outs, multi)
+        pairs: list[tuple[Any, Any]] = []
+        for k in _first(many[0].shape[0]):
+            one = {n: g[k] for n, g in derivative.items()}
+            pairs += _vjp_pairs(problem, [c[k] for c in many], one)
+        return _errors(pairs, len(pairs))
     cots = cotangents_for(problem, outs, multi, required=False)
+    pairs = _vjp_pairs(problem, cots, derivative)
+    return _errors(pairs, len(pairs))
+
+
+def _vjp_pairs(problem: Problem, cots: list[Any], derivative: dict[str, Any]) -> list[Any]:
     outputs = _outputs_of(problem)
 
     def scalar(xs: Arrays) -> list[Any]:
         return [sum(_dot(c, o) for c, o in zip(cots, outputs(xs), strict=True))]
 
     pairs = []
-    basis = _basis(problem)
-    for d in basis:
+    for d in _basis(problem):
         ad = sum(_dot(derivative[n], dn) for n, dn in zip(problem.diff, d, strict=True))
         pairs.append((ad, _central(scalar, problem, d)[0]))
-    return _errors(pairs, len(basis))
+    return pairs
 
 
 def check_jvp(problem: Problem, result: dict[str, Any]) -> dict[str, Any]:
@@ -117,9 +144,17 @@ def check_jvp(problem: Problem, result: dict[str, Any]) -> dict[str, Any]:
     tangents = directions_for(problem, "tangents")
     if not problem.diff:
         return _errors([], 0)
-    fd = _central(_outputs_of(problem), problem, tangents)
-    ad = result["jvp"] if isinstance(result["value"], list) else [result["jvp"]]
-    return _errors(list(zip(ad, fd, strict=True)), 1)
+    multi = isinstance(result["value"], list)
+    ad = result["jvp"] if multi else [result["jvp"]]
+    if problem.task.tangents_batch is None:
+        fd = _central(_outputs_of(problem), problem, tangents)
+        return _errors(list(zip(ad, fd, strict=True)), 1)
+    pairs = []
+    checked = _first(tangents[0].shape[0])
+    for k in checked:
+        fd = _central(_outputs_of(problem), problem, tuple(t[k] for t in tangents))
+        pairs += [(a[k], b) for a, b in zip(ad, fd, strict=True)]
+    return _errors(pairs, len(checked))
 
 
 def check_jacobian(problem: Problem, result: dict[str, Any]) -> dict[str, Any]:
@@ -163,5 +198,13 @@ def check_hvp(problem: Problem, result: dict[str, Any]) -> dict[str, Any]:
     vectors = directions_for(problem, "vectors")
     if not problem.diff:
         return _errors([], 0)
-    fd = _central(_gradient_of(problem), problem, vectors)
-    return _errors([(result["hvp"][n], g) for n, g in zip(problem.diff, fd, strict=True)], 1)
+    hvp = result["hvp"]
+    if problem.task.vectors_batch is None:
+        fd = _central(_gradient_of(problem), problem, vectors)
+        return _errors([(hvp[n], g) for n, g in zip(problem.diff, fd, strict=True)], 1)
+    pairs = []
+    checked = _first(vectors[0].shape[0])
+    for k in checked:
+        fd = _central(_gradient_of(problem), problem, tuple(v[k] for v in vectors))
+        pairs += [(hvp[n][k], g) for n, g in zip(problem.diff, fd, strict=True)]
+    return _errors(pairs, len(checked))

@@ -14,8 +14,11 @@ from typing import Any
 import numpy as np
 
 import engine
+import engine.transforms
+from app.compute import progress
 from app.compute.problem import (
     Problem,
+    batched_cotangents,
     by_name,
     cotangents_for,
     directions_for,
@@ -29,7 +32,7 @@ from app.compute.problem import (
     shapes_text,
 )
 from app.compute.task import TaskLimits
-from engine.errors import NonScalarOutputError, SizeLimitError
+from engine.errors import NonScalarOutputError, ShapeError, SizeLimitError
 
 
 def _forward_vjp(problem: Problem) -> tuple[list[Any], bool, Callable[..., Any] | None]:
@@ -74,7 +77,9 @@ def grad(problem: Problem) -> dict[str, Any]:
 
 
 def vjp(problem: Problem) -> dict[str, Any]:
-    """Vector-Jacobian product with the given cotangent(s)."""
+    """Vector-Jacobian product with the given cotangent(s) (K of them with ``cotangents``)."""
+    if problem.task.cotangents is not None:
+        return _vjp_many(problem)
     outs, multi, vjp_fn = _forward_vjp(problem)
     cots = cotangents_for(problem, outs, multi, required=True)
     return {"value": output_value(outs, multi), "vjp": _pull_back(problem, vjp_fn, cots, multi)}
@@ -83,6 +88,8 @@ def vjp(problem: Problem) -> dict[str, Any]:
 def jvp(problem: Problem) -> dict[str, Any]:
     """Jacobian-vector product in forward mode (one pass, no tape)."""
     tangents = directions_for(problem, "tangents")
+    if problem.task.tangents_batch is not None:
+        return _jvp_many(problem, tangents)
     tick = time.perf_counter()
     with recording(problem) as rec:
         f = problem.fn(rec)
@@ -164,12 +171,16 @@ def jacobian(problem: Problem) -> dict[str, Any]:
     tick = time.perf_counter()
     if problem.diff:
         argnums = tuple(range(len(problem.diff)))
+        # a job's rows (reverse) or columns (forward) in chunks, to report progress
+        reverse = mode == "reverse" or (mode == "auto" and out_size < in_size)
         _, jac, _, mode = engine.jacobian_and_value(
             problem.fn(),
             problem.primals,
             argnums,
             mode,
+            chunk_size=progress.chunk_rows(out_size if reverse else in_size),
             max_elements=problem.limits.max_intermediate_elements,
+            progress=progress.chunk_callback(),
         )
     elif mode == "auto":
         mode = "reverse" if out_size < in_size else "forward"
@@ -216,6 +227,8 @@ def hessian(problem: Problem) -> dict[str, Any]:
             problem.primals,
             argnums,
             max_elements=problem.limits.max_intermediate_elements,
+            chunk_size=progress.chunk_rows(in_size),  # a job's: in chunks, for its progress
+            progress=progress.chunk_callback(),
         )
     problem.timing["hessian"] = elapsed_ms(tick)
     names = problem.diff + problem.zero
@@ -232,12 +245,95 @@ def _hessian_block(problem: Problem, blocks: Any, a: str, b: str) -> Any:
 
 
 def hvp(problem: Problem) -> dict[str, Any]:
-    """Hessian-vector product without forming the Hessian."""
+    """Hessian-vector product without forming the Hessian (K of them with vectors_batch)."""
     vectors = directions_for(problem, "vectors")
     value = _scalar_forward(problem, "a Hessian-vector product")
+    many = problem.task.vectors_batch is not None
+    k = problem.directions
+    if many:
+        _check_directions(problem, k, [value], 3)
     tick = time.perf_counter()
     values: Any = []
     if problem.diff:
-        value, _, values = engine.hvp_and_grad(problem.fn(), problem.primals, vectors)
+        transform = engine.hvp_many if many else engine.hvp_and_grad
+        value, _, values = transform(problem.fn(), problem.primals, vectors)
     problem.timing["hvp"] = elapsed_ms(tick)
-    return {"value": np.asarray(value), "hvp": by_name(problem, list(values))}
+    products = _by_name_many(problem, list(values), k) if many else by_name(problem, list(values))
+    return {"value": np.asarray(value), "hvp": products}
+
+
+# --------------------------------------------------------------------------- K directions
+# One vectorised pass for K directions (engine.vjp_many, jvp_many, hvp_many). The work and
+# memory of the pass are K times one direction's: K x the largest intermediate is checked
+# against max_intermediate_elements, and the answer's size against max_output_elements,
+# before the pass runs.
+
+
+def _peak(problem: Problem) -> int:
+    """Elements of the largest value of one traced forward pass (plain NumPy, no tape)."""
+    trace = engine.transforms.Trace(problem.fn(), problem.primals)
+    return engine.transforms.peak_size(trace) if problem.diff else 1
+
+
+def _check_directions(problem: Problem, k: int, outs: list[Any], passes: int) -> None:
+    """Refuse (413) K directions whose pass or answer would be over the limits."""
+    in_size = sum(problem.inputs[n].size for n in problem.diff + problem.zero)
+    out_size = sum(o.size for o in outs)
+    check_output(k * (in_size + out_size) + out_size, problem.limits, "the answer")
+    if not problem.diff:
+        return
+    peak = _peak(problem) * passes
+    limit = problem.limits.max_intermediate_elements
+    if k * peak > limit:
+        raise SizeLimitError(
+            f"{k} directions would make intermediates of {k} x {peak:,} = {k * peak:,} "
+            f"elements, over the limit of {limit:,} (max_intermediate_elements): send fewer "
+            "directions per request",
+            op="directions",
+            loc=["body"],
+        )
+
+
+def _by_name_many(problem: Problem, values: list[Any], k: int) -> dict[str, Any]:
+    """Products by input name, each (K, *input.shape) in its input's dtype."""
+    out: dict[str, Any] = {}
+    for name, value in zip(problem.diff, values, strict=True):
+        out[name] = in_dtype(value, problem.inputs[name].dtype)
+    for name in problem.zero:
+        x = problem.inputs[name]
+        out[name] = np.zeros((k, *x.shape), dtype=x.dtype)
+    return out
+
+
+def _vjp_many(problem: Problem) -> dict[str, Any]:
+    outs, multi = _plain_forward(problem)
+    cots = batched_cotangents(problem, outs, multi)
+    ks = {c.shape[0] for c in cots}
+    if len(ks) > 1:
+        raise ShapeError(
+            f"cotangents gives different numbers of directions per output: {sorted(ks)}",
+            loc=["body", "cotangents"],
+        )
+    k = ks.pop()
+    _check_directions(problem, k, outs, 2)
+    tick = time.perf_counter()
+    grads: Any = []
+    if problem.diff:
+        _, grads = engine.vjp_many(problem.fn(), problem.primals, cots)
+    problem.timing["backward"] = elapsed_ms(tick)
+    return {"value": output_value(outs, multi), "vjp": _by_name_many(problem, list(grads), k)}
+
+
+def _jvp_many(problem: Problem, tangents: tuple[Any, ...]) -> dict[str, Any]:
+    outs, multi = _plain_forward(problem)
+    k = problem.directions
+    _check_directions(problem, k, outs, 2)
+    tick = time.perf_counter()
+    if problem.diff:
+        _, t_out = engine.jvp_many(problem.fn(), problem.primals, list(tangents))
+        touts = output_list(t_out)[0]
+    else:
+        touts = [np.zeros((k, *o.shape), dtype=o.dtype) for o in outs]
+    problem.timing["jvp"] = elapsed_ms(tick)
+    touts = [in_dtype(t, o.dtype) for t, o in zip(touts, outs, strict=True)]
+    return {"value": output_value(outs, multi), "jvp": output_value(touts, multi)}

@@ -16,11 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from app.compute import wire
+from app.compute import stored, wire
 from app.compute.task import Task, TaskLimits
 from app.compute.wire import clip, short
 from engine import lang
-from engine.errors import AutodiffError, NonScalarOutputError, ShapeError, UnknownNameError
+from engine.errors import (
+    AutodiffError,
+    NonScalarOutputError,
+    ShapeError,
+    SizeLimitError,
+    UnknownNameError,
+)
 from engine.graph import Recorder
 from engine.lang.limits import Limits
 
@@ -54,6 +60,7 @@ class Problem:
     graph: dict[str, Any] | None = None
     traced: Any = None
     nonfinite_nodes: list[str] = field(default_factory=list)  # marked in a DOT graph
+    directions: int = 1  # K, with K directions at one point (tangents_batch, vectors_batch)
 
     @property
     def primals(self) -> Arrays:
@@ -91,7 +98,9 @@ class Problem:
 
 
 def compile_program(task: Task) -> Any:
-    """The task's function, compiled (cached per process)."""
+    """The task's function, compiled (cached per process; a stored one by its id)."""
+    if task.function is not None:
+        return stored.program(task)
     limits = task.limits
     return lang.compile_cached(
         expression=task.expression,
@@ -118,7 +127,10 @@ def prepare(task: Task, program: Any = None, directions: str | None = None) -> P
     timing = {"parse": elapsed_ms(tick)}
     tick = time.perf_counter()
     inputs, requires = _decode_inputs(task)
+    if task.function is not None:  # a stored function's constants, decoded once per process
+        inputs, requires = stored.bind_constants(task, inputs, requires)
     timing["decode"] = elapsed_ms(tick)
+    directions = direction_field(task, directions)
     free = set(program.free_names)
     missing = sorted(free - set(inputs))
     if missing and task.graph is not None:
@@ -213,6 +225,14 @@ def _wrt(
     return list(dict.fromkeys(given))
 
 
+def direction_field(task: Task, key: str | None) -> str | None:
+    """The field holding the directions: ``key`` ("tangents", "vectors"), or its batch form
+    ``key + "_batch"`` (K directions) when that is the one given."""
+    if key is not None and task.field(key) is None and task.field(f"{key}_batch") is not None:
+        return f"{key}_batch"
+    return key
+
+
 def _ignored_directions(task: Task, wrt: list[str]) -> list[str]:
     """Warnings for tangents/vectors given for inputs that are not differentiated.
 
@@ -220,7 +240,8 @@ def _ignored_directions(task: Task, wrt: list[str]) -> list[str]:
     derivative, as a tensor that does not require grad in PyTorch: its direction is
     ignored, and the answer says so.
     """
-    key = "tangents" if task.tangents else "vectors"
+    given = ("tangents", "tangents_batch", "vectors", "vectors_batch")
+    key = next((k for k in given if task.field(k)), "vectors")
     directions = task.field(key) or {}
     inputs = task.inputs
     return [
@@ -324,6 +345,11 @@ def cotangents_for(problem: Problem, outs: list[Any], multi: bool, required: boo
 
 
 def directions_for(problem: Problem, key: str) -> Arrays:
+    """The directions of ``key`` ("tangents", "vectors") for the differentiated inputs; in
+    the batch form (``key + "_batch"``) each is ``(K, *input.shape)`` with one K for all."""
+    key = direction_field(problem.task, key) or key
+    if key.endswith("_batch"):
+        return _batched_directions(problem, key)
     raw = problem.task.field(key) or {}
     for name in raw:
         if name not in problem.inputs:
@@ -360,3 +386,95 @@ def by_name(problem: Problem, values: Arrays | list[Any]) -> dict[str, Any]:
     for name in problem.zero:
         out[name] = np.zeros_like(problem.inputs[name])
     return out
+
+
+# --------------------------------------------------------------------------- K directions
+
+
+def _decode_stack(raw: Any, like: np.ndarray[Any, Any], loc: list[Any], limits: TaskLimits) -> Any:
+    """K directions for an array shaped like ``like``: one array whose leading axis is K, or
+    a list of K arrays (each a number, a nested list or a data/b64 object); (K, *like.shape)
+    in ``like``'s dtype. At least one direction; K x its size within the input limit."""
+    limit = limits.max_input_elements
+    if isinstance(raw, list) and raw and any(isinstance(r, dict) for r in raw):
+        per = max(1, like.size)
+        if len(raw) * per > limit:
+            raise SizeLimitError(
+                f"{loc[-1]} holds {len(raw)} directions of {like.size} numbers, over the "
+                f"limit of {limit:,} numbers (max_input_elements)",
+                loc=loc,
+            )
+        parts = [_decode_like(r, like, [*loc, k], limits) for k, r in enumerate(raw)]
+        arr = np.stack(parts) if parts else np.zeros((0, *like.shape), like.dtype)
+    else:
+        arr = wire.decode_value(raw, loc, max_elements=limit)
+    if arr.ndim >= 1 and arr.shape[0] == 0:
+        raise RequestError(f"{loc[-1]} holds no direction: give at least one", loc=loc)
+    if arr.ndim == 0 or arr.shape[1:] != like.shape:
+        raise ShapeError(
+            f"{loc[-1]} has shape {list(arr.shape)} but must have shape (K, "
+            f"{', '.join(map(str, like.shape))}{',' if like.ndim == 1 else ''}): K directions "
+            f"of shape {list(like.shape)}",
+            shapes=[arr.shape, like.shape],
+            loc=loc,
+        )
+    return arr.astype(like.dtype, copy=False)
+
+
+def _batched_directions(problem: Problem, key: str) -> Arrays:
+    raw = problem.task.field(key) or {}
+    for name in raw:
+        if name not in problem.inputs:
+            raise RequestError(
+                f"{key} names {clip(name)}, which is not an input", loc=["body", key, short(name)]
+            )
+    for name in problem.diff + problem.zero:
+        if name not in raw:
+            raise RequestError(f"{key} has no entry for input {clip(name)}", loc=["body", key])
+    # the inputs with a zero derivative too: their K must agree, and it is the answer's
+    # K when no input the function reads is differentiated
+    wanted = problem.diff + problem.zero
+    decoded = {
+        n: _decode_stack(raw[n], problem.inputs[n], ["body", key, n], problem.limits)
+        for n in wanted
+    }
+    arrays = tuple(decoded[n] for n in problem.diff)
+    counts = {n: a.shape[0] for n, a in decoded.items()}
+    if len(set(counts.values())) > 1:
+        raise ShapeError(
+            f"{key} gives different numbers of directions: "
+            + ", ".join(f"{clip(n)} has {k}" for n, k in counts.items())
+            + " (every input needs the same K)",
+            loc=["body", key],
+        )
+    problem.directions = next(iter(counts.values()), 1)
+    return arrays
+
+
+def batched_cotangents(problem: Problem, outs: list[Any], multi: bool) -> list[Any]:
+    """``cotangents``: K cotangents, one array per output, each (K, *output.shape). For one
+    output, one array with a leading axis K or a list of K; for several, a list of K
+    entries, each a list with one cotangent per output."""
+    raw = problem.task.cotangents
+    loc: list[Any] = ["body", "cotangents"]
+    if not multi:
+        return [_decode_stack(raw, outs[0], loc, problem.limits)]
+    if not isinstance(raw, list) or not raw:
+        raise ShapeError(
+            f"the function has {len(outs)} outputs: 'cotangents' must be a list of K entries, "
+            f"each a list of {len(outs)} cotangents",
+            loc=loc,
+        )
+    per_output: list[list[Any]] = [[] for _ in outs]
+    for k, entry in enumerate(raw):
+        if not isinstance(entry, list) or len(entry) != len(outs):
+            raise ShapeError(
+                f"cotangents[{k}] must be a list of {len(outs)} cotangents (one per output)",
+                loc=[*loc, k],
+            )
+        for i, (r, _o) in enumerate(zip(entry, outs, strict=True)):
+            per_output[i].append(r)
+    return [
+        _decode_stack(rs, o, [*loc, f"output {i}"], problem.limits)
+        for i, (rs, o) in enumerate(zip(per_output, outs, strict=True))
+    ]

@@ -56,9 +56,23 @@ class Task:
     tangents: dict[str, Any] | None = None
     vectors: dict[str, Any] | None = None
     mode: Literal["auto", "reverse", "forward"] = "auto"
+    # K directions at one point (each with a leading axis K), in place of the one above
+    cotangents: Any = None
+    tangents_batch: dict[str, Any] | None = None
+    vectors_batch: dict[str, Any] | None = None
+    # a stored function's id (in place of expression/graph) and the store that holds it
+    function: str | None = None
+    function_meta: dict[str, Any] | None = None  # the stored meta (app.compute.stored)
+    store: Any = None  # app.store.StoreConfig
     array_fields: tuple[str, ...] = ("inputs",)
     named_fields: tuple[str, ...] = ("inputs", "wrt")
     body_bytes: int = 0
+
+    @property
+    def direction_batch(self) -> bool:
+        """Whether the task asks for K directions at one point."""
+        batches = (self.cotangents, self.tangents_batch, self.vectors_batch)
+        return any(b is not None for b in batches)
 
     def field(self, name: str) -> Any:
         """The value of the request field ``name`` (``getattr`` by a name from a field list)."""

@@ -102,7 +102,8 @@ def choose_lane(
 def function_bounded(task: Task) -> bool:
     """Whether the endpoint's work is bounded by the function's and the function is short
     enough to compile on the event loop."""
-    if not ENDPOINTS[task.endpoint].in_process or task.check:
+    # K directions multiply the work by K, which the task does not show: the pool
+    if not ENDPOINTS[task.endpoint].in_process or task.check or task.direction_batch:
         return False
     if task.expression is not None:
         return len(task.expression) <= INLINE_MAX_SOURCE_CHARS

@@ -12,17 +12,20 @@
 #                              bookworm's and trixie's are older), wget for the compose
 #                              healthcheck, a user `nginx` (nginx.conf says `user nginx;`).
 #
-# Usage: base-images.sh OUTDIR [python|nginx]...
+#   redis:7.0-bookworm         debootstrap --variant=minbase bookworm: Debian's redis-server
+#                              (the store the compose file's replicas share).
+#
+# Usage: base-images.sh OUTDIR [python|nginx|redis]...
 # Writes OUTDIR/<name>.tar (a root filesystem) and OUTDIR/<name>.changes (the image's
 # ENV/CMD/EXPOSE lines for `docker import --change`, which takes no STOPSIGNAL: nginx
 # then stops on SIGTERM, its fast shutdown, instead of the official image's SIGQUIT). A tarball that exists is kept: delete it to
 # rebuild. Needs root and debootstrap.
 set -euo pipefail
 
-OUT=${1:?usage: base-images.sh OUTDIR [python|nginx]...}
+OUT=${1:?usage: base-images.sh OUTDIR [python|nginx|redis]...}
 shift
 NAMES=("$@")
-[ ${#NAMES[@]} -gt 0 ] || NAMES=(python nginx)
+[ ${#NAMES[@]} -gt 0 ] || NAMES=(python nginx redis)
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 mkdir -p "$OUT/cache/bookworm" "$OUT/cache/sid"
 OUT=$(cd "$OUT" && pwd)
@@ -130,6 +133,22 @@ CMD ["nginx", "-g", "daemon off;"]
 EOF
 }
 
+build_redis() {
+    local root=$OUT/redis.rootfs version
+    bootstrap bookworm "$root" redis-server
+    version=$(chroot "$root" /usr/bin/redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/')
+    log "redis $version"
+    mkdir -p "$root/data"
+    pack redis "$root"
+    cat >"$OUT/redis.changes" <<EOF
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENV REDIS_VERSION=$version
+WORKDIR /data
+EXPOSE 6379
+CMD ["redis-server"]
+EOF
+}
+
 for name in "${NAMES[@]}"; do
     if [ -s "$OUT/$name.tar" ] && [ -s "$OUT/$name.changes" ]; then
         log "$name: cached ($OUT/$name.tar)"
@@ -138,6 +157,7 @@ for name in "${NAMES[@]}"; do
     case $name in
         python) build_python ;;
         nginx) build_nginx ;;
+        redis) build_redis ;;
         *) log "unknown base image: $name"; exit 2 ;;
     esac
 done

@@ -184,22 +184,25 @@ summary() {
 
 # The names to tag: the Dockerfile's FROM lines and the compose file's nginx image.
 python_base() { sed -n 's/^FROM \([^ ]*\).*/\1/p' "$ROOT/Dockerfile" | sort -u; }
-nginx_base() { compose config --images | grep -v "^$(api_image)\$" | sort -u; }
+nginx_base() { compose config --images | grep -v "^$(api_image)\$" | grep nginx | sort -u; }
+redis_base() { compose config --images | grep -v "^$(api_image)\$" | grep redis | sort -u; }
 api_image() { compose config --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["services"]["api"]["image"])'; }
 
 base_images() {
-    local py ng
+    local py ng rd
     py=$(python_base)
     ng=$(nginx_base)
+    rd=$(redis_base)
     [ "$(echo "$py" | wc -l)" -eq 1 ] || die base-images "the Dockerfile's stages start FROM several images: $py"
     if [ "$FRESH" = 1 ]; then
         log "--fresh: removing cached base images"
         rm -f "$STATE"/base/*.tar "$STATE"/base/*.changes
-        docker rmi -f "$py" "$ng" >/dev/null 2>&1 || true
+        docker rmi -f "$py" "$ng" "$rd" >/dev/null 2>&1 || true
     fi
     local missing=()
     docker image inspect "$py" >/dev/null 2>&1 || missing+=(python)
     docker image inspect "$ng" >/dev/null 2>&1 || missing+=(nginx)
+    docker image inspect "$rd" >/dev/null 2>&1 || missing+=(redis)
     if [ ${#missing[@]} -gt 0 ]; then
         # Side by side: each is mostly downloading and unpacking.
         local name tag pids=()
@@ -211,13 +214,13 @@ base_images() {
             wait "$pid" || die base-images "building ${missing[*]} failed"
         done
         for name in "${missing[@]}"; do
-            if [ "$name" = python ]; then tag=$py; else tag=$ng; fi
+            case $name in python) tag=$py ;; nginx) tag=$ng ;; *) tag=$rd ;; esac
             local changes=()
             while IFS= read -r line; do changes+=(--change "$line"); done <"$STATE/base/$name.changes"
             docker import "${changes[@]}" "$STATE/base/$name.tar" "$tag" >/dev/null
         done
     fi
-    pass "base images $py and $ng present"
+    pass "base images $py, $ng and $rd present"
 }
 
 # --------------------------------------------------------------------- 5. build
@@ -393,6 +396,27 @@ until_replicas_answer() {
     return 1
 }
 
+# stored_function_shared PORT: store a function through nginx, then call it 12 times
+# through nginx (request ids stored-<n>): every call must answer 200 with the known
+# gradient, and at least two replicas must have answered (the store is the redis service).
+stored_function_shared() {
+    local port=$1 answer id i ok=0 n=0 cid
+    answer=$(post "$port" /functions '{"expression": "sum(c * x ** 3)", "constants": {"c": [1.0, 1.0, 1.0]}}')
+    [ "$(tail -n 1 <<<"$answer")" = 201 ] || { log "POST /functions: $answer"; return 1; }
+    id=$(head -n 1 <<<"$answer" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    for i in $(seq 1 12); do
+        answer=$(post "$port" /grad "{\"function\": \"$id\", \"inputs\": {\"x\": [1.0, 2.0, -3.0]}}" \
+            -H "X-Request-ID: stored-$i")
+        check_grad_answer "$answer" && ok=$((ok + 1))
+    done
+    sleep 1
+    for cid in $(api_containers); do
+        [ "$(docker logs "$cid" 2>&1 | grep -c '"stored-[0-9]*"' || true)" -gt 0 ] && n=$((n + 1))
+    done
+    log "stored function: $ok of 12 calls right, answered by $n replicas"
+    [ "$ok" = 12 ] && [ "$n" -ge 2 ]
+}
+
 check_compose() {
     local port bound n
     port=$(free_port)
@@ -433,6 +457,12 @@ check_compose() {
         pass "both replicas answer through nginx"
     else
         fail two-replicas "requests through nginx did not reach both replicas"
+    fi
+
+    if stored_function_shared "$port"; then
+        pass "a function stored through nginx answers on every replica (the shared redis store)"
+    else
+        fail stored-shared "a stored function did not answer on both replicas"
     fi
 
     log "re-scaling to 3 replicas"

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from app.api import schemas
 from app.api.deps import RunnerDep
 from app.api.lean_route import OrjsonRoute
+from app.api.stored import stored_task
 from app.api.tasks import build_task, check_request
 from app.compute.endpoints import ENDPOINTS
 from app.settings import Settings
@@ -23,7 +24,19 @@ from app.settings import Settings
 router = APIRouter(route_class=OrjsonRoute, tags=["derivatives"])
 
 
-ERRORS = schemas.problem_responses(400, 401, 408, 413, 422, 500, 502, 503, 504)
+ERRORS = schemas.problem_responses(
+    400,
+    401,
+    404,
+    408,
+    413,
+    422,
+    500,
+    502,
+    503,
+    504,
+    text={404: "The stored function (function) is unknown or was evicted: store it again."},
+)
 
 
 class Route(NamedTuple):
@@ -114,6 +127,8 @@ def add_route(e: Route) -> None:
         check_request(req, settings)
         raw = await request.body()
         task = build_task(e.name, req, settings, len(raw))
+        if req.function is not None:  # a stored function: its meta, or 404 unknown-function
+            task = await stored_task(task, req.function, request)
         answer = await runner.respond(task, raw, start)
         if answer.pool_wait_ms is not None:  # the access log line reports it
             request.state.pool_wait_ms = answer.pool_wait_ms
