@@ -5,7 +5,7 @@
 
 This module re-exports it for one release (0.2.x) and warns on import; it goes in the
 next (see CHANGELOG.md). ``retry_after_seconds`` stays here only for old callers: the
-client's retries are httpx-retries' now.
+client's retries are ``autodiff_client.retry`` now.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import time  # noqa: F401  (old tests patch app.client.time.sleep; the retries s
 import warnings
 
 import httpx
-from httpx_retries import Retry
 
 from autodiff_client import (
     B64_MIN_ELEMENTS,
@@ -30,6 +29,7 @@ from autodiff_client import (
     encode_array,
     parse_result,
 )
+from autodiff_client.retry import retry_after
 
 __all__ = [
     "B64_MIN_ELEMENTS",
@@ -57,13 +57,7 @@ warnings.warn(
 
 def retry_after_seconds(response: httpx.Response, attempt: int, cap: float) -> float:
     """How long the old client waited before a retry: ``Retry-After``, else 0.25 * 2**attempt."""
-    header = response.headers.get("retry-after", "").strip()
-    delay: float | None = None
-    if header:
-        try:
-            delay = Retry().parse_retry_after(header)
-        except ValueError:
-            delay = None
+    delay = retry_after(response)
     if delay is None:
         delay = 0.25 * 2**attempt
     return min(max(delay, 0.0), cap)

@@ -2,7 +2,8 @@
 
 Every error carries what a user needs to act: the op, the shapes, and where
 (`loc`: a source position ``{"line", "column"}``, a graph node id, or None).
-They pickle cleanly, so a worker process can raise them to the service.
+They pickle cleanly, so a worker process can raise them to the service. They carry
+no HTTP status: the service maps error classes to statuses (``app/errors.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ class AutodiffError(Exception):
 
     kind = "autodiff-error"
     title = "Invalid function"
-    status = 422
 
     def __init__(
         self,
@@ -105,4 +105,3 @@ class SizeLimitError(AutodiffError):
 
     kind = "size-limit"
     title = "Too large"
-    status = 413

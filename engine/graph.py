@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from engine import tracer
+from engine.core import trace
+from engine.core.trace import Box, unbox_all
+from engine.locations import loc_dict
 from engine.registry import Op, shape_of
-from engine.tracer import Box, unbox_all
 
 _DTYPE_NAMES: dict[Any, str] = {}
 
@@ -49,15 +50,14 @@ class Recorder:
         self._log: list[tuple[Any, ...]] = []  # (op, args, ans, loc) or (name, None, value, rg)
         self._first_bad: int | None = None  # log index of the first non-finite result
         self._built: _Graph | None = None
-        self._previous: Any = None
+        self._token: Any = None
 
     def __enter__(self) -> Recorder:
-        self._previous = tracer.recorder
-        tracer.recorder = self
+        self._token = trace.set_recorder(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        tracer.recorder = self._previous
+        trace.reset_recorder(self._token)
 
     def leaf(self, name: str, value: Any, requires_grad: bool) -> None:
         """Register an input of the function under its name."""
@@ -86,8 +86,6 @@ class Recorder:
         """With ``check_finite``: the first op whose result holds a NaN or an infinity."""
         if self._first_bad is None:
             return []
-        from engine.lang.ir import loc_dict  # the interpreter's location form
-
         op, _, _, loc = self._log[self._first_bad]
         node = self._graph().op_ids[self._first_bad]
         return [{"node": node, "op": op.name, "loc": loc_dict(loc)}]

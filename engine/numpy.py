@@ -1,7 +1,8 @@
 """The engine's ops as a flat module under NumPy's names: ``import engine.numpy as anp``.
 
 Traced values support the operators ``+ - * / // % ** @``, unary ``-``/``+``,
-comparisons and indexing, all dispatched to these ops.
+comparisons and indexing, all dispatched to these ops (``engine.fast.operators`` puts
+short paths in their place when the fast layer is on).
 """
 
 from __future__ import annotations
@@ -9,34 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import engine.ops  # noqa: E402,F401,I001  (registers every op; must follow the imports above)
-from engine import tracer
-from engine.registry import NUMPY_ERRORS, OPS
-from engine.tracer import Box, Var
+from engine.core.trace import Box
+from engine.registry import OPS
 
 globals().update(OPS)
 
-
-def _binary(name: str, reflected: bool = False) -> Any:
-    """The operator for op ``name``: ``op(x, y)`` through ``tracer.apply2`` when nothing is
-    recorded (no ``*args, **kwargs`` packing nor ``Op.__call__``: a fifth of a scalar op)."""
-    op = OPS[name]
-    assert op.prepare is None, f"{name}: the operators pass arguments as they are"
-    apply2, errors = tracer.apply2, NUMPY_ERRORS
-
-    def call(x: Any, y: Any) -> Any:
-        if tracer.recorder is None:
-            try:
-                return apply2(op, x, y)
-            except errors as exc:
-                raise op.error(exc, (x, y)) from None
-        return op(x, y)
-
-    if reflected:
-        return lambda self, other: call(other, self)
-    return call
-
-
-_OPERATORS = {
+_ARITHMETIC = {
     "add": "add",
     "sub": "subtract",
     "mul": "multiply",
@@ -46,10 +25,7 @@ _OPERATORS = {
     "pow": "power",
     "matmul": "matmul",
 }
-for _dunder, _name in _OPERATORS.items():
-    setattr(Box, f"__{_dunder}__", _binary(_name))
-    setattr(Box, f"__r{_dunder}__", _binary(_name, reflected=True))
-for _dunder, _name in {
+_COMPARISONS = {
     "eq": "equal",
     "ne": "not_equal",
     "lt": "less",
@@ -58,32 +34,31 @@ for _dunder, _name in {
     "ge": "greater_equal",
     "and": "logical_and",
     "or": "logical_or",
-}.items():
-    setattr(Box, f"__{_dunder}__", _binary(_name))
+}
+# every binary operator of a box: dunder -> (op name, reflected)
+OPERATORS: dict[str, tuple[str, bool]] = {
+    **{f"__{d}__": (name, False) for d, name in _ARITHMETIC.items()},
+    **{f"__r{d}__": (name, True) for d, name in _ARITHMETIC.items()},
+    **{f"__{d}__": (name, False) for d, name in _COMPARISONS.items()},
+}
+
+
+def operator_method(call: Any, reflected: bool) -> Any:
+    """The method for a binary operator that calls ``call(x, y)``."""
+    if reflected:
+        return lambda self, other: call(other, self)
+    return call  # called as call(self, other): no extra layer
+
+
+for _dunder, (_name, _reflected) in OPERATORS.items():
+    assert OPS[_name].prepare is None, f"{_name}: the operators pass arguments as they are"
+    _op = OPS[_name]  # a function, not the Op itself: an Op is no descriptor, would not bind
+    setattr(Box, _dunder, operator_method(lambda x, y, op=_op: op(x, y), _reflected))
 Box.__neg__ = lambda self: OPS["negative"](self)  # type: ignore[method-assign,operator]
 Box.__pos__ = lambda self: self  # type: ignore[method-assign,operator]
 Box.__abs__ = lambda self: OPS["abs"](self)  # type: ignore[attr-defined]
 Box.__invert__ = lambda self: OPS["logical_not"](self)  # type: ignore[attr-defined]
-_getitem = OPS["getitem"]
-
-
-def _box_getitem(self: Box, index: Any) -> Any:
-    """``self[index]``. A Var read again at the same integer gives the node it gave before
-    (``x[0]`` written three times is one node, whose cotangents are summed once), unless a
-    graph is being recorded for its metadata, which lists every op call as written."""
-    if type(index) is int and type(self) is Var and tracer.recorder is None:
-        try:
-            items = self.items
-        except AttributeError:
-            items = self.items = {}
-        node = items.get(index)
-        if node is None:
-            node = items[index] = _getitem(self, index)
-        return node
-    return _getitem(self, index)
-
-
-Box.__getitem__ = _box_getitem  # type: ignore[attr-defined]
+Box.__getitem__ = lambda self, index: OPS["getitem"](self, index)  # type: ignore[attr-defined]
 Box.__hash__ = object.__hash__  # type: ignore[assignment]
 Box.T = property(lambda self: OPS["transpose"](self))  # type: ignore[attr-defined]
 
@@ -93,3 +68,8 @@ def __getattr__(name: str) -> Any:  # ops are registered at import time
         return OPS[name]
     except KeyError:
         raise AttributeError(f"engine.numpy has no op {name!r}") from None
+
+
+from engine import fast  # noqa: E402  (the shortcuts plug into the ops and operators above)
+
+fast.set_enabled(fast.enabled())

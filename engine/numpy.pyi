@@ -4,4 +4,7 @@ from typing import Any
 
 from engine.registry import OPS as OPS
 
+OPERATORS: dict[str, tuple[str, bool]]
+
+def operator_method(call: Any, reflected: bool) -> Any: ...
 def __getattr__(name: str) -> Callable[..., Any]: ...

@@ -16,13 +16,14 @@ An op knows:
 from __future__ import annotations
 
 import ast
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from engine import tracer
+from engine.core import trace
 from engine.errors import (
     AutodiffError,
     NotDifferentiableError,
@@ -32,6 +33,32 @@ from engine.errors import (
 )
 
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
+COSTS = ("linear", "contraction", "decomposition")
+# Every op without a gradient, listed once: an op registered without rules must be here,
+# and an op here must have none, so no op is non-differentiable by accident. Their
+# results are constants (comparisons, constructors from shapes) or cut the graph.
+NONDIFF = frozenset(
+    {
+        "_slogdet_sign",  # piecewise constant
+        "arange",
+        "detach",
+        "stop_gradient",
+        "equal",
+        "not_equal",
+        "greater",
+        "greater_equal",
+        "less",
+        "less_equal",
+        "logical_and",
+        "logical_or",
+        "logical_not",
+        "eye",
+        "ones",
+        "ones_like",
+        "zeros",
+        "zeros_like",
+    }
+)
 
 
 class _Required:
@@ -51,6 +78,9 @@ class Param:
     name: str
     kind: str = ARRAY
     default: Any = _REQUIRED
+    # a static argument's kind, checked and normalised once by the registry
+    # (``normalise_statics``) for an op without a ``prepare`` hook: "int" (not a bool)
+    static_kind: str | None = None
 
     @property
     def required(self) -> bool:
@@ -74,24 +104,11 @@ class Op:
     # normalises arguments before dispatch (positional statics bound, axes made negative)
     prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]] | None = None
     aliases: tuple[str, ...] = field(default=())
-    # f(x, y) == f(y, x) for these arguments: with x is y the two reverse rules agree,
-    # so the backward pass runs one of them on 2 * g instead of both (dot(x, x), x * x)
-    symmetric: Callable[..., bool] | None = None
-    # the reverse rules always return new arrays (never g or an argument), which the
-    # backward pass may then add into in place; ``accumulate(buf, g, ans, *args,
-    # **kwargs)`` adds the same cotangent straight into such a buffer (getitem:
-    # ``buf[index] += g``, no zeros)
-    fresh_vjp: bool = False
-    accumulate: Callable[..., None] | None = None
-    # in-place reverse rules, by argument position (None where there is none): ``into(g,
-    # ans, *args, **kwargs)`` writes that argument's cotangent into ``g`` and returns it,
-    # or returns None when it does not apply (broadcasting, dtypes); the backward pass
-    # calls it only when it owns ``g`` and the node has one traced argument
-    vjps_into: Any = None
-    # the forward rule when a tangent is rows of an identity (``engine.basis.Basis``):
-    # ``jvp_basis(tangents, ans, *args, **kwargs)`` gives the tangent without the product
-    # with the identity, or None to be given the rows dense (``jvp``)
-    jvp_basis: Callable[..., Any] | None = None
+    # the work it does, for the service's lane policy: ``linear`` in its operands' and
+    # result's sizes (elementwise, reductions, shapes, indexing, constructors),
+    # ``contraction`` (matmul, einsum...) or ``decomposition`` (inv, det, SVD-based
+    # norms...); an op that declares nothing counts as the costliest
+    cost: str = "decomposition"
 
     def __call__(self, *given: Any, **given_kw: Any) -> Any:
         try:
@@ -100,15 +117,15 @@ class Op:
                 args, kwargs = self.bind(args, kwargs)
             if self.prepare is not None:
                 args, kwargs = self.prepare(args, kwargs)
-            recorder = tracer.recorder
+            recorder = trace.current_recorder()
             try:
                 if recorder is None:
-                    return tracer.apply(self, args, kwargs)
-                tracer.recorder = None  # ops that rules apply inside this one are not user nodes
+                    return trace.dispatch(self, args, kwargs)
+                token = trace.set_recorder(None)  # ops that rules apply inside are not user nodes
                 try:
-                    ans = tracer.apply(self, args, kwargs)
+                    ans = trace.dispatch(self, args, kwargs)
                 finally:
-                    tracer.recorder = recorder
+                    trace.reset_recorder(token)
             except NUMPY_ERRORS as exc:
                 raise self.error(exc, args) from None
             recorder.record(self, args, kwargs, ans)
@@ -219,7 +236,7 @@ def _holds_box(seq: Any) -> bool:
     stack = [seq]
     while stack:
         v = stack.pop()
-        if isinstance(v, tracer.Box):
+        if isinstance(v, trace.Box):
             return True
         if type(v) in (list, tuple):
             stack.extend(v)
@@ -229,7 +246,7 @@ def _holds_box(seq: Any) -> bool:
 def _stack(v: Any) -> Any:
     if type(v) in (list, tuple):
         return OPS["stack"]([_stack(item) for item in v])
-    return v if isinstance(v, tracer.Box) else np.asarray(v, dtype=np.float64)
+    return v if isinstance(v, trace.Box) else np.asarray(v, dtype=np.float64)
 
 
 def shape_of(x: Any) -> tuple[int, ...]:
@@ -246,7 +263,16 @@ OPS: dict[str, Op] = {}
 
 
 def register(op: Op) -> Op:
-    """Add ``op`` (and its aliases) to the registry."""
+    """Add ``op`` (and its aliases) to the registry. An op whose static parameters have
+    kinds, and no ``prepare`` hook of its own, gets the registry's: statics bound by name
+    and checked once, before any rule or shape function sees them."""
+    if op.cost not in COSTS:
+        raise ValueError(f"op {op.name!r}: cost must be one of {COSTS}, got {op.cost!r}")
+    if op.differentiable == (op.name in NONDIFF):
+        listed = "is listed in NONDIFF" if op.differentiable else "is not listed in NONDIFF"
+        raise ValueError(f"op {op.name!r}: differentiable={op.differentiable} but {listed}")
+    if op.prepare is None and any(p.static_kind for p in op.params):
+        op.prepare = lambda args, kwargs: normalise_statics(op, args, kwargs)
     for name in (op.name, *op.aliases):
         if name in OPS:
             raise ValueError(f"op {name!r} registered twice")
@@ -254,23 +280,69 @@ def register(op: Op) -> Op:
     return op
 
 
+def _static_int(op: Op, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueDomainError(f"{op.name}: {name} must be an integer, got {value!r}", op=op.name)
+    return int(value)
+
+
+STATIC_KINDS: dict[str, Callable[[Op, str, Any], Any]] = {"int": _static_int}
+
+
+def normalise_statics(
+    op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``args`` cut to the array arguments; every static by name, defaulted and normalised
+    by its kind (rules then take statics by keyword)."""
+    arrays = [p for p in op.params if p.kind != STATIC]
+    statics = [p for p in op.params if p.kind == STATIC]
+    extra = args[len(arrays) :]
+    if len(extra) > len(statics):
+        raise ValueDomainError(f"{op.name}: too many arguments", op=op.name)
+    given = dict(zip((p.name for p in statics), extra, strict=False))
+    for name in kwargs:
+        if name in given or name not in {p.name for p in statics}:
+            raise ValueDomainError(f"{op.name}: unexpected argument {name!r}", op=op.name)
+    given.update(kwargs)
+    out = {}
+    for p in statics:
+        value = given.get(p.name, p.default)
+        if value is _REQUIRED:
+            raise ValueDomainError(f"{op.name}: missing argument {p.name!r}", op=op.name)
+        out[p.name] = STATIC_KINDS[p.static_kind](op, p.name, value) if p.static_kind else value
+    return args[: len(arrays)], out
+
+
 def params(spec: str) -> tuple[Param, ...]:
     """Parse a compact parameter spec such as ``"x, y, axis:s=None, keepdims:s=False"``.
 
     ``x`` is an array, ``xs[]`` one argument holding a sequence of arrays,
-    ``*xs`` any number of array arguments, ``name:s`` a static value.
+    ``*xs`` any number of array arguments, ``name:s`` a static value, ``name:int`` a
+    static of a kind (``STATIC_KINDS``) that the registry checks and normalises.
     Defaults are Python literals.
     """
     out = []
     for raw in (s.strip() for s in spec.split(",") if s.strip()):
         name, _, default = raw.partition("=")
-        kind = ARRAY
-        if name.startswith("*"):
+        kind, static_kind = ARRAY, None
+        if ":" in name and not name.endswith(":s"):
+            name, _, static_kind = name.partition(":")
+            kind = STATIC
+            if static_kind not in STATIC_KINDS:
+                raise ValueError(f"parameter {name!r}: unknown static kind {static_kind!r}")
+        elif name.startswith("*"):
             name, kind = name[1:], VARARGS
         elif name.endswith("[]"):
             name, kind = name[:-2], ARRAYS
         elif name.endswith(":s"):
             name, kind = name[:-2], STATIC
         value = _REQUIRED if not default else ast.literal_eval(default)
-        out.append(Param(name, kind, value))
+        out.append(Param(name, kind, value, static_kind))
     return tuple(out)
+
+
+def names_of_cost(cost: str) -> frozenset[str]:
+    """The names (aliases included) of the registered ops of one cost class."""
+    importlib.import_module("engine.numpy")  # registers every op (no import cycle for mypy)
+
+    return frozenset(name for name, op in OPS.items() if op.cost == cost)

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 
 import engine.numpy as anp
-from engine.basis import Basis, dense
+from engine.core.backward import backward, toposort
+from engine.core.trace import Box, Dual, Var, new_level, recording_tape, unbox
 from engine.errors import NonScalarOutputError, ValueDomainError
+from engine.fast import switch
+from engine.fast.basis import Basis, dense
 from engine.registry import shape_of
-from engine.tracer import Box, Dual, Var, backward, new_level, recording_tape, toposort, unbox
 
 Fn = Callable[..., Any]
 ArgNums = int | Sequence[int]
@@ -257,13 +259,15 @@ def _basis(sizes: Sequence[int], dtype: Any) -> list[Any]:
 
 def _basis_rows(
     part: slice, primals: list[Any], nums: tuple[int, ...], sizes: list[int], dtype: Any
-) -> list[Basis]:
-    """Rows ``part`` of the identity that ``_basis`` would make, per input, unmaterialised."""
+) -> list[Any]:
+    """Rows ``part`` of the identity that ``_basis`` would make, per input: kept symbolic
+    (``engine.fast.basis``) when the fast layer is on, else dense."""
     offsets = np.cumsum([0, *sizes])
-    return [
+    rows = [
         Basis(part.start, part.stop, int(offsets[k]), shape_of(primals[i]), dtype)
         for k, i in enumerate(nums)
     ]
+    return rows if switch.ON else [r.dense() for r in rows]
 
 
 def _chunks(n: int, chunk_size: int | None) -> list[slice]:

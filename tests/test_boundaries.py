@@ -7,7 +7,7 @@ do the same with contracts in pyproject.toml, but it is one more dependency and 
 contracts cannot say "this module's classes carry no ``status``"; a page of ``ast`` can.
 
 Each rule names its modules by glob (``engine.ops.*``) in the tables below, so pointing a
-rule at a moved module (the engine branch's ``engine/core/``) is an edit of one line.
+rule at a moved module is an edit of one line.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The engine's core: tracing and the backward walk (on the engine branch: engine.core.*).
-ENGINE_CORE = ["engine.tracer", "engine.core", "engine.core.*"]
-# The op rules (engine.rules.* on the engine branch).
-OP_RULES = ["engine.ops", "engine.ops.*", "engine.rules", "engine.rules.*"]
-# The measured shortcuts (engine.fast.* on the engine branch; the symbolic identity today).
-FAST_LAYER = ["engine.basis", "engine.fast", "engine.fast.*"]
+# The engine's core: tracing and the backward walk.
+ENGINE_CORE = ["engine.core", "engine.core.*"]
+# The op rules.
+OP_RULES = ["engine.ops", "engine.ops.*"]
+# The measured shortcuts, each switchable (AUTODIFF_ENGINE_FAST=0).
+FAST_LAYER = ["engine.fast", "engine.fast.*"]
 WEB = ["fastapi", "fastapi.*", "starlette", "starlette.*", "uvicorn", "uvicorn.*"]
 VALIDATION = ["pydantic", "pydantic.*", "pydantic_settings", "pydantic_settings.*"]
 APP = ["app", "app.*"]
-# Graph metadata (engine.metadata on the engine branch) and the language it must not know.
-ENGINE_METADATA = ["engine.graph", "engine.metadata"]
+# Graph metadata and the language it must not know.
+ENGINE_METADATA = ["engine.graph", "engine.dot"]
 LANGUAGE = ["engine.lang", "engine.lang.*"]
 
 
@@ -61,14 +61,10 @@ RULES = [
         ["app.api*", "app.scheduling*"],
     ),
     Rule("scheduling imports no api", ["app.scheduling.*"], ["app.api", "app.api.*"]),
-]
-# Rules the engine branch of issue 14 is fixing now: visible, and strict (the lead removes
-# the mark at the merge, when they pass).
-BEING_FIXED = [
     Rule("engine core imports no fast-layer shortcut", ENGINE_CORE, FAST_LAYER),
+    Rule("engine core does no NumPy maths", ENGINE_CORE, ["numpy", "numpy.*"]),
     Rule("graph metadata imports no language", ENGINE_METADATA, LANGUAGE),
 ]
-FIXED_ON_ENGINE_BRANCH = pytest.mark.xfail(strict=True, reason="fixed on the engine branch")
 
 
 def module_name(path: Path) -> str:
@@ -128,13 +124,6 @@ def test_never_arrow(rule: Rule) -> None:
     assert violations(rule) == []
 
 
-@FIXED_ON_ENGINE_BRANCH
-@pytest.mark.parametrize("rule", BEING_FIXED, ids=[r.name for r in BEING_FIXED])
-def test_never_arrow_being_fixed(rule: Rule) -> None:
-    assert violations(rule) == []
-
-
-@FIXED_ON_ENGINE_BRANCH
 def test_engine_errors_carry_no_http_status() -> None:
     errors = importlib.import_module("engine.errors")
     with_status = [
@@ -146,11 +135,13 @@ def test_engine_errors_carry_no_http_status() -> None:
 
 
 def test_the_rules_name_real_modules() -> None:
-    """A glob that matches nothing guards nothing: each rule's importers exist (the
-    placeholders for the engine branch's new names excepted)."""
+    """A glob that matches nothing guards nothing: each rule's importers and forbidden
+    modules exist."""
     names = list(sources())
     for rule in RULES:
         assert any(matches(n, rule.importer) for n in names), rule.name
+        internal = [g for g in rule.forbidden if g.split(".")[0] in ("engine", "app")]
+        assert all(any(matches(n, [g]) for n in names) for g in internal), rule.name
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """Every error as ``application/problem+json`` (RFC 9457): type, title, status, detail, errors.
 
-The engine's typed errors carry their own status and kind; scheduling's failures
-(queue full, time limit, dead worker) carry a kind and get their status here
-(``SCHEDULING_STATUS``); the API's own (busy, not ready) are ``ServiceError``s; FastAPI's
+The engine's typed errors carry their kind, not an HTTP status (``ENGINE_STATUS``
+maps their classes to statuses); scheduling's failures (queue full, time limit,
+dead worker) carry a kind and get their status here (``SCHEDULING_STATUS``); the
+API's own (busy, not ready) are ``ServiceError``s; FastAPI's
 validation errors, 404, 405 and 413 are rewritten into the same shape; anything
 else is a 500 that shows neither a traceback nor a path.
 """
@@ -30,7 +31,7 @@ from app.scheduling.errors import (
     WorkerDiedError,
 )
 from app.store import EntryTooLargeError, StoreError, StoreUnavailableError, UnknownEntryError
-from engine.errors import AutodiffError
+from engine.errors import AutodiffError, SizeLimitError
 
 log = logging.getLogger("app.errors")
 PROBLEM_TYPE = "urn:autodiff:problem:"
@@ -171,6 +172,19 @@ def engine_loc(loc: Any) -> Any:
     return loc
 
 
+# engine change (issue 14): the engine's errors carry no HTTP status; the service maps
+# their classes here (the most specific class listed wins)
+ENGINE_STATUS: dict[type[AutodiffError], int] = {SizeLimitError: 413, AutodiffError: 422}
+
+
+def status_of(exc: AutodiffError) -> int:
+    """The HTTP status of an engine or language error."""
+    for cls in type(exc).__mro__:
+        if cls in ENGINE_STATUS:
+            return ENGINE_STATUS[cls]
+    return 422
+
+
 def autodiff_problem(exc: AutodiffError) -> Response:
     """The problem response for a typed engine or language error."""
     error: dict[str, Any] = {"loc": engine_loc(exc.loc) if exc.loc is not None else ["body"]}
@@ -179,7 +193,7 @@ def autodiff_problem(exc: AutodiffError) -> Response:
         error["op"] = exc.op
     if exc.shapes is not None:
         error["shapes"] = exc.shapes  # render_problem writes tuples (any size) as lists
-    return problem(exc.status, exc.kind, exc.title, exc.message, [error])
+    return problem(status_of(exc), exc.kind, exc.title, exc.message, [error])
 
 
 _TOO_LARGE = orjson.dumps(

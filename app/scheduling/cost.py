@@ -1,8 +1,8 @@
 """The cost model of the lanes: which ops a program calls, how many times, and whether
 their work is linear in their sizes. No web imports.
 
-(The engine branch replaces the hand list ``LINEAR_OPS`` by each op's declared cost
-class from the registry; ``linear_cost`` is the one place that reads it.)
+Whether an op is linear comes from its declared cost class in the engine's registry;
+``linear_cost`` is the one place that reads it.
 """
 
 from __future__ import annotations
@@ -10,94 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from engine.lang.ir import census
+from engine.registry import names_of_cost
 
-# Ops whose work is linear in the sizes of their operands and result: elementwise maths,
-# reductions, shapes, indexing, constructors (and their rules, written in the same ops).
-# Everything else (contractions, decompositions, norm, whose ord=2 is an SVD, and any op
-# added later) can cost more than its sizes say and is never "linear" here.
-LINEAR_OPS = frozenset(
-    {
-        "abs",
-        "add",
-        "arccos",
-        "arcsin",
-        "arctan",
-        "arctan2",
-        "clip",
-        "cos",
-        "cosh",
-        "divide",
-        "equal",
-        "exp",
-        "expm1",
-        "floor_divide",
-        "greater",
-        "greater_equal",
-        "less",
-        "less_equal",
-        "log",
-        "log10",
-        "log1p",
-        "log2",
-        "logical_and",
-        "logical_not",
-        "logical_or",
-        "maximum",
-        "minimum",
-        "multiply",
-        "negative",
-        "not_equal",
-        "power",
-        "remainder",
-        "sign",
-        "sin",
-        "sinh",
-        "sqrt",
-        "square",
-        "subtract",
-        "tan",
-        "tanh",
-        "where",
-        "relu",
-        "sigmoid",
-        "softplus",
-        "sum",
-        "mean",
-        "prod",
-        "max",
-        "min",
-        "var",
-        "std",
-        "logsumexp",
-        "softmax",
-        "log_softmax",
-        "broadcast_to",
-        "concatenate",
-        "detach",
-        "stop_gradient",
-        "expand_dims",
-        "flip",
-        "getitem",
-        "repeat",
-        "reshape",
-        "squeeze",
-        "stack",
-        "swapaxes",
-        "tile",
-        "transpose",
-        "outer",
-        "trace",
-        "diag",
-        "arange",
-        "eye",
-        "full",
-        "linspace",
-        "ones",
-        "ones_like",
-        "zeros",
-        "zeros_like",
-    }
-)
+# Ops whose work is linear in the sizes of their operands and result, as each op declares
+# it in the engine's registry (``Op.cost``). Contractions, decompositions (norm too: ord=2
+# is an SVD) and ops that declare nothing are not.
+LINEAR_OPS = names_of_cost("linear")
 _op_cache: dict[int, tuple[Any, frozenset[str], int]] = {}
 # Op evaluations counted past this are "many": only comparisons with lane limits use it.
 _CENSUS_CAP = 1 << 30

@@ -100,11 +100,11 @@ class Runner:
 
     async def _in_process(self, task: Task) -> Encoded | None:
         """The answer computed in the server process, or None when it goes to the pool."""
-        if self.in_process.busy:
-            return None
         program = small_program(task, self.settings)
         lane = choose_lane(task, program, self.settings)
         while lane != POOL:
+            if lane.name == "thread" and self.in_process.busy:
+                return None  # the one server thread is computing: no queue behind it
             try:
                 if lane.name == "loop":
                     answer = run_in_process(_capped(task, lane), program)

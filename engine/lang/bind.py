@@ -13,7 +13,7 @@ from typing import Any
 
 from engine import registry
 from engine.errors import LanguageError, UnknownOpError
-from engine.lang.ir import Loc, loc_dict, loc_text
+from engine.locations import Loc, loc_dict, loc_text
 from engine.registry import ARRAY, VARARGS, Op
 
 # Python builtins people try; they get a pointed message rather than a bare "unknown op".

@@ -16,8 +16,8 @@ import warnings
 from typing import Any
 
 from engine.errors import LanguageError, SizeLimitError
-from engine.lang.ir import Loc, loc_dict, loc_text
 from engine.lang.limits import Limits
+from engine.locations import Loc, loc_dict, loc_text
 
 ALLOWED_TEXT = (
     "the language has numbers, names, the operators + - * / // % ** @, comparisons, "

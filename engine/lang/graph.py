@@ -26,11 +26,11 @@ from engine.lang.ir import (
     Seq,
     Slice,
     Str,
-    loc_dict,
 )
 from engine.lang.limits import Limits
 from engine.lang.parse import CONSTANTS, STRING_OPS
 from engine.lang.program import Program
+from engine.locations import loc_dict
 from engine.registry import ARRAY, ARRAYS, STATIC, VARARGS, Op
 
 _FIELDS = {"id", "op", "inputs", "attrs"}

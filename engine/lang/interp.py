@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine import registry, tracer
+from engine import registry
+from engine.core import trace
 from engine.errors import (
     AutodiffError,
     IterationLimitError,
@@ -32,7 +33,6 @@ from engine.lang.ir import (
     For,
     If,
     Index,
-    Loc,
     Name,
     Not,
     Num,
@@ -41,10 +41,9 @@ from engine.lang.ir import (
     Slice,
     Str,
     While,
-    loc_dict,
-    loc_text,
 )
 from engine.lang.static import ARITH, arith, index_array, to_static
+from engine.locations import Loc, loc_dict, loc_text
 from engine.registry import ARRAY, ARRAYS, STATIC, shape_of
 from engine.shapes import check_size
 
@@ -181,7 +180,7 @@ class Interpreter:
             return any(self.cond(v, loc) for v in node.values)
         if kind is Not:
             return not self.cond(node.operand, loc)
-        raw = tracer.unbox_all(self.value(node))
+        raw = trace.unbox_all(self.value(node))
         if isinstance(raw, _NUMBER):
             return bool(raw)
         arr = np.asarray(raw)
@@ -263,7 +262,7 @@ class Interpreter:
         """A list literal as an array, as ``np.array`` makes it (float64 from numbers, float32
         from float32 values alone), ``stack`` once traced values appear."""
         items = [self.array(e) for e in node.items]
-        if not any(isinstance(v, tracer.Box) for v in items):
+        if not any(isinstance(v, trace.Box) for v in items):
             total = sum(int(np.size(v)) for v in items)
             if total > self.max_elements:
                 raise self.too_big("a list literal", (total,), node.loc)
@@ -277,7 +276,7 @@ class Interpreter:
                 raise ShapeError(msg, shapes=shapes, loc=loc_dict(node.loc)) from None
         # numbers float64 as np.array makes them; arrays keep their dtype (float32 stays)
         items = [
-            v if isinstance(v, tracer.Box | np.ndarray | np.generic) else np.float64(v)
+            v if isinstance(v, trace.Box | np.ndarray | np.generic) else np.float64(v)
             for v in items
         ]
         return self.apply("stack", [items], {}, node.loc)
@@ -365,8 +364,9 @@ class Interpreter:
         try:
             if not sized:
                 check_size(op, tuple(args), kwargs, self.max_elements)
-            if tracer.recorder is not None:
-                tracer.recorder.loc = loc
+            recorder = trace.current_recorder()
+            if recorder is not None:
+                recorder.loc = loc
             return op(*args, **kwargs)
         except AutodiffError as err:
             raise err.with_loc(loc_dict(loc)) from None

@@ -8,28 +8,9 @@ for graphs.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple
 
-Loc: TypeAlias = "tuple[int, int] | str"
-
-
-def loc_dict(loc: Loc | None) -> dict[str, Any] | None:
-    """The JSON form of a location: ``{"line", "column"}`` or ``{"node"}``."""
-    if loc is None:
-        return None
-    if isinstance(loc, str):
-        return {"node": loc}
-    return {"line": loc[0], "column": loc[1]}
-
-
-def loc_text(loc: Loc | None) -> str:
-    """A location for a message: ``line 3, column 7`` or ``node 'y'``."""
-    if loc is None:
-        return "an unknown place"
-    if isinstance(loc, str):
-        return f"node {loc!r}"
-    return f"line {loc[0]}, column {loc[1]}"
-
+from engine.locations import Loc
 
 # --- expressions ------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ from engine.lang.ir import (
     If,
     Index,
     KwArg,
-    Loc,
     Name,
     Not,
     Num,
@@ -35,11 +34,10 @@ from engine.lang.ir import (
     Str,
     While,
     census,
-    loc_dict,
-    loc_text,
 )
 from engine.lang.limits import Limits
 from engine.lang.program import Program
+from engine.locations import Loc, loc_dict, loc_text
 from engine.registry import ARRAY, STATIC
 
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e, "inf": math.inf}

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from engine import tracer
+from engine.core import trace
 from engine.errors import LanguageError, TracedValueError
-from engine.lang.ir import Loc, loc_dict, loc_text
+from engine.locations import Loc, loc_dict, loc_text
 
 INT_LIMIT = 2**63
 ARITH = {"add", "subtract", "multiply", "divide", "floor_divide", "remainder", "power", "negative"}
@@ -28,14 +28,14 @@ def to_static(v: Any, loc: Loc, allow_array: bool, what: str | None = None) -> A
     its derivative would silently be lost. Without it (an index, a bound) it is read."""
     if v is None or type(v) in _PLAIN:  # exact types: NumPy scalars convert below
         return v
-    if what is not None and isinstance(v, tracer.Box):
+    if what is not None and isinstance(v, trace.Box):
         msg = (
             f"{what} at {loc_text(loc)} is computed from a differentiated input, but it is "
             "static (a shape, axis, count or option, which has no derivative): make that "
             "input a constant (requires_grad false, or leave it out of wrt) or use detach(...)"
         )
         raise TracedValueError(msg, loc=loc_dict(loc))
-    arr = np.asarray(tracer.unbox_all(v))
+    arr = np.asarray(trace.unbox_all(v))
     if arr.ndim == 0:
         x = arr.item()
         if isinstance(x, float) and x.is_integer() and abs(x) < INT_LIMIT:

@@ -1,5 +1,19 @@
-"""The rule tables, one module per op family. Importing this registers every op."""
+"""The rule tables, one module per op family. Importing this registers every op.
 
-from engine.ops import constructors, elementwise, linalg, reductions, shape
+The families are imported in a fixed order, which is the registration order (and so the
+order ``GET /ops`` lists the ops in).
+"""
 
-__all__ = ["constructors", "elementwise", "linalg", "reductions", "shape"]
+import importlib
+
+FAMILIES = (
+    "constructors",
+    "elementwise",
+    "products",
+    "einsum",
+    "matrix",
+    "reductions",
+    "shape",
+)
+for _family in FAMILIES:
+    importlib.import_module(f"engine.ops.{_family}")

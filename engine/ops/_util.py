@@ -44,6 +44,7 @@ def defop(
     jvp: Rule | None = None,
     prepare: Any = None,
     aliases: tuple[str, ...] = (),
+    cost: str = "decomposition",
 ) -> Op:
     """Register an op with explicit rules (``vjps=None`` and ``jvp=None``: not differentiable)."""
     differentiable = vjps is not None
@@ -59,6 +60,7 @@ def defop(
             differentiable=differentiable,
             prepare=prepare,
             aliases=aliases,
+            cost=cost,
         )
     )
 

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 import engine.numpy as anp
+from engine.core.trace import Box, unbox_all
 from engine.errors import TracedValueError, ValueDomainError
 from engine.ops._util import align, broadcast_shapes, defop, fill_tangent, unbroadcast
 from engine.ops.shape import _static_shape
 from engine.registry import shape_of
-from engine.tracer import Box, unbox_all
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -101,6 +101,7 @@ defop(
     "An array of zeros.",
     lambda shape, dtype=None: _shape_arg(shape, "zeros"),
     prepare=_no_traced("zeros", ("shape", "dtype")),
+    cost="linear",
 )
 defop(
     "ones",
@@ -109,6 +110,7 @@ defop(
     "An array of ones.",
     lambda shape, dtype=None: _shape_arg(shape, "ones"),
     prepare=_no_traced("ones", ("shape", "dtype")),
+    cost="linear",
 )
 
 
@@ -163,6 +165,7 @@ defop(
     vjps=(None, _full_vjp),
     jvp=_full_jvp,
     prepare=_prepare_full,
+    cost="linear",
 )
 
 
@@ -248,6 +251,7 @@ defop(
     vjps=(_linspace_vjp(0), _linspace_vjp(1)),
     jvp=_linspace_jvp,
     prepare=_prepare_linspace,
+    cost="linear",
 )
 
 
@@ -262,6 +266,7 @@ defop(
     "A 2-D array with ones on the k-th diagonal.",
     _eye_shape,
     prepare=_no_traced("eye", ("N", "M", "k", "dtype")),
+    cost="linear",
 )
 defop(
     "arange",
@@ -270,6 +275,7 @@ defop(
     "Evenly spaced values in [start, stop) by step.",
     lambda start, stop=None, step=None, dtype=None: (_arange_count(start, stop, step),),
     prepare=_no_traced("arange", ("start", "stop", "step", "dtype")),
+    cost="linear",
 )
 defop(
     "zeros_like",
@@ -279,6 +285,7 @@ defop(
     "x, dtype:s=None",
     "Zeros of x's shape and dtype.",
     lambda x, dtype=None: shape_of(x),
+    cost="linear",
 )
 defop(
     "ones_like",
@@ -288,4 +295,5 @@ defop(
     "x, dtype:s=None",
     "Ones of x's shape and dtype.",
     lambda x, dtype=None: shape_of(x),
+    cost="linear",
 )

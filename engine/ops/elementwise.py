@@ -12,13 +12,13 @@ closed interval.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 import engine.numpy as anp
+from engine.fast.rules import negated, times, times_new
 from engine.ops._util import (
     align,
     broadcast_shapes,
@@ -77,58 +77,6 @@ def _vjp(i: int, d: Partial, nargs: int) -> Callable[..., Any] | None:
     return lambda g, ans, *args: fit(partial(g, ans, *args), args[i], ans)
 
 
-def _times(g: Any, d: Any) -> Any:
-    """``g * d``, or a read-only view of ``d`` when ``g`` is a broadcast 1 of its shape.
-
-    ``sum``'s cotangent is ``broadcast_to(1, shape)`` (a zero-stride view), so the rules
-    right under a summed loss would make a full pass multiplying by one. The view shares
-    ``d``'s memory, which is safe: the backward pass writes only into buffers it made,
-    and a view that reaches the caller as a gradient is copied there (``_own``).
-    """
-    if type(d) is np.ndarray and _broadcast_one(g) and d.shape == g.shape and d.dtype == g.dtype:
-        view = d.view()
-        view.flags.writeable = False
-        return view
-    return g * d
-
-
-_ONES_MIN_SIZE = 4096  # below this the check costs more than the pass it saves
-
-
-def _broadcast_one(g: Any) -> bool:
-    """Whether ``g`` is ``sum``'s cotangent: a large zero-stride array of ones."""
-    return (
-        type(g) is np.ndarray and g.size >= _ONES_MIN_SIZE and not any(g.strides) and g.flat[0] == 1
-    )
-
-
-def _times_new(g: Any, t: Any) -> Any:
-    """``g * t`` for a temporary ``t`` that the rule just made: computed into ``t``.
-
-    On large arrays the passes are bound by memory, and writing into a buffer that was
-    just written (still in cache) costs less than a fresh one: the sin rule becomes
-    ``c = cos(x); c *= g``. Multiplication commutes exactly, so the values are the same.
-    """
-    if (
-        type(t) is np.ndarray
-        and type(g) is np.ndarray
-        and t.shape == g.shape
-        and t.dtype == g.dtype
-        and t.flags.writeable
-    ):
-        if _broadcast_one(g):
-            return t  # under a sum: nothing to multiply
-        return np.multiply(t, g, out=t)
-    return g * t
-
-
-def _negated(t: Any) -> Any:
-    """``-t`` for a temporary ``t`` that the rule just made (negated in place when plain)."""
-    if type(t) is np.ndarray and t.flags.writeable:
-        return np.negative(t, out=t)
-    return anp.negative(t)
-
-
 def _identity(g: Any, *_: Any) -> Any:
     return g
 
@@ -161,10 +109,6 @@ def _jvp(partials: tuple[Partial, ...]) -> Callable[..., Any]:
     return jvp
 
 
-def _always(*args: Any) -> bool:
-    return True
-
-
 def _shape(name: str) -> Callable[..., tuple[int, ...]]:
     def shape(*args: Any) -> tuple[int, ...]:
         return broadcast_shapes(name, *(shape_of(a) for a in args))
@@ -172,126 +116,66 @@ def _shape(name: str) -> Callable[..., tuple[int, ...]]:
     return shape
 
 
-def _into(i: int, write: Callable[..., Any] | None) -> Callable[..., Any] | None:
-    """The in-place rule for argument ``i`` (see ``Op.vjps_into``): ``write(g, ans, *args)``
-    puts ``g * d ans / d arg_i`` into ``g``. It applies when nothing was broadcast to
-    undo (the argument has the answer's shape; ``g`` may carry batch axes) and ``g``
-    already has the answer's dtype, so the values are those of the usual rule."""
-    if write is None:
-        return None
-
-    def into(g: Any, ans: Any, *args: Any) -> Any:
-        x = args[i]
-        if (
-            type(g) is np.ndarray
-            and type(x) is np.ndarray
-            and x.shape == ans.shape
-            and g.dtype == ans.dtype
-        ):
-            return write(g, ans, *args)
-        return None
-
-    return into
-
-
 def elementwise(
     name: str,
     impl: Callable[..., Any],
     doc: str,
     *partials: Partial,
-    commutes: bool = False,
-    into: tuple[Callable[..., Any] | None, ...] = (),
 ) -> None:
-    """Register an elementwise op from its partial derivatives (one per argument), and
-    optionally their in-place forms (``into``, one per argument or None)."""
+    """Register an elementwise op from its partial derivatives (one per argument)."""
     spec = {1: "x", 2: "x1, x2", 3: "x, a_min, a_max"}[len(partials)]
     vjps = [_vjp(i, d, len(partials)) for i, d in enumerate(partials)]
-    op = defop(name, impl, spec, doc, _shape(name), vjps=vjps, jvp=_jvp(partials))
-    if commutes:
-        op.symmetric = _always
-    if into:
-        op.vjps_into = tuple(_into(i, w) for i, w in enumerate(into))
+    defop(name, impl, spec, doc, _shape(name), vjps=vjps, jvp=_jvp(partials), cost="linear")
 
 
 def comparison(name: str, impl: Callable[..., Any], doc: str, nargs: int = 2) -> None:
     """Register a non-differentiable elementwise op (its result is a constant)."""
-    defop(name, impl, "x1, x2" if nargs == 2 else "x", doc, _shape(name))
+    defop(name, impl, "x1, x2" if nargs == 2 else "x", doc, _shape(name), cost="linear")
 
 
 # --- arithmetic -----------------------------------------------------------------------
 
-# NumPy scalars (x[0] of a vector, a scalar chain) pay about 0.6-1 us per ufunc call but
-# 0.05 us per Python operator; on arrays the operator calls the same ufunc. Operators
-# are used only for NumPy operands (a list times 2 would repeat the list) and never for
-# two Python numbers (whose result would not be a NumPy value).
-_NUMPY = frozenset({np.ndarray, np.float64, np.float32})
-_PYTHON = frozenset({int, float})
-
-
-def _operator(ufunc: np.ufunc, op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    def impl(x: Any, y: Any) -> Any:
-        tx, ty = type(x), type(y)
-        if (tx in _NUMPY and (ty in _NUMPY or ty in _PYTHON)) or (ty in _NUMPY and tx in _PYTHON):
-            return op(x, y)
-        return ufunc(x, y)
-
-    impl.__name__ = ufunc.__name__
-    return impl
-
-
 elementwise(
     "add",
-    _operator(np.add, operator.add),
+    np.add,
     "x1 + x2, elementwise with broadcasting.",
     ONE,
     ONE,
-    commutes=True,
 )
-
-
-def _neg_into(g: Any, *_: Any) -> Any:
-    return np.negative(g, out=g)
 
 
 elementwise(
     "subtract",
-    _operator(np.subtract, operator.sub),
+    np.subtract,
     "x1 - x2, elementwise.",
     ONE,
     NEG,
-    into=(None, _neg_into),
 )
 elementwise(
     "multiply",
-    _operator(np.multiply, operator.mul),
+    np.multiply,
     "x1 * x2, elementwise.",
-    lambda g, ans, x, y: _times(g, y),
-    lambda g, ans, x, y: _times(g, x),
-    commutes=True,
-    into=(
-        lambda g, ans, x, y: np.multiply(g, y, out=g),
-        lambda g, ans, x, y: np.multiply(g, x, out=g),
-    ),
+    lambda g, ans, x, y: times(g, y),
+    lambda g, ans, x, y: times(g, x),
 )
 elementwise(
     "divide",
-    _operator(np.divide, operator.truediv),
+    np.divide,
     "x1 / x2, elementwise (true division).",
     lambda g, ans, x, y: g / y,
     lambda g, ans, x, y: anp.negative(g * ans) / y,
-    into=(lambda g, ans, x, y: np.divide(g, y, out=g), None),
 )
 
 
 def _power_dx(g: Any, ans: Any, x: Any, y: Any) -> Any:
     if type(y) is float or type(y) is int or type(y) is np.float64:  # a constant (not bool)
         if y == 2:
-            return _times_new(g, 2.0 * x)
+            return times_new(g, 2.0 * x)
         if y == 1:
             return g
         if y == 0:  # x ** 0 is 1 everywhere, also at x = 0 (0 * 0 ** -1 would be nan)
             return g * 0.0
-        return _times_new(g, y * x ** (y - 1.0))
+        return times_new(g, y * x ** (y - 1.0))
     # PyTorch: zero where the exponent is zero, whatever the base. The base is made safe
     # there too: the branch not taken must stay finite, or its own derivative (second
     # order) is 0 * inf = nan.
@@ -308,28 +192,15 @@ def _power_dy(g: Any, ans: Any, x: Any, y: Any) -> Any:
     return g * anp.where(base_zero & (y >= 0), 0.0, safe**y * anp.log(safe))
 
 
-def _square_into(g: Any, x: Any) -> Any:
-    """``g * 2x`` written into ``g``: no new array."""
-    np.multiply(g, x, out=g)
-    return np.multiply(g, 2.0, out=g)
-
-
-def _power_dx_into(g: Any, ans: Any, x: Any, y: Any) -> Any:
-    if (type(y) is float or type(y) is int) and y == 2:
-        return _square_into(g, x)
-    return None  # other exponents make a temporary either way: the usual rule
-
-
 # ``x ** 2`` on an array is NumPy's square (half the time of np.power's general loop)
 elementwise(
     "power",
-    _operator(np.power, operator.pow),
+    np.power,
     "x1 ** x2, elementwise.",
     _power_dx,
     _power_dy,
-    into=(_power_dx_into, None),
 )
-elementwise("negative", np.negative, "-x, elementwise.", NEG, into=(_neg_into,))
+elementwise("negative", np.negative, "-x, elementwise.", NEG)
 elementwise("floor_divide", np.floor_divide, "x1 // x2, elementwise; gradient 0.", ZERO, ZERO)
 elementwise(
     "remainder",
@@ -343,20 +214,18 @@ elementwise("sign", np.sign, "The sign of x (-1, 0 or 1); gradient 0.", ZERO)
 
 # --- powers, exponentials, logarithms ----------------------------------------------------
 
-elementwise("sqrt", np.sqrt, "Square root.", lambda g, ans, x: _times_new(g, 0.5 / ans))
+elementwise("sqrt", np.sqrt, "Square root.", lambda g, ans, x: times_new(g, 0.5 / ans))
 elementwise(
     "square",
     np.square,
     "x ** 2.",
-    lambda g, ans, x: _times_new(g, 2.0 * x),
-    into=(lambda g, ans, x: _square_into(g, x),),
+    lambda g, ans, x: times_new(g, 2.0 * x),
 )
 elementwise(
     "exp",
     np.exp,
     "e ** x.",
-    lambda g, ans, x: _times(g, ans),
-    into=(lambda g, ans, x: np.multiply(g, ans, out=g),),
+    lambda g, ans, x: times(g, ans),
 )
 elementwise("expm1", np.expm1, "exp(x) - 1, accurate near 0.", lambda g, ans, x: g * (ans + 1.0))
 elementwise(
@@ -364,7 +233,6 @@ elementwise(
     np.log,
     "Natural logarithm.",
     lambda g, ans, x: g / x,
-    into=(lambda g, ans, x: np.divide(g, x, out=g),),
 )
 elementwise("log1p", np.log1p, "log(1 + x), accurate near 0.", lambda g, ans, x: g / (x + 1.0))
 elementwise("log2", np.log2, "Base-2 logarithm.", lambda g, ans, x: g / (x * LN2))
@@ -372,9 +240,9 @@ elementwise("log10", np.log10, "Base-10 logarithm.", lambda g, ans, x: g / (x * 
 
 # --- trigonometric and hyperbolic -----------------------------------------------------
 
-elementwise("sin", np.sin, "Sine.", lambda g, ans, x: _times_new(g, anp.cos(x)))
-elementwise("cos", np.cos, "Cosine.", lambda g, ans, x: _times_new(g, _negated(anp.sin(x))))
-elementwise("tan", np.tan, "Tangent.", lambda g, ans, x: _times_new(g, 1.0 + ans * ans))
+elementwise("sin", np.sin, "Sine.", lambda g, ans, x: times_new(g, anp.cos(x)))
+elementwise("cos", np.cos, "Cosine.", lambda g, ans, x: times_new(g, negated(anp.sin(x))))
+elementwise("tan", np.tan, "Tangent.", lambda g, ans, x: times_new(g, 1.0 + ans * ans))
 elementwise("arcsin", np.arcsin, "Inverse sine.", lambda g, ans, x: g / anp.sqrt(1.0 - x * x))
 elementwise(
     "arccos",
@@ -383,11 +251,9 @@ elementwise(
     lambda g, ans, x: anp.negative(g) / anp.sqrt(1.0 - x * x),
 )
 elementwise("arctan", np.arctan, "Inverse tangent.", lambda g, ans, x: g / (1.0 + x * x))
-elementwise("sinh", np.sinh, "Hyperbolic sine.", lambda g, ans, x: _times_new(g, anp.cosh(x)))
-elementwise("cosh", np.cosh, "Hyperbolic cosine.", lambda g, ans, x: _times_new(g, anp.sinh(x)))
-elementwise(
-    "tanh", np.tanh, "Hyperbolic tangent.", lambda g, ans, x: _times_new(g, 1.0 - ans * ans)
-)
+elementwise("sinh", np.sinh, "Hyperbolic sine.", lambda g, ans, x: times_new(g, anp.cosh(x)))
+elementwise("cosh", np.cosh, "Hyperbolic cosine.", lambda g, ans, x: times_new(g, anp.sinh(x)))
+elementwise("tanh", np.tanh, "Hyperbolic tangent.", lambda g, ans, x: times_new(g, 1.0 - ans * ans))
 elementwise(
     "arctan2",
     np.arctan2,
@@ -434,7 +300,6 @@ elementwise(
     "Elementwise maximum; ties share the gradient evenly.",
     lambda g, ans, x, y: _share(g, x > y, x == y),
     lambda g, ans, x, y: _share(g, y > x, x == y),
-    commutes=True,
 )
 elementwise(
     "minimum",
@@ -442,7 +307,6 @@ elementwise(
     "Elementwise minimum; ties share the gradient evenly.",
     lambda g, ans, x, y: _share(g, x < y, x == y),
     lambda g, ans, x, y: _share(g, y < x, x == y),
-    commutes=True,
 )
 elementwise(
     "clip",
@@ -489,6 +353,7 @@ defop(
     _shape("where"),
     vjps=[None, _where_vjp(1), _where_vjp(2)],
     jvp=_where_jvp,
+    cost="linear",
 )
 
 # --- comparisons and logic (no gradient) ------------------------------------------------

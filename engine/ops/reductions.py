@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 import engine.numpy as anp
-from engine import tracer
+from engine.core import trace
+from engine.core.trace import unbox_all
 from engine.errors import ShapeError, ValueDomainError
 from engine.ops._util import (
     defop,
@@ -27,7 +28,6 @@ from engine.ops._util import (
     reduced_shape,
 )
 from engine.registry import NUMPY_ERRORS, Op, params, register, shape_of
-from engine.tracer import unbox_all
 
 AXES = "x, axis:s=None, keepdims:s=False"
 
@@ -60,7 +60,7 @@ def reduction(name: str, impl: Any, doc: str, weight: Any, spec: str = AXES) -> 
     vjp, jvp = _reduction_rules(weight)
     positional = tuple(p.split(":")[0].strip() for p in spec.split(",")[1:])
     prepare = prepare_axes(name, positional)
-    defop(name, impl, spec, doc, _shape, vjps=[vjp], jvp=jvp, prepare=prepare)
+    defop(name, impl, spec, doc, _shape, vjps=[vjp], jvp=jvp, prepare=prepare, cost="linear")
 
 
 def _reduction_rules(weight: Any) -> tuple[Any, Any]:
@@ -164,7 +164,7 @@ def _logsumexp(x: Any, axis: Any, keepdims: bool = False) -> Any:
 
 def _np_sum(x: Any, axis: Any, keepdims: bool = False) -> Any:
     """``np.sum``; an ndarray goes to ``np.add.reduce`` directly (``np.sum``'s dispatch
-    through ``_wrapreduction`` costs 1-2 us a call, a third of a small sum)."""
+    through ``_wrapreduction`` is a third of a small sum: bench/PROFILE.md)."""
     if type(x) is np.ndarray:
         return _ADD_REDUCE(x, axis=axis, keepdims=keepdims)
     return np.sum(x, axis=axis, keepdims=keepdims)
@@ -363,14 +363,14 @@ class NormOp(Op):
             raise self.error(exc, args) from None
         if len(kwargs["axis"]) != 2 or kwargs["ord"] is None:
             return Op.__call__(self, *args, **kwargs)
-        recorder = tracer.recorder
+        recorder = trace.current_recorder()
         if recorder is None:
             return _matrix_norm(args[0], **kwargs)
-        tracer.recorder = None  # graph metadata: one "norm" node, as for every other op
+        token = trace.set_recorder(None)  # graph metadata: one "norm" node, as for every op
         try:
             ans = _matrix_norm(args[0], **kwargs)
         finally:
-            tracer.recorder = recorder
+            trace.reset_recorder(token)
         recorder.record(self, args, kwargs, ans)
         return ans
 
@@ -388,6 +388,7 @@ register(
         vjps=(_norm_vjp,),
         jvp_rule=_norm_jvp,
         prepare=_prepare_norm,
+        cost="decomposition",  # ord=2, -2 and 'nuc' are an SVD
     )
 )
 
@@ -519,6 +520,7 @@ defop(
     lambda a: _matrices(a)[:-2] + (min(_matrices(a)[-2:]),),
     vjps=[_svdvals_vjp],
     jvp=_svdvals_jvp,
+    cost="decomposition",
 )
 defop(
     "_svd_u",
@@ -528,6 +530,7 @@ defop(
     lambda a: _matrices(a)[:-1] + (min(_matrices(a)[-2:]),),
     vjps=[_svd_u_vjp],
     jvp=_svd_u_jvp,
+    cost="decomposition",
 )
 defop(
     "_svd_vt",
@@ -537,6 +540,7 @@ defop(
     lambda a: _matrices(a)[:-2] + (min(_matrices(a)[-2:]), _matrices(a)[-1]),
     vjps=[_svd_vt_vjp],
     jvp=_svd_vt_jvp,
+    cost="decomposition",
 )
 
 
@@ -578,6 +582,7 @@ defop(
     vjps=[_softmax_vjp],
     jvp=lambda ts, ans, x, axis: _softmax_vjp(ts[0], ans, x, axis),
     prepare=prepare_axes("softmax", ("axis",), default=-1),
+    cost="linear",
 )
 defop(
     "log_softmax",
@@ -588,4 +593,5 @@ defop(
     vjps=[_log_softmax_vjp],
     jvp=_log_softmax_jvp,
     prepare=prepare_axes("log_softmax", ("axis",), default=-1),
+    cost="linear",
 )

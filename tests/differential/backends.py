@@ -405,6 +405,12 @@ class TorchBackend(Replay):
     def op_diag(self, v: Any, k: int = 0) -> Any:
         return self.t.diag(self.tensor(v), k)
 
+    def op_tril(self, x: Any, k: int = 0) -> Any:
+        return self.t.tril(self.tensor(x), diagonal=k)
+
+    def op_triu(self, x: Any, k: int = 0) -> Any:
+        return self.t.triu(self.tensor(x), diagonal=k)
+
     def op_inv(self, a: Any) -> Any:
         return self.t.linalg.inv(self.tensor(a))
 

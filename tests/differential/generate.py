@@ -100,6 +100,8 @@ LINALG = [
     "einsum",
     "trace",
     "diag",
+    "tril",
+    "triu",
     "inv",
     "det",
     "slogdet",
@@ -648,6 +650,10 @@ class Generator:
             kw = {"k": self.choice([-1, 1])} if self.rng.random() < 0.3 else {}
             shape = (n,) if self.rng.random() < 0.5 else (n, k)
             return self.call("diag", [self.of_shape(shape, depth)], kw)
+        if op in ("tril", "triu"):
+            kw = {"k": self.choice([-1, 1, 2])} if self.rng.random() < 0.5 else {}
+            shape = (n, k) if self.rng.random() < 0.6 else (2, n, n)
+            return self.call(op, [self.of_shape(shape, depth)], kw)
         if op == "solve":
             b = self.of_shape((n,) if self.rng.random() < 0.5 else (n, k), depth)
             return self.call("solve", [self.well_conditioned(n, depth), b])

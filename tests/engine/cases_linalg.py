@@ -144,6 +144,12 @@ def _trace_diag() -> list[Case]:
         Case("diag", anp.diag, ((3, 4),)),
         Case("diag", lambda a: anp.diag(a, -1), ((3, 4),), tag="m-k-1"),
         Case("diag", lambda a: anp.diag(a, 2), ((3, 4),), tag="m-k2"),
+        Case("tril", anp.tril, ((3, 4),)),
+        Case("tril", lambda a: anp.tril(a, k=1), ((2, 3, 3),), tag="batch-k1"),
+        Case("tril", lambda a: anp.tril(a, -1) * a, ((4, 3),), tag="k-1-squared"),
+        Case("triu", anp.triu, ((3, 4),)),
+        Case("triu", lambda a: anp.triu(a, 2), ((3, 4),), tag="k2"),
+        Case("triu", lambda a: anp.sin(anp.triu(a, k=-1)), ((2, 3, 3),), tag="batch-sin"),
     ]
 
 

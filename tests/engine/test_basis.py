@@ -1,5 +1,5 @@
 """Forward-mode Jacobians and Hessians push rows of an identity unmaterialised
-(``engine.basis.Basis``): matmul and dot take columns of the matrix instead of the product,
+(``engine.fast.basis.Basis``): matmul and dot take columns of the matrix instead of the product,
 every other op gets the dense rows. Each case is checked against the dense identity
 pushed through ``jvp``, against reverse mode, and for memory it must not share."""
 
@@ -16,9 +16,19 @@ from hypothesis import strategies as st
 
 import engine as ad
 import engine.numpy as anp
-from engine.basis import Basis
+from engine.fast import basis, fast_mode
+from engine.fast.basis import Basis
 from engine.registry import OPS
 from tests.engine.test_properties import programs
+
+
+@pytest.fixture(autouse=True)
+def _fast_layer_on() -> Iterator[None]:
+    """These tests look at the fast layer's shortcuts themselves: it is on, whatever
+    ``AUTODIFF_ENGINE_FAST`` says."""
+    with fast_mode(True):
+        yield
+
 
 RNG = np.random.default_rng(17)
 W = RNG.normal(size=(5, 4))
@@ -41,7 +51,7 @@ def _dense_jacobian(f: Any, x: np.ndarray) -> np.ndarray:
 def _counting_shortcut(name: str) -> Iterator[list[int]]:
     """Count the calls of op ``name``'s unit-vector rule that did the work (not None)."""
     op = OPS[name]
-    saved = op.jvp_basis
+    saved = basis._by_op[op]
     calls: list[int] = []
 
     def counted(*args: Any, **kwargs: Any) -> Any:
@@ -50,11 +60,11 @@ def _counting_shortcut(name: str) -> Iterator[list[int]]:
             calls.append(1)
         return out
 
-    op.jvp_basis = counted
+    basis._by_op[op] = counted
     try:
         yield calls
     finally:
-        op.jvp_basis = saved
+        basis._by_op[op] = saved
 
 
 FUNCTIONS = {

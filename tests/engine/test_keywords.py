@@ -40,6 +40,8 @@ SAMPLES: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "einsum": ([[(2, 3), (3,)]], {"subscripts": "ij,j->i"}),
     "trace": ([(3, 3)], {"offset": 1, "axis1": 1, "axis2": 0}),
     "diag": ([(3,)], {"k": 1}),
+    "tril": ([(3, 4)], {"k": 1}),
+    "triu": ([(2, 3, 3)], {"k": -1}),
     "inv": ([lambda: _SPD], {}),
     "det": ([lambda: _SPD], {}),
     "slogdet": ([lambda: _SPD], {}),

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 import engine as ad
+from engine.fast import fast_mode
 from engine.registry import OPS
 from tests.engine.cases import Case
 from tests.engine.cases_core import CASES as CORE_CASES
+from tests.engine.conftest import case_rng
 
 try:  # the linear-algebra family's rows live with that family
     LINALG_CASES: list[Case] = importlib.import_module("tests.engine.cases_linalg").CASES
@@ -25,8 +27,13 @@ SMOOTH = [c for c in DIFF if c.smooth]
 EPS = 1e-6
 
 
+@pytest.fixture(autouse=True)
+def _both_ways(fast_switch: bool) -> None:
+    """Every row runs with the fast layer on and off (``AUTODIFF_ENGINE_FAST``)."""
+
+
 def _rng(case: Case) -> np.random.Generator:
-    return np.random.default_rng(abs(hash(case.id)) % 2**32)
+    return case_rng(case.id)
 
 
 def _fd(f: Any, xs: list[np.ndarray], vs: list[np.ndarray]) -> np.ndarray:
@@ -229,3 +236,24 @@ def test_every_op_has_rules_and_a_test_row() -> None:
         ]
     )
     assert contract <= set(OPS), f"contract ops missing: {sorted(contract - set(OPS))}"
+
+
+@pytest.mark.parametrize("case", DIFF, ids=lambda c: c.id)
+def test_fast_layer_changes_no_answer(case: Case) -> None:
+    """Value, VJP, JVP and both Jacobians with the fast layer on equal those with it off."""
+    xs, u, vs, _ = _setup(case)
+    argnums = tuple(range(len(xs)))
+
+    def answers() -> list[Any]:
+        value, vjp_fn = ad.vjp(case.fn, *xs)
+        _, tangent = ad.jvp(case.fn, xs, vs)
+        fwd = ad.jacobian(case.fn, argnums, mode="forward")(*xs)
+        rev = ad.jacobian(case.fn, argnums, mode="reverse")(*xs)
+        return [value, *vjp_fn(u), tangent, *fwd, *rev]
+
+    with fast_mode(True):
+        fast = answers()
+    with fast_mode(False):
+        plain = answers()
+    for f, p in zip(fast, plain, strict=True):
+        np.testing.assert_allclose(f, p, rtol=1e-13, atol=1e-14)

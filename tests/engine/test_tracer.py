@@ -14,9 +14,19 @@ from hypothesis import strategies as st
 
 import engine as ad
 import engine.numpy as anp
-from engine import tracer
+from engine.core.trace import open_tapes
+from engine.fast import fast_mode, inplace
 from engine.graph import Recorder
 from engine.registry import OPS
+
+
+@pytest.fixture(autouse=True)
+def _fast_layer_on() -> Iterator[None]:
+    """These tests look at the fast layer's shortcuts themselves: it is on, whatever
+    ``AUTODIFF_ENGINE_FAST`` says."""
+    with fast_mode(True):
+        yield
+
 
 RNG = np.random.default_rng(11)
 X = RNG.uniform(0.5, 2.0, size=(4, 3))  # positive: log and division are defined
@@ -36,7 +46,7 @@ def _fd_grad(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-6) -
 def _counting_into(name: str) -> Iterator[list[int]]:
     """Count the calls of op ``name``'s in-place rules that did the work (not None)."""
     op = OPS[name]
-    saved = op.vjps_into
+    saved = inplace._inplace[op]
     calls: list[int] = []
 
     def counted(rule: Any) -> Any:
@@ -51,11 +61,11 @@ def _counting_into(name: str) -> Iterator[list[int]]:
 
         return into
 
-    op.vjps_into = tuple(counted(r) for r in saved)
+    inplace._inplace[op] = tuple(counted(r) for r in saved)
     try:
         yield calls
     finally:
-        op.vjps_into = saved
+        inplace._inplace[op] = saved
 
 
 # op under test, the function of u, and its derivative: sum(sin(OP(u))) gives OP a
@@ -79,7 +89,7 @@ IN_PLACE = [
 def small_arrays_owned(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let the walk own arrays of any size (it skips small ones), so that the checks
     against finite differences and second order stay small and quick."""
-    monkeypatch.setattr(tracer, "_OWN_MIN_SIZE", 1)
+    monkeypatch.setattr(inplace, "_OWN_MIN_SIZE", 1)
 
 
 @pytest.mark.usefixtures("small_arrays_owned")
@@ -172,7 +182,7 @@ def _op_counts(f: Callable[[Any], Any], x: np.ndarray) -> tuple[dict[str, int], 
     tapes: list[Any] = []
 
     def traced(u: Any) -> Any:
-        tapes.append(tracer._tapes[u.level])
+        tapes.append(open_tapes()[u.level].tape)
         return f(u)
 
     g = ad.grad(traced)(x)
@@ -210,7 +220,7 @@ def test_scalars_are_not_shared() -> None:
     def f(u: Any) -> Any:
         a = u[0]
         out = a * 2.0 + a * 2.0
-        counts.append(sum(1 for v in tracer._tapes[u.level] if v.op.name == "multiply"))
+        counts.append(sum(1 for v in open_tapes()[u.level].tape if v.op.name == "multiply"))
         return out
 
     ad.grad(f)(np.array([1.0, 2.0]))
@@ -267,16 +277,16 @@ def operator_programs(draw: st.DrawFn) -> Callable[[Any], Any]:
 def test_owning_buffers_changes_no_bit_of_the_gradient(f: Any, point: list[float]) -> None:
     x = np.array(point).reshape(2, 3)
     keep = x.copy()
-    saved = tracer._OWN_MIN_SIZE
+    saved = inplace._OWN_MIN_SIZE
     try:
-        tracer._OWN_MIN_SIZE = 1  # every array the walk makes counts as owned
+        inplace._OWN_MIN_SIZE = 1  # every array the walk makes counts as owned
         owned = ad.grad(f)(x)
         jac_owned = ad.jacobian(ad.grad(f), mode="reverse")(x)
-        tracer._OWN_MIN_SIZE = 10**12  # none does: the usual rules, new arrays throughout
+        inplace._OWN_MIN_SIZE = 10**12  # none does: the usual rules, new arrays throughout
         plain = ad.grad(f)(x)
         jac_plain = ad.jacobian(ad.grad(f), mode="reverse")(x)
     finally:
-        tracer._OWN_MIN_SIZE = saved
+        inplace._OWN_MIN_SIZE = saved
     np.testing.assert_array_equal(owned, plain)
     np.testing.assert_array_equal(jac_owned, jac_plain)
     np.testing.assert_array_equal(x, keep)

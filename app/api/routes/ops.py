@@ -39,7 +39,10 @@ FAMILIES = {
     "engine.ops.elementwise": "Elementwise (NumPy broadcasting)",
     "engine.ops.reductions": "Reductions and softmax (`axis`, `keepdims`)",
     "engine.ops.shape": "Shape and indexing",
-    "engine.ops.linalg": "Linear algebra",
+    "engine.ops.products": "Linear algebra",
+    "engine.ops.einsum": "Linear algebra",
+    "engine.ops.matrix": "Linear algebra",
+    "engine.ops._linalg": "Linear algebra",
     "engine.ops.constructors": "Constructors",
 }
 

@@ -6,9 +6,9 @@ The two classes differ only in how a request is sent (``_send``: a call, or an
 awaited call), so ``Client.grad`` returns a ``Result`` and ``AsyncClient.grad`` a
 coroutine of one, with the same parameters, typed for mypy.
 
-Retries are httpx-retries' ``RetryTransport`` (one transport for both kinds of
-client; it reads ``Retry-After`` in both its forms): a 503 (the service's work queue
-is full) and a refused connection are retried, nothing else.
+Retries (``retry.py``, one transport for both kinds of client; it reads ``Retry-After``
+in both its forms): a 503 (the service's work queue is full) and a refused connection
+are retried, nothing else.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from collections.abc import Coroutine, Mapping
 from typing import Any, Generic, TypeVar, Unpack
 
 import httpx
-from httpx_retries import Retry, RetryTransport
 
 from autodiff_client._version import __version__
 from autodiff_client.codec import (
@@ -30,41 +29,21 @@ from autodiff_client.codec import (
 )
 from autodiff_client.endpoints import ENDPOINTS, Endpoint, JacobianOptions, Options
 from autodiff_client.errors import AutodiffHTTPError
+from autodiff_client.retry import RetryPolicy, RetryTransport
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client", "JSONObject"]
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 JSONObject = dict[str, Any]
 
-# What is retried: the work queue was full (503, with Retry-After), or the connection was
-# refused or not made in time, so the request never ran. A 504 (the computation ran past
-# the time limit) would only time out again; a read timeout may be a long computation.
-RETRY_STATUSES = (503,)
-RETRY_EXCEPTIONS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout)
-# Every endpoint is a pure function of its body, so a POST is as safe to repeat as a GET.
-RETRY_METHODS = ("GET", "HEAD", "POST")
-BACKOFF_FACTOR = 0.125  # without Retry-After: 0.25 s, 0.5 s, 1 s... (full jitter)
-
 ResultT = TypeVar("ResultT")
 JsonT = TypeVar("JsonT")
 ResponseT = TypeVar("ResponseT")
 
 
-def retry_policy(retries: int, max_retry_wait: float) -> Retry:
+def retry_policy(retries: int, max_retry_wait: float) -> RetryPolicy:
     """The retry policy: ``retries`` more attempts, each wait at most ``max_retry_wait`` s."""
-    if retries < 0:
-        raise ValueError(f"retries must be at least 0, got {retries}")
-    if max_retry_wait <= 0:
-        raise ValueError(f"max_retry_wait must be positive, got {max_retry_wait}")
-    return Retry(
-        total=retries,
-        allowed_methods=RETRY_METHODS,
-        status_forcelist=RETRY_STATUSES,
-        retry_on_exceptions=RETRY_EXCEPTIONS,
-        backoff_factor=BACKOFF_FACTOR,
-        max_backoff_wait=max_retry_wait,
-        respect_retry_after_header=True,
-    )
+    return RetryPolicy(retries, max_retry_wait)
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -128,7 +107,7 @@ class _Api(Generic[ResultT, JsonT, ResponseT]):
 
     @retries.setter
     def retries(self, retries: int) -> None:
-        self._retrying.retry = retry_policy(retries, self._max_retry_wait)
+        self._retrying.policy = retry_policy(retries, self._max_retry_wait)
         self._retries = retries
 
     @property
@@ -138,7 +117,7 @@ class _Api(Generic[ResultT, JsonT, ResponseT]):
 
     @max_retry_wait.setter
     def max_retry_wait(self, seconds: float) -> None:
-        self._retrying.retry = retry_policy(self._retries, seconds)
+        self._retrying.policy = retry_policy(self._retries, seconds)
         self._max_retry_wait = seconds
 
     def _request(self, endpoint: Endpoint, body: Mapping[str, Any] | None = None) -> httpx.Request:

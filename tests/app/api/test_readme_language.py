@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.routes.ops import markdown_op_list
+from app.api.routes.ops import markdown_op_list, op_families
 from app.main import create_app
 from app.settings import Settings
 
@@ -34,6 +34,11 @@ def test_the_op_list_is_the_registrys() -> None:
     block = re.search(r"<!-- ops:begin[^>]*-->\n(.*?)<!-- ops:end -->", README, re.S)
     assert block is not None, "README has no generated op list"
     assert block.group(1) == markdown_op_list(), "run: python -m app.api.routes.ops"
+
+
+def test_every_op_has_a_family() -> None:
+    """An op whose module no family names would land in "Other" unnoticed."""
+    assert "Other" not in op_families()
 
 
 def test_every_op_of_ops_is_in_the_readme(client: TestClient) -> None:

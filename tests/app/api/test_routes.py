@@ -736,17 +736,23 @@ def test_thread_budget_is_checked_before_each_op(client: TestClient) -> None:
     close(again["gradients"]["x"], answer["gradients"]["x"])
 
 
-def test_one_computation_in_process_at_a_time(client: TestClient) -> None:
-    # The tracer's recorder is global: while the thread computes, everything goes to the pool.
+def test_while_the_thread_computes_medium_work_goes_to_the_pool_and_tiny_stays(
+    client: TestClient,
+) -> None:
+    # The one server thread has no queue behind it; the loop lane is not held back by it
+    # (the engine's trace state is per context: the two share no tape or recorder).
+    medium = {"expression": "sum(outer(x, x))", "inputs": {"x": [0.5] * 200}}
+    tiny = {"expression": "sum(x * x)", "inputs": {"x": [1.0, 2.0]}}
     runner = client.app.state.runner  # type: ignore[attr-defined]
     runner.in_process.take()
     try:
-        _, lane = lane_runs(client, {"expression": "sum(x * x)", "inputs": {"x": [1.0, 2.0]}})
+        _, medium_lane = lane_runs(client, medium)
+        _, tiny_lane = lane_runs(client, tiny)
     finally:
         runner.in_process.release()
-    assert lane == "pool"
-    _, lane = lane_runs(client, {"expression": "sum(x * x)", "inputs": {"x": [1.0, 2.0]}})
-    assert lane == "loop"
+    assert (medium_lane, tiny_lane) == ("pool", "loop")
+    _, lane = lane_runs(client, medium)
+    assert lane == "thread"
 
 
 def test_timing_is_spliced_into_the_rendered_answer() -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
+from app.api.errors import status_of  # engine errors carry no status (issue 14)
 from app.api.tasks import task_limits
 from app.compute import checks
 from app.compute.problem import compile_program
@@ -430,4 +431,4 @@ def test_graph_outputs_name_the_op_when_nothing_is_differentiated(endpoint: str)
 def test_empty_directions_are_refused_alike(endpoint: str, key: str) -> None:
     with pytest.raises(AutodiffError) as err:
         run_task(task(endpoint, "sum(x * x)", {"x": [1.0]}, **{key: {}}))
-    assert err.value.status == 422 and err.value.loc == ["body", key]
+    assert status_of(err.value) == 422 and err.value.loc == ["body", key]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from app.api.errors import status_of  # engine errors carry no status (issue 14)
 from app.api.tasks import task_limits
 from app.settings import Settings
 from engine.errors import AutodiffError
@@ -50,7 +51,7 @@ def outcome(endpoint: str, directions: dict[str, Any], extra: dict[str, Any]) ->
         loc = list(err.loc) if isinstance(err.loc, list) else err.loc
         if isinstance(loc, list) and len(loc) > 1 and loc[1] == FIELDS[endpoint]:
             loc[1] = "<map>"
-        return err.status, err.kind, loc
+        return status_of(err), err.kind, loc
     key = "jvp" if endpoint == "jvp" else "hvp"
     return 200, sorted(result[key]) if isinstance(result[key], dict) else "jvp"
 

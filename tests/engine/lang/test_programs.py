@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import engine
-from engine import tracer
+from engine.core import trace
 from engine.errors import (
     IterationLimitError,
     LanguageError,
@@ -21,7 +21,7 @@ from engine.errors import (
 )
 from engine.graph import Recorder
 from engine.lang import Program, compile_source
-from engine.lang.ir import loc_dict
+from engine.locations import loc_dict
 
 X = np.arange(6.0)
 M = np.arange(6.0).reshape(2, 3)
@@ -95,7 +95,7 @@ VALUES = [
 def test_values(source: str, expected: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        out = np.asarray(tracer.unbox_all(run(source)))
+        out = np.asarray(trace.unbox_all(run(source)))
     np.testing.assert_allclose(out, np.asarray(expected, dtype=float), equal_nan=True)
 
 

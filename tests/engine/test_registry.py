@@ -1,0 +1,54 @@
+"""The registry as the single source of what each op is: its cost class, its kind of rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.registry import COSTS, NONDIFF, OPS, names_of_cost
+
+# the service's hand list before the cost class existed (app/compute.py at c5d3e8a):
+# the registry must give the same lane to every op a program can name
+_HAND_LINEAR_TEXT = """
+abs add arccos arcsin arctan arctan2 clip cos cosh divide equal exp expm1 floor_divide
+greater greater_equal less less_equal log log10 log1p log2 logical_and logical_not
+logical_or maximum minimum multiply negative not_equal power remainder sign sin sinh sqrt
+square subtract tan tanh where relu sigmoid softplus sum mean prod max min var std
+logsumexp softmax log_softmax broadcast_to concatenate detach stop_gradient expand_dims
+flip getitem repeat reshape squeeze stack swapaxes tile transpose outer trace diag arange
+eye full linspace ones ones_like zeros zeros_like
+"""
+_HAND_LINEAR = frozenset(_HAND_LINEAR_TEXT.split())
+
+
+def test_every_op_declares_a_known_cost() -> None:
+    for name, op in OPS.items():
+        assert op.cost in COSTS, name
+
+
+def test_cost_classes() -> None:
+    public = {n for n in names_of_cost("linear") if not n.startswith("_")}
+    assert public == _HAND_LINEAR | {"tril", "triu"}  # added after the redesign
+    assert names_of_cost("contraction") == {"dot", "einsum", "inner", "matmul", "tensordot"}
+    assert {"inv", "det", "slogdet", "solve", "cholesky", "norm"} <= names_of_cost("decomposition")
+    assert not names_of_cost("linear") & names_of_cost("decomposition")
+
+
+def test_an_op_with_an_unknown_cost_is_refused() -> None:
+    from engine.ops._util import defop
+
+    with pytest.raises(ValueError, match="cost must be one of"):
+        defop("_test_cost", abs, "x", "test", lambda x: x.shape, cost="cheap")
+    assert "_test_cost" not in OPS
+
+
+def test_the_non_differentiable_ops_are_exactly_the_listed_ones() -> None:
+    unlisted = {n for n, op in OPS.items() if not op.differentiable}
+    assert unlisted == NONDIFF
+
+
+def test_an_op_without_rules_must_be_listed() -> None:
+    from engine.ops._util import defop
+
+    with pytest.raises(ValueError, match="is not listed in NONDIFF"):
+        defop("_test_no_rules", abs, "x", "test", lambda x: x.shape, cost="linear")
+    assert "_test_no_rules" not in OPS
