@@ -3,6 +3,10 @@
 - ``def_linear``: an op linear in its one array argument. Its forward rule is the op
   itself applied to the tangent (which may carry leading batch axes, so the op must act
   on the trailing axes: ``linear_jvp``); its reverse rule is its transpose, given.
+- ``def_bilinear``: an op linear in each of its two array arguments (matmul, dot, inner,
+  outer, tensordot). Its forward rule is the product rule, ``op(da, b) + op(a, db)``, with
+  the op given as the two products of a batch-prefixed tangent with the other operand; its
+  reverse rules are its two transposes, given.
 (``elementwise.elementwise`` is the elementwise kind: partial derivatives, both modes.)
 """
 
@@ -11,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.ops._util import defop, linear_jvp
+from engine.ops._util import defop, linear_jvp, sum_tangents
 from engine.registry import Op
 
 
@@ -32,4 +36,38 @@ def def_linear(
     jvp = linear_jvp(name)
     return defop(
         name, impl, spec, doc, shape, vjps=[transpose], jvp=jvp, prepare=prepare, cost=cost
+    )
+
+
+def def_bilinear(
+    name: str,
+    impl: Callable[..., Any],
+    spec: str,
+    doc: str,
+    shape: Callable[..., tuple[int, ...]],
+    transposes: tuple[Callable[..., Any], Callable[..., Any]],
+    products: tuple[Callable[..., Any], Callable[..., Any]],
+    prepare: Any = None,
+    cost: str = "contraction",
+) -> Op:
+    """Register an op bilinear in its two array arguments ``a`` and ``b``.
+
+    ``transposes`` are its reverse rules, ``transpose(g, ans, a, b, **statics)``, one per
+    argument (``g`` may carry leading batch axes). ``products`` are the op with a tangent
+    in the first or the second slot: ``left(ta, ans, a, b, **statics)`` is ``op(ta, b)``
+    and ``right(tb, ans, a, b, **statics)`` is ``op(a, tb)``, the tangent carrying leading
+    batch axes that the result keeps. The forward rule is their sum (the product rule)."""
+    left, right = products
+
+    def jvp(tangents: list[Any], ans: Any, a: Any, b: Any, **statics: Any) -> Any:
+        ta, tb = tangents
+        return sum_tangents(
+            [
+                None if ta is None else left(ta, ans, a, b, **statics),
+                None if tb is None else right(tb, ans, a, b, **statics),
+            ]
+        )
+
+    return defop(
+        name, impl, spec, doc, shape, vjps=list(transposes), jvp=jvp, prepare=prepare, cost=cost
     )
