@@ -34,6 +34,8 @@ from engine.errors import (
 
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
 COSTS = ("linear", "contraction", "decomposition")
+# How an op's rules are written (``engine/ops/kinds.py``): every op declares one
+KINDS = ("elementwise", "linear", "bilinear", "reduction", "nondiff", "custom")
 # Every op without a gradient, listed once: an op registered without rules must be here,
 # and an op here must have none, so no op is non-differentiable by accident. Their
 # results are constants (comparisons, constructors from shapes) or cut the graph.
@@ -109,6 +111,9 @@ class Op:
     # ``contraction`` (matmul, einsum...) or ``decomposition`` (inv, det, SVD-based
     # norms...); an op that declares nothing counts as the costliest
     cost: str = "decomposition"
+    # the rule kind it was declared with (``KINDS``); "" is undeclared, which ``register``
+    # refuses
+    kind: str = ""
 
     def __call__(self, *given: Any, **given_kw: Any) -> Any:
         try:
@@ -268,6 +273,10 @@ def register(op: Op) -> Op:
     and checked once, before any rule or shape function sees them."""
     if op.cost not in COSTS:
         raise ValueError(f"op {op.name!r}: cost must be one of {COSTS}, got {op.cost!r}")
+    if op.kind not in KINDS:
+        raise ValueError(f"op {op.name!r}: kind must be one of {KINDS}, got {op.kind!r}")
+    if op.differentiable == (op.kind == "nondiff"):
+        raise ValueError(f"op {op.name!r}: kind {op.kind!r} but differentiable={op.differentiable}")
     if op.differentiable == (op.name in NONDIFF):
         listed = "is listed in NONDIFF" if op.differentiable else "is not listed in NONDIFF"
         raise ValueError(f"op {op.name!r}: differentiable={op.differentiable} but {listed}")

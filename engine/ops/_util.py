@@ -45,8 +45,12 @@ def defop(
     prepare: Any = None,
     aliases: tuple[str, ...] = (),
     cost: str = "decomposition",
+    *,
+    kind: str,
 ) -> Op:
-    """Register an op with explicit rules (``vjps=None`` and ``jvp=None``: not differentiable)."""
+    """Register an op with explicit rules (``vjps=None`` and ``jvp=None``: not differentiable),
+    declared as one of the rule kinds (``registry.KINDS``); ops call it through the helpers
+    of ``engine/ops/kinds.py``."""
     differentiable = vjps is not None
     return register(
         Op(
@@ -61,6 +65,7 @@ def defop(
             prepare=prepare,
             aliases=aliases,
             cost=cost,
+            kind=kind,
         )
     )
 

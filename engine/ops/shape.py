@@ -14,8 +14,8 @@ import numpy as np
 
 import engine.numpy as anp
 from engine.errors import ShapeError, ValueDomainError
-from engine.ops._util import PerArgument, defop, norm_axes, norm_axis, unbroadcast
-from engine.ops.kinds import def_linear
+from engine.ops._util import PerArgument, norm_axes, norm_axis, unbroadcast
+from engine.ops.kinds import def_custom, def_linear, def_nondiff
 from engine.registry import shape_of
 
 
@@ -67,7 +67,7 @@ def _prepare_reshape(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return (x,), {"shape": tuple(new)}
 
 
-defop(
+def_custom(
     "reshape",
     lambda x, shape: np.reshape(x, shape),
     "x, shape:s",
@@ -108,7 +108,7 @@ def _transpose_vjp(g: Any, ans: Any, x: Any, axes: tuple[int, ...]) -> Any:
     return anp.transpose(g, _prefixed(tuple(np.argsort(axes)), _nb(g, len(axes))))
 
 
-defop(
+def_custom(
     "transpose",
     lambda x, axes: np.transpose(x, axes),
     "x, axes:s=None",
@@ -245,7 +245,7 @@ def _broadcast_to_jvp(ts: list[Any], ans: Any, x: Any, shape: tuple[int, ...]) -
     return anp.broadcast_to(t, batch + shape)
 
 
-defop(
+def_custom(
     "broadcast_to",
     lambda x, shape: np.broadcast_to(x, shape),
     "x, shape:s",
@@ -288,7 +288,7 @@ def _tile_jvp(ts: list[Any], ans: Any, x: Any, reps: tuple[int, ...]) -> Any:
     return anp.tile(anp.reshape(t, batch + xs), (1,) * len(batch) + reps)
 
 
-defop(
+def_custom(
     "tile",
     lambda x, reps: np.tile(x, reps),
     "x, reps:s",
@@ -343,7 +343,7 @@ def _repeat_jvp(ts: list[Any], ans: Any, x: Any, repeats: int, axis: int | None)
     return anp.repeat(t, repeats, axis=axis)
 
 
-defop(
+def_custom(
     "repeat",
     lambda x, repeats, axis: np.repeat(x, repeats, axis),
     "x, repeats:s, axis:s=None",
@@ -435,7 +435,7 @@ def _stack_vjp(i: int) -> Any:
 
 
 def _variadic(name: str, impl: Any, doc: str, shape: Any, make_vjp: Any, jvp: Any) -> None:
-    defop(
+    def_custom(
         name,
         impl,
         "arrays[], axis:s=0",
@@ -753,7 +753,7 @@ def _getitem_jvp(ts: list[Any], ans: Any, x: Any, index: tuple[Any, ...]) -> Any
     return _take(t, index, _nb(t, len(shape_of(x))))
 
 
-_getitem = defop(
+_getitem = def_custom(
     "getitem",
     lambda x, index: x[index],
     "x, index:s",
@@ -783,7 +783,7 @@ def _scatter_vjp(g: Any, ans: Any, h: Any, index: Any, shape: Any, sub_ndim: int
     return _take(g, index, _nb(g, len(shape)))
 
 
-defop(
+def_custom(
     "_scatter",
     _scatter_impl,
     "g, index:s, shape:s, sub_ndim:s",
@@ -800,7 +800,7 @@ defop(
 # --- detach ----------------------------------------------------------------------------
 
 
-defop(
+def_nondiff(
     "detach",
     lambda x: x,
     "x",
