@@ -31,6 +31,7 @@ from engine.errors import (
     TracedValueError,
     ValueDomainError,
 )
+from engine.statics import STATIC_KINDS
 
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
 COSTS = ("linear", "contraction", "decomposition")
@@ -289,15 +290,6 @@ def register(op: Op) -> Op:
     return op
 
 
-def _static_int(op: Op, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueDomainError(f"{op.name}: {name} must be an integer, got {value!r}", op=op.name)
-    return int(value)
-
-
-STATIC_KINDS: dict[str, Callable[[Op, str, Any], Any]] = {"int": _static_int}
-
-
 def normalise_statics(
     op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -313,12 +305,15 @@ def normalise_statics(
         if name in given or name not in {p.name for p in statics}:
             raise ValueDomainError(f"{op.name}: unexpected argument {name!r}", op=op.name)
     given.update(kwargs)
+    shape = shape_of(args[0]) if arrays and args else ()  # what axis kinds refer to
     out = {}
     for p in statics:
         value = given.get(p.name, p.default)
         if value is _REQUIRED:
             raise ValueDomainError(f"{op.name}: missing argument {p.name!r}", op=op.name)
-        out[p.name] = STATIC_KINDS[p.static_kind](op, p.name, value) if p.static_kind else value
+        if p.static_kind:
+            value = STATIC_KINDS[p.static_kind](op.name, p.name, value, shape)
+        out[p.name] = value
     return args[: len(arrays)], out
 
 

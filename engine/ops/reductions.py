@@ -22,12 +22,12 @@ from engine.ops._util import (
     expand_to,
     indicator,
     keep_reduced,
-    norm_axis,
     prepare_axes,
     reduced_shape,
 )
 from engine.ops.kinds import def_custom, def_reduction
 from engine.registry import NUMPY_ERRORS, Op, params, register, shape_of
+from engine.statics import norm_axis
 
 AXES = "x, axis:s=None, keepdims:s=False"
 

@@ -14,9 +14,10 @@ import numpy as np
 
 import engine.numpy as anp
 from engine.errors import ShapeError, ValueDomainError
-from engine.ops._util import PerArgument, norm_axes, norm_axis, unbroadcast
+from engine.ops._util import PerArgument, unbroadcast
 from engine.ops.kinds import def_custom, def_linear, def_nondiff
 from engine.registry import shape_of
+from engine.statics import norm_axis
 
 
 def _nb(g: Any, ndim: int) -> int:
@@ -121,14 +122,6 @@ def_custom(
 )
 
 
-def _prepare_swapaxes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    x = args[0]
-    a1 = args[1] if len(args) > 1 else kwargs.get("axis1")
-    a2 = args[2] if len(args) > 2 else kwargs.get("axis2")
-    nd = len(shape_of(x))
-    return (x,), {"axis1": norm_axis(a1, nd, "swapaxes"), "axis2": norm_axis(a2, nd, "swapaxes")}
-
-
 def _swapped(x: Any, axis1: int, axis2: int) -> tuple[int, ...]:
     s = list(shape_of(x))
     s[axis1], s[axis2] = s[axis2], s[axis1]
@@ -138,37 +131,24 @@ def _swapped(x: Any, axis1: int, axis2: int) -> tuple[int, ...]:
 def_linear(
     "swapaxes",
     lambda x, axis1, axis2: np.swapaxes(x, axis1, axis2),
-    "x, axis1:s, axis2:s",
+    "x, axis1:axis, axis2:axis",
     "Interchange two axes.",
     _swapped,
     transpose=lambda g, ans, x, axis1, axis2: anp.swapaxes(g, axis1, axis2),
-    prepare=_prepare_swapaxes,
 )
-
-
-def _prepare_flip(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    axis = args[1] if len(args) > 1 else kwargs.get("axis")
-    return (args[0],), {"axis": norm_axes(axis, len(shape_of(args[0])), "flip")}
 
 
 def_linear(
     "flip",
     lambda x, axis: np.flip(x, axis),
-    "x, axis:s=None",
+    "x, axis:axes=None",
     "Reverse the order of elements along axes (all by default).",
     lambda x, axis: shape_of(x),
     transpose=lambda g, ans, x, axis: anp.flip(g, axis),
-    prepare=_prepare_flip,
 )
 
 
 # --- adding and removing unit axes ----------------------------------------------------------
-
-
-def _prepare_expand_dims(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    axis = args[1] if len(args) > 1 else kwargs.get("axis")
-    out_nd = len(shape_of(args[0])) + (len(axis) if isinstance(axis, list | tuple) else 1)
-    return (args[0],), {"axis": norm_axes(axis, out_nd, "expand_dims")}
 
 
 def _expanded(x: Any, axis: tuple[int, ...]) -> tuple[int, ...]:
@@ -181,40 +161,20 @@ def _expanded(x: Any, axis: tuple[int, ...]) -> tuple[int, ...]:
 def_linear(
     "expand_dims",
     lambda x, axis: np.expand_dims(x, axis),
-    "x, axis:s",
+    "x, axis:new_axes",
     "Insert size-1 axes at the given positions.",
     _expanded,
     transpose=lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x)),
-    prepare=_prepare_expand_dims,
 )
-
-
-def _prepare_squeeze(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    x = args[0]
-    shape = shape_of(x)
-    axis = args[1] if len(args) > 1 else kwargs.get("axis")
-    if axis is None:
-        axes = tuple(i - len(shape) for i, d in enumerate(shape) if d == 1)
-    else:
-        axes = norm_axes(axis, len(shape), "squeeze")
-        bad = [a for a in axes if shape[a] != 1]
-        if bad:
-            raise ShapeError(
-                f"squeeze: cannot squeeze axis {bad[0]} of size {shape[bad[0]]} (shape {shape})",
-                op="squeeze",
-                shapes=[shape],
-            )
-    return (x,), {"axis": axes}
 
 
 def_linear(
     "squeeze",
     lambda x, axis: np.squeeze(x, axis),
-    "x, axis:s=None",
+    "x, axis:unit_axes=None",
     "Remove size-1 axes (all of them by default).",
     lambda x, axis: tuple(d for i, d in enumerate(shape_of(x)) if i - len(shape_of(x)) not in axis),
     transpose=lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x)),
-    prepare=_prepare_squeeze,
 )
 
 
