@@ -8,6 +8,7 @@ call fits a tangent or cotangent that carries leading batch axes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,17 @@ def norm_axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
             raise ValueDomainError(f"{op}: repeated axis in {tuple(axis)}", op=op)
         return axes
     return (norm_axis(axis, ndim, op),)
+
+
+def static_shape(shape: Any, op: str) -> tuple[int, ...]:
+    """An int or a sequence of ints as a tuple, or a clear error."""
+    if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int | np.integer) and not isinstance(d, bool) for d in shape
+    ):
+        raise ValueDomainError(f"{op}: a shape must be a list of integers, got {shape!r}", op=op)
+    return tuple(int(d) for d in shape)
 
 
 def _int(op: str, name: str, value: Any, shape: Shape) -> int:
@@ -79,10 +91,67 @@ def _unit_axes(op: str, name: str, value: Any, shape: Shape) -> tuple[int, ...]:
     return axes
 
 
+def _shape(op: str, name: str, value: Any, shape: Shape) -> Shape:
+    """A shape given as an int or a sequence of ints."""
+    return static_shape(value, op)
+
+
+def _new_shape(op: str, name: str, value: Any, shape: Shape) -> Shape:
+    """A shape with the array's size (reshape): at most one -1, inferred."""
+    old = shape
+    new = list(static_shape(value, op))
+    size = math.prod(old)
+    if new.count(-1) > 1 or any(d < -1 for d in new):
+        raise ValueDomainError(f"{op}: invalid shape {tuple(new)}", op=op)
+    if -1 in new:
+        rest = math.prod(d for d in new if d != -1)
+        if rest == 0 or size % rest:
+            raise ShapeError(
+                f"{op}: cannot reshape an array of shape {old} into {tuple(new)}",
+                op=op,
+                shapes=[old],
+            )
+        new[new.index(-1)] = size // rest
+    if math.prod(new) != size:
+        raise ShapeError(
+            f"{op}: cannot reshape an array of shape {old} (size {size}) into {tuple(new)}",
+            op=op,
+            shapes=[old],
+        )
+    return tuple(new)
+
+
+def _perm(op: str, name: str, value: Any, shape: Shape) -> tuple[int, ...]:
+    """A permutation of the array's axes, non-negative (None: the axes reversed)."""
+    nd = len(shape)
+    if value is None:
+        return tuple(range(nd))[::-1]
+    perm = tuple(norm_axis(a, nd, op) + nd for a in static_shape(value, op))
+    if sorted(perm) != list(range(nd)):
+        raise ValueDomainError(
+            f"{op}: axes {tuple(value)} are not a permutation of an array of dimension {nd}",
+            op=op,
+        )
+    return perm
+
+
+def _reps(op: str, name: str, value: Any, shape: Shape) -> Shape:
+    """Repetitions per axis (tile), padded with 1s to cover every axis of the array."""
+    reps = static_shape(value, op)
+    if any(r < 0 for r in reps):
+        raise ValueDomainError(f"{op}: negative repetitions {reps}", op=op)
+    nd = max(len(reps), len(shape))
+    return (1,) * (nd - len(reps)) + reps
+
+
 STATIC_KINDS: dict[str, Callable[[str, str, Any, Shape], Any]] = {
     "int": _int,
     "axis": _axis,
     "axes": _axes,
     "new_axes": _new_axes,
     "unit_axes": _unit_axes,
+    "shape": _shape,
+    "new_shape": _new_shape,
+    "perm": _perm,
+    "reps": _reps,
 }

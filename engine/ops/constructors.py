@@ -19,8 +19,8 @@ from engine.core.trace import Box, unbox_all
 from engine.errors import TracedValueError, ValueDomainError
 from engine.ops._util import align, broadcast_shapes, fill_tangent, unbroadcast
 from engine.ops.kinds import def_custom, def_nondiff
-from engine.ops.shape import _static_shape
 from engine.registry import shape_of
+from engine.statics import static_shape as _static_shape
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 

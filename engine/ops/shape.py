@@ -29,76 +29,22 @@ def _batch(g: Any, ndim: int) -> tuple[int, ...]:
     return shape[: len(shape) - ndim]
 
 
-def _static_shape(shape: Any, op: str) -> tuple[int, ...]:
-    if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, list | tuple) or not all(
-        isinstance(d, int | np.integer) and not isinstance(d, bool) for d in shape
-    ):
-        raise ValueDomainError(f"{op}: a shape must be a list of integers, got {shape!r}", op=op)
-    return tuple(int(d) for d in shape)
-
-
 # --- reshape ------------------------------------------------------------------------------
-
-
-def _prepare_reshape(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    x = args[0]
-    shape = args[1] if len(args) > 1 else kwargs.get("shape")
-    old = shape_of(x)
-    new = list(_static_shape(shape, "reshape"))
-    size = math.prod(old)
-    if new.count(-1) > 1 or any(d < -1 for d in new):
-        raise ValueDomainError(f"reshape: invalid shape {tuple(new)}", op="reshape")
-    if -1 in new:
-        rest = math.prod(d for d in new if d != -1)
-        if rest == 0 or size % rest:
-            raise ShapeError(
-                f"reshape: cannot reshape an array of shape {old} into {tuple(new)}",
-                op="reshape",
-                shapes=[old],
-            )
-        new[new.index(-1)] = size // rest
-    if math.prod(new) != size:
-        raise ShapeError(
-            f"reshape: cannot reshape an array of shape {old} (size {size}) into {tuple(new)}",
-            op="reshape",
-            shapes=[old],
-        )
-    return (x,), {"shape": tuple(new)}
 
 
 def_custom(
     "reshape",
     lambda x, shape: np.reshape(x, shape),
-    "x, shape:s",
+    "x, shape:new_shape",
     "Give x a new shape with the same number of elements (-1 infers one dimension).",
     lambda x, shape: shape,
     vjps=[lambda g, ans, x, shape: anp.reshape(g, _batch(g, len(shape)) + shape_of(x))],
     jvp=lambda ts, ans, x, shape: anp.reshape(ts[0], _batch(ts[0], len(shape_of(x))) + shape),
-    prepare=_prepare_reshape,
     cost="linear",
 )
 
 
 # --- axis permutations ------------------------------------------------------------------
-
-
-def _prepare_transpose(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    x = args[0]
-    axes = args[1] if len(args) > 1 else kwargs.get("axes")
-    nd = len(shape_of(x))
-    if axes is None:
-        perm = tuple(range(nd))[::-1]
-    else:
-        perm = tuple(norm_axis(a, nd, "transpose") + nd for a in _static_shape(axes, "transpose"))
-        if sorted(perm) != list(range(nd)):
-            raise ValueDomainError(
-                f"transpose: axes {tuple(axes)} are not a permutation of an array of "
-                f"dimension {nd}",
-                op="transpose",
-            )
-    return (x,), {"axes": perm}
 
 
 def _prefixed(perm: tuple[int, ...], nb: int) -> tuple[int, ...]:
@@ -112,12 +58,11 @@ def _transpose_vjp(g: Any, ans: Any, x: Any, axes: tuple[int, ...]) -> Any:
 def_custom(
     "transpose",
     lambda x, axes: np.transpose(x, axes),
-    "x, axes:s=None",
+    "x, axes:perm=None",
     "Permute the axes (reverse them by default).",
     lambda x, axes: tuple(shape_of(x)[a] for a in axes),
     vjps=[_transpose_vjp],
     jvp=lambda ts, ans, x, axes: anp.transpose(ts[0], _prefixed(axes, _nb(ts[0], len(axes)))),
-    prepare=_prepare_transpose,
     cost="linear",
 )
 
@@ -181,11 +126,6 @@ def_linear(
 # --- broadcast_to, tile, repeat --------------------------------------------------------------
 
 
-def _prepare_broadcast_to(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    shape = args[1] if len(args) > 1 else kwargs.get("shape")
-    return (args[0],), {"shape": _static_shape(shape, "broadcast_to")}
-
-
 def _broadcast_to_shape(x: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
     xs = shape_of(x)
     ok = len(xs) <= len(shape) and all(
@@ -208,23 +148,13 @@ def _broadcast_to_jvp(ts: list[Any], ans: Any, x: Any, shape: tuple[int, ...]) -
 def_custom(
     "broadcast_to",
     lambda x, shape: np.broadcast_to(x, shape),
-    "x, shape:s",
+    "x, shape:shape",
     "Broadcast x to a shape (NumPy rules).",
     _broadcast_to_shape,
     vjps=[lambda g, ans, x, shape: unbroadcast(g, shape_of(x), len(shape))],
     jvp=_broadcast_to_jvp,
-    prepare=_prepare_broadcast_to,
     cost="linear",
 )
-
-
-def _prepare_tile(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    reps = args[1] if len(args) > 1 else kwargs.get("reps")
-    reps = _static_shape(reps, "tile")
-    if any(r < 0 for r in reps):
-        raise ValueDomainError(f"tile: negative repetitions {reps}", op="tile")
-    nd = max(len(reps), len(shape_of(args[0])))
-    return (args[0],), {"reps": (1,) * (nd - len(reps)) + reps}
 
 
 def _tile_shape(x: Any, reps: tuple[int, ...]) -> tuple[int, ...]:
@@ -251,12 +181,11 @@ def _tile_jvp(ts: list[Any], ans: Any, x: Any, reps: tuple[int, ...]) -> Any:
 def_custom(
     "tile",
     lambda x, reps: np.tile(x, reps),
-    "x, reps:s",
+    "x, reps:reps",
     "Repeat the whole array reps times along each axis.",
     _tile_shape,
     vjps=[_tile_vjp],
     jvp=_tile_jvp,
-    prepare=_prepare_tile,
     cost="linear",
 )
 
