@@ -31,9 +31,12 @@ from engine.errors import (
     TracedValueError,
     ValueDomainError,
 )
+from engine.statics import STATIC_KINDS
 
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
 COSTS = ("linear", "contraction", "decomposition")
+# How an op's rules are written (``engine/ops/kinds.py``): every op declares one
+KINDS = ("elementwise", "linear", "bilinear", "reduction", "nondiff", "custom")
 # Every op without a gradient, listed once: an op registered without rules must be here,
 # and an op here must have none, so no op is non-differentiable by accident. Their
 # results are constants (comparisons, constructors from shapes) or cut the graph.
@@ -109,6 +112,9 @@ class Op:
     # ``contraction`` (matmul, einsum...) or ``decomposition`` (inv, det, SVD-based
     # norms...); an op that declares nothing counts as the costliest
     cost: str = "decomposition"
+    # the rule kind it was declared with (``KINDS``); "" is undeclared, which ``register``
+    # refuses
+    kind: str = ""
 
     def __call__(self, *given: Any, **given_kw: Any) -> Any:
         try:
@@ -268,6 +274,10 @@ def register(op: Op) -> Op:
     and checked once, before any rule or shape function sees them."""
     if op.cost not in COSTS:
         raise ValueError(f"op {op.name!r}: cost must be one of {COSTS}, got {op.cost!r}")
+    if op.kind not in KINDS:
+        raise ValueError(f"op {op.name!r}: kind must be one of {KINDS}, got {op.kind!r}")
+    if op.differentiable == (op.kind == "nondiff"):
+        raise ValueError(f"op {op.name!r}: kind {op.kind!r} but differentiable={op.differentiable}")
     if op.differentiable == (op.name in NONDIFF):
         listed = "is listed in NONDIFF" if op.differentiable else "is not listed in NONDIFF"
         raise ValueError(f"op {op.name!r}: differentiable={op.differentiable} but {listed}")
@@ -278,15 +288,6 @@ def register(op: Op) -> Op:
             raise ValueError(f"op {name!r} registered twice")
         OPS[name] = op
     return op
-
-
-def _static_int(op: Op, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueDomainError(f"{op.name}: {name} must be an integer, got {value!r}", op=op.name)
-    return int(value)
-
-
-STATIC_KINDS: dict[str, Callable[[Op, str, Any], Any]] = {"int": _static_int}
 
 
 def normalise_statics(
@@ -304,12 +305,15 @@ def normalise_statics(
         if name in given or name not in {p.name for p in statics}:
             raise ValueDomainError(f"{op.name}: unexpected argument {name!r}", op=op.name)
     given.update(kwargs)
+    shape = shape_of(args[0]) if arrays and args else ()  # what axis kinds refer to
     out = {}
     for p in statics:
         value = given.get(p.name, p.default)
         if value is _REQUIRED:
             raise ValueDomainError(f"{op.name}: missing argument {p.name!r}", op=op.name)
-        out[p.name] = STATIC_KINDS[p.static_kind](op, p.name, value) if p.static_kind else value
+        if p.static_kind:
+            value = STATIC_KINDS[p.static_kind](op.name, p.name, value, shape)
+        out[p.name] = value
     return args[: len(arrays)], out
 
 

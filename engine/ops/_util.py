@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 import engine.numpy as anp
-from engine.errors import ValueDomainError
 from engine.registry import Op, params, register, shape_of
+from engine.statics import norm_axes
 
 Rule = Callable[..., Any]
 
@@ -45,8 +45,12 @@ def defop(
     prepare: Any = None,
     aliases: tuple[str, ...] = (),
     cost: str = "decomposition",
+    *,
+    kind: str,
 ) -> Op:
-    """Register an op with explicit rules (``vjps=None`` and ``jvp=None``: not differentiable)."""
+    """Register an op with explicit rules (``vjps=None`` and ``jvp=None``: not differentiable),
+    declared as one of the rule kinds (``registry.KINDS``); ops call it through the helpers
+    of ``engine/ops/kinds.py``."""
     differentiable = vjps is not None
     return register(
         Op(
@@ -61,6 +65,7 @@ def defop(
             prepare=prepare,
             aliases=aliases,
             cost=cost,
+            kind=kind,
         )
     )
 
@@ -119,29 +124,6 @@ def fill_tangent(t: Any, batch: tuple[int, ...], ans_shape: tuple[int, ...]) -> 
 
 
 # --- axes -------------------------------------------------------------------------------
-
-
-def norm_axis(axis: Any, ndim: int, op: str) -> int:
-    """``axis`` as a negative index into an ``ndim``-array, or a clear error."""
-    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
-        raise ValueDomainError(f"{op}: axis must be an integer, got {axis!r}", op=op)
-    if not -ndim <= axis < ndim:
-        raise ValueDomainError(
-            f"{op}: axis {axis} is out of bounds for an array of dimension {ndim}", op=op
-        )
-    return int(axis) % ndim - ndim
-
-
-def norm_axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
-    """``None``, an int or a sequence of ints as a sorted tuple of negative axes."""
-    if axis is None:
-        return tuple(range(-ndim, 0))
-    if isinstance(axis, list | tuple):
-        axes = tuple(sorted(norm_axis(a, ndim, op) for a in axis))
-        if len(set(axes)) != len(axes):
-            raise ValueDomainError(f"{op}: repeated axis in {tuple(axis)}", op=op)
-        return axes
-    return (norm_axis(axis, ndim, op),)
 
 
 def prepare_axes(

@@ -17,9 +17,10 @@ import numpy as np
 import engine.numpy as anp
 from engine.core.trace import Box, unbox_all
 from engine.errors import TracedValueError, ValueDomainError
-from engine.ops._util import align, broadcast_shapes, defop, fill_tangent, unbroadcast
-from engine.ops.shape import _static_shape
+from engine.ops._util import align, broadcast_shapes, fill_tangent, unbroadcast
+from engine.ops.kinds import def_custom, def_nondiff
 from engine.registry import shape_of
+from engine.statics import static_shape as _static_shape
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -94,7 +95,7 @@ def _eye_shape(N: Any, M: Any = None, k: Any = 0, dtype: Any = None) -> tuple[in
     return _shape_arg((N, N if M is None else M), "eye")
 
 
-defop(
+def_nondiff(
     "zeros",
     lambda shape, dtype=None: np.zeros(_shape_arg(shape, "zeros"), _dtype(dtype, "zeros")),
     "shape:s, dtype:s=None",
@@ -103,7 +104,7 @@ defop(
     prepare=_no_traced("zeros", ("shape", "dtype")),
     cost="linear",
 )
-defop(
+def_nondiff(
     "ones",
     lambda shape, dtype=None: np.ones(_shape_arg(shape, "ones"), _dtype(dtype, "ones")),
     "shape:s, dtype:s=None",
@@ -156,7 +157,7 @@ def _full_jvp(tangents: list[Any], ans: Any, shape: Any, fill_value: Any, dtype:
     return fill_tangent(t, batch, shape_of(ans))
 
 
-defop(
+def_custom(
     "full",
     _full,
     "shape:s, fill_value, dtype:s=None",
@@ -242,7 +243,7 @@ def _linspace_jvp(
     return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
 
-defop(
+def_custom(
     "linspace",
     _linspace,
     "start, stop, num:s=50, dtype:s=None",
@@ -255,7 +256,7 @@ defop(
 )
 
 
-defop(
+def_nondiff(
     "eye",
     lambda N, M=None, k=0, dtype=None: np.eye(
         *_eye_shape(N, M),
@@ -268,7 +269,7 @@ defop(
     prepare=_no_traced("eye", ("N", "M", "k", "dtype")),
     cost="linear",
 )
-defop(
+def_nondiff(
     "arange",
     _arange,
     "start:s, stop:s=None, step:s=None, dtype:s=None",
@@ -277,7 +278,7 @@ defop(
     prepare=_no_traced("arange", ("start", "stop", "step", "dtype")),
     cost="linear",
 )
-defop(
+def_nondiff(
     "zeros_like",
     lambda x, dtype=None: np.zeros(
         shape_of(x), _dtype(dtype or np.result_type(x).name, "zeros_like")
@@ -287,7 +288,7 @@ defop(
     lambda x, dtype=None: shape_of(x),
     cost="linear",
 )
-defop(
+def_nondiff(
     "ones_like",
     lambda x, dtype=None: np.ones(
         shape_of(x), _dtype(dtype or np.result_type(x).name, "ones_like")

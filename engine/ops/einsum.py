@@ -18,9 +18,9 @@ from engine.ops._linalg import (
 )
 from engine.ops._util import (
     PerArgument,
-    defop,
     sum_tangents,
 )
+from engine.ops.kinds import def_custom
 from engine.registry import shape_of
 
 # --- einsum ---------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ def _einsum_jvp(tangents: list[Any], ans: Any, *operands: Any, subscripts: str) 
     return sum_tangents(parts)
 
 
-defop(
+def_custom(
     "einsum",
     _einsum_impl,
     "subscripts:s, *operands",

@@ -27,6 +27,7 @@ from engine.ops._util import (
     sum_tangents,
     unbroadcast,
 )
+from engine.ops.kinds import def_custom, def_nondiff
 from engine.registry import shape_of
 
 ONE, NEG, ZERO = "one", "neg", "zero"
@@ -125,12 +126,14 @@ def elementwise(
     """Register an elementwise op from its partial derivatives (one per argument)."""
     spec = {1: "x", 2: "x1, x2", 3: "x, a_min, a_max"}[len(partials)]
     vjps = [_vjp(i, d, len(partials)) for i, d in enumerate(partials)]
-    defop(name, impl, spec, doc, _shape(name), vjps=vjps, jvp=_jvp(partials), cost="linear")
+    defop(
+        name, impl, spec, doc, _shape(name), vjps, _jvp(partials), cost="linear", kind="elementwise"
+    )
 
 
 def comparison(name: str, impl: Callable[..., Any], doc: str, nargs: int = 2) -> None:
     """Register a non-differentiable elementwise op (its result is a constant)."""
-    defop(name, impl, "x1, x2" if nargs == 2 else "x", doc, _shape(name), cost="linear")
+    def_nondiff(name, impl, "x1, x2" if nargs == 2 else "x", doc, _shape(name), cost="linear")
 
 
 # --- arithmetic -----------------------------------------------------------------------
@@ -345,7 +348,7 @@ def _where_jvp(tangents: list[Any], ans: Any, cond: Any, x: Any, y: Any) -> Any:
     return fill_tangent(anp.where(cond, branches[0], branches[1]), batch, shape)
 
 
-defop(
+def_custom(
     "where",
     np.where,
     "condition, x, y",

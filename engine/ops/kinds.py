@@ -3,15 +3,26 @@
 - ``def_linear``: an op linear in its one array argument. Its forward rule is the op
   itself applied to the tangent (which may carry leading batch axes, so the op must act
   on the trailing axes: ``linear_jvp``); its reverse rule is its transpose, given.
+- ``def_bilinear``: an op linear in each of its two array arguments (matmul, dot, inner,
+  outer, tensordot). Its forward rule is the product rule, ``op(da, b) + op(a, db)``, with
+  the op given as the two products of a batch-prefixed tangent with the other operand; its
+  reverse rules are its two transposes, given.
+- ``def_reduction``: an op that reduces over static axes, with its reverse rule (the
+  cotangent broadcast back, weighted) and forward rule (the weighted tangent summed);
+  ``reductions.reduction`` writes both from the weights.
+- ``def_nondiff``: an op without a gradient (listed in ``registry.NONDIFF``).
+- ``def_custom``: an op whose rules are written by hand, one reverse rule per array
+  argument and a forward rule (decompositions, indexing, joins...).
 (``elementwise.elementwise`` is the elementwise kind: partial derivatives, both modes.)
+Every registered op is declared through one of them (``Op.kind``, checked by ``register``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from engine.ops._util import defop, linear_jvp
+from engine.ops._util import PerArgument, Rule, defop, linear_jvp, sum_tangents
 from engine.registry import Op
 
 
@@ -31,5 +42,120 @@ def def_linear(
     tangent through unchanged."""
     jvp = linear_jvp(name)
     return defop(
-        name, impl, spec, doc, shape, vjps=[transpose], jvp=jvp, prepare=prepare, cost=cost
+        name,
+        impl,
+        spec,
+        doc,
+        shape,
+        vjps=[transpose],
+        jvp=jvp,
+        prepare=prepare,
+        cost=cost,
+        kind="linear",
+    )
+
+
+def def_bilinear(
+    name: str,
+    impl: Callable[..., Any],
+    spec: str,
+    doc: str,
+    shape: Callable[..., tuple[int, ...]],
+    transposes: tuple[Callable[..., Any], Callable[..., Any]],
+    products: tuple[Callable[..., Any], Callable[..., Any]],
+    prepare: Any = None,
+    cost: str = "contraction",
+) -> Op:
+    """Register an op bilinear in its two array arguments ``a`` and ``b``.
+
+    ``transposes`` are its reverse rules, ``transpose(g, ans, a, b, **statics)``, one per
+    argument (``g`` may carry leading batch axes). ``products`` are the op with a tangent
+    in the first or the second slot: ``left(ta, ans, a, b, **statics)`` is ``op(ta, b)``
+    and ``right(tb, ans, a, b, **statics)`` is ``op(a, tb)``, the tangent carrying leading
+    batch axes that the result keeps. The forward rule is their sum (the product rule)."""
+    left, right = products
+
+    def jvp(tangents: list[Any], ans: Any, a: Any, b: Any, **statics: Any) -> Any:
+        ta, tb = tangents
+        return sum_tangents(
+            [
+                None if ta is None else left(ta, ans, a, b, **statics),
+                None if tb is None else right(tb, ans, a, b, **statics),
+            ]
+        )
+
+    return defop(
+        name,
+        impl,
+        spec,
+        doc,
+        shape,
+        vjps=list(transposes),
+        jvp=jvp,
+        prepare=prepare,
+        cost=cost,
+        kind="bilinear",
+    )
+
+
+def def_reduction(
+    name: str,
+    impl: Callable[..., Any],
+    spec: str,
+    doc: str,
+    shape: Callable[..., tuple[int, ...]],
+    vjp: Rule,
+    jvp: Rule,
+    prepare: Any = None,
+    cost: str = "linear",
+) -> Op:
+    """Register a reduction over static axes from its reverse rule ``vjp`` (one array
+    argument) and its forward rule ``jvp``."""
+    return defop(
+        name, impl, spec, doc, shape, [vjp], jvp, prepare=prepare, cost=cost, kind="reduction"
+    )
+
+
+def def_nondiff(
+    name: str,
+    impl: Callable[..., Any],
+    spec: str,
+    doc: str,
+    shape: Callable[..., tuple[int, ...]],
+    prepare: Any = None,
+    aliases: tuple[str, ...] = (),
+    cost: str = "decomposition",
+) -> Op:
+    """Register an op without a gradient; its name must be in ``registry.NONDIFF``."""
+    return defop(
+        name, impl, spec, doc, shape, prepare=prepare, aliases=aliases, cost=cost, kind="nondiff"
+    )
+
+
+def def_custom(
+    name: str,
+    impl: Callable[..., Any],
+    spec: str,
+    doc: str,
+    shape: Callable[..., tuple[int, ...]],
+    vjps: Sequence[Rule | None] | PerArgument,
+    jvp: Rule | None,
+    prepare: Any = None,
+    aliases: tuple[str, ...] = (),
+    cost: str = "decomposition",
+) -> Op:
+    """Register an op with hand-written rules: a reverse rule per array argument (None for
+    one that takes no gradient) and a forward rule."""
+    return defop(
+        name,
+        impl,
+        spec,
+        doc,
+        shape,
+        vjps,
+        jvp,
+        prepare=prepare,
+        aliases=aliases,
+        cost=cost,
+        kind="custom",
     )

@@ -49,10 +49,9 @@ from engine.ops._linalg import (
 )
 from engine.ops._util import (
     broadcast_shapes,
-    defop,
     unbroadcast,
 )
-from engine.ops.kinds import def_linear
+from engine.ops.kinds import def_custom, def_linear, def_nondiff
 from engine.ops.products import _as
 from engine.registry import Op, register, shape_of
 
@@ -98,7 +97,7 @@ def _trace_vjp(g: Any, ans: Any, a: Any, offset: int, axis1: int, axis2: int) ->
     return anp.reshape(g, _batch(g, nd - 2) + holes) * eye.reshape(eye_shape)
 
 
-defop(
+def_custom(
     "trace",
     lambda a, offset, axis1, axis2: np.trace(a, offset, axis1, axis2),
     "a, offset:s=0, axis1:s=0, axis2:s=1",
@@ -160,7 +159,7 @@ def _prepare_diag(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return (args[0],), {"k": int(k)}
 
 
-defop(
+def_custom(
     "diag",
     lambda v, k: np.diag(v, k),
     "v, k:s=0",
@@ -216,7 +215,7 @@ def _inv_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
     return anp.negative(anp.matmul(anp.matmul(ans, tangents[0]), ans))
 
 
-defop(
+def_custom(
     "inv",
     _guard("inv", np.linalg.inv, "the matrix is singular", lambda a: _square("inv", a)),
     "a",
@@ -250,7 +249,7 @@ def _trace_inv_product(a: Any, t: Any, op: str) -> Any:
     return anp.sum(_inv_t(a, op) * t, axis=(-2, -1))
 
 
-defop(
+def_custom(
     "det",
     _guard("det", np.linalg.det, "cannot compute", lambda a: _square("det", a)),
     "a",
@@ -267,7 +266,7 @@ def _slogdet_part(i: int) -> Callable[..., Any]:
     return _guard("slogdet", part, "cannot compute", lambda a: _square("slogdet", a))
 
 
-SIGN = defop(
+SIGN = def_nondiff(
     "_slogdet_sign",
     _slogdet_part(0),
     "a",
@@ -275,7 +274,7 @@ SIGN = defop(
     lambda a: _square("slogdet", a)[:-2],
     cost="decomposition",
 )
-LOGABS = defop(
+LOGABS = def_custom(
     "_slogdet_logabs",
     _slogdet_part(1),
     "a",
@@ -307,6 +306,7 @@ register(
         vjps=LOGABS.vjps,
         jvp_rule=LOGABS.jvp_rule,
         cost="decomposition",
+        kind="custom",
         parts=(SIGN, LOGABS),
     )
 )
@@ -370,7 +370,7 @@ def _solve_jvp(tangents: list[Any], ans: Any, a: Any, b: Any) -> Any:
     return _as(anp.solve(a, rhs), batch + shape_of(ans))
 
 
-defop(
+def_custom(
     "solve",
     _guard("solve", np.linalg.solve, "the matrix is singular", _solve_shape),
     "a, b",
@@ -409,7 +409,7 @@ def _cholesky_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
     return anp.matmul(ans, inner * _phi_mask(n, _dtype(t)))
 
 
-defop(
+def_custom(
     "cholesky",
     _guard("cholesky", np.linalg.cholesky, _NOT_PD, lambda a: _square("cholesky", a)),
     "a",

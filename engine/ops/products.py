@@ -21,13 +21,8 @@ from engine.ops._linalg import (
     _mT,
     _pad_to,
 )
-from engine.ops._util import (
-    align,
-    broadcast_shapes,
-    defop,
-    sum_tangents,
-    unbroadcast,
-)
+from engine.ops._util import align, broadcast_shapes, unbroadcast
+from engine.ops.kinds import def_bilinear
 from engine.registry import shape_of
 
 # --- matmul -------------------------------------------------------------------------------
@@ -95,70 +90,71 @@ def _matmul_vjp_y(g: Any, ans: Any, x: Any, y: Any) -> Any:
     return _as(unbroadcast(gy, y2, len(ans2)), batch + shape_of(y))
 
 
-def _matmul_jvp_small(tx: Any, ty: Any, x: Any, y: Any) -> Any:
-    terms = [None if tx is None else anp.matmul(tx, y)]  # tx: batch + x.shape, always fits
-    if ty is not None:
-        if len(shape_of(y)) == 2:
-            terms.append(anp.matmul(x, ty))
-        else:  # ty: batch + (k,): contract from the right
-            terms.append(anp.matmul(ty, _mT(x) if len(shape_of(x)) == 2 else x))
-    return sum_tangents(terms)
-
-
-def _matmul_jvp(tangents: list[Any], ans: Any, x: Any, y: Any) -> Any:
-    tx, ty = tangents
+def _matmul_left(tx: Any, ans: Any, x: Any, y: Any) -> Any:
+    """``tx @ y`` for a tangent ``tx`` of x (batch + x.shape)."""
     if _small(x, y):
-        return _matmul_jvp_small(tx, ty, x, y)
+        return anp.matmul(tx, y)  # batch + x.shape, always fits
     x2, y2, ans2 = _promoted(x, y)
-    terms = []
-    batch: Shape = ()
-    if tx is not None:
-        batch = _batch(tx, len(shape_of(x)))
-        terms.append(anp.matmul(_pad_to(_as(tx, batch + x2), len(x2), len(ans2)), _as(y, y2)))
-    if ty is not None:
-        batch = _batch(ty, len(shape_of(y)))
-        terms.append(anp.matmul(_as(x, x2), _pad_to(_as(ty, batch + y2), len(y2), len(ans2))))
-    return _as(sum_tangents(terms), batch + shape_of(ans))
+    batch = _batch(tx, len(shape_of(x)))
+    tx2 = _pad_to(_as(tx, batch + x2), len(x2), len(ans2))
+    return _as(anp.matmul(tx2, _as(y, y2)), batch + shape_of(ans))
 
 
-defop(
+def _matmul_right(ty: Any, ans: Any, x: Any, y: Any) -> Any:
+    """``x @ ty`` for a tangent ``ty`` of y (batch + y.shape)."""
+    if _small(x, y):
+        if len(shape_of(y)) == 2:
+            return anp.matmul(x, ty)
+        # ty: batch + (k,): contract from the right
+        return anp.matmul(ty, _mT(x) if len(shape_of(x)) == 2 else x)
+    x2, y2, ans2 = _promoted(x, y)
+    batch = _batch(ty, len(shape_of(y)))
+    ty2 = _pad_to(_as(ty, batch + y2), len(y2), len(ans2))
+    return _as(anp.matmul(_as(x, x2), ty2), batch + shape_of(ans))
+
+
+def_bilinear(
     "matmul",
     np.matmul,
     "x1, x2",
     "Matrix product with NumPy's 1-D promotion and broadcasting over leading axes (x1 @ x2).",
     _matmul_shape,
-    vjps=[_matmul_vjp_x, _matmul_vjp_y],
-    jvp=_matmul_jvp,
-    cost="contraction",
+    transposes=(_matmul_vjp_x, _matmul_vjp_y),
+    products=(_matmul_left, _matmul_right),
 )
 
 
 # --- products written as einsums ----------------------------------------------------------
 
+Letters = Callable[..., tuple[str, str, str]]
+Rule = Callable[..., Any]
 
-def _bilinear(sa: str, sb: str, so: str) -> tuple[list[Callable[..., Any]], Callable[..., Any]]:
-    """Rules of ``einsum(f"{sa},{sb}->{so}", a, b)`` where every index of a (b) appears in
-    b or the output (a or the output): no diagonals, no index private to one operand."""
 
-    def vjp_a(g: Any, ans: Any, a: Any, b: Any, **_: Any) -> Any:
+def _einsum_rules(letters: Letters) -> tuple[tuple[Rule, Rule], tuple[Rule, Rule]]:
+    """The transposes and tangent products of ``einsum(f"{sa},{sb}->{so}", a, b)``, where
+    ``letters(a, b, **statics)`` gives ``(sa, sb, so)`` and every index of a (b) appears in b
+    or the output (a or the output): no diagonals, no index private to one operand."""
+
+    def transpose_a(g: Any, ans: Any, a: Any, b: Any, **statics: Any) -> Any:
+        sa, sb, so = letters(a, b, **statics)
         return anp.einsum(f"...{so},{sb}->...{sa}", g, b)
 
-    def vjp_b(g: Any, ans: Any, a: Any, b: Any, **_: Any) -> Any:
+    def transpose_b(g: Any, ans: Any, a: Any, b: Any, **statics: Any) -> Any:
+        sa, sb, so = letters(a, b, **statics)
         return anp.einsum(f"...{so},{sa}->...{sb}", g, a)
 
-    def jvp(tangents: list[Any], ans: Any, a: Any, b: Any, **_: Any) -> Any:
-        ta, tb = tangents
-        return sum_tangents(
-            [
-                None if ta is None else anp.einsum(f"...{sa},{sb}->...{so}", ta, b),
-                None if tb is None else anp.einsum(f"{sa},...{sb}->...{so}", a, tb),
-            ]
-        )
+    def left(ta: Any, ans: Any, a: Any, b: Any, **statics: Any) -> Any:
+        sa, sb, so = letters(a, b, **statics)
+        return anp.einsum(f"...{sa},{sb}->...{so}", ta, b)
 
-    return [vjp_a, vjp_b], jvp
+    def right(tb: Any, ans: Any, a: Any, b: Any, **statics: Any) -> Any:
+        sa, sb, so = letters(a, b, **statics)
+        return anp.einsum(f"{sa},...{sb}->...{so}", a, tb)
+
+    return (transpose_a, transpose_b), (left, right)
 
 
-def _scalar_vjp(i: int) -> Callable[..., Any]:
+def _scalar_transpose(i: int) -> Rule:
     """Reverse rule of a product where one operand is 0-d (an elementwise multiply)."""
 
     def vjp(g: Any, ans: Any, a: Any, b: Any) -> Any:
@@ -168,15 +164,28 @@ def _scalar_vjp(i: int) -> Callable[..., Any]:
     return vjp
 
 
-def _scalar_jvp(tangents: list[Any], ans: Any, a: Any, b: Any) -> Any:
-    shape = shape_of(ans)
-    ta, tb = tangents
-    terms = []
-    if ta is not None:
-        terms.append(align(ta, len(shape_of(a)), shape) * b)
-    if tb is not None:
-        terms.append(a * align(tb, len(shape_of(b)), shape))
-    return sum_tangents(terms)
+def _scalar_left(ta: Any, ans: Any, a: Any, b: Any) -> Any:
+    return align(ta, len(shape_of(a)), shape_of(ans)) * b
+
+
+def _scalar_right(tb: Any, ans: Any, a: Any, b: Any) -> Any:
+    return a * align(tb, len(shape_of(b)), shape_of(ans))
+
+
+SCALAR_RULES = (_scalar_transpose(0), _scalar_transpose(1)), (_scalar_left, _scalar_right)
+MATMUL_RULES = (_matmul_vjp_x, _matmul_vjp_y), (_matmul_left, _matmul_right)
+
+
+def _dispatched(pick: Callable[[Any, Any], tuple[tuple[Rule, Rule], tuple[Rule, Rule]]]) -> Any:
+    """Transposes and products that each pick, from the operands, which rules apply."""
+
+    def rule(group: int, i: int) -> Rule:
+        def apply(t: Any, ans: Any, a: Any, b: Any) -> Any:
+            return pick(a, b)[group][i](t, ans, a, b)
+
+        return apply
+
+    return (rule(0, 0), rule(0, 1)), (rule(1, 0), rule(1, 1))
 
 
 def _dot_kind(a: Any, b: Any) -> str:
@@ -196,25 +205,11 @@ def _dot_letters(a: Any, b: Any) -> tuple[str, str, str]:
     return sa, sb, sa[:-1] + rest
 
 
-def _dot_vjp(i: int) -> Callable[..., Any]:
-    def vjp(g: Any, ans: Any, a: Any, b: Any) -> Any:
-        kind = _dot_kind(a, b)
-        if kind == "scalar":
-            return _scalar_vjp(i)(g, ans, a, b)
-        if kind == "matmul":
-            return (_matmul_vjp_x, _matmul_vjp_y)[i](g, ans, a, b)
-        return _bilinear(*_dot_letters(a, b))[0][i](g, ans, a, b)
-
-    return vjp
+DOT_ND_RULES = _einsum_rules(_dot_letters)
 
 
-def _dot_jvp(tangents: list[Any], ans: Any, a: Any, b: Any) -> Any:
-    kind = _dot_kind(a, b)
-    if kind == "scalar":
-        return _scalar_jvp(tangents, ans, a, b)
-    if kind == "matmul":
-        return _matmul_jvp(tangents, ans, a, b)
-    return _bilinear(*_dot_letters(a, b))[1](tangents, ans, a, b)
+def _dot_rules(a: Any, b: Any) -> Any:
+    return {"scalar": SCALAR_RULES, "matmul": MATMUL_RULES, "nd": DOT_ND_RULES}[_dot_kind(a, b)]
 
 
 def _dot_shape(a: Any, b: Any) -> Shape:
@@ -228,15 +223,15 @@ def _dot_shape(a: Any, b: Any) -> Shape:
     return sa[:-1] + sb[:-2] + sb[-1:]
 
 
-defop(
+_dot_transposes, _dot_products = _dispatched(_dot_rules)
+def_bilinear(
     "dot",
     np.dot,
     "a, b",
     "Dot product: sum over the last axis of a and the second-to-last of b (NumPy's dot).",
     _dot_shape,
-    vjps=[_dot_vjp(0), _dot_vjp(1)],
-    jvp=_dot_jvp,
-    cost="contraction",
+    transposes=_dot_transposes,
+    products=_dot_products,
 )
 
 
@@ -250,19 +245,7 @@ def _inner_letters(a: Any, b: Any) -> tuple[str, str, str]:
     return sa, sb, sa[:-1] + sb[:-1]
 
 
-def _inner_vjp(i: int) -> Callable[..., Any]:
-    def vjp(g: Any, ans: Any, a: Any, b: Any) -> Any:
-        if not shape_of(a) or not shape_of(b):
-            return _scalar_vjp(i)(g, ans, a, b)
-        return _bilinear(*_inner_letters(a, b))[0][i](g, ans, a, b)
-
-    return vjp
-
-
-def _inner_jvp(tangents: list[Any], ans: Any, a: Any, b: Any) -> Any:
-    if not shape_of(a) or not shape_of(b):
-        return _scalar_jvp(tangents, ans, a, b)
-    return _bilinear(*_inner_letters(a, b))[1](tangents, ans, a, b)
+INNER_RULES = _einsum_rules(_inner_letters)
 
 
 def _inner_shape(a: Any, b: Any) -> Shape:
@@ -276,15 +259,17 @@ def _inner_shape(a: Any, b: Any) -> Shape:
     return sa[:-1] + sb[:-1]
 
 
-defop(
+_inner_transposes, _inner_products = _dispatched(
+    lambda a, b: INNER_RULES if shape_of(a) and shape_of(b) else SCALAR_RULES
+)
+def_bilinear(
     "inner",
     np.inner,
     "a, b",
     "Inner product over the last axes of a and b.",
     _inner_shape,
-    vjps=[_inner_vjp(0), _inner_vjp(1)],
-    jvp=_inner_jvp,
-    cost="contraction",
+    transposes=_inner_transposes,
+    products=_inner_products,
 )
 
 
@@ -295,34 +280,32 @@ def _flat(x: Any) -> Any:
     return x if len(shape_of(x)) == 1 else anp.reshape(x, (-1,))
 
 
-def _outer_vjp_a(g: Any, ans: Any, a: Any, b: Any) -> Any:
+def _outer_transpose_a(g: Any, ans: Any, a: Any, b: Any) -> Any:
     return _as(anp.matmul(g, _flat(b)), _batch(g, 2) + shape_of(a))
 
 
-def _outer_vjp_b(g: Any, ans: Any, a: Any, b: Any) -> Any:
+def _outer_transpose_b(g: Any, ans: Any, a: Any, b: Any) -> Any:
     return _as(anp.matmul(_flat(a), g), _batch(g, 2) + shape_of(b))
 
 
-def _outer_jvp(tangents: list[Any], ans: Any, a: Any, b: Any) -> Any:
-    ta, tb = tangents
+def _outer_left(ta: Any, ans: Any, a: Any, b: Any) -> Any:
+    m = shape_of(ans)[0]
+    return anp.reshape(ta, _batch(ta, len(shape_of(a))) + (m, 1)) * _flat(b)
+
+
+def _outer_right(tb: Any, ans: Any, a: Any, b: Any) -> Any:
     m, n = shape_of(ans)
-    terms = []
-    if ta is not None:
-        terms.append(anp.reshape(ta, _batch(ta, len(shape_of(a))) + (m, 1)) * _flat(b))
-    if tb is not None:
-        flat_a = anp.reshape(a, (m, 1))
-        terms.append(flat_a * anp.reshape(tb, _batch(tb, len(shape_of(b))) + (1, n)))
-    return sum_tangents(terms)
+    return anp.reshape(a, (m, 1)) * anp.reshape(tb, _batch(tb, len(shape_of(b))) + (1, n))
 
 
-defop(
+def_bilinear(
     "outer",
     np.outer,
     "a, b",
     "Outer product of a and b (both flattened): out[i, j] = a[i] * b[j].",
     lambda a, b: (math.prod(shape_of(a)), math.prod(shape_of(b))),
-    vjps=[_outer_vjp_a, _outer_vjp_b],
-    jvp=_outer_jvp,
+    transposes=(_outer_transpose_a, _outer_transpose_b),
+    products=(_outer_left, _outer_right),
     cost="linear",
 )
 
@@ -379,21 +362,14 @@ def _tensordot_shape(a: Any, b: Any, axes: Any) -> Shape:
     return free_a + tuple(d for j, d in enumerate(sb) if j not in axes[1])
 
 
-def _tensordot_vjp(i: int) -> Callable[..., Any]:
-    def vjp(g: Any, ans: Any, a: Any, b: Any, axes: Any) -> Any:
-        return _bilinear(*_tensordot_letters(a, b, axes))[0][i](g, ans, a, b)
-
-    return vjp
-
-
-defop(
+_tensordot_transposes, _tensordot_products = _einsum_rules(_tensordot_letters)
+def_bilinear(
     "tensordot",
     lambda a, b, axes: np.tensordot(a, b, axes=axes),
     "a, b, axes:s=2",
     "Sum products over the given axes (an int N: the last N of a with the first N of b).",
     _tensordot_shape,
-    vjps=[_tensordot_vjp(0), _tensordot_vjp(1)],
-    jvp=lambda ts, ans, a, b, axes: _bilinear(*_tensordot_letters(a, b, axes))[1](ts, ans, a, b),
+    transposes=_tensordot_transposes,
+    products=_tensordot_products,
     prepare=_prepare_tensordot,
-    cost="contraction",
 )

@@ -19,15 +19,15 @@ from engine.core import trace
 from engine.core.trace import unbox_all
 from engine.errors import ShapeError, ValueDomainError
 from engine.ops._util import (
-    defop,
     expand_to,
     indicator,
     keep_reduced,
-    norm_axis,
     prepare_axes,
     reduced_shape,
 )
+from engine.ops.kinds import def_custom, def_reduction
 from engine.registry import NUMPY_ERRORS, Op, params, register, shape_of
+from engine.statics import norm_axis
 
 AXES = "x, axis:s=None, keepdims:s=False"
 
@@ -60,7 +60,7 @@ def reduction(name: str, impl: Any, doc: str, weight: Any, spec: str = AXES) -> 
     vjp, jvp = _reduction_rules(weight)
     positional = tuple(p.split(":")[0].strip() for p in spec.split(",")[1:])
     prepare = prepare_axes(name, positional)
-    defop(name, impl, spec, doc, _shape, vjps=[vjp], jvp=jvp, prepare=prepare, cost="linear")
+    def_reduction(name, impl, spec, doc, _shape, vjp, jvp, prepare=prepare)
 
 
 def _reduction_rules(weight: Any) -> tuple[Any, Any]:
@@ -388,6 +388,7 @@ register(
         vjps=(_norm_vjp,),
         jvp_rule=_norm_jvp,
         prepare=_prepare_norm,
+        kind="reduction",
         cost="decomposition",  # ord=2, -2 and 'nuc' are an SVD
     )
 )
@@ -512,7 +513,7 @@ def _svd_vt_vjp(g: Any, ans: Any, a: Any) -> Any:
     return out
 
 
-defop(
+def_custom(
     "_svdvals",
     _svdvals_impl,
     "a",
@@ -522,7 +523,7 @@ defop(
     jvp=_svdvals_jvp,
     cost="decomposition",
 )
-defop(
+def_custom(
     "_svd_u",
     _svd_part(0),
     "a",
@@ -532,7 +533,7 @@ defop(
     jvp=_svd_u_jvp,
     cost="decomposition",
 )
-defop(
+def_custom(
     "_svd_vt",
     _svd_part(2),
     "a",
@@ -573,7 +574,7 @@ def _same_shape(x: Any, axis: Any = None) -> tuple[int, ...]:
     return shape_of(x)
 
 
-defop(
+def_custom(
     "softmax",
     _softmax,
     "x, axis:s=-1",
@@ -584,7 +585,7 @@ defop(
     prepare=prepare_axes("softmax", ("axis",), default=-1),
     cost="linear",
 )
-defop(
+def_custom(
     "log_softmax",
     _log_softmax,
     "x, axis:s=-1",

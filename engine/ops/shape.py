@@ -14,9 +14,10 @@ import numpy as np
 
 import engine.numpy as anp
 from engine.errors import ShapeError, ValueDomainError
-from engine.ops._util import PerArgument, defop, norm_axes, norm_axis, unbroadcast
-from engine.ops.kinds import def_linear
+from engine.ops._util import PerArgument, unbroadcast
+from engine.ops.kinds import def_custom, def_linear, def_nondiff
 from engine.registry import shape_of
+from engine.statics import norm_axis
 
 
 def _nb(g: Any, ndim: int) -> int:
@@ -28,76 +29,22 @@ def _batch(g: Any, ndim: int) -> tuple[int, ...]:
     return shape[: len(shape) - ndim]
 
 
-def _static_shape(shape: Any, op: str) -> tuple[int, ...]:
-    if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, list | tuple) or not all(
-        isinstance(d, int | np.integer) and not isinstance(d, bool) for d in shape
-    ):
-        raise ValueDomainError(f"{op}: a shape must be a list of integers, got {shape!r}", op=op)
-    return tuple(int(d) for d in shape)
-
-
 # --- reshape ------------------------------------------------------------------------------
 
 
-def _prepare_reshape(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    x = args[0]
-    shape = args[1] if len(args) > 1 else kwargs.get("shape")
-    old = shape_of(x)
-    new = list(_static_shape(shape, "reshape"))
-    size = math.prod(old)
-    if new.count(-1) > 1 or any(d < -1 for d in new):
-        raise ValueDomainError(f"reshape: invalid shape {tuple(new)}", op="reshape")
-    if -1 in new:
-        rest = math.prod(d for d in new if d != -1)
-        if rest == 0 or size % rest:
-            raise ShapeError(
-                f"reshape: cannot reshape an array of shape {old} into {tuple(new)}",
-                op="reshape",
-                shapes=[old],
-            )
-        new[new.index(-1)] = size // rest
-    if math.prod(new) != size:
-        raise ShapeError(
-            f"reshape: cannot reshape an array of shape {old} (size {size}) into {tuple(new)}",
-            op="reshape",
-            shapes=[old],
-        )
-    return (x,), {"shape": tuple(new)}
-
-
-defop(
+def_custom(
     "reshape",
     lambda x, shape: np.reshape(x, shape),
-    "x, shape:s",
+    "x, shape:new_shape",
     "Give x a new shape with the same number of elements (-1 infers one dimension).",
     lambda x, shape: shape,
     vjps=[lambda g, ans, x, shape: anp.reshape(g, _batch(g, len(shape)) + shape_of(x))],
     jvp=lambda ts, ans, x, shape: anp.reshape(ts[0], _batch(ts[0], len(shape_of(x))) + shape),
-    prepare=_prepare_reshape,
     cost="linear",
 )
 
 
 # --- axis permutations ------------------------------------------------------------------
-
-
-def _prepare_transpose(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    x = args[0]
-    axes = args[1] if len(args) > 1 else kwargs.get("axes")
-    nd = len(shape_of(x))
-    if axes is None:
-        perm = tuple(range(nd))[::-1]
-    else:
-        perm = tuple(norm_axis(a, nd, "transpose") + nd for a in _static_shape(axes, "transpose"))
-        if sorted(perm) != list(range(nd)):
-            raise ValueDomainError(
-                f"transpose: axes {tuple(axes)} are not a permutation of an array of "
-                f"dimension {nd}",
-                op="transpose",
-            )
-    return (x,), {"axes": perm}
 
 
 def _prefixed(perm: tuple[int, ...], nb: int) -> tuple[int, ...]:
@@ -108,25 +55,16 @@ def _transpose_vjp(g: Any, ans: Any, x: Any, axes: tuple[int, ...]) -> Any:
     return anp.transpose(g, _prefixed(tuple(np.argsort(axes)), _nb(g, len(axes))))
 
 
-defop(
+def_custom(
     "transpose",
     lambda x, axes: np.transpose(x, axes),
-    "x, axes:s=None",
+    "x, axes:perm=None",
     "Permute the axes (reverse them by default).",
     lambda x, axes: tuple(shape_of(x)[a] for a in axes),
     vjps=[_transpose_vjp],
     jvp=lambda ts, ans, x, axes: anp.transpose(ts[0], _prefixed(axes, _nb(ts[0], len(axes)))),
-    prepare=_prepare_transpose,
     cost="linear",
 )
-
-
-def _prepare_swapaxes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    x = args[0]
-    a1 = args[1] if len(args) > 1 else kwargs.get("axis1")
-    a2 = args[2] if len(args) > 2 else kwargs.get("axis2")
-    nd = len(shape_of(x))
-    return (x,), {"axis1": norm_axis(a1, nd, "swapaxes"), "axis2": norm_axis(a2, nd, "swapaxes")}
 
 
 def _swapped(x: Any, axis1: int, axis2: int) -> tuple[int, ...]:
@@ -138,37 +76,24 @@ def _swapped(x: Any, axis1: int, axis2: int) -> tuple[int, ...]:
 def_linear(
     "swapaxes",
     lambda x, axis1, axis2: np.swapaxes(x, axis1, axis2),
-    "x, axis1:s, axis2:s",
+    "x, axis1:axis, axis2:axis",
     "Interchange two axes.",
     _swapped,
     transpose=lambda g, ans, x, axis1, axis2: anp.swapaxes(g, axis1, axis2),
-    prepare=_prepare_swapaxes,
 )
-
-
-def _prepare_flip(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    axis = args[1] if len(args) > 1 else kwargs.get("axis")
-    return (args[0],), {"axis": norm_axes(axis, len(shape_of(args[0])), "flip")}
 
 
 def_linear(
     "flip",
     lambda x, axis: np.flip(x, axis),
-    "x, axis:s=None",
+    "x, axis:axes=None",
     "Reverse the order of elements along axes (all by default).",
     lambda x, axis: shape_of(x),
     transpose=lambda g, ans, x, axis: anp.flip(g, axis),
-    prepare=_prepare_flip,
 )
 
 
 # --- adding and removing unit axes ----------------------------------------------------------
-
-
-def _prepare_expand_dims(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    axis = args[1] if len(args) > 1 else kwargs.get("axis")
-    out_nd = len(shape_of(args[0])) + (len(axis) if isinstance(axis, list | tuple) else 1)
-    return (args[0],), {"axis": norm_axes(axis, out_nd, "expand_dims")}
 
 
 def _expanded(x: Any, axis: tuple[int, ...]) -> tuple[int, ...]:
@@ -181,49 +106,24 @@ def _expanded(x: Any, axis: tuple[int, ...]) -> tuple[int, ...]:
 def_linear(
     "expand_dims",
     lambda x, axis: np.expand_dims(x, axis),
-    "x, axis:s",
+    "x, axis:new_axes",
     "Insert size-1 axes at the given positions.",
     _expanded,
     transpose=lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x)),
-    prepare=_prepare_expand_dims,
 )
-
-
-def _prepare_squeeze(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    x = args[0]
-    shape = shape_of(x)
-    axis = args[1] if len(args) > 1 else kwargs.get("axis")
-    if axis is None:
-        axes = tuple(i - len(shape) for i, d in enumerate(shape) if d == 1)
-    else:
-        axes = norm_axes(axis, len(shape), "squeeze")
-        bad = [a for a in axes if shape[a] != 1]
-        if bad:
-            raise ShapeError(
-                f"squeeze: cannot squeeze axis {bad[0]} of size {shape[bad[0]]} (shape {shape})",
-                op="squeeze",
-                shapes=[shape],
-            )
-    return (x,), {"axis": axes}
 
 
 def_linear(
     "squeeze",
     lambda x, axis: np.squeeze(x, axis),
-    "x, axis:s=None",
+    "x, axis:unit_axes=None",
     "Remove size-1 axes (all of them by default).",
     lambda x, axis: tuple(d for i, d in enumerate(shape_of(x)) if i - len(shape_of(x)) not in axis),
     transpose=lambda g, ans, x, axis: anp.reshape(g, _batch(g, len(shape_of(ans))) + shape_of(x)),
-    prepare=_prepare_squeeze,
 )
 
 
 # --- broadcast_to, tile, repeat --------------------------------------------------------------
-
-
-def _prepare_broadcast_to(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    shape = args[1] if len(args) > 1 else kwargs.get("shape")
-    return (args[0],), {"shape": _static_shape(shape, "broadcast_to")}
 
 
 def _broadcast_to_shape(x: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -245,26 +145,16 @@ def _broadcast_to_jvp(ts: list[Any], ans: Any, x: Any, shape: tuple[int, ...]) -
     return anp.broadcast_to(t, batch + shape)
 
 
-defop(
+def_custom(
     "broadcast_to",
     lambda x, shape: np.broadcast_to(x, shape),
-    "x, shape:s",
+    "x, shape:shape",
     "Broadcast x to a shape (NumPy rules).",
     _broadcast_to_shape,
     vjps=[lambda g, ans, x, shape: unbroadcast(g, shape_of(x), len(shape))],
     jvp=_broadcast_to_jvp,
-    prepare=_prepare_broadcast_to,
     cost="linear",
 )
-
-
-def _prepare_tile(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    reps = args[1] if len(args) > 1 else kwargs.get("reps")
-    reps = _static_shape(reps, "tile")
-    if any(r < 0 for r in reps):
-        raise ValueDomainError(f"tile: negative repetitions {reps}", op="tile")
-    nd = max(len(reps), len(shape_of(args[0])))
-    return (args[0],), {"reps": (1,) * (nd - len(reps)) + reps}
 
 
 def _tile_shape(x: Any, reps: tuple[int, ...]) -> tuple[int, ...]:
@@ -288,15 +178,14 @@ def _tile_jvp(ts: list[Any], ans: Any, x: Any, reps: tuple[int, ...]) -> Any:
     return anp.tile(anp.reshape(t, batch + xs), (1,) * len(batch) + reps)
 
 
-defop(
+def_custom(
     "tile",
     lambda x, reps: np.tile(x, reps),
-    "x, reps:s",
+    "x, reps:reps",
     "Repeat the whole array reps times along each axis.",
     _tile_shape,
     vjps=[_tile_vjp],
     jvp=_tile_jvp,
-    prepare=_prepare_tile,
     cost="linear",
 )
 
@@ -343,7 +232,7 @@ def _repeat_jvp(ts: list[Any], ans: Any, x: Any, repeats: int, axis: int | None)
     return anp.repeat(t, repeats, axis=axis)
 
 
-defop(
+def_custom(
     "repeat",
     lambda x, repeats, axis: np.repeat(x, repeats, axis),
     "x, repeats:s, axis:s=None",
@@ -435,7 +324,7 @@ def _stack_vjp(i: int) -> Any:
 
 
 def _variadic(name: str, impl: Any, doc: str, shape: Any, make_vjp: Any, jvp: Any) -> None:
-    defop(
+    def_custom(
         name,
         impl,
         "arrays[], axis:s=0",
@@ -753,7 +642,7 @@ def _getitem_jvp(ts: list[Any], ans: Any, x: Any, index: tuple[Any, ...]) -> Any
     return _take(t, index, _nb(t, len(shape_of(x))))
 
 
-_getitem = defop(
+_getitem = def_custom(
     "getitem",
     lambda x, index: x[index],
     "x, index:s",
@@ -783,7 +672,7 @@ def _scatter_vjp(g: Any, ans: Any, h: Any, index: Any, shape: Any, sub_ndim: int
     return _take(g, index, _nb(g, len(shape)))
 
 
-defop(
+def_custom(
     "_scatter",
     _scatter_impl,
     "g, index:s, shape:s, sub_ndim:s",
@@ -800,7 +689,7 @@ defop(
 # --- detach ----------------------------------------------------------------------------
 
 
-defop(
+def_nondiff(
     "detach",
     lambda x: x,
     "x",

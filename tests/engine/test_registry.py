@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.registry import COSTS, NONDIFF, OPS, names_of_cost
+from engine.registry import COSTS, KINDS, NONDIFF, OPS, names_of_cost
 
 # the service's hand list before the cost class existed (app/compute.py at c5d3e8a):
 # the registry must give the same lane to every op a program can name
@@ -34,10 +34,10 @@ def test_cost_classes() -> None:
 
 
 def test_an_op_with_an_unknown_cost_is_refused() -> None:
-    from engine.ops._util import defop
+    from engine.ops.kinds import def_nondiff
 
     with pytest.raises(ValueError, match="cost must be one of"):
-        defop("_test_cost", abs, "x", "test", lambda x: x.shape, cost="cheap")
+        def_nondiff("_test_cost", abs, "x", "test", lambda x: x.shape, cost="cheap")
     assert "_test_cost" not in OPS
 
 
@@ -47,8 +47,37 @@ def test_the_non_differentiable_ops_are_exactly_the_listed_ones() -> None:
 
 
 def test_an_op_without_rules_must_be_listed() -> None:
-    from engine.ops._util import defop
+    from engine.ops.kinds import def_nondiff
 
     with pytest.raises(ValueError, match="is not listed in NONDIFF"):
-        defop("_test_no_rules", abs, "x", "test", lambda x: x.shape, cost="linear")
+        def_nondiff("_test_no_rules", abs, "x", "test", lambda x: x.shape, cost="linear")
     assert "_test_no_rules" not in OPS
+
+
+def test_every_op_is_declared_through_a_rule_kind() -> None:
+    undeclared = {name for name, op in OPS.items() if op.kind not in KINDS}
+    assert not undeclared
+    kinds = {kind: {n for n, op in OPS.items() if op.kind == kind} for kind in KINDS}
+    assert kinds["bilinear"] == {"matmul", "dot", "inner", "outer", "tensordot"}
+    assert kinds["nondiff"] == NONDIFF
+    assert {"sum", "mean", "max", "logsumexp", "norm"} <= kinds["reduction"]
+    assert {"tril", "triu", "swapaxes", "flip"} <= kinds["linear"]
+    assert {"exp", "multiply", "power"} <= kinds["elementwise"]
+
+
+def test_an_op_without_a_kind_is_refused() -> None:
+    from engine.ops._util import defop
+
+    with pytest.raises(ValueError, match="kind must be one of"):
+        defop("_test_no_kind", abs, "x", "test", lambda x: x.shape, [None], None, kind="")
+    assert "_test_no_kind" not in OPS
+
+
+def test_the_nondiff_kind_is_exactly_the_ops_without_rules() -> None:
+    from engine.ops._util import defop
+
+    with pytest.raises(ValueError, match="kind 'nondiff' but differentiable=True"):
+        defop("_test_rules", abs, "x", "test", lambda x: x.shape, [None], None, kind="nondiff")
+    with pytest.raises(ValueError, match="kind 'custom' but differentiable=False"):
+        defop("_test_no_rules2", abs, "x", "test", lambda x: x.shape, kind="custom")
+    assert not {"_test_rules", "_test_no_rules2"} & OPS.keys()
