@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,3 +341,13 @@ def test_cli_functions_store_get_delete(
     assert status == 0
     status, _, err = run_cli(capsys, "functions", "get", fid, "--url", url, "--json")
     assert status == 1 and json.loads(err)["type"] == UNKNOWN_FUNCTION
+
+
+def test_without_tqdm_the_wait_warns_and_has_no_bar(
+    client: Client, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # `import tqdm.auto` fails
+    job = client.submit("grad", "sum(x ** 2)", {"x": [2.0]})
+    with pytest.warns(RuntimeWarning, match=r"autodiff-client\[progress\]"):
+        res = job.wait(progress=True, timeout=60)
+    assert res.gradients["x"].tolist() == [4.0] and capsys.readouterr().err == ""

@@ -52,9 +52,6 @@ class Options(TypedDict, total=False):
     """Add the graph metadata (``Result.graph``); off by default in the client."""
     encoding: Encoding | None
     """Force the answer's encoding; by default b64 when the answer will be large."""
-    batch: str | Sequence[str] | None
-    """Inputs whose leading axis is a batch of B points (JAX's ``vmap``): every array of
-    the answer gains a leading axis B."""
 
 
 class JacobianOptions(Options, total=False):
