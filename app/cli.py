@@ -208,7 +208,9 @@ def compute_remote(endpoint: str, body: dict[str, Any], url: str, api_key: str |
         return client.send(f"/{endpoint}", body).content
 
 
-def compute_background(endpoint: str, body: dict[str, Any], url: str, api_key: str | None) -> bytes:
+def compute_background(
+    endpoint: str, body: dict[str, Any], url: str, api_key: str | None, progress: bool = True
+) -> bytes:
     """Answer the request as a job of the service at ``url`` (``POST /jobs``), with a
     progress bar on stderr while it runs. Ctrl-C cancels the job before leaving."""
     with Client(url, api_key=api_key) as client:
@@ -216,7 +218,7 @@ def compute_background(endpoint: str, body: dict[str, Any], url: str, api_key: s
         job = client.job(str(accepted["id"]))
         job.endpoint = endpoint
         try:
-            status = job.wait_status(progress=True)
+            status = job.wait_status(progress=progress)
         except KeyboardInterrupt:
             job.cancel()
             raise
@@ -466,7 +468,9 @@ def run_compute(args: argparse.Namespace) -> str:
     """Run one compute command and return what to print."""
     body = request_body(args)
     if args.background:
-        raw = compute_background(args.command, body, _needs_url(args, "--background"), args.api_key)
+        # with --json, stderr holds only a problem+json object: no bar
+        url = _needs_url(args, "--background")
+        raw = compute_background(args.command, body, url, args.api_key, progress=not args.json)
     elif args.url:
         raw = compute_remote(args.command, body, args.url, args.api_key)
     else:

@@ -296,6 +296,9 @@ def test_cli_background_prints_the_synchronous_answer(
     status, out, _ = run_cli(capsys, "hessian", "sum(x ** 3)", "-i", "x=[1,2]", "--url", url,
                              "--background", "--json")  # fmt: skip
     assert status == 0 and json.loads(out)["hessian"]["x"]["x"] == [[6.0, 0.0], [0.0, 12.0]]
+    status, _, err = run_cli(capsys, "grad", "x * 2", "-i", "x=[1,2]", "--url", url,
+                             "--background", "--json")  # fmt: skip
+    assert status == 1 and json.loads(err)["status"] == 422  # stderr: one problem, no bar
     # a failed job: exit 1 with its problem; --background without --url: a usage error
     status, _, err = run_cli(capsys, "grad", "x * 2", "-i", "x=[1,2]", "--url", url, "--background")
     assert status == 1 and "cotangent" in err
