@@ -452,7 +452,10 @@ def run_functions(args: argparse.Namespace) -> str:
     with Client(url, api_key=args.api_key) as client:
         if args.action == "store":
             constants = assignments(args.constant)
-            body = client._store_body(function_of(args.function), constants)
+            try:
+                body = client._store_body(function_of(args.function), constants)
+            except ValueError as exc:  # a constant that is no rectangular array of numbers
+                raise CLIError(str(exc)) from None
             answer: dict[str, Any] = client.send("/functions", body).json()
         elif args.action == "get":
             answer = client.function_get(args.id)

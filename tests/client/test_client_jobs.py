@@ -344,6 +344,9 @@ def test_cli_functions_store_get_delete(
     assert status == 0
     status, _, err = run_cli(capsys, "functions", "get", fid, "--url", url, "--json")
     assert status == 1 and json.loads(err)["type"] == UNKNOWN_FUNCTION
+    status, _, err = run_cli(capsys, "functions", "store", "sum(w * x)", "-c", "w=[1, [2]]",
+                             "--url", url)  # fmt: skip
+    assert status == 2 and "rectangular" in err
 
 
 def test_without_tqdm_the_wait_warns_and_has_no_bar(
