@@ -4,6 +4,9 @@
     autodiff grad "2*dot(x,x)" -i x=[0,1,2,3]                 # on this machine, no server
     autodiff grad "2*dot(x,x)" -i x=[0,1,2,3] --url http://127.0.0.1:8000
     autodiff jvp "sin(x)*y" -i x=[1,2] -i y=[3,4] -t x=[1,0] -t y=[0,0] --json
+    autodiff jacobian "sin(x)*x" -i x=@x.npy --url http://127.0.0.1:8000 --background
+    autodiff jobs get ID --url http://127.0.0.1:8000       # or: jobs cancel ID
+    autodiff functions store "sum(w*x**2)" -c w=[1,2] --url http://127.0.0.1:8000
 
 Locally the request goes through the same validation and ``app.compute`` path as
 the service (without the worker pool's time limit); with ``--url`` it goes over
@@ -28,6 +31,8 @@ import orjson
 
 from app.compute.endpoints import ENDPOINTS
 from autodiff_client import AutodiffHTTPError, Client, Result, __version__, parse_result
+from autodiff_client.codec import function_fields
+from autodiff_client.jobs import job_result
 
 COMMANDS = tuple(ENDPOINTS)
 # Server processes by default: one per core of a 2-core machine, as `make serve` and the image.
@@ -133,8 +138,10 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
         fields["vectors"] = assignments(args.vector)
     if args.command == "jacobian":
         fields["mode"] = args.mode
-    fn = function_of(args.function)
-    body: dict[str, Any] = {"graph": fn} if isinstance(fn, dict) else {"expression": fn}
+    # the function: text, a graph, or a stored function's id ("sha256:...", with --url)
+    body: dict[str, Any] = function_fields(function_of(args.function))
+    if "function" in body and not args.url:
+        raise CLIError("a stored function's id needs --url: it is stored in the service")
     # Values go as the user wrote them: the service validates them and says what is wrong.
     body["inputs"] = assignments(args.input)
     for name in args.const or ():
@@ -199,6 +206,24 @@ def compute_remote(endpoint: str, body: dict[str, Any], url: str, api_key: str |
     """Answer the request with the service at ``url``."""
     with Client(url, api_key=api_key) as client:
         return client.send(f"/{endpoint}", body).content
+
+
+def compute_background(
+    endpoint: str, body: dict[str, Any], url: str, api_key: str | None, progress: bool = True
+) -> bytes:
+    """Answer the request as a job of the service at ``url`` (``POST /jobs``), with a
+    progress bar on stderr while it runs. Ctrl-C cancels the job before leaving."""
+    with Client(url, api_key=api_key) as client:
+        accepted = client.send("/jobs", {"endpoint": endpoint, "request": body}).json()
+        job = client.job(str(accepted["id"]))
+        job.endpoint = endpoint
+        try:
+            status = job.wait_status(progress=progress)
+        except KeyboardInterrupt:
+            job.cancel()
+            raise
+        job_result(status)  # a failed or cancelled job raises its problem here
+        return orjson.dumps(status["result"])
 
 
 # --------------------------------------------------------------------- output
@@ -286,6 +311,8 @@ def build_parser(json_errors: bool = False) -> argparse.ArgumentParser:
     ops.add_argument("--json", action="store_true", help="print JSON")
     for name in COMMANDS:
         _add_compute(sub, name)
+    _add_jobs(sub)
+    _add_functions(sub)
     return parser
 
 
@@ -300,7 +327,11 @@ def _add_remote(parser: argparse.ArgumentParser) -> None:
 
 def _add_compute(sub: Any, name: str) -> None:
     p = sub.add_parser(name, help=ENDPOINTS[name].help)
-    p.add_argument("function", help="expression or program text, or @file (@graph.json)")
+    p.add_argument(
+        "function",
+        help="expression or program text, @file (@graph.json), or a stored function's id "
+        "(sha256:..., with --url)",
+    )
     p.add_argument(
         "-i",
         "--input",
@@ -342,13 +373,108 @@ def _add_compute(sub: Any, name: str) -> None:
         "Graphviz DOT text (pipe it to `dot -Tsvg`), or puts the DOT text in the --json answer",
     )
     p.add_argument("--json", action="store_true", help="print the JSON answer, for scripts")
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="with --url: run it as a job (POST /jobs, the service's longer job time limit), "
+        "with a progress bar on stderr; Ctrl-C cancels the job",
+    )
     _add_remote(p)
+
+
+def _add_jobs(sub: Any) -> None:
+    jobs = sub.add_parser("jobs", help="a job of the service at --url: get or cancel it")
+    actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("get", "its status, progress and answer"), ("cancel", "cancel it")):
+        p = actions.add_parser(action, help=text)
+        p.add_argument("id", help="the job's id (POST /jobs answered it)")
+        p.add_argument("--json", action="store_true", help="print the JSON answer, for scripts")
+        _add_remote(p)
+
+
+def _add_functions(sub: Any) -> None:
+    functions = sub.add_parser("functions", help="stored functions of the service at --url")
+    actions = functions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    store = actions.add_parser("store", help="store a function; prints its id")
+    store.add_argument("function", help="expression or program text, or @file (@graph.json)")
+    store.add_argument(
+        "-c",
+        "--constant",
+        action="append",
+        metavar="NAME=JSON",
+        help="a constant bound to the stored function (repeat for several)",
+    )
+    for action, text in (("get", "its metadata"), ("delete", "delete it")):
+        p = actions.add_parser(action, help=text)
+        p.add_argument("id", help="the stored function's id (sha256:...)")
+    for p in (store, *(actions.choices[a] for a in ("get", "delete"))):
+        p.add_argument("--json", action="store_true", help="print the JSON answer, for scripts")
+        _add_remote(p)
+
+
+def _needs_url(args: argparse.Namespace, what: str) -> str:
+    if not args.url:
+        raise CLIError(f"{what} needs --url: it is the service's, not this machine's")
+    return str(args.url)
+
+
+def run_jobs(args: argparse.Namespace) -> str:
+    """``autodiff jobs get|cancel ID``: the job's status (JSON with --json)."""
+    url = _needs_url(args, f"jobs {args.action}")
+    with Client(url, api_key=args.api_key) as client:
+        get = client.job_status if args.action == "get" else client.job_cancel
+        status = get(args.id)
+    if args.json:
+        return json.dumps(status)
+    return show_job(status)
+
+
+def show_job(status: dict[str, Any]) -> str:
+    """A job's status as readable text, and its answer (or its problem) when it ended."""
+    progress = status.get("progress") or {}
+    lines = [
+        f"id: {status.get('id')}",
+        f"endpoint: {status.get('endpoint')}",
+        f"status: {status.get('status')}",
+        f"progress: {progress.get('done')}/{progress.get('total')} {progress.get('unit', '')}",
+    ]
+    if status.get("status") == "done":
+        lines.append(show(parse_result(status.get("result") or {}, None)))
+    elif status.get("error"):
+        error = status["error"]
+        lines.append(f"error: {error.get('title')}: {error.get('detail', '')}")
+    return "\n".join(lines)
+
+
+def run_functions(args: argparse.Namespace) -> str:
+    """``autodiff functions store|get|delete``: stored functions of the service at --url."""
+    url = _needs_url(args, f"functions {args.action}")
+    with Client(url, api_key=args.api_key) as client:
+        if args.action == "store":
+            constants = assignments(args.constant)
+            try:
+                body = client._store_body(function_of(args.function), constants)
+            except ValueError as exc:  # a constant that is no rectangular array of numbers
+                raise CLIError(str(exc)) from None
+            answer: dict[str, Any] = client.send("/functions", body).json()
+        elif args.action == "get":
+            answer = client.function_get(args.id)
+        else:
+            client.function_delete(args.id)
+            answer = {"id": args.id, "deleted": True}
+    if args.json:
+        return json.dumps(answer)
+    return str(answer["id"]) if args.action != "get" else json.dumps(answer, indent=2)
 
 
 def run_compute(args: argparse.Namespace) -> str:
     """Run one compute command and return what to print."""
     body = request_body(args)
-    if args.url:
+    if args.background:
+        # with --json, stderr holds only a problem+json object: no bar
+        url = _needs_url(args, "--background")
+        raw = compute_background(args.command, body, url, args.api_key, progress=not args.json)
+    elif args.url:
         raw = compute_remote(args.command, body, args.url, args.api_key)
     else:
         raw = compute_local(args.command, body)
@@ -399,6 +525,8 @@ def serve(args: argparse.Namespace) -> str:
 HANDLERS: dict[str, Callable[[argparse.Namespace], str]] = {
     "serve": serve,
     "ops": run_ops,
+    "jobs": run_jobs,
+    "functions": run_functions,
     **dict.fromkeys(COMMANDS, run_compute),
 }
 

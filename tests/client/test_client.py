@@ -38,9 +38,10 @@ def test_every_endpoint_of_the_table_is_a_method(cls: type[Any]) -> None:
         params = inspect.signature(method).parameters
         if endpoint.compute:
             assert list(params)[:3] == ["self", "fn", "inputs"], endpoint.name
-            if endpoint.direction:  # the required direction is the third argument
+            if endpoint.direction:  # the direction is the third argument, or K of them
                 assert list(params)[3] == endpoint.direction
-                assert params[endpoint.direction].default is inspect.Parameter.empty
+                assert endpoint.directions is not None
+                assert params[endpoint.directions].kind is inspect.Parameter.KEYWORD_ONLY
         else:
             assert list(params) == ["self"]
     assert {e.name for e in COMPUTE} == {"grad", "vjp", "jvp", "jacobian", "hessian", "hvp"}

@@ -58,7 +58,7 @@ def test_installs_only_httpx_numpy_and_their_own_dependencies(clean_client: Path
         "httpx",
         "numpy",
     ]
-    assert set(declared["optional-dependencies"]) == {"jax", "torch", "scipy"}
+    assert set(declared["optional-dependencies"]) == {"jax", "torch", "scipy", "progress"}
 
 
 @pytest.fixture(scope="module")

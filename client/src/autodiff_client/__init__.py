@@ -18,6 +18,7 @@ from autodiff_client.codec import (
     Encoding,
     Function,
     Result,
+    StoredFunction,
     Value,
     build_body,
     decode_array,
@@ -26,6 +27,7 @@ from autodiff_client.codec import (
 )
 from autodiff_client.endpoints import ENDPOINTS, Endpoint, JacobianOptions, Options
 from autodiff_client.errors import AutodiffHTTPError
+from autodiff_client.jobs import AsyncJob, Job
 
 __all__ = [
     "B64_MIN_ELEMENTS",
@@ -34,15 +36,18 @@ __all__ = [
     "Array",
     "ArrayLike",
     "AsyncClient",
+    "AsyncJob",
     "AutodiffHTTPError",
     "Client",
     "Encoding",
     "Endpoint",
     "Function",
     "JSONObject",
+    "Job",
     "JacobianOptions",
     "Options",
     "Result",
+    "StoredFunction",
     "Value",
     "__version__",
     "build_body",

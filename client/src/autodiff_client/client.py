@@ -9,6 +9,11 @@ coroutine of one, with the same parameters, typed for mypy.
 Retries (``retry.py``, one transport for both kinds of client; it reads ``Retry-After``
 in both its forms): a 503 (the service's work queue is full) and a refused connection
 are retried, nothing else.
+
+Stored functions: ``store`` answers a ``StoredFunction`` (the id, a ``str``), which every
+compute method and ``submit`` take in place of the function. The client keeps what it
+stored, by id: when the service answers 404 ``unknown-function`` (evicted, expired, or
+deleted), the client stores it again and retries the request once.
 """
 
 from __future__ import annotations
@@ -24,17 +29,23 @@ from autodiff_client.codec import (
     ArrayLike,
     Function,
     Result,
+    StoredFunction,
     build_body,
+    encode_array,
+    function_fields,
     parse_result,
 )
 from autodiff_client.endpoints import ENDPOINTS, Endpoint, JacobianOptions, Options
 from autodiff_client.errors import AutodiffHTTPError
+from autodiff_client.jobs import AsyncJob, Job
 from autodiff_client.retry import RetryPolicy, RetryTransport
 
-__all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client", "JSONObject"]
+__all__ = ["DEFAULT_TIMEOUT", "UNKNOWN_FUNCTION", "AsyncClient", "Client", "JSONObject"]
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 JSONObject = dict[str, Any]
+UNKNOWN_FUNCTION = "urn:autodiff:problem:unknown-function"
+JOB_ENDPOINTS = ("grad", "vjp", "jvp", "jacobian", "hessian", "hvp")
 
 ResultT = TypeVar("ResultT")
 JsonT = TypeVar("JsonT")
@@ -79,6 +90,30 @@ def _json(response: httpx.Response) -> JSONObject:
     return payload if isinstance(payload, dict) else {"items": payload}
 
 
+def _function_id(body: Mapping[str, Any]) -> str | None:
+    """The stored function a compute or job body names, if any."""
+    inner = body.get("request")
+    found = (inner if isinstance(inner, Mapping) else body).get("function")
+    return found if isinstance(found, str) else None
+
+
+def _with_function(body: JSONObject, function_id: str) -> JSONObject:
+    """The body again, naming the stored function by ``function_id``."""
+    if isinstance(body.get("request"), Mapping):
+        return {**body, "request": {**body["request"], "function": function_id}}
+    return {**body, "function": function_id}
+
+
+def _exactly_one(endpoint: Endpoint, plain: Any, batch: Any) -> dict[str, Any]:
+    """The direction field of a vjp/jvp/hvp call: the plain one or the K-batch, not both."""
+    assert endpoint.direction and endpoint.directions
+    if (plain is None) == (batch is None):
+        raise TypeError(
+            f"{endpoint.name}() takes exactly one of {endpoint.direction} and {endpoint.directions}"
+        )
+    return {endpoint.direction: plain} if batch is None else {endpoint.directions: batch}
+
+
 class _Api(Generic[ResultT, JsonT, ResponseT]):
     """Everything but sending: settings, bodies, retries, and every endpoint's method."""
 
@@ -99,6 +134,8 @@ class _Api(Generic[ResultT, JsonT, ResponseT]):
         self._retries = retries
         self._max_retry_wait = max_retry_wait
         self._retrying = RetryTransport(inner, retry_policy(retries, max_retry_wait))
+        self._stored: dict[str, StoredFunction] = {}
+        """What this client stored (or was given as a ``StoredFunction``), by id."""
 
     @property
     def retries(self) -> int:
@@ -127,11 +164,12 @@ class _Api(Generic[ResultT, JsonT, ResponseT]):
         self, endpoint: Endpoint, fn: Function, inputs: Mapping[str, ArrayLike], **fields: Any
     ) -> JSONObject:
         unknown = set(fields) - {*Options.__annotations__, *endpoint.fields}
-        if endpoint.direction:
-            unknown.discard(endpoint.direction)
+        unknown -= {endpoint.direction, endpoint.directions}
         if unknown:
             raise TypeError(f"{endpoint.name}() got unexpected options {sorted(unknown)}")
         fields.setdefault("include_graph", False)
+        if isinstance(fn, StoredFunction) and fn.function is not None:
+            self._stored.setdefault(fn.id, fn)
         return build_body(
             fn,
             inputs,
@@ -140,7 +178,48 @@ class _Api(Generic[ResultT, JsonT, ResponseT]):
             **fields,
         )
 
+    def _store_body(
+        self, function: Function, constants: Mapping[str, ArrayLike] | None
+    ) -> JSONObject:
+        if isinstance(function, StoredFunction) or "function" in function_fields(function):
+            raise TypeError("store() takes an expression, a program or a graph, not an id")
+        body = function_fields(function)
+        if constants:
+            body["constants"] = {
+                name: encode_array(value, b64_min_elements=self.b64_min_elements)
+                for name, value in constants.items()
+            }
+        return body
+
+    def _remember(
+        self, answer: JSONObject, function: Function, constants: Mapping[str, ArrayLike] | None
+    ) -> StoredFunction:
+        stored = StoredFunction(str(answer["id"]), function, constants)
+        self._stored[stored.id] = stored
+        return stored
+
+    def _forgotten(self, exc: AutodiffHTTPError, body: Mapping[str, Any]) -> StoredFunction | None:
+        """What to store again when the service forgot the function ``body`` names."""
+        if exc.status != 404 or exc.type != UNKNOWN_FUNCTION:
+            return None
+        function_id = _function_id(body)
+        stored = self._stored.get(function_id) if function_id else None
+        return stored if stored is not None and stored.function is not None else None
+
+    def _job_body(
+        self, endpoint: str, fn: Function, inputs: Mapping[str, ArrayLike], **options: Any
+    ) -> JSONObject:
+        if endpoint not in JOB_ENDPOINTS:
+            raise ValueError(f"no job endpoint {endpoint!r}: one of {', '.join(JOB_ENDPOINTS)}")
+        return {
+            "endpoint": endpoint,
+            "request": self._body(ENDPOINTS[endpoint], fn, inputs, **options),
+        }
+
     # -------------------------------------------------- what a transport provides
+
+    def _background(self, endpoint: Endpoint, body: JSONObject, progress: bool) -> ResultT:
+        raise NotImplementedError
 
     def _compute(self, endpoint: Endpoint, body: JSONObject) -> ResultT:
         raise NotImplementedError
@@ -175,49 +254,97 @@ class _Api(Generic[ResultT, JsonT, ResponseT]):
         self,
         fn: Function,
         inputs: Mapping[str, ArrayLike],
-        cotangent: Any,
+        cotangent: Any = None,
+        *,
+        cotangents: Any = None,
         **options: Unpack[Options],
     ) -> ResultT:
-        """Vector-Jacobian product (a tuple of cotangents for several outputs): ``POST /vjp``."""
-        return self._call("vjp", fn, inputs, cotangent=cotangent, **options)
+        """Vector-Jacobian product (a tuple of cotangents for several outputs): ``POST /vjp``.
+
+        ``cotangents`` instead of ``cotangent``: K of them at once (a list, or one array
+        whose leading axis is K), in one pass; ``vjp[name]`` is then (K, *input).
+        """
+        direction = _exactly_one(ENDPOINTS["vjp"], cotangent, cotangents)
+        return self._call("vjp", fn, inputs, **direction, **options)
 
     def jvp(
         self,
         fn: Function,
         inputs: Mapping[str, ArrayLike],
-        tangents: Mapping[str, ArrayLike],
+        tangents: Mapping[str, ArrayLike] | None = None,
+        *,
+        tangents_batch: Mapping[str, ArrayLike] | None = None,
         **options: Unpack[Options],
     ) -> ResultT:
-        """Jacobian-vector product in forward mode, tangents by input name: ``POST /jvp``."""
-        return self._call("jvp", fn, inputs, tangents=tangents, **options)
+        """Jacobian-vector product in forward mode, tangents by input name: ``POST /jvp``.
+
+        ``tangents_batch`` instead of ``tangents``: K tangents per input (a leading axis K),
+        in one pass; ``jvp`` is then (K, *output).
+        """
+        direction = _exactly_one(ENDPOINTS["jvp"], tangents, tangents_batch)
+        return self._call("jvp", fn, inputs, **direction, **options)
 
     def jacobian(
         self,
         fn: Function,
         inputs: Mapping[str, ArrayLike],
+        *,
+        background: bool = False,
+        progress: bool = False,
         **options: Unpack[JacobianOptions],
     ) -> ResultT:
-        """Full Jacobian, shape ``output.shape + input.shape``: ``POST /jacobian``."""
-        return self._call("jacobian", fn, inputs, **options)
+        """Full Jacobian, shape ``output.shape + input.shape``: ``POST /jacobian``.
+
+        ``background=True`` runs it as a job (``POST /jobs``, under the service's longer
+        job time limit) and waits for it, with a progress bar if ``progress=True``.
+        """
+        return self._maybe_background("jacobian", fn, inputs, background, progress, options)
 
     def hessian(
         self,
         fn: Function,
         inputs: Mapping[str, ArrayLike],
+        *,
+        background: bool = False,
+        progress: bool = False,
         **options: Unpack[Options],
     ) -> ResultT:
-        """Hessian of a scalar output, by pairs of input names: ``POST /hessian``."""
-        return self._call("hessian", fn, inputs, **options)
+        """Hessian of a scalar output, by pairs of input names: ``POST /hessian``.
+
+        ``background=True`` runs it as a job and waits for it, as ``jacobian``.
+        """
+        return self._maybe_background("hessian", fn, inputs, background, progress, options)
+
+    def _maybe_background(
+        self,
+        name: str,
+        fn: Function,
+        inputs: Mapping[str, ArrayLike],
+        background: bool,
+        progress: bool,
+        options: Mapping[str, Any],
+    ) -> ResultT:
+        if not background:
+            return self._call(name, fn, inputs, **options)
+        endpoint = ENDPOINTS[name]
+        return self._background(endpoint, self._job_body(name, fn, inputs, **options), progress)
 
     def hvp(
         self,
         fn: Function,
         inputs: Mapping[str, ArrayLike],
-        vectors: Mapping[str, ArrayLike],
+        vectors: Mapping[str, ArrayLike] | None = None,
+        *,
+        vectors_batch: Mapping[str, ArrayLike] | None = None,
         **options: Unpack[Options],
     ) -> ResultT:
-        """Hessian-vector product without forming the Hessian: ``POST /hvp``."""
-        return self._call("hvp", fn, inputs, vectors=vectors, **options)
+        """Hessian-vector product without forming the Hessian: ``POST /hvp``.
+
+        ``vectors_batch`` instead of ``vectors``: K vectors per input (a leading axis K),
+        in one pass; ``hvp[name]`` is then (K, *input).
+        """
+        direction = _exactly_one(ENDPOINTS["hvp"], vectors, vectors_batch)
+        return self._call("hvp", fn, inputs, **direction, **options)
 
     def ops(self) -> JsonT:
         """The op catalogue (``GET /ops``): ``{"ops": [{"name", "signature", ...}]}``."""
@@ -267,8 +394,69 @@ class Client(_Api[Result, JSONObject, httpx.Response]):
     def _send(self, request: httpx.Request) -> httpx.Response:
         return _checked(self._http.send(request))
 
+    def _post(self, path: str, body: JSONObject) -> httpx.Response:
+        """POST ``body``; if the function it names was forgotten, store it again, retry once."""
+        try:
+            return self._send(self._http.build_request("POST", path, json=body))
+        except AutodiffHTTPError as exc:
+            stored = self._forgotten(exc, body)
+            if stored is None:
+                raise
+            again = self.store(stored.function or "", stored.constants)
+            return self._send(
+                self._http.build_request("POST", path, json=_with_function(body, again.id))
+            )
+
     def _compute(self, endpoint: Endpoint, body: JSONObject) -> Result:
-        return _result(self._send(self._request(endpoint, body)))
+        return _result(self._post(endpoint.path, body))
+
+    def _background(self, endpoint: Endpoint, body: JSONObject, progress: bool) -> Result:
+        return self._submit_body(body).wait(progress=progress)
+
+    def store(
+        self, function: Function, constants: Mapping[str, ArrayLike] | None = None
+    ) -> StoredFunction:
+        """``POST /functions``: store a function (and constants bound to it); answers its id.
+
+        The id (a ``str``) goes in place of the function in every compute method and in
+        ``submit``; ``inputs`` then carries only the inputs that are not stored constants.
+        """
+        body = self._store_body(function, constants)
+        answer = _json(self._send(self._http.build_request("POST", "/functions", json=body)))
+        return self._remember(answer, function, constants)
+
+    def function_get(self, function_id: str) -> JSONObject:
+        """``GET /functions/{id}``: a stored function's metadata."""
+        return _json(self._send(self._http.build_request("GET", f"/functions/{function_id}")))
+
+    def function_delete(self, function_id: str) -> None:
+        """``DELETE /functions/{id}`` (the client still remembers it, to store it again)."""
+        self._send(self._http.build_request("DELETE", f"/functions/{function_id}"))
+
+    def submit(
+        self, endpoint: str, fn: Function, inputs: Mapping[str, ArrayLike], **options: Any
+    ) -> Job:
+        """``POST /jobs``: run one compute endpoint's work as a job; answers the ``Job``.
+
+        ``options`` are that endpoint's (``cotangent``, ``tangents``, ``mode``, ``wrt``...).
+        """
+        return self._submit_body(self._job_body(endpoint, fn, inputs, **options))
+
+    def _submit_body(self, body: JSONObject) -> Job:
+        accepted = _json(self._post("/jobs", body))
+        return Job(self, str(accepted["id"]), str(body["endpoint"]))
+
+    def job(self, job_id: str) -> Job:
+        """The job with this id (from another process, or the CLI)."""
+        return Job(self, job_id)
+
+    def job_status(self, job_id: str) -> JSONObject:
+        """``GET /jobs/{id}``."""
+        return _json(self._send(self._http.build_request("GET", f"/jobs/{job_id}")))
+
+    def job_cancel(self, job_id: str) -> JSONObject:
+        """``DELETE /jobs/{id}``."""
+        return _json(self._send(self._http.build_request("DELETE", f"/jobs/{job_id}")))
 
     def _get(self, endpoint: Endpoint) -> JSONObject:
         return _json(self._send(self._request(endpoint)))
@@ -319,8 +507,63 @@ class AsyncClient(
     async def _send(self, request: httpx.Request) -> httpx.Response:
         return _checked(await self._http.send(request))
 
+    async def _post(self, path: str, body: JSONObject) -> httpx.Response:
+        """POST ``body``; if the function it names was forgotten, store it again, retry once."""
+        try:
+            return await self._send(self._http.build_request("POST", path, json=body))
+        except AutodiffHTTPError as exc:
+            stored = self._forgotten(exc, body)
+            if stored is None:
+                raise
+            again = await self.store(stored.function or "", stored.constants)
+            retry = self._http.build_request("POST", path, json=_with_function(body, again.id))
+            return await self._send(retry)
+
     async def _compute(self, endpoint: Endpoint, body: JSONObject) -> Result:
-        return _result(await self._send(self._request(endpoint, body)))
+        return _result(await self._post(endpoint.path, body))
+
+    async def _background(self, endpoint: Endpoint, body: JSONObject, progress: bool) -> Result:
+        job = await self._submit_body(body)
+        return await job.wait(progress=progress)
+
+    async def store(
+        self, function: Function, constants: Mapping[str, ArrayLike] | None = None
+    ) -> StoredFunction:
+        """``POST /functions``: store a function (and constants); answers its id."""
+        body = self._store_body(function, constants)
+        request = self._http.build_request("POST", "/functions", json=body)
+        return self._remember(_json(await self._send(request)), function, constants)
+
+    async def function_get(self, function_id: str) -> JSONObject:
+        """``GET /functions/{id}``: a stored function's metadata."""
+        request = self._http.build_request("GET", f"/functions/{function_id}")
+        return _json(await self._send(request))
+
+    async def function_delete(self, function_id: str) -> None:
+        """``DELETE /functions/{id}`` (the client still remembers it, to store it again)."""
+        await self._send(self._http.build_request("DELETE", f"/functions/{function_id}"))
+
+    async def submit(
+        self, endpoint: str, fn: Function, inputs: Mapping[str, ArrayLike], **options: Any
+    ) -> AsyncJob:
+        """``POST /jobs``: run one compute endpoint's work as a job; answers the ``AsyncJob``."""
+        return await self._submit_body(self._job_body(endpoint, fn, inputs, **options))
+
+    async def _submit_body(self, body: JSONObject) -> AsyncJob:
+        accepted = _json(await self._post("/jobs", body))
+        return AsyncJob(self, str(accepted["id"]), str(body["endpoint"]))
+
+    def job(self, job_id: str) -> AsyncJob:
+        """The job with this id (from another process, or the CLI)."""
+        return AsyncJob(self, job_id)
+
+    async def job_status(self, job_id: str) -> JSONObject:
+        """``GET /jobs/{id}``."""
+        return _json(await self._send(self._http.build_request("GET", f"/jobs/{job_id}")))
+
+    async def job_cancel(self, job_id: str) -> JSONObject:
+        """``DELETE /jobs/{id}``."""
+        return _json(await self._send(self._http.build_request("DELETE", f"/jobs/{job_id}")))
 
     async def _get(self, endpoint: Endpoint) -> JSONObject:
         return _json(await self._send(self._request(endpoint)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -23,6 +24,7 @@ __all__ = [
     "Encoding",
     "Function",
     "Result",
+    "StoredFunction",
     "Value",
     "build_body",
     "decode_array",
@@ -30,8 +32,50 @@ __all__ = [
     "parse_result",
 ]
 
+
+class StoredFunction(str):
+    """The id of a stored function (``POST /functions``): a ``str``, ``"sha256:<hex>"``.
+
+    It also keeps what was stored (``function`` and ``constants``), so the client can
+    store it again when the service has forgotten it (404 ``unknown-function``).
+    """
+
+    function: str | Mapping[str, Any] | None
+    constants: Mapping[str, Any]
+
+    def __new__(
+        cls,
+        function_id: str,
+        function: str | Mapping[str, Any] | None = None,
+        constants: Mapping[str, Any] | None = None,
+    ) -> StoredFunction:
+        self = super().__new__(cls, function_id)
+        self.function = function
+        self.constants = dict(constants or {})
+        return self
+
+    @property
+    def id(self) -> str:
+        """The id as a plain ``str``."""
+        return str.__str__(self)
+
+
 Function: TypeAlias = str | Mapping[str, Any]
-"""An expression or program (``str``) or a JSON graph (``dict`` with nodes and outputs)."""
+"""An expression or program (``str``), a JSON graph (``dict`` with nodes and outputs), or a
+stored function's id (a ``StoredFunction``, or a ``"sha256:<hex>"`` string)."""
+FUNCTION_ID = re.compile(r"sha256:[0-9a-f]{64}")
+"""A stored function's id; an expression can never look like this (``:`` is no operator)."""
+
+
+def function_fields(fn: Function) -> dict[str, Any]:
+    """The body fields that name the function: ``expression``, ``graph`` or ``function``."""
+    if isinstance(fn, Mapping):
+        return {"graph": dict(fn)}
+    if isinstance(fn, StoredFunction) or (isinstance(fn, str) and FUNCTION_ID.fullmatch(fn)):
+        return {"function": str.__str__(fn)}
+    return {"expression": fn}
+
+
 Encoding: TypeAlias = Literal["json", "b64"]
 Array: TypeAlias = npt.NDArray[np.floating[Any]]
 """An answer's array: float64, or float32 where the service answers float32."""
@@ -127,7 +171,7 @@ def build_body(
     unknown = const - set(inputs)
     if unknown:
         raise ValueError(f"constants {sorted(unknown)} are not among the inputs")
-    body: dict[str, Any] = {"graph": dict(fn)} if isinstance(fn, Mapping) else {"expression": fn}
+    body = function_fields(fn)
     body["inputs"] = {
         name: _input(name, value, name in const, b64_min_elements) for name, value in inputs.items()
     }
@@ -140,10 +184,16 @@ def build_body(
 
 
 def _field(key: str, value: Any, b64_min: int) -> Any:
-    if key in ("tangents", "vectors"):
+    if key in ("tangents", "vectors", "tangents_batch", "vectors_batch"):
         return {k: encode_array(v, b64_min_elements=b64_min) for k, v in value.items()}
     if key == "cotangent":
         return _encode_many(value, b64_min)
+    if key == "cotangents":
+        # K cotangents: one array with a leading axis K, or a list of K (each a tuple
+        # of arrays for a function with several outputs)
+        if isinstance(value, list | tuple):
+            return [_encode_many(v, b64_min) for v in value]
+        return encode_array(value, b64_min_elements=b64_min)
     if key == "wrt":
         return [value] if isinstance(value, str) else list(value)
     return value

@@ -24,6 +24,9 @@ class Endpoint:
     method: Literal["GET", "POST"] = "POST"
     direction: str | None = None
     """The required direction field (``cotangent``, ``tangents``, ``vectors``), if any."""
+    directions: str | None = None
+    """The field that takes K directions at once instead (``cotangents``, ``tangents_batch``,
+    ``vectors_batch``): the answer's derivative gains a leading axis K."""
     fields: tuple[str, ...] = ()
     """Optional fields beyond the common ones (``Options``)."""
     square: bool = False
@@ -61,11 +64,29 @@ ENDPOINTS: dict[str, Endpoint] = {
     e.name: e
     for e in (
         Endpoint("grad", "/grad", fields=("cotangent",), summary="Gradient (or VJP)"),
-        Endpoint("vjp", "/vjp", direction="cotangent", summary="Vector-Jacobian product"),
-        Endpoint("jvp", "/jvp", direction="tangents", summary="Jacobian-vector product"),
+        Endpoint(
+            "vjp",
+            "/vjp",
+            direction="cotangent",
+            directions="cotangents",
+            summary="Vector-Jacobian product",
+        ),
+        Endpoint(
+            "jvp",
+            "/jvp",
+            direction="tangents",
+            directions="tangents_batch",
+            summary="Jacobian-vector product",
+        ),
         Endpoint("jacobian", "/jacobian", fields=("mode",), square=True, summary="Jacobian"),
         Endpoint("hessian", "/hessian", square=True, summary="Hessian of a scalar output"),
-        Endpoint("hvp", "/hvp", direction="vectors", summary="Hessian-vector product"),
+        Endpoint(
+            "hvp",
+            "/hvp",
+            direction="vectors",
+            directions="vectors_batch",
+            summary="Hessian-vector product",
+        ),
         Endpoint("ops", "/ops", method="GET", summary="The op catalogue"),
         Endpoint("healthz", "/healthz", method="GET", summary="Alive"),
         Endpoint("readyz", "/readyz", method="GET", summary="Ready: the worker pool is up"),
