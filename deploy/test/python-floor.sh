@@ -60,4 +60,4 @@ fi
 
 "$VENV/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
-    tests/engine tests/app/test_server.py tests/app/test_routes.py "$@"
+    tests/engine tests/app/api/test_server.py tests/app/api/test_routes.py "$@"
