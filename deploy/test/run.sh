@@ -267,7 +267,9 @@ EOF
 
 # A request that takes seconds in the pool (a long loop: 2 to 8 s here), y = sin(y) + x
 # 20000 times; its answer is compared with an uninterrupted run's.
-SLOW_BODY=$(python3 -c 'import json; print(json.dumps({"expression": "y = x\nfor i in range(20000):\n    y = sin(y) + x\nreturn sum(y)", "inputs": {"x": [i / 100 for i in range(500)]}}))')
+# About 1.5 s on an idle 2-core machine (28,000 of the 30,000 iterations allowed by default):
+# long enough to be in flight half a second after it was sent.
+SLOW_BODY=$(python3 -c 'import json; print(json.dumps({"expression": "y = x\nfor i in range(28000):\n    y = sin(y) + x\nreturn sum(y)", "inputs": {"x": [i / 100 for i in range(2000)]}}))')
 
 same_answer() { # REFERENCE_FILE RESPONSE_FILE: both 200, with the same value and gradients
     python3 - "$1" "$2" <<'EOF'
@@ -337,9 +339,9 @@ check_sigterm() {
 
     post "$port" /grad "$SLOW_BODY" >"$out" 2>&1 &
     local curl_pid=$!
-    sleep 1
+    sleep 0.5
     if ! kill -0 "$curl_pid" 2>/dev/null; then
-        fail sigterm "the slow request finished within 1 s: nothing was in flight at SIGTERM"
+        fail sigterm "the slow request finished within 0.5 s: nothing was in flight at SIGTERM"
         return
     fi
     docker stop --time 30 "$SINGLE" >/dev/null
