@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -71,3 +72,20 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextmanager
+def running(count: int, env: Mapping[str, str]) -> Iterator[list[str]]:
+    """``count`` uvicorn processes with this environment, all ready; yields their URLs."""
+    procs, urls = [], []
+    try:
+        for _ in range(count):
+            port = free_port()
+            procs.append(start_uvicorn(port, env))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, proc in zip(urls, procs, strict=True):
+            wait_ready(f"{url}/readyz", proc)
+        yield urls
+    finally:
+        for proc in procs:
+            stop(proc)

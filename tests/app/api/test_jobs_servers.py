@@ -22,7 +22,7 @@ import pytest
 from app.store import StoreConfig
 from app.store.sqlite_store import SqliteStore
 from tests.redis_server import redis_server
-from tests.servers import free_port, start_uvicorn, stop, wait_ready
+from tests.servers import running
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -52,18 +52,8 @@ def servers(count: int, **settings: str) -> Iterator[list[str]]:
         }
     )
     env.update({f"AUTODIFF_{k.upper()}": v for k, v in settings.items()})
-    procs, urls = [], []
-    try:
-        for _ in range(count):
-            port = free_port()
-            procs.append(start_uvicorn(port, env))
-            urls.append(f"http://127.0.0.1:{port}")
-        for url, proc in zip(urls, procs, strict=True):
-            wait_ready(f"{url}/readyz", proc)
+    with running(count, env) as urls:
         yield urls
-    finally:
-        for proc in procs:
-            stop(proc)
 
 
 def submit(url: str, job: dict[str, Any], **headers: str) -> str:

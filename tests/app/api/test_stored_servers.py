@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.redis_server import redis_server
-from tests.servers import free_port, start_uvicorn, stop, wait_ready
+from tests.servers import running
 
 LOSS = "r = matmul(X, w) - y\nreturn 0.5 * mean(r * r)"
 
@@ -29,18 +29,8 @@ def servers(count: int, **settings: str) -> Iterator[list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODIFF_")}
     env.update({"AUTODIFF_WORKERS": "1", "AUTODIFF_LOG_LEVEL": "warning"})
     env.update({f"AUTODIFF_{k.upper()}": v for k, v in settings.items()})
-    procs, urls = [], []
-    try:
-        for _ in range(count):
-            port = free_port()
-            procs.append(start_uvicorn(port, env))
-            urls.append(f"http://127.0.0.1:{port}")
-        for url, proc in zip(urls, procs, strict=True):
-            wait_ready(f"{url}/readyz", proc)
+    with running(count, env) as urls:
         yield urls
-    finally:
-        for proc in procs:
-            stop(proc)
 
 
 def _b64(arr: np.ndarray) -> dict[str, object]:
