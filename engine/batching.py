@@ -2,7 +2,7 @@
 
 A *batched* value holds B points along a new leading axis; an unbatched one is shared by
 every point. ``Batch.apply_batched(op, args, kwargs, max_elements)`` computes, for an op
-called with per-point semantics, the batched result ``stack([op(*args_at_point_b) for b in range(B)])`` in one
+called with per-point semantics, the batched result (``op`` at each point, stacked) in one
 call of the ordinary registered ops (so the autodiff engine traces them as usual), by a
 rule chosen in this order:
 
