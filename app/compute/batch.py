@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 import engine
-from app.compute import wire
+from app.compute import progress, wire
 from app.compute.derivatives import check_output
 from app.compute.problem import (
     Problem,
@@ -590,7 +590,20 @@ def derive(problem: Problem) -> dict[str, Any]:
         return result
 
     groups = [1]
-    result = _grouped(problem, one, groups)
+    report = progress.chunk_callback("points")  # a job's progress: points done
+    size = _points(problem)
+    done = [0]
+
+    def counted(p: Problem) -> dict[str, Any]:
+        result = one(p)
+        done[0] += _points(p)
+        if report is not None:
+            report(done[0], size)
+        return result
+
+    if report is not None:
+        report(0, size)
+    result = _grouped(problem, counted, groups)
     if groups[0] > 1:
         problem.warnings.append(
             f"control flow differs between the points: they ran in {groups[0]} groups"
