@@ -177,9 +177,13 @@ class Batch:
         got = shape_of(out)
         if got == want:
             return out
-        if math.prod(got) == math.prod(want):
+        if _without_units(got) == _without_units(want):  # keepdims of a per-point scalar
             return OPS["reshape"](out, want)
         raise ValueError(f"batching rule gave shape {got}, expected {want}")
+
+
+def _without_units(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
 
 
 def _dummy(batch: Batch, a: Any) -> Any:
