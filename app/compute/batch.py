@@ -670,6 +670,15 @@ def _scatter(parts: list[tuple[np.ndarray[Any, Any], Any]], size: int) -> Any:
     if isinstance(first, list):
         return [_scatter([(i, r[k]) for i, r in parts], size) for k in range(len(first))]
     arrays = [np.asarray(r) for _, r in parts]
+    shapes = sorted({a.shape[1:] for a in arrays})
+    if len(shapes) > 1:
+        raise ShapeError(
+            "the points of the batch give answers of different shapes ("
+            + ", ".join(str(list(s)) for s in shapes)
+            + "): every point must give the same shape (run such points in separate requests)",
+            shapes=[a.shape for a in arrays],
+            loc=["body", "batch"],
+        )
     out = np.empty((size, *arrays[0].shape[1:]), dtype=np.result_type(*arrays))
     for (index, _), a in zip(parts, arrays, strict=True):
         out[index] = a

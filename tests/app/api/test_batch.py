@@ -460,3 +460,32 @@ def test_limits_count_every_point_before_memory(app_client: TestClient) -> None:
     r = _post(app_client, "jacobian", {"expression": "x * 2", "inputs": {"x": x}, "batch": ["x"]})
     assert r.status_code == 413, r.text
     assert "jacobian" in r.json()["detail"]
+
+
+def test_groups_whose_answers_differ_in_shape_are_a_422(app_client: TestClient) -> None:
+    """Each group's pass is fine alone; their answers cannot be stacked (JAX refuses such a
+    function under vmap): a 422 that says so, not a 500."""
+    expr = "if sum(x) > 0:\n    return x\nreturn x[0:1]"
+    body = {"expression": expr, "inputs": {"x": [[1.0, 2.0], [-3.0, 1.0]]}, "batch": ["x"]}
+    r = _post(app_client, "jacobian", body)
+    assert r.status_code == 422, r.text
+    assert "different shapes ([1], [2])" in r.json()["detail"]
+
+
+def test_one_point_and_an_empty_point(app_client: TestClient) -> None:
+    got = _ok(
+        app_client,
+        "jacobian",
+        {"expression": "x * 2", "inputs": {"x": [[1.0, 2.0]]}, "batch": ["x"]},
+    )
+    _close(got["jacobian"]["x"], [2 * np.eye(2)])
+    got = _ok(
+        app_client,
+        "hessian",
+        {
+            "expression": "sum(x * x)",
+            "inputs": {"x": {"data": [[]], "shape": [1, 0]}},
+            "batch": ["x"],
+        },
+    )
+    assert got["value"] == [0.0]
