@@ -140,6 +140,7 @@ def _check_sizes(problem: Problem, inputs: dict[str, Any], size: int) -> None:
             op="batch",
             loc=["body", "batch"],
         )
+    check_output(total, problem.limits, "the answer")  # B x every derivative, at least
 
 
 # --------------------------------------------------------------------------- directions
