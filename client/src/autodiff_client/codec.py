@@ -194,7 +194,7 @@ def _field(key: str, value: Any, b64_min: int) -> Any:
         if isinstance(value, list | tuple):
             return [_encode_many(v, b64_min) for v in value]
         return encode_array(value, b64_min_elements=b64_min)
-    if key == "wrt":
+    if key in ("wrt", "batch"):  # one name, or several
         return [value] if isinstance(value, str) else list(value)
     return value
 
