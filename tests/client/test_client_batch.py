@@ -251,3 +251,26 @@ def test_cli_batch_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--batch takes input names" in capsys.readouterr().err
     assert cli.main([*base, "--batch", "x,x"]) == 2
     assert "names an input twice" in capsys.readouterr().err
+
+
+def test_readme_batch_example_runs(client: Client) -> None:
+    """The README's (and client/README.md's) per-sample example, as written."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for readme in (root / "README.md", root / "client" / "README.md"):
+        section = readme.read_text().split("**Batches of points.**", 1)[1]
+        code = section.split("```python\n", 1)[1].split("```", 1)[0]
+        rng = np.random.default_rng(3)
+        namespace: dict[str, Any] = {
+            "ad": client,
+            "w": rng.normal(size=3),
+            "b": 0.3,
+            "X": rng.normal(size=(256, 3)),
+            "T": rng.normal(size=256),
+        }
+        exec(compile(code, str(readme), "exec"), namespace)
+        res = namespace["res"]
+        assert res.gradients["w"].shape == (256, 3) and res.gradients["b"].shape == (256,)
+        r = namespace["X"] @ namespace["w"] + 0.3 - namespace["T"]
+        np.testing.assert_allclose(res.gradients["w"], 2 * r[:, None] * namespace["X"], rtol=1e-12)
