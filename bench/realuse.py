@@ -85,9 +85,12 @@ class Sizes:
     mlp_in: int = 10
     mlp_hidden: int = 32
     repeats: int = 15  # timed repeats of the single calls (floor, one sample, the batch)
+    rounds: int = 3  # each task is done this many times each way: the median time is reported
 
 
-QUICK = Sizes(rosen_n=8, samples=200, features=5, mlp_samples=8, mlp_in=3, mlp_hidden=4, repeats=3)
+QUICK = Sizes(
+    rosen_n=8, samples=200, features=5, mlp_samples=8, mlp_in=3, mlp_hidden=4, repeats=3, rounds=1
+)
 
 
 # ---------------------------------------------------------------- counting the wire
@@ -176,11 +179,12 @@ class Run:
         return next((r for r in self.rows if r.task == task and r.way == way), None)
 
 
+@dataclass
 class Measured:
     """Wall time and traffic of a block (``with measured(...) as m``)."""
 
-    seconds = 0.0
-    traffic = Traffic()
+    seconds: float = 0.0
+    traffic: Traffic = field(default_factory=Traffic)
 
 
 @contextmanager
@@ -404,17 +408,31 @@ class Bench:
         return stored
 
     def http_row(self, task: str, way: str, work: Callable[[Row], Any]) -> Row:
-        """Run ``work`` (HTTP), counting; a service error becomes a failed row, not a crash."""
-        row = Row(task, way, 0.0)
-        with measured(self.counter) as m:
-            try:
-                work(row)
-            except Exception as exc:  # noqa: BLE001 - reported in the table, the run goes on
-                row.ok, row.error = False, f"{type(exc).__name__}: {exc}"[:300]
-                traceback.print_exc(limit=2)
-        row.seconds, row.calls = m.seconds, m.traffic.calls
+        """Run ``work`` (HTTP) ``rounds`` times, counting: the median time, the last round's
+        calls and bytes (the same every round); a service error becomes a failed row."""
+        row, times = Row(task, way, 0.0), []
+        for _ in range(self.sizes.rounds):
+            with measured(self.counter) as m:
+                try:
+                    work(row)
+                except Exception as exc:  # noqa: BLE001 - reported in the table, the run goes on
+                    row.ok, row.error = False, f"{type(exc).__name__}: {exc}"[:300]
+                    traceback.print_exc(limit=2)
+            times.append(m.seconds)
+            if not row.ok:
+                break
+        row.seconds, row.calls = statistics.median(times), m.traffic.calls
         row.sent, row.received = m.traffic.sent, m.traffic.received
         return self.add(row)
+
+    def local(self, task: str, way: str, work: Callable[[], Any]) -> tuple[Row, Any]:
+        """Run ``work`` in process ``rounds`` times: its row (the median time) and answer."""
+        times = []
+        for _ in range(self.sizes.rounds):
+            with measured(None) as m:
+                answer = work()
+            times.append(m.seconds)
+        return Row(task, way, statistics.median(times)), answer
 
     # ------------------------------------------------------------ Rosenbrock
 
@@ -424,14 +442,16 @@ class Bench:
 
     def rosenbrock_with(self, method: str, x0: Vector) -> None:
         task = f"Rosenbrock n={self.sizes.rosen_n}, {method}"
-        with measured(None) as m:
-            ref = _minimize(method, x0, so.rosen, **_rosen_derivs_numpy(method))
-        check_optimum(self.add(Row(task, "numpy", m.seconds)), ref, ref)
+        row, ref = self.local(
+            task, "numpy", lambda: _minimize(method, x0, so.rosen, **_rosen_derivs_numpy(method))
+        )
+        check_optimum(self.add(row), ref, ref)
         derivs = self.torch.rosen_derivs(method)
         _warm(derivs, x0)
-        with measured(None) as m:
-            got = _minimize(method, x0, self.torch.rosen_fun, **derivs)
-        check_optimum(self.add(Row(task, "torch.func", m.seconds)), got, ref)
+        row, got = self.local(
+            task, "torch.func", lambda: _minimize(method, x0, self.torch.rosen_fun, **derivs)
+        )
+        check_optimum(self.add(row), got, ref)
 
         def old(row: Row) -> None:
             obj = objective(self.client, ROSEN, wrt="x")
@@ -454,14 +474,14 @@ class Bench:
         X, y = logreg_data(s.samples, s.features)
         w0 = np.zeros(s.features)
         task = f"logistic regression {s.samples} x {s.features}, L-BFGS-B"
-        with measured(None) as m:
-            ref = _lbfgs(lambda w: logreg_loss_grad(w, X, y), w0, True)
-        check_optimum(self.add(Row(task, "numpy", m.seconds)), ref, ref)
+        row, ref = self.local(
+            task, "numpy", lambda: _lbfgs(lambda w: logreg_loss_grad(w, X, y), w0, True)
+        )
+        check_optimum(self.add(row), ref, ref)
         torch_fun = self.torch.logreg(X, y)
         torch_fun(w0)  # warm
-        with measured(None) as m:
-            got = _lbfgs(torch_fun, w0, True)
-        check_optimum(self.add(Row(task, "torch.func", m.seconds)), got, ref)
+        row, got = self.local(task, "torch.func", lambda: _lbfgs(torch_fun, w0, True))
+        check_optimum(self.add(row), got, ref)
 
         def old(row: Row) -> None:
             obj = objective(self.client, LOGREG, wrt="w", X=X, y=y)
@@ -482,12 +502,11 @@ class Bench:
         params, X, y = mlp_data(s)
         task = f"per-sample grads, MLP {s.mlp_in}-{s.mlp_hidden}-1, {s.mlp_samples} samples"
         self.torch.mlp_per_sample(params, X, y)  # warm
-        with measured(None) as m:
-            ref = self.torch.mlp_per_sample(params, X, y)
-        torch_row = Row(task, "torch.func", m.seconds)
-        with measured(None) as m:
-            mine = mlp_per_sample_numpy(params, X, y)
-        check_gradients(self.add(Row(task, "numpy", m.seconds)), mine, ref)
+        torch_row, ref = self.local(
+            task, "torch.func", lambda: self.torch.mlp_per_sample(params, X, y)
+        )
+        row, mine = self.local(task, "numpy", lambda: mlp_per_sample_numpy(params, X, y))
+        check_gradients(self.add(row), mine, ref)
         self.add(torch_row)
         wrt = list(MLP_PARAMS)
 
