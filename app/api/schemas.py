@@ -262,6 +262,26 @@ class ComputeRequest(BaseModel):
         "json", description='"b64" answers arrays as {"dtype","shape","b64"} objects.'
     )
 
+    batch: Annotated[list[str] | None, NAMED] = Field(
+        None,
+        description="Input names whose leading axis is a batch of B evaluation points (the "
+        "same B for all; the other inputs are shared by every point): the function and the "
+        "endpoint's derivative are computed at every point in one vectorised pass, as JAX's "
+        "vmap(transform(f), in_axes=0 or None). Every array in the answer gains a leading "
+        "axis B: value (B, *output), gradients/vjp/hvp[name] (B, *input) for every "
+        "differentiated input (a shared input's derivative is per point too), jvp (B, "
+        "*output), jacobian[name] (B, *output, *input), hessian[a][b] (B, *a, *b). A "
+        "cotangent, tangent or vector has the per-point shape (shared by every point) or a "
+        "leading axis B (one per point); K directions (cotangents, tangents_batch, "
+        "vectors_batch) are (K, *shape) shared or (B, K, *shape) per point, and the answer's "
+        "axes are (B, K, ...). A batched input may be a constant (requires_grad false). "
+        "Where control flow (an if/while condition, a range bound, an index) differs "
+        "between points, the points are grouped by the branch they take and each group runs "
+        "in its own pass (at most 64 groups, else a 422 naming the condition). Refused "
+        "(422): an empty list, a name that is not an input or is repeated, a scalar input, "
+        "B = 0, batched inputs whose leading axes differ.",
+        examples=[["x"]],
+    )
     function: str | None = Field(
         None,
         pattern=FUNCTION_ID_PATTERN,

@@ -28,6 +28,7 @@ from engine.errors import (
     UnknownNameError,
 )
 from engine.graph import Recorder
+from engine.lang.batched import run_batched
 from engine.lang.limits import Limits
 
 Arrays = tuple[np.ndarray[Any, Any], ...]
@@ -61,6 +62,17 @@ class Problem:
     traced: Any = None
     nonfinite_nodes: list[str] = field(default_factory=list)  # marked in a DOT graph
     directions: int = 1  # K, with K directions at one point (tangents_batch, vectors_batch)
+    # a batch of points (``batch``, app.compute.batch): B at this pass (a group of the
+    # points where control flow differs), the names whose values carry the leading axis B
+    # in the function, each input's per-point shape, and which of the request's points
+    # this pass holds
+    batch: int | None = None
+    batched: frozenset[str] = frozenset()
+    point_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    points: Any = None
+    used: dict[str, Any] = field(default_factory=dict)  # directions decoded (for the check)
+
+    request_size: int = 0  # B of the request (its batched inputs' leading axis)
 
     @property
     def primals(self) -> Arrays:
@@ -89,7 +101,17 @@ class Problem:
             if rec is not None and not rec.started:
                 for name, value in env.items():
                     rec.leaf(name, value, requires_grad=name in differentiated)
-            out = program.run(env, max_iterations=max_iterations, max_elements=max_elements)
+            if self.batch is not None:
+                out = run_batched(
+                    program,
+                    env,
+                    self.batched,
+                    self.batch,
+                    max_iterations=max_iterations,
+                    max_elements=max_elements,
+                )
+            else:
+                out = program.run(env, max_iterations=max_iterations, max_elements=max_elements)
             if rec is not None and self.traced is None:
                 self.traced = out
             return out
@@ -151,7 +173,12 @@ def prepare(task: Task, program: Any = None, directions: str | None = None) -> P
     diff = [n for n in wrt if n in free]
     consts = {n: v for n, v in inputs.items() if n not in diff}
     zero = [n for n in wrt if n not in free]
-    return Problem(task, program, inputs, diff, zero, consts, warnings, timing)
+    problem = Problem(task, program, inputs, diff, zero, consts, warnings, timing)
+    if task.batch is not None:  # B points: checked, shared differentiated inputs broadcast
+        from app.compute import batch
+
+        return batch.setup(problem)
+    return problem
 
 
 def _missing_in_graph(program: Any, missing: list[str], graph: dict[str, Any]) -> AutodiffError:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from app.compute import wire
+from app.compute import batch, wire
 from app.compute.derivatives import check_output, count_numbers
 from app.compute.endpoints import ENDPOINTS
 from app.compute.problem import elapsed_ms, prepare
@@ -44,9 +44,13 @@ def run(task: Task, program: Any = None) -> dict[str, Any]:
     problem = prepare(task, program, endpoint.directions)
     # Non-finite results are answered with warnings, not printed to the server's stderr.
     with np.errstate(all="ignore"):
-        result = endpoint.derive(problem)
-        check_output(count_numbers(result), task.limits)
-        if task.check:
+        if problem.batch is not None:  # B points (and the check, per point)
+            result = batch.derive(problem)
+            check_output(count_numbers(result), task.limits)
+        else:
+            result = endpoint.derive(problem)
+            check_output(count_numbers(result), task.limits)
+        if task.check and problem.batch is None:
             tick = time.perf_counter()
             result["check"] = endpoint.check(problem, result)
             problem.timing["check"] = elapsed_ms(tick)

@@ -60,6 +60,8 @@ class Task:
     cotangents: Any = None
     tangents_batch: dict[str, Any] | None = None
     vectors_batch: dict[str, Any] | None = None
+    # B evaluation points: the inputs named here carry a leading axis B (app.compute.batch)
+    batch: list[str] | None = None
     # a stored function's id (in place of expression/graph) and the store that holds it
     function: str | None = None
     function_meta: dict[str, Any] | None = None  # the stored meta (app.compute.stored)

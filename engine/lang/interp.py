@@ -123,7 +123,7 @@ class Interpreter:
         if isinstance(value, tuple | list):
             items = list(value)
         else:
-            shape = shape_of(value)
+            shape = self.shape_of(value)
             count = shape[0] if shape else 0
             if count != n:
                 msg = f"cannot unpack a value of shape {shape} into {n} names at {loc_text(loc)}"
@@ -180,7 +180,7 @@ class Interpreter:
             return any(self.cond(v, loc) for v in node.values)
         if kind is Not:
             return not self.cond(node.operand, loc)
-        raw = trace.unbox_all(self.value(node))
+        raw = self.truth_value(self.value(node), loc)
         if isinstance(raw, _NUMBER):
             return bool(raw)
         arr = np.asarray(raw)
@@ -191,6 +191,24 @@ class Interpreter:
             )
             raise LanguageError(msg, shapes=[arr.shape], loc=loc_dict(loc))
         return bool(arr.reshape(()))
+
+    # --- hooks: a batched run (engine.lang.batched) sees per-point values through them --
+
+    def shape_of(self, value: Any) -> tuple[int, ...]:
+        """The shape of a value as the program sees it."""
+        return shape_of(value)
+
+    def truth_value(self, value: Any, loc: Loc) -> Any:
+        """A condition's raw value (untraced), before its scalar check."""
+        return trace.unbox_all(value)
+
+    def static_value(self, value: Any, loc: Loc, what: str | None) -> Any:
+        """A computed value about to be read as a static (an index, bound, shape...)."""
+        return value
+
+    def is_traced(self, value: Any) -> bool:
+        """Whether a list literal holding ``value`` must be stacked by an op."""
+        return isinstance(value, trace.Box)
 
     # --- values ----------------------------------------------------------------------
 
@@ -262,7 +280,7 @@ class Interpreter:
         """A list literal as an array, as ``np.array`` makes it (float64 from numbers, float32
         from float32 values alone), ``stack`` once traced values appear."""
         items = [self.array(e) for e in node.items]
-        if not any(isinstance(v, trace.Box) for v in items):
+        if not any(self.is_traced(v) for v in items):
             total = sum(int(np.size(v)) for v in items)
             if total > self.max_elements:
                 raise self.too_big("a list literal", (total,), node.loc)
@@ -337,7 +355,8 @@ class Interpreter:
             args = [self.static(a.expr, allow_array=True, what=what) for a in expr.args]
             if all(isinstance(a, _NUMBER) for a in args):
                 return arith(expr.op, args, expr.loc)
-        return to_static(self.value(expr), expr.loc, allow_array, what)
+        value = self.static_value(self.value(expr), expr.loc, what)
+        return to_static(value, expr.loc, allow_array, what)
 
     def integer(self, expr: Any, what: str) -> int:
         return self.as_int(self.static(expr), what, expr.loc)
