@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -66,11 +67,15 @@ def _run(old_sent: int, new_sent: int, store_sent: int, batch_s: float) -> Run:
         Row(task, "new", 0.1, calls=17, sent=new_sent, store_sent=store_sent, x_error=0.0),
         Row("per-sample grads", "new", 0.01, calls=2, x_error=1e-16),
     ]
+
+    def call(wall_s: float, compute_s: float) -> dict[str, Any]:
+        timing = {"total": compute_s * 1e3}
+        return {"wall_s": wall_s, "compute_s": compute_s, "timing_ms": timing, "received": 100}
+
     run.single_calls = {
-        "floor_s": 0.002,
-        "single_s": 0.004,
-        "single_compute_s": 0.001,
-        "batch_s": batch_s,
+        "floor": call(0.002, 0.0001),
+        "single": call(0.004, 0.001),
+        "batch": call(batch_s, 0.002),
         "repeats": 3,
     }
     return run
@@ -120,4 +125,5 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert rows[(per_sample, "new")]["calls"] == 2  # the store, then one batch request
     logistic = next(t for t in tasks if t.startswith("logistic"))
     assert rows[(logistic, "new")]["sent"] < rows[(logistic, "old")]["sent"]
-    assert run["single_calls"]["batch_s"] > 0
+    assert run["single_calls"]["batch"]["wall_s"] > 0
+    assert run["single_calls"]["batch"]["received"] > run["single_calls"]["single"]["received"]
