@@ -559,6 +559,13 @@ class Bench:
                     stored, {**params, "x": X, "y": y}, wrt=wrt, batch=["x", "y"]
                 )
             )
+            # the same batch with a small answer (one gradient, 256 numbers): what is left of
+            # its time without the 1 MiB of per-sample gradients to move and decode
+            out["batch_small_answer"] = timed(
+                lambda: self.client.grad(
+                    stored, {**params, "x": X, "y": y}, wrt=["b2"], batch=["x", "y"]
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - reported, the run goes on
             out["batch_error"] = f"{type(exc).__name__}: {exc}"[:300]
         self.run.single_calls = out
@@ -702,8 +709,9 @@ def markdown(run: Run) -> str:
         "## Real use (issue 16)",
         "",
         f"`python -m bench.realuse`, run {run.meta.get('date', '?')} at "
-        f"{run.meta.get('commit', '?')} ({run.meta.get('cores', '?')} cores, shared; "
-        "one run, all ways in turn). "
+        f"{run.meta.get('commit', '?')} ({run.meta.get('cores', '?')} cores, shared: load "
+        f"average {run.meta.get('load_average_at_end', '?')} at the end; one run, all ways in "
+        "turn, each task 3 times each way, the median time). "
         "`old`: source and data in every request, one point per request; `new`: function and "
         "data stored once (the store request counted), per-sample gradients in one `batch` "
         "request. Bytes are on the wire (request line, headers, body). The last column is the "
@@ -750,6 +758,11 @@ def _single_call_lines(run: Run) -> list[str]:
             f"all {run.sizes.mlp_samples} samples in one `batch` call: {_secs(batch['wall_s'])} "
             f"({_phases(batch)}; {_kib(batch['received'])} received: the per-sample gradients, "
             "b64)"
+        )
+        small = sc["batch_small_answer"]
+        lines.append(
+            f"the same batch asking only for `b2`'s per-sample gradient (a small answer): "
+            f"{_secs(small['wall_s'])} ({_phases(small)}; {_kib(small['received'])} received)"
         )
     return lines
 
@@ -820,6 +833,7 @@ def _meta(sizes: Sizes, quick: bool) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "commit": git_commit(),
         "cores": len(os.sched_getaffinity(0)),
+        "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
         "quick": quick,
         "sizes": asdict(sizes),
     }

@@ -76,6 +76,7 @@ def _run(old_sent: int, new_sent: int, store_sent: int, batch_s: float) -> Run:
         "floor": call(0.002, 0.0001),
         "single": call(0.004, 0.001),
         "batch": call(batch_s, 0.002),
+        "batch_small_answer": call(0.003, 0.002),
         "repeats": 3,
     }
     return run
@@ -127,3 +128,20 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert rows[(logistic, "new")]["sent"] < rows[(logistic, "old")]["sent"]
     assert run["single_calls"]["batch"]["wall_s"] > 0
     assert run["single_calls"]["batch"]["received"] > run["single_calls"]["single"]["received"]
+
+
+def test_reports_render_the_rows_and_the_targets(tmp_path: Path) -> None:
+    run = _run(7_000_000, 460_000, 450_000, 0.005)
+    run.targets = realuse.targets(run)
+    text = realuse.markdown(run)
+    assert "| logistic regression 2000 x 20, L-BFGS-B | new |" in text
+    assert "2.0x time, 0.9x calls, 15x bytes" in text  # against the old way, from the rows
+    assert text.count("| yes |") == 3
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{realuse.README_START}\nold\n{realuse.README_END}\nrest\n")
+    (tmp_path / "RESULTS.md").write_text("# Benchmark results\n\nother sections\n")
+    realuse.write_reports(run, tmp_path, readme)
+    assert "| logistic regression 2000 x 20, L-BFGS-B | 200.0 ms, 16 calls" in readme.read_text()
+    assert readme.read_text().endswith("rest\n") and "\nold\n" not in readme.read_text()
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert results.startswith("# Benchmark results\n\nother sections") and text in results
