@@ -76,6 +76,24 @@ def test_batch_goes_in_the_body_as_a_list_of_names() -> None:
     assert "batch" not in bodies[2]  # left to the service's default: no batch
 
 
+def test_a_batch_asks_for_b64_when_its_answer_will_be_large() -> None:
+    """Per-sample gradients of 300 shared weights at 4 points are 1,204 numbers, though the
+    inputs are 304: the answer is asked for in b64 (B times one point's size)."""
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={"value": 0.0})
+
+    w, xs = np.ones(300), np.ones((4, 1))
+    with Client("http://127.0.0.1:9", retries=0, transport=httpx.MockTransport(handler)) as c:
+        c.grad("sum(w) * x[0]", {"w": w, "x": xs}, batch="x")
+        c.grad("sum(w) * x[0]", {"w": w, "x": xs[0]})  # one point: 301 numbers
+        c.hessian("sum(w * w) * x[0]", {"w": w[:20], "x": np.ones((3, 1))}, batch="x")
+        c.grad("sum(w) * x[0]", {"w": w[:100], "x": np.ones((4, 1))}, batch="x")
+    assert [b["encoding"] for b in bodies] == ["b64", "json", "b64", "json"]
+
+
 # ------------------------------------------------------- every method, point by point
 
 

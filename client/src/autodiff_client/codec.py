@@ -179,7 +179,9 @@ def build_body(
         if value is None:
             continue
         body[key] = _field(key, value, b64_min_elements)
-    body["encoding"] = encoding or _answer_encoding(inputs, square, b64_min_elements)
+    batched = fields.get("batch") or ()
+    batched = [batched] if isinstance(batched, str) else list(batched)
+    body["encoding"] = encoding or _answer_encoding(inputs, square, b64_min_elements, batched)
     return body
 
 
@@ -211,10 +213,21 @@ def _input(name: str, value: Any, constant: bool, b64_min: int) -> Any:
     return {"data": encoded, "requires_grad": False}
 
 
-def _answer_encoding(inputs: Mapping[str, Any], square: bool, b64_min: int) -> Encoding:
-    # The answer's arrays are about as large as the inputs (their square for a Hessian).
-    total = sum(int(np.size(v)) for v in inputs.values())
-    return "b64" if (total * total if square else total) >= b64_min else "json"
+def _answer_encoding(
+    inputs: Mapping[str, Any], square: bool, b64_min: int, batched: Iterable[str] = ()
+) -> Encoding:
+    # The answer's arrays are about as large as the inputs (their square for a Hessian); with
+    # a batch of B points, B times one point's (a shared input's gradient is per point too).
+    batched = {name for name in batched if name in inputs}
+    points = max(
+        (int(np.shape(inputs[name])[0]) for name in batched if np.ndim(inputs[name])), default=1
+    )
+    per_point = sum(
+        int(np.size(v)) // points if name in batched else int(np.size(v))
+        for name, v in inputs.items()
+    )
+    answer = points * (per_point * per_point if square else per_point)
+    return "b64" if answer >= b64_min else "json"
 
 
 # ----------------------------------------------------------------- from the service
