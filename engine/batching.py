@@ -2,7 +2,7 @@
 
 A *batched* value holds B points along a new leading axis; an unbatched one is shared by
 every point. ``Batch.apply_batched(op, args, kwargs, max_elements)`` computes, for an op
-called with per-point semantics, the batched result ``stack([op(*args_at_point_b) for b in range(B)])`` in one
+called with per-point semantics, the batched result (``op`` at each point, stacked) in one
 call of the ordinary registered ops (so the autodiff engine traces them as usual), by a
 rule chosen in this order:
 
@@ -44,6 +44,7 @@ class Batch:
         self.size = size
         # id -> value: the values pinned, so an id is never reused within the run
         self._batched: dict[int, Any] = {}
+        self.fallbacks: list[str] = []  # ops this run applied point by point
 
     # --- which values are batched -------------------------------------------------------
 
@@ -127,15 +128,36 @@ class Batch:
                 op=op.name,
                 shapes=[shape],
             )
-        out = NotImplemented
         rule = RULES.get(op.name) or KIND_RULES.get(op.kind)
         if op.kind == "nondiff" and op.name in _ELEMENTWISE_NONDIFF:
             rule = elementwise
-        if rule is not None:
-            out = rule(self, op, args, kwargs)
+        out = self._by_rule(rule, op, args, kwargs, expected)
         if out is NotImplemented:
-            out = per_point(self, op, args, kwargs)
-        return self.mark(self.fit(out, expected))
+            self.fallbacks.append(op.name)
+            out = self.fit(per_point(self, op, args, kwargs), expected)
+        return self.mark(out)
+
+    def _by_rule(
+        self,
+        rule: Rule | None,
+        op: Op,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        expected: tuple[int, ...] | None,
+    ) -> Any:
+        """The rule's result, or NotImplemented where it has none for this call. The call
+        was checked at one point already (``expected_shape``), so a rule that fails on it
+        (an op whose axis means something else, a kind declared loosely) is a gap in the
+        rule, not the caller's error: the fallback answers instead."""
+        if rule is None:
+            return NotImplemented
+        try:
+            out = rule(self, op, args, kwargs)
+            return out if out is NotImplemented else self.fit(out, expected)
+        except (SizeLimitError, RecursionError, MemoryError):
+            raise
+        except Exception:
+            return NotImplemented
 
     def expected_shape(
         self, op: Op, args: list[Any], kwargs: dict[str, Any]
@@ -155,9 +177,13 @@ class Batch:
         got = shape_of(out)
         if got == want:
             return out
-        if math.prod(got) == math.prod(want):
+        if _without_units(got) == _without_units(want):  # keepdims of a per-point scalar
             return OPS["reshape"](out, want)
-        raise AssertionError(f"batching rule gave shape {got}, expected {want}")
+        raise ValueError(f"batching rule gave shape {got}, expected {want}")
+
+
+def _without_units(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
 
 
 def _dummy(batch: Batch, a: Any) -> Any:
@@ -584,10 +610,11 @@ def rule_for(op: Op) -> str:
 
 
 def uses_fallback() -> list[str]:
-    """The registered ops (no aliases) batched point by point, with no rule of their own."""
+    """The registered ops (no aliases) batched point by point, with no rule of their own
+    (constructors from static arguments alone, which are never batched, left out)."""
     import engine.numpy  # noqa: F401  (registers every op)
 
-    names = {op.name for op in OPS.values()}
+    names = {op.name for op in OPS.values() if any(p.kind != STATIC for p in op.params)}
     return sorted(n for n in names if rule_for(OPS[n]) == "fallback")
 
 

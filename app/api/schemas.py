@@ -693,6 +693,21 @@ GRAD_EXAMPLES: dict[str, Example] = {
         },
     ),
 }
+# Per-sample gradients (the classic use of ``batch``): a linear model's squared loss at each
+# of 3 samples (x, y), the parameters w and b shared; each sample gets its own gradient.
+_PER_SAMPLE = {
+    "expression": "r = dot(w, x) + b - y\nreturn 0.5 * r * r",
+    "inputs": {
+        "w": [1.0, -1.0],
+        "b": 0.5,
+        "x": {"data": [[1.0, 2.0], [3.0, 1.0], [0.0, 2.0]], "requires_grad": False},
+        "y": {"data": [0.0, 1.0, -2.0], "requires_grad": False},
+    },
+    "batch": ["x", "y"],
+}
+GRAD_EXAMPLES["per-sample-gradients"] = _example(
+    "Per-sample gradients: batch over 3 samples (x, y), parameters shared", _PER_SAMPLE
+)
 VJP_EXAMPLES: dict[str, Example] = {
     "vjp-poly": _example(
         "The [17, 52, 81] VJP",
@@ -728,6 +743,10 @@ JACOBIAN_EXAMPLES: dict[str, Example] = {
 }
 HESSIAN_EXAMPLES: dict[str, Example] = {
     "2dot": _example("2*dot(x, x)", {"expression": "2 * dot(x, x)", "inputs": {"x": _X4}}),
+    "batch": _example(
+        "A Hessian at each of 2 points (batch)",
+        {"expression": "sum(x ** 3)", "inputs": {"x": [[1.0, 2.0], [3.0, -1.0]]}, "batch": ["x"]},
+    ),
 }
 HVP_EXAMPLES: dict[str, Example] = {
     "2dot": _example(
@@ -843,6 +862,14 @@ GRAD_ANSWERS: dict[str, Example] = {
         "2*dot(x, x) as a JSON graph", {"value": 28.0, "gradients": {"x": [0.0, 4.0, 8.0, 12.0]}}
     ),
 }
+# r = [-0.5, 1.5, 0.5] at the three samples: gradients r * x (w) and r (b)
+GRAD_ANSWERS["per-sample-gradients"] = _answer(
+    "One value and one gradient per sample (a leading axis B = 3)",
+    {
+        "value": [0.125, 1.125, 0.125],
+        "gradients": {"w": [[-0.5, -1.0], [4.5, 1.5], [0.0, 1.0]], "b": [-0.5, 1.5, 0.5]},
+    },
+)
 VJP_ANSWERS: dict[str, Example] = {
     "vjp-poly": _answer(
         "The [17, 52, 81] VJP", {"value": _POLY_VALUE, "vjp": {"x": [17.0, 52.0, 81.0]}}
@@ -870,6 +897,14 @@ HESSIAN_ANSWERS: dict[str, Example] = {
             "value": 28.0,
             "gradients": {"x": [0.0, 4.0, 8.0, 12.0]},
             "hessian": {"x": {"x": _HESSIAN_2DOT}},
+        },
+    ),
+    "batch": _answer(
+        "diag(6 x) at each point: a leading axis B = 2",
+        {
+            "value": [9.0, 26.0],
+            "gradients": {"x": [[3.0, 12.0], [27.0, 3.0]]},
+            "hessian": {"x": {"x": [[[6.0, 0.0], [0.0, 12.0]], [[18.0, 0.0], [0.0, -6.0]]]}},
         },
     ),
 }

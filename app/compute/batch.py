@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 import engine
-from app.compute import wire
+from app.compute import progress, wire
 from app.compute.derivatives import check_output
 from app.compute.problem import (
     Problem,
@@ -103,6 +103,12 @@ def setup(problem: Problem) -> Problem:
         points=np.arange(size),
         request_size=size,
     )
+
+
+def _points(problem: Problem) -> int:
+    """B of this pass (the problem is batched)."""
+    assert problem.batch is not None
+    return problem.batch
 
 
 def _names(problem: Problem) -> list[str]:
@@ -334,7 +340,7 @@ def _derivs(problem: Problem, values: list[Any], extra: tuple[int, ...] = ()) ->
         out[name] = in_dtype(value, problem.inputs[name].dtype)
     for name in problem.zero:
         x = problem.inputs[name]
-        out[name] = np.zeros((problem.batch, *extra, *_point_shape(problem, name)), x.dtype)
+        out[name] = np.zeros((_points(problem), *extra, *_point_shape(problem, name)), x.dtype)
     return out
 
 
@@ -353,7 +359,7 @@ def _check_pass(problem: Problem, k: int, what: str) -> None:
     limit = problem.limits.max_intermediate_elements
     if k * peak > limit:
         raise SizeLimitError(
-            f"{what} for {problem.batch} points would make intermediates of {k} x {peak:,} "
+            f"{what} for {_points(problem)} points would make intermediates of {k} x {peak:,} "
             f"= {k * peak:,} elements, over the limit of {limit:,} "
             "(max_intermediate_elements): send fewer points or directions per request",
             op=what,
@@ -386,13 +392,13 @@ def vjp(problem: Problem) -> dict[str, Any]:
         outs, multi, vjp_fn = _forward(problem)
         cots = _cotangents(problem, outs, multi, required=True)
         problem.used["cotangents"] = cots
-        grads = _pull(problem, vjp_fn, cots, multi)
-        return {"value": output_value(outs, multi), "vjp": _derivs(problem, grads)}
+        pulled = _pull(problem, vjp_fn, cots, multi)
+        return {"value": output_value(outs, multi), "vjp": _derivs(problem, pulled)}
     outs, multi, _ = _forward(problem, differentiate=False)
     cts = _many_cotangents(problem, outs, multi)
     k = cts[0].shape[0]
     out_size, in_size = _sizes(problem, outs)
-    check_output(problem.batch * (k * in_size + out_size), problem.limits, "the answer")
+    check_output(_points(problem) * (k * in_size + out_size), problem.limits, "the answer")
     _check_pass(problem, 2 * k, "cotangents")
     problem.used["cotangents"] = cts
     tick = time.perf_counter()
@@ -413,7 +419,7 @@ def jvp(problem: Problem) -> dict[str, Any]:
     if many:
         k = problem.directions
         out_size, in_size = _sizes(problem, outs)
-        check_output(problem.batch * (k * out_size + out_size), problem.limits, "the answer")
+        check_output(_points(problem) * (k * out_size + out_size), problem.limits, "the answer")
         _check_pass(problem, 2 * k, "tangents_batch")
         if problem.diff:
             _, t_out = engine.jvp_many(problem.fn(), problem.primals, list(tangents))
@@ -446,7 +452,7 @@ def _eye_blocks(
 def jacobian(problem: Problem) -> dict[str, Any]:
     outs, multi, _ = _forward(problem, differentiate=False)
     out_size, in_size = _sizes(problem, outs)
-    size = problem.batch
+    size = _points(problem)
     check_output(size * (out_size * in_size + out_size), problem.limits, "the jacobian")
     mode = problem.task.mode
     if mode == "auto":
@@ -497,7 +503,7 @@ def hessian(problem: Problem) -> dict[str, Any]:
     outs, multi, _ = _forward(problem, differentiate=False)
     _scalar(outs, multi, "a Hessian")
     _, in_size = _sizes(problem, outs)
-    size = problem.batch
+    size = _points(problem)
     check_output(size * (in_size * in_size + in_size + 1), problem.limits, "the hessian")
     _check_pass(problem, 3 * in_size, "the hessian")
     names = problem.diff + problem.zero
@@ -542,7 +548,7 @@ def hvp(problem: Problem) -> dict[str, Any]:
     k = problem.directions if many else 1
     if many:
         _, in_size = _sizes(problem, outs)
-        check_output(problem.batch * (k * in_size + 1), problem.limits, "the answer")
+        check_output(_points(problem) * (k * in_size + 1), problem.limits, "the answer")
         _check_pass(problem, 3 * k, "vectors_batch")
     tick = time.perf_counter()
     products: list[Any] = []
@@ -553,7 +559,7 @@ def hvp(problem: Problem) -> dict[str, Any]:
         value = out[0]
         products = [np.moveaxis(t, 0, 1) if many else t for t in t_out[1:]]
     problem.timing["hvp"] = elapsed_ms(tick)
-    value = np.reshape(np.asarray(value), (problem.batch,))
+    value = np.reshape(np.asarray(value), (_points(problem),))
     return {"value": value, "hvp": _derivs(problem, products, (k,) if many else ())}
 
 
@@ -584,7 +590,20 @@ def derive(problem: Problem) -> dict[str, Any]:
         return result
 
     groups = [1]
-    result = _grouped(problem, one, groups)
+    report = progress.chunk_callback("points")  # a job's progress: points done
+    size = _points(problem)
+    done = [0]
+
+    def counted(p: Problem) -> dict[str, Any]:
+        result = one(p)
+        done[0] += _points(p)
+        if report is not None:
+            report(done[0], size)
+        return result
+
+    if report is not None:
+        report(0, size)
+    result = _grouped(problem, counted, groups)
     if groups[0] > 1:
         problem.warnings.append(
             f"control flow differs between the points: they ran in {groups[0]} groups"
@@ -611,7 +630,7 @@ def _grouped(problem: Problem, one: Callable[[Problem], dict[str, Any]], groups:
         for key in order:
             index = np.array([b for b, k in enumerate(keys) if k == key])
             parts.append((index, _grouped(_subset(problem, index), one, groups)))
-        return _scatter(parts, problem.batch)
+        return _scatter(parts, _points(problem))
 
 
 def _subset(problem: Problem, index: np.ndarray[Any, Any]) -> Problem:
@@ -651,6 +670,15 @@ def _scatter(parts: list[tuple[np.ndarray[Any, Any], Any]], size: int) -> Any:
     if isinstance(first, list):
         return [_scatter([(i, r[k]) for i, r in parts], size) for k in range(len(first))]
     arrays = [np.asarray(r) for _, r in parts]
+    shapes = sorted({a.shape[1:] for a in arrays})
+    if len(shapes) > 1:
+        raise ShapeError(
+            "the points of the batch give answers of different shapes ("
+            + ", ".join(str(list(s)) for s in shapes)
+            + "): every point must give the same shape (run such points in separate requests)",
+            shapes=[a.shape for a in arrays],
+            loc=["body", "batch"],
+        )
     out = np.empty((size, *arrays[0].shape[1:]), dtype=np.result_type(*arrays))
     for (index, _), a in zip(parts, arrays, strict=True):
         out[index] = a

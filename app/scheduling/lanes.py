@@ -7,7 +7,9 @@ runaway computation; the proof comes from the task alone, checked before anythin
   endpoint table's ``in_process``: a gradient, VJP, JVP or HVP, never a Jacobian,
   Hessian or finite-difference check, whose work grows with the input size), a program
   without loops (each op site runs once, and its rules a fixed number of ops) and at most
-  ``inline_max_ops`` op sites;
+  ``inline_max_ops`` op sites; with ``batch``, every op batched by a rule of its own
+  (sizes are then B x per point, which the caps bound; control flow that differs between
+  points reruns at most a bounded number of groups);
 - **on the event loop**: a body under ``inline_max_body_bytes``, no einsum, every input
   and intermediate under ``inline_max_elements`` (4,096: a 64x64 matmul per op at worst).
   The pool hop would cost more than such a computation;
@@ -35,6 +37,8 @@ from app.compute.problem import compile_program
 from app.compute.task import Task
 from app.compute.wire import B64Text
 from app.scheduling.cost import linear_cost, op_census
+from engine.batching import rule_for
+from engine.registry import OPS
 
 # Sources longer than this are compiled in a worker, not on the event loop. Compiling is
 # linear in the text but costs a few microseconds per character; a program the lanes
@@ -124,7 +128,16 @@ def small_program(task: Task, settings: LaneSettings) -> Any:
     program = compile_program(task)
     if program.has_loops or max(program.num_ops, op_census(program)[1]) > settings.inline_max_ops:
         return None
+    if task.batch is not None and not batched_by_rules(program):
+        return None
     return program
+
+
+def batched_by_rules(program: Any) -> bool:
+    """Whether every op of the program has a batching rule: a batch of B points then costs
+    one pass whose sizes (B x each op's per point) the lane's caps bound. An op batched point
+    by point (``engine.batching``'s fallback) makes B op calls per site: the pool."""
+    return all(rule_for(OPS[name]) != "fallback" for name in op_census(program)[0] if name in OPS)
 
 
 def _loop_admits(task: Task, s: LaneSettings) -> bool:

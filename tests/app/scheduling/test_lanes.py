@@ -77,3 +77,11 @@ def test_the_rule_needs_no_settings_class_and_no_web() -> None:
     assert (
         choose_lane(task, program, LaneLimits(inline_max_elements=0, thread_max_elements=0)) == POOL
     )
+
+
+def test_a_batch_runs_in_process_only_when_every_op_has_a_batching_rule() -> None:
+    """A batch's sizes are B x per point, which the lane caps bound; an op batched point by
+    point (the fallback) makes B op calls per site, which they do not: the pool."""
+    assert lane_of("sum(tanh(W @ x))", batch=["x"]) == Lane("loop", LIMITS.inline_max_elements)
+    assert lane_of("sum(diag(x))", batch=["x"]) == POOL
+    assert lane_of("sum(diag(x))") == Lane("loop", LIMITS.inline_max_elements)
