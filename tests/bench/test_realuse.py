@@ -145,3 +145,12 @@ def test_reports_render_the_rows_and_the_targets(tmp_path: Path) -> None:
     assert readme.read_text().endswith("rest\n") and "\nold\n" not in readme.read_text()
     results = (tmp_path / "RESULTS.md").read_text()
     assert results.startswith("# Benchmark results\n\nother sections") and text in results
+
+
+def test_a_saved_run_loads_back_for_report_only(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    run = _run(7_000_000, 460_000, 450_000, 0.005)
+    run.targets = realuse.targets(run)
+    (tmp_path / "realuse.json").write_text(json.dumps(asdict(run)))
+    assert realuse.load_run(tmp_path / "realuse.json") == run
