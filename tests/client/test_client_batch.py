@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from app import cli
-from autodiff_client import AsyncClient, AutodiffHTTPError, Client, Result
+from autodiff_client import AsyncClient, AutodiffHTTPError, Client, Result, StoredFunction
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
 
@@ -92,6 +92,23 @@ def test_a_batch_asks_for_b64_when_its_answer_will_be_large() -> None:
         c.hessian("sum(w * w) * x[0]", {"w": w[:20], "x": np.ones((3, 1))}, batch="x")
         c.grad("sum(w) * x[0]", {"w": w[:100], "x": np.ones((4, 1))}, batch="x")
     assert [b["encoding"] for b in bodies] == ["b64", "json", "b64", "json"]
+
+
+def test_a_batch_over_stored_constants_is_sized_from_them() -> None:
+    """Batching a stored function's data: B comes from the constants the client stored."""
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={"value": 0.0})
+
+    data = {"x": np.ones((300, 2)), "t": np.ones(300)}
+    stored = StoredFunction("sha256:" + "0" * 64, "sum(w * x) - t", data)
+    with Client("http://127.0.0.1:9", retries=0, transport=httpx.MockTransport(handler)) as c:
+        c.grad(stored, {"w": np.ones(5)}, batch=["x", "t"])  # 300 points x 5 numbers
+        c.grad(stored, {"w": np.ones(5)})  # 5 numbers
+    assert [b["encoding"] for b in bodies] == ["b64", "json"]
+    assert bodies[0]["batch"] == ["x", "t"] and set(bodies[0]["inputs"]) == {"w"}
 
 
 # ------------------------------------------------------- every method, point by point
@@ -205,6 +222,18 @@ def test_per_sample_gradients_on_a_stored_function_match_torch_func(client: Clie
     np.testing.assert_allclose(res.gradients["w"], gw.numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(res.gradients["b"], gb.numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(res.value, (xs @ w + b - ts) ** 2, rtol=1e-12)
+
+
+def test_per_sample_gradients_over_stored_data(client: Client) -> None:
+    """The data stored once, batched by name: only the parameters travel with each call."""
+    rng = np.random.default_rng(7)
+    w, xs, ts = rng.normal(size=3), rng.normal(size=(50, 3)), rng.normal(size=50)
+    loss = "r = dot(w, x) - t\nreturn r * r"
+    stored = client.store(loss, {"x": xs, "t": ts})
+    res = client.grad(stored, {"w": w}, batch=["x", "t"])
+    sent = client.grad(loss, {"w": w, "x": xs, "t": ts}, batch=["x", "t"], wrt="w")
+    np.testing.assert_allclose(res.gradients["w"], sent.gradients["w"], rtol=1e-12)
+    np.testing.assert_allclose(res.gradients["w"], 2 * (xs @ w - ts)[:, None] * xs, rtol=1e-12)
 
 
 def test_stored_constants_are_shared_by_every_point(client: Client) -> None:

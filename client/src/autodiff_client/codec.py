@@ -181,7 +181,11 @@ def build_body(
         body[key] = _field(key, value, b64_min_elements)
     batched = fields.get("batch") or ()
     batched = [batched] if isinstance(batched, str) else list(batched)
-    body["encoding"] = encoding or _answer_encoding(inputs, square, b64_min_elements, batched)
+    # a stored function's constants may be what is batched (stored data, per point)
+    stored = fn.constants if isinstance(fn, StoredFunction) else {}
+    body["encoding"] = encoding or _answer_encoding(
+        inputs, square, b64_min_elements, batched, stored
+    )
     return body
 
 
@@ -214,13 +218,19 @@ def _input(name: str, value: Any, constant: bool, b64_min: int) -> Any:
 
 
 def _answer_encoding(
-    inputs: Mapping[str, Any], square: bool, b64_min: int, batched: Iterable[str] = ()
+    inputs: Mapping[str, Any],
+    square: bool,
+    b64_min: int,
+    batched: Iterable[str] = (),
+    stored: Mapping[str, Any] | None = None,
 ) -> Encoding:
     # The answer's arrays are about as large as the inputs (their square for a Hessian); with
     # a batch of B points, B times one point's (a shared input's gradient is per point too).
-    batched = {name for name in batched if name in inputs}
+    # B comes from a batched input, or from a batched constant the client stored.
+    known = {**(stored or {}), **inputs}
+    batched = {name for name in batched if name in known}
     points = max(
-        (int(np.shape(inputs[name])[0]) for name in batched if np.ndim(inputs[name])), default=1
+        (int(np.shape(known[name])[0]) for name in batched if np.ndim(known[name])), default=1
     )
     per_point = sum(
         int(np.size(v)) // points if name in batched else int(np.size(v))
