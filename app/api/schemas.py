@@ -312,7 +312,9 @@ class GradRequest(ComputeRequest):
         None,
         description="Cotangent of the output (a list of them for several outputs); "
         "required when the output is not a scalar. Several scalar outputs without it give "
-        "the gradient of their sum (torch.autograd.backward([y1, y2])), and warnings says so.",
+        "the gradient of their sum (torch.autograd.backward([y1, y2])), and warnings says so."
+        " With batch: the per-point shape (shared by every point) or a leading axis B (one "
+        "per point).",
     )
 
 
@@ -322,14 +324,18 @@ class VjpRequest(ComputeRequest):
     cotangent: Annotated[CotangentValue | None, ARRAY] = Field(
         None,
         description="Cotangent of the output's shape; a list of them for several outputs. "
-        "Exactly one of cotangent and cotangents.",
+        "Exactly one of cotangent and cotangents."
+        " With batch: the per-point shape (shared by every point) or a leading axis B (one "
+        "per point).",
     )
     cotangents: Annotated[ArrayValue | None, ARRAY] = Field(
         None,
         description="K cotangents in one pass: one array whose leading axis is K, or a list "
         "of K cotangents (for several outputs, a list of K entries, each a list with one "
         "cotangent per output). The answer's vjp[name] is then (K, *input.shape); value "
-        "keeps its shape.",
+        "keeps its shape."
+        " With batch: (K, *shape) shared by every point or (B, K, *shape) per point; the "
+        "answer is (B, K, ...).",
     )
 
     @model_validator(mode="after")
@@ -347,14 +353,18 @@ class JvpRequest(ComputeRequest):
         description="A tangent per input name, of that input's shape; these inputs are the "
         "directions (wrt defaults to them). An entry for a constant (requires_grad false, or "
         "not in wrt) contributes nothing: it is ignored, and warnings says so. The answer's "
-        "jvp is in the output's dtype. Exactly one of tangents and tangents_batch.",
+        "jvp is in the output's dtype. Exactly one of tangents and tangents_batch."
+        " With batch: the per-point shape (shared by every point) or a leading axis B (one "
+        "per point).",
     )
     # None when the other form is given (left out of the schema: send one form)
     tangents_batch: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
         None,
         description="K tangents per input name, each (K, *input.shape) (one array, or a list "
         "of K), the same K for every input: K products in one forward pass. The answer's "
-        "jvp is then (K, *output.shape); value keeps its shape.",
+        "jvp is then (K, *output.shape); value keeps its shape."
+        " With batch: (K, *shape) shared by every point or (B, K, *shape) per point; the "
+        "answer is (B, K, ...).",
     )
 
     @model_validator(mode="after")
@@ -385,13 +395,17 @@ class HvpRequest(ComputeRequest):
         description="The vector, as one array per input name, of that input's shape "
         "(wrt defaults to these inputs). An entry for a constant (requires_grad false, or "
         "not in wrt) contributes nothing: it is ignored, and warnings says so. Exactly one "
-        "of vectors and vectors_batch.",
+        "of vectors and vectors_batch."
+        " With batch: the per-point shape (shared by every point) or a leading axis B (one "
+        "per point).",
     )
     # None when the other form is given (left out of the schema: send one form)
     vectors_batch: Annotated[dict[str, ArrayValue] | SkipJsonSchema[None], ARRAY, NAMED] = Field(
         None,
         description="K vectors per input name, each (K, *input.shape), the same K for every "
-        "input: K Hessian-vector products in one pass; hvp[name] is then (K, *input.shape).",
+        "input: K Hessian-vector products in one pass; hvp[name] is then (K, *input.shape)."
+        " With batch: (K, *shape) shared by every point or (B, K, *shape) per point; the "
+        "answer is (B, K, ...).",
     )
 
     @model_validator(mode="after")

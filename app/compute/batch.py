@@ -140,6 +140,7 @@ def _check_sizes(problem: Problem, inputs: dict[str, Any], size: int) -> None:
             op="batch",
             loc=["body", "batch"],
         )
+    check_output(total, problem.limits, "the answer")  # B x every derivative, at least
 
 
 # --------------------------------------------------------------------------- directions
@@ -437,16 +438,34 @@ def jvp(problem: Problem) -> dict[str, Any]:
 
 
 def _eye_blocks(
-    sizes: list[int], size: int, shapes: list[tuple[int, ...]], dtype: Any
+    sizes: list[int], size: int, shapes: list[tuple[int, ...]], dtype: Any, rows: slice
 ) -> list[Any]:
-    """One-hot directions broadcast over the points: block k is (sum(sizes), B, *shapes[k])."""
-    eye = np.eye(sum(sizes), dtype=dtype)
+    """Rows ``rows`` of one-hot directions broadcast over the points: block k is
+    (rows, B, *shapes[k]) (views of one identity, no copy per point)."""
+    eye = np.eye(sum(sizes), dtype=dtype)[rows]
     offsets = np.cumsum([0, *sizes])
     blocks = []
     for k, s in enumerate(shapes):
-        part = eye[:, offsets[k] : offsets[k + 1]].reshape(sum(sizes), 1, *s)
-        blocks.append(np.broadcast_to(part, (sum(sizes), size, *s)))
+        part = eye[:, offsets[k] : offsets[k + 1]].reshape(eye.shape[0], 1, *s)
+        blocks.append(np.broadcast_to(part, (eye.shape[0], size, *s)))
     return blocks
+
+
+def _in_chunks(
+    problem: Problem, n: int, passes: int, run: Callable[[slice], list[Any]]
+) -> list[Any]:
+    """``run(rows)`` over the ``n`` one-hot rows in chunks whose pass keeps its
+    intermediates (chunk x the batched pass's largest value x ``passes``) under
+    max_intermediate_elements, as the single-point Jacobian does; each result
+    concatenated along its leading (row) axis."""
+    chunk = max(n, 1)
+    if problem.diff and n > 1:
+        peak = peak_size(Trace(problem.fn(), problem.primals)) * passes
+        chunk = max(1, min(n, problem.limits.max_intermediate_elements // max(1, peak)))
+    parts = [run(slice(i, min(i + chunk, n))) for i in range(0, max(n, 1), chunk)]
+    if len(parts) == 1:
+        return parts[0]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
 
 def jacobian(problem: Problem) -> dict[str, Any]:
@@ -457,15 +476,19 @@ def jacobian(problem: Problem) -> dict[str, Any]:
     mode = problem.task.mode
     if mode == "auto":
         mode = "reverse" if out_size < in_size else "forward"
-    _check_pass(problem, out_size if mode == "reverse" else in_size, "the jacobian")
     out_shapes = [o.shape[1:] for o in outs]
     in_shapes = [_point_shape(problem, n) for n in problem.diff]
     tick = time.perf_counter()
     blocks: dict[tuple[int, int], Any] = {}
     if problem.diff and mode == "reverse":
         dtype = np.result_type(*outs)
-        cts = _eye_blocks([math.prod(s) for s in out_shapes], size, out_shapes, dtype)
-        _, rows = engine.vjp_many(problem.fn(), problem.primals, cts)  # (N, B, *in_i)
+        out_sizes = [math.prod(s) for s in out_shapes]
+
+        def pull(part: slice) -> list[Any]:
+            cts = _eye_blocks(out_sizes, size, out_shapes, dtype, part)
+            return list(engine.vjp_many(problem.fn(), problem.primals, cts)[1])
+
+        rows = _in_chunks(problem, out_size, 2, pull)  # (N, B, *in_i)
         offset = 0
         for k, s in enumerate(out_shapes):
             n = math.prod(s)
@@ -476,10 +499,14 @@ def jacobian(problem: Problem) -> dict[str, Any]:
     elif problem.diff:
         dtype = np.result_type(*problem.primals)
         sizes = [math.prod(s) for s in in_shapes]
-        tangents = _eye_blocks(sizes, size, in_shapes, dtype)
-        _, t_out = engine.jvp_many(problem.fn(), problem.primals, tangents)  # (M, B, *out_k)
+
+        def push(part: slice) -> list[Any]:
+            tangents = _eye_blocks(sizes, size, in_shapes, dtype, part)
+            t_out = engine.jvp_many(problem.fn(), problem.primals, tangents)[1]
+            return output_list(t_out)[0]
+
         offsets = np.cumsum([0, *sizes])
-        for k, t in enumerate(output_list(t_out)[0]):
+        for k, t in enumerate(_in_chunks(problem, in_size, 2, push)):  # (M, B, *out_k)
             for i, s in enumerate(in_shapes):
                 block = np.reshape(t[offsets[i] : offsets[i + 1]], (*s, size, *out_shapes[k]))
                 nd = len(s)
@@ -505,7 +532,6 @@ def hessian(problem: Problem) -> dict[str, Any]:
     _, in_size = _sizes(problem, outs)
     size = _points(problem)
     check_output(size * (in_size * in_size + in_size + 1), problem.limits, "the hessian")
-    _check_pass(problem, 3 * in_size, "the hessian")
     names = problem.diff + problem.zero
     in_shapes = [_point_shape(problem, n) for n in problem.diff]
     tick = time.perf_counter()
@@ -515,12 +541,19 @@ def hessian(problem: Problem) -> dict[str, Any]:
     if problem.diff:
         sizes = [math.prod(s) for s in in_shapes]
         dtype = np.result_type(*problem.primals)
-        tangents = _eye_blocks(sizes, size, in_shapes, dtype)
-        out, t_out = engine.jvp_many(_grads_fn(problem), problem.primals, tangents)
-        value, grads = out[0], list(out[1:])
+        first: list[Any] = []
+
+        def push(part: slice) -> list[Any]:
+            tangents = _eye_blocks(sizes, size, in_shapes, dtype, part)
+            out, t_out = engine.jvp_many(_grads_fn(problem), problem.primals, tangents)
+            first[:] = first or list(out)  # the value and gradients: the same every chunk
+            return list(t_out[1:])
+
+        columns = _in_chunks(problem, in_size, 3, push)
+        value, grads = first[0], first[1:]
         offsets = np.cumsum([0, *sizes])
         for i, s in enumerate(in_shapes):
-            for j, t in enumerate(t_out[1:]):
+            for j, t in enumerate(columns):
                 block = np.reshape(t[offsets[i] : offsets[i + 1]], (*s, size, *in_shapes[j]))
                 blocks[i, j] = np.moveaxis(block, len(s), 0)
     problem.timing["hessian"] = elapsed_ms(tick)
