@@ -4,6 +4,7 @@
     autodiff grad "2*dot(x,x)" -i x=[0,1,2,3]                 # on this machine, no server
     autodiff grad "2*dot(x,x)" -i x=[0,1,2,3] --url http://127.0.0.1:8000
     autodiff jvp "sin(x)*y" -i x=[1,2] -i y=[3,4] -t x=[1,0] -t y=[0,0] --json
+    autodiff grad "sum(w*x)" -i w=[1,2] -i x=[[1,0],[0,1],[2,2]] --batch x   # 3 points
     autodiff jacobian "sin(x)*x" -i x=@x.npy --url http://127.0.0.1:8000 --background
     autodiff jobs get ID --url http://127.0.0.1:8000       # or: jobs cancel ID
     autodiff functions store "sum(w*x**2)" -c w=[1,2] --url http://127.0.0.1:8000
@@ -107,6 +108,17 @@ def assignments(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def batch_names(items: Sequence[str]) -> list[str]:
+    """``--batch x,y`` (or ``--batch x --batch y``) as the request's ``batch`` list."""
+    names = [name.strip() for item in items for name in item.split(",")]
+    for name in names:
+        if not name.isidentifier():
+            raise CLIError(f"--batch takes input names separated by commas, got {name!r}")
+    if len(set(names)) != len(names):
+        raise CLIError(f"--batch names an input twice: {','.join(names)}")
+    return names
+
+
 def function_of(text: str) -> str | dict[str, Any]:
     """The function argument: source text, or ``@file`` (``.json`` files hold a graph)."""
     if not text.startswith("@"):
@@ -138,6 +150,8 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
         fields["vectors"] = assignments(args.vector)
     if args.command == "jacobian":
         fields["mode"] = args.mode
+    if args.batch:
+        fields["batch"] = batch_names(args.batch)
     # the function: text, a graph, or a stored function's id ("sha256:...", with --url)
     body: dict[str, Any] = function_fields(function_of(args.function))
     if "function" in body and not args.url:
@@ -350,6 +364,13 @@ def _add_compute(sub: Any, name: str) -> None:
         action="append",
         metavar="NAME",
         help="differentiate with respect to this input only (repeatable)",
+    )
+    p.add_argument(
+        "--batch",
+        action="append",
+        metavar="NAMES",
+        help="these inputs (x,y) carry a leading axis of B points, the others are shared: "
+        "one answer per point, every array with a leading axis B (JAX's vmap)",
     )
     if name in ("grad", "vjp"):
         p.add_argument("--cotangent", metavar="JSON", help="cotangent of the output")

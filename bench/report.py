@@ -432,11 +432,25 @@ def write_all(bench_dir: Path) -> Path:
     if load:
         parts += ["", http_report.load_section(load)]
     path = bench_dir / "RESULTS.md"
-    path.write_text("\n".join(parts) + "\n")
+    kept = _kept_realuse_section(path)  # bench.realuse writes it; no other run has its data
+    path.write_text("\n".join(parts) + "\n" + kept)
     if results and not results["meta"]["quick"] and _every_case(results):
         for readme in (bench_dir / "README.md", bench_dir.parent / "README.md"):
             _update_readme(readme, results)
     return path
+
+
+# Around the "Real use" section, which ``bench.realuse`` writes and every other run keeps.
+REALUSE_START, REALUSE_END = "<!-- realuse-section:start -->", "<!-- realuse-section:end -->"
+
+
+def _kept_realuse_section(path: Path) -> str:
+    """The "Real use" section of RESULTS.md as ``bench.realuse`` last wrote it, markers and all."""
+    text = path.read_text() if path.exists() else ""
+    if REALUSE_START not in text or REALUSE_END not in text:
+        return ""
+    block = text.split(REALUSE_START, 1)[1].split(REALUSE_END, 1)[0]
+    return f"\n{REALUSE_START}{block}{REALUSE_END}\n"
 
 
 def _every_case(results: dict[str, Any]) -> bool:

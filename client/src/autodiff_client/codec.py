@@ -179,7 +179,13 @@ def build_body(
         if value is None:
             continue
         body[key] = _field(key, value, b64_min_elements)
-    body["encoding"] = encoding or _answer_encoding(inputs, square, b64_min_elements)
+    batched = fields.get("batch") or ()
+    batched = [batched] if isinstance(batched, str) else list(batched)
+    # a stored function's constants may be what is batched (stored data, per point)
+    stored = fn.constants if isinstance(fn, StoredFunction) else {}
+    body["encoding"] = encoding or _answer_encoding(
+        inputs, square, b64_min_elements, batched, stored
+    )
     return body
 
 
@@ -194,7 +200,7 @@ def _field(key: str, value: Any, b64_min: int) -> Any:
         if isinstance(value, list | tuple):
             return [_encode_many(v, b64_min) for v in value]
         return encode_array(value, b64_min_elements=b64_min)
-    if key == "wrt":
+    if key in ("wrt", "batch"):  # one name, or several
         return [value] if isinstance(value, str) else list(value)
     return value
 
@@ -211,10 +217,27 @@ def _input(name: str, value: Any, constant: bool, b64_min: int) -> Any:
     return {"data": encoded, "requires_grad": False}
 
 
-def _answer_encoding(inputs: Mapping[str, Any], square: bool, b64_min: int) -> Encoding:
-    # The answer's arrays are about as large as the inputs (their square for a Hessian).
-    total = sum(int(np.size(v)) for v in inputs.values())
-    return "b64" if (total * total if square else total) >= b64_min else "json"
+def _answer_encoding(
+    inputs: Mapping[str, Any],
+    square: bool,
+    b64_min: int,
+    batched: Iterable[str] = (),
+    stored: Mapping[str, Any] | None = None,
+) -> Encoding:
+    # The answer's arrays are about as large as the inputs (their square for a Hessian); with
+    # a batch of B points, B times one point's (a shared input's gradient is per point too).
+    # B comes from a batched input, or from a batched constant the client stored.
+    known = {**(stored or {}), **inputs}
+    batched = {name for name in batched if name in known}
+    points = max(
+        (int(np.shape(known[name])[0]) for name in batched if np.ndim(known[name])), default=1
+    )
+    per_point = sum(
+        int(np.size(v)) // points if name in batched else int(np.size(v))
+        for name, v in inputs.items()
+    )
+    answer = points * (per_point * per_point if square else per_point)
+    return "b64" if answer >= b64_min else "json"
 
 
 # ----------------------------------------------------------------- from the service

@@ -44,6 +44,10 @@ class Options(TypedDict, total=False):
 
     wrt: str | Sequence[str] | None
     """Input names to differentiate with respect to (default: every input not constant)."""
+    batch: str | Sequence[str] | None
+    """Inputs whose leading axis is a batch of B points (the others are shared by every
+    point): the function is applied to each point, as JAX's ``vmap``, in one request, and
+    every array of the answer gains a leading axis B (before a direction axis K)."""
     constants: Iterable[str]
     """Inputs that get no derivative (sent with ``requires_grad: false``)."""
     check: bool

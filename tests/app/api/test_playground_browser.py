@@ -6,6 +6,7 @@ Screenshots are saved as test artifacts in $AUTODIFF_TEST_ARTIFACTS (default /tm
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -265,14 +266,16 @@ def test_seed_example_value_gradient_plot_and_graph(service: str, browser: Brows
     assert plot.locator(".u-legend .u-series").count() == 3  # x, f and df/dx
     pixels = curve_pixels(page)
     assert pixels["f"] > 300 and pixels["df"] > 150, pixels  # both curves drawn
-    # the plotted derivative is the service's, point by point: cos at every x
-    assert len(v.jvp_answers) == 61
-    for request, answer in v.jvp_answers:
-        x = request["inputs"]["x"]
-        assert answer["value"] == pytest.approx(math.sin(x), abs=1e-12)
-        assert answer["jvp"] == pytest.approx(math.cos(x), abs=1e-12)
-    xs = sorted(r["inputs"]["x"] for r, _ in v.jvp_answers)
+    # the plotted derivative is the service's, all 61 points in ONE batch request: cos at every x
+    assert len(v.jvp_answers) == 1
+    request, answer = v.jvp_answers[0]
+    assert request["batch"] == ["x"] and request["tangents"] == {"x": 1.0}
+    xs = request["inputs"]["x"]
+    assert len(xs) == len(answer["value"]) == len(answer["jvp"]) == 61
+    assert answer["value"] == pytest.approx([math.sin(x) for x in xs], abs=1e-12)
+    assert answer["jvp"] == pytest.approx([math.cos(x) for x in xs], abs=1e-12)
     assert xs[0] == pytest.approx(-6.2832) and xs[-1] == pytest.approx(6.2832)
+    expect(page.locator("#plot-note")).to_contain_text("1 request: one /jvp with batch")
 
     graph = page.get_by_role("img", name=re.compile("graph"))
     nodes = json_graph(service, "grad", {"expression": "sin(x)", "inputs": {"x": 1.0}})["nodes"]
@@ -331,11 +334,55 @@ def test_inputs_as_assignments_and_a_vector_element_plotted(service: str, browse
     compute(page)
     expected = 3 * (math.sin(0.5) + math.sin(2.0))
     assert shown_number(page, "result-value") == pytest.approx(expected, abs=1e-6)
-    assert len(v.jvp_answers) == 11
-    for request, answer in v.jvp_answers:
-        assert request["tangents"] == {"x": [0.0, 1.0]} and request["inputs"]["x"][0] == 0.5
-        assert answer["jvp"] == pytest.approx(3 * math.cos(request["inputs"]["x"][1]), abs=1e-12)
+    assert len(v.jvp_answers) == 1  # the 11 points in one request, batched over x
+    request, answer = v.jvp_answers[0]
+    assert request["batch"] == ["x"] and request["tangents"] == {"x": [0.0, 1.0]}
+    assert request["inputs"]["y"] == 3  # shared by every point
+    points = request["inputs"]["x"]
+    assert len(points) == 11 and all(p[0] == 0.5 for p in points)
+    assert answer["jvp"] == pytest.approx([3 * math.cos(p[1]) for p in points], abs=1e-12)
     v.assert_clean()
+
+
+@pytest.mark.browser
+def test_plot_falls_back_to_a_request_per_point_when_the_batch_is_refused(
+    service: str, browser: Browser
+) -> None:
+    """A batch the service refuses (say, control flow that differs between the points) still
+    plots: one /jvp per point, and the note says why."""
+    v = open_page(browser, f"{service}/")
+    page = v.page
+    refused = {
+        "type": "urn:autodiff:problem:batch-control-flow",
+        "title": "Control flow differs between points",
+        "status": 422,
+        "detail": "the condition on line 2 is true for some points and false for others",
+    }
+    batches: list[Any] = []
+
+    def refuse_batches(route: Route) -> None:
+        body = route.request.post_data_json
+        if isinstance(body, dict) and "batch" in body:
+            batches.append(body)
+            route.fulfill(
+                status=422, content_type="application/problem+json", body=json.dumps(refused)
+            )
+        else:
+            route.fallback()
+
+    page.route("**/jvp", refuse_batches)
+    page.get_by_label("Points").fill("9")
+    compute(page)
+    assert len(batches) == 1 and len(batches[0]["inputs"]["x"]) == 9
+    assert len(v.jvp_answers) == 9  # then one request per point, each answered
+    for request, answer in v.jvp_answers:
+        assert "batch" not in request
+        assert answer["jvp"] == pytest.approx(math.cos(request["inputs"]["x"]), abs=1e-12)
+    note = page.locator("#plot-note")
+    expect(note).to_contain_text("The batch request was refused (Control flow differs")
+    expect(note).to_contain_text("9 requests instead (one /jvp per point")
+    assert curve_pixels(page)["df"] > 50  # the curve is drawn all the same
+    v.assert_clean(allowed=("status of 422",))
 
 
 @pytest.mark.browser

@@ -160,15 +160,51 @@ function mainRequest(state) {
 }
 
 /**
- * The requests that compute the plot: f and df/d(element) at each point of `xs`.
+ * The request that computes the plot: f and df/d(element) at every point of `xs`, in ONE /jvp.
  *
- * THE one place that decides how plot points become requests. Today: one /jvp per point (the
- * tangent is 1 at the chosen element), since the service has no `batch` yet. When it has
- * (API.md, "Many points and directions in one request"), return ONE request here instead:
- * the chosen input stacked over the points with `batch: [name]` (value and jvp then gain a
- * leading axis B), and let readPlotAnswers split it; nothing else changes.
+ * THE one place that decides how plot points become requests. The chosen input is stacked
+ * over the points with `batch: [name]` (API.md, "Many points and directions in one request"):
+ * the service evaluates every point in one vectorised pass, and `value` and `jvp` gain a
+ * leading axis B (one entry per point). The tangent (1 at the chosen element) has the
+ * per-point shape, so every point shares it. readPlotAnswer splits the answer.
  */
-function plotRequests(state, along, xs) {
+function plotRequest(state, along, xs) {
+  const inputs = parseJSONField("inputs", {});
+  const input = inputs[along.name];
+  return {
+    path: "jvp",
+    body: {
+      ...functionPart(state.f),
+      inputs: { ...inputs, [along.name]: stackedElement(input, along.index, xs) },
+      tangents: { [along.name]: oneHot(valueOf(input), along.index) },
+      batch: [along.name],
+      include_graph: false,
+    },
+  };
+}
+
+/** [f, df] per point from plotRequest's answer (null where not finite). */
+function readPlotAnswer(answer, count) {
+  const values = perPoint(answer.body.value, count);
+  const jvps = perPoint(answer.body.jvp, count);
+  return values.map((v, i) => [firstNumber(v), firstNumber(jvps[i])]);
+}
+
+/**
+ * The B entries of a batched answer array: the array itself, or, for a function with several
+ * outputs (a list of outputs, each with the leading axis B), its first output's.
+ */
+function perPoint(v, count) {
+  if (Array.isArray(v) && v.length === count) return v;
+  if (Array.isArray(v) && Array.isArray(v[0]) && v[0].length === count) return v[0];
+  return new Array(count).fill(null);
+}
+
+/**
+ * The fallback when the service refuses the batch (a program whose control flow differs
+ * between the points, or a batch over a limit): one /jvp per point, as before `batch`.
+ */
+function pointRequests(state, along, xs) {
   const inputs = parseJSONField("inputs", {});
   const fn = functionPart(state.f);
   const tangent = oneHot(valueOf(inputs[along.name]), along.index);
@@ -183,8 +219,8 @@ function plotRequests(state, along, xs) {
   }));
 }
 
-/** [f, df] per point from the answers of plotRequests (null where not finite or failed). */
-function readPlotAnswers(answers) {
+/** [f, df] per point from the answers of pointRequests (null where not finite or failed). */
+function readPointAnswers(answers) {
   return answers.map((a) =>
     a.ok ? [firstNumber(a.body.value), firstNumber(a.body.jvp)] : [null, null],
   );
@@ -215,6 +251,15 @@ function setFlat(v, index, x) {
   let k = 0;
   const walk = (a) => (Array.isArray(a) ? a.map(walk) : k++ === index ? x : a);
   return walk(v);
+}
+
+/** The input stacked over `xs`: one copy per point, with its element `index` set to x. */
+function stackedElement(input, index, xs) {
+  if (input !== null && typeof input === "object" && !Array.isArray(input)) {
+    // the plotted input is differentiated even if the request made it a constant
+    return { ...input, data: xs.map((x) => setFlat(input.data, index, x)), requires_grad: true };
+  }
+  return xs.map((x) => setFlat(input, index, x));
 }
 
 function withElement(input, index, x) {
@@ -545,12 +590,8 @@ async function drawPlot(state, signal) {
     return;
   }
   const xs = plotInterval(along);
-  const requests = plotRequests(state, along, xs);
-  const answers = await sendAll(requests, PLOT_CONCURRENCY, signal);
-  const points = readPlotAnswers(answers);
-  const failed = answers.filter((a) => !a.ok);
-  const scalar = answers.find((a) => a.ok && !Array.isArray(a.body.value));
-  const fLabel = scalar || !answers.some((a) => a.ok) ? "f" : "f[0]";
+  const { points, scalar, note } = await plotPoints(state, along, xs, signal);
+  const fLabel = scalar ? "f" : "f[0]";
   const data = [xs, points.map((p) => p[0]), points.map((p) => p[1])];
   const opts = {
     width: Math.max(320, box.clientWidth || 640),
@@ -576,13 +617,39 @@ async function drawPlot(state, signal) {
     "aria-label",
     `plot of ${fLabel} and d${fLabel}/d${along.label} for ${along.label} from ${xs[0]} to ${xs[xs.length - 1]} (${xs.length} points)`,
   );
-  let note = `${requests.length} requests (one /jvp per point, ${PLOT_CONCURRENCY} at a time).`;
-  if (fLabel !== "f") note += " The output is not a scalar: its first element is plotted.";
+  $("plot-note").textContent =
+    fLabel === "f" ? note : `${note} The output is not a scalar: its first element is plotted.`;
+}
+
+/**
+ * f and df at every point of `xs`: one batch request, or, if the service refuses it, one
+ * request per point. Also whether the output is a scalar, and a note on how it was computed.
+ */
+async function plotPoints(state, along, xs, signal) {
+  const [batch] = await sendAll([plotRequest(state, along, xs)], 1, signal);
+  if (batch.ok) {
+    return {
+      points: readPlotAnswer(batch, xs.length),
+      scalar: !Array.isArray(perPoint(batch.body.value, xs.length)[0]),
+      note: `1 request: one /jvp with batch over the ${xs.length} points.`,
+    };
+  }
+  const requests = pointRequests(state, along, xs);
+  const answers = await sendAll(requests, PLOT_CONCURRENCY, signal);
+  const failed = answers.filter((a) => !a.ok);
+  const firstOk = answers.find((a) => a.ok);
+  let note =
+    `The batch request was refused (${batch.body.title}: ${batch.body.detail || ""}); ` +
+    `${requests.length} requests instead (one /jvp per point, ${PLOT_CONCURRENCY} at a time).`;
   if (failed.length) {
     const first = failed[0].body;
     note += ` ${failed.length} points failed: ${first.title}: ${first.detail || ""}`;
   }
-  $("plot-note").textContent = note;
+  return {
+    points: readPointAnswers(answers),
+    scalar: !firstOk || !Array.isArray(firstOk.body.value),
+    note,
+  };
 }
 
 // ---------------------------------------------------------------- link and curl
