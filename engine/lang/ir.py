@@ -106,6 +106,39 @@ class Index(NamedTuple):
     loc: Loc
 
 
+class Attr(NamedTuple):
+    """``value.shape``, ``.ndim``, ``.size`` or ``.dtype``: read from the value's shape."""
+
+    value: Any
+    name: str
+    loc: Loc
+
+
+class Receiver(NamedTuple):
+    """The receiver of a method call (``x`` in ``x.sum()``): it must be an array."""
+
+    value: Any
+    method: str
+    loc: Loc
+
+
+class IfExp(NamedTuple):
+    """``body if test else orelse``: only the branch taken runs, as with ``if``."""
+
+    test: Any
+    body: Any
+    orelse: Any
+    loc: Loc
+
+
+class Builtin(NamedTuple):
+    """``len(x)``, and ``min``/``max`` with several positional arguments (see interp)."""
+
+    name: str
+    args: tuple[Any, ...]
+    loc: Loc
+
+
 # --- statements --------------------------------------------------------------------------
 
 
