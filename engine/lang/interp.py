@@ -341,7 +341,16 @@ class Interpreter:
     def builtin(self, node: Builtin) -> Any:
         if node.name == "len":
             return self.length(node)
+        if node.name == "sum":
+            return self.sum_items(node)
         return self.minmax(node)
+
+    def sum_items(self, node: Builtin) -> Any:
+        """Python's ``sum([a, b, ...])`` of a list literal: ``a + b + ...`` (broadcasting)."""
+        out = self.array(node.args[0])
+        for expr in node.args[1:]:
+            out = self.apply("add", [out, self.array(expr)], {}, node.loc)
+        return out
 
     def length(self, node: Builtin) -> int:
         value = self.value(node.args[0])

@@ -348,6 +348,12 @@ class _Builder:
             self.num_ops += 1
             items = (self.expr(args[0], VALUE), *(self.expr(a, STATIC_CTX) for a in args[1:]))
             return Builtin(name, items, loc)
+        if bare and name == "sum" and len(args) == 1 and not keywords and _nonempty_list(args[0]):
+            # Python's sum of a list literal: its items added (``sum([x, y])`` is ``x + y``,
+            # as in Python); ``np.sum([x, y])`` is NumPy's total
+            self.num_ops += 1
+            items = getattr(args[0], "elts", [])
+            return Builtin("sum", tuple(self.expr(e, VALUE) for e in items), loc)
         if name == "where" and len(args) == 1 and not keywords:
             name = "nonzero"  # NumPy: where(condition) is nonzero(condition)
         return self.bound_call(name, args, keywords, loc)
@@ -456,6 +462,10 @@ class _Built:
 
     def __init__(self, ir: Any) -> None:
         self.ir = ir
+
+
+def _nonempty_list(node: ast.expr) -> bool:
+    return isinstance(node, ast.List | ast.Tuple) and bool(node.elts)
 
 
 def _dotted(node: ast.expr) -> list[str] | None:
