@@ -343,7 +343,7 @@ class _Builder:
                 raise rejected("len() with other than one argument", loc)
             return Builtin("len", (self.expr(args[0], VALUE),), loc)
         if bare and name in ("min", "max") and len(args) >= 2 and not keywords:
-            # decided when it runs (interp.builtin_minmax): with a 0-d first argument it is
+            # decided when it runs (Interpreter.minmax): with a 0-d first argument it is
             # Python's max(a, b, ...) of scalars; otherwise NumPy's max(x, axis)
             self.num_ops += 1
             items = (self.expr(args[0], VALUE), *(self.expr(a, STATIC_CTX) for a in args[1:]))
@@ -352,8 +352,8 @@ class _Builder:
             # Python's sum of a list literal: its items added (``sum([x, y])`` is ``x + y``,
             # as in Python); ``np.sum([x, y])`` is NumPy's total
             self.num_ops += 1
-            items = getattr(args[0], "elts", [])
-            return Builtin("sum", tuple(self.expr(e, VALUE) for e in items), loc)
+            elts = getattr(args[0], "elts", [])
+            return Builtin("sum", tuple(self.expr(e, VALUE) for e in elts), loc)
         if name == "where" and len(args) == 1 and not keywords:
             name = "nonzero"  # NumPy: where(condition) is nonzero(condition)
         return self.bound_call(name, args, keywords, loc)
