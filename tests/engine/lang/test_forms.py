@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import engine as ad
+import engine.numpy as anp
 from engine.errors import AutodiffError, LanguageError, UnknownOpError
 from engine.lang import compile_graph, compile_source
 from engine.lang.interp import Interpreter
@@ -309,3 +310,22 @@ def test_graph_strings_only_for_declared_options() -> None:
     }
     with pytest.raises(LanguageError, match="is not allowed here"):
         compile_graph(bad)
+
+
+def test_graph_indexes_by_a_mask_node_and_a_where_node() -> None:
+    x = np.array([-1.0, 2.0, -3.0, 4.0])
+    graph = {
+        "nodes": [
+            {"id": "m", "op": "greater", "inputs": ["x", 0]},
+            {"id": "s", "op": "getitem", "inputs": ["x"], "attrs": {"index": ["m"]}},
+            {"id": "w", "op": "np.where", "inputs": ["m"]},
+            {"id": "t", "op": "getitem", "inputs": ["x"], "attrs": {"index": ["w"]}},
+        ],
+        "outputs": ["s", "t"],
+    }
+    program = compile_graph(graph)
+    s, t = program.run({"x": x})
+    np.testing.assert_array_equal(s, [2.0, 4.0])
+    np.testing.assert_array_equal(t, [2.0, 4.0])
+    g = ad.grad(lambda v: anp.sum(anp.stack(program.run({"x": v}))))(x)
+    np.testing.assert_array_equal(g, [0.0, 2.0, 0.0, 2.0])
