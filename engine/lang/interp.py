@@ -581,6 +581,10 @@ def _output(v: Any) -> Any:
     the graph metadata knows as the op's node.)"""
     if type(v) is float or type(v) is int or type(v) is bool:
         return np.asarray(float(v))
+    if type(v) is tuple and all(type(i) is int for i in v):  # a shape: one output, as floats
+        return np.asarray(v, dtype=np.float64)
+    if type(v) is str:
+        raise LanguageError(f"the output is the dtype name {v!r}, not an array")
     return v
 
 

@@ -98,6 +98,12 @@ def test_a_mask_jacobian_has_the_selected_shape(client: TestClient) -> None:
         np.testing.assert_array_equal(jac, want)
 
 
+def test_a_shape_output_is_one_array(client: TestClient) -> None:
+    out = post(client, "/jacobian", "x.shape")
+    assert out["value"] == [3.0, 4.0]
+    assert np.shape(out["jacobian"]["x"]) == (2, 3, 4)
+
+
 def test_graphs_take_prefixed_op_names(client: TestClient) -> None:
     graph = {
         "nodes": [
@@ -122,6 +128,7 @@ REFUSED = [
     ("sum(x[[0, 7]])", "shape-mismatch"),
     ("sum(x[x[0] > 0])", "shape-mismatch"),
     ("np.nosuchop(x)", "unknown-op"),
+    ("x.dtype", "language-error"),
 ]
 
 

@@ -201,6 +201,7 @@ def test_methods_follow_the_op_registry() -> None:
         ("x[x[0] > 0]", "boolean index did not match"),
         ("x[[0, 3]]", "out of bounds"),
         ("x.astype('int32')", "dtype must be one of"),
+        ("x.dtype", "the output is the dtype name 'float64'"),
     ],
 )
 def test_refused_with_a_clear_message(source: str, fragment: str) -> None:
