@@ -34,7 +34,7 @@ PREFIXES = frozenset(
         "np.fft", "numpy.fft", "jnp.fft", "jax.numpy.fft", "anp.fft", "autograd.numpy.fft",
         "fft", "scipy.fft",
         "scipy.special", "special", "jax.scipy.special", "autograd.scipy.special", "sp.special",
-        "jax.nn", "scipy.stats.norm",
+        "jax.nn",
     }
 )  # fmt: skip
 PREFIX_ROOTS = frozenset(p.split(".")[0] for p in PREFIXES)
@@ -72,6 +72,9 @@ METHODS: dict[str, str] = {
 METHODS["conjugate"] = "conj"
 # ``x.flatten()`` and ``x.ravel()`` are ``reshape(x, (-1,))``: the same values and rules
 FLAT_METHODS = frozenset({"flatten", "ravel"})
+# ``x.item()`` is ``reshape(x, ())``: the one element as a 0-d array (NumPy refuses a
+# larger array, and so does reshape)
+ITEM_METHODS = frozenset({"item"})
 # ``x.reshape(3, 2)`` and ``x.transpose(1, 0)``: NumPy's varargs forms; several positional
 # arguments are one shape or axes tuple
 VARARG_METHODS = {"reshape": "shape", "transpose": "axes"}

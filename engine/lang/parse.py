@@ -363,11 +363,12 @@ class _Builder:
         method = func.attr
         receiver = self.receiver(func.value, method, loc)
         args, keywords = list(node.args), list(node.keywords)
-        if method in forms.FLAT_METHODS:
+        if method in forms.FLAT_METHODS or method in forms.ITEM_METHODS:
             if args or keywords:
                 raise rejected(f".{method}() with arguments", loc)
-            flat = ast.Tuple(elts=[ast.Constant(-1)], ctx=ast.Load())
-            return self.bound_call("reshape", [_Built(receiver), flat], [], loc)
+            ones: list[ast.expr] = [ast.Constant(-1)] if method in forms.FLAT_METHODS else []
+            shape = ast.Tuple(elts=ones, ctx=ast.Load())
+            return self.bound_call("reshape", [_Built(receiver), shape], [], loc)
         if method not in forms.METHODS:
             raise rejected(f"the method .{method}()", loc, ATTRIBUTE_HINT)
         if method in forms.VARARG_METHODS and len(args) > 1:  # x.reshape(3, 2)
@@ -421,7 +422,7 @@ class _Builder:
             return self.op_call(
                 forms.OP_ATTRIBUTES[name], [self.receiver(node.value, name, loc)], loc
             )
-        if name in forms.METHODS or name in forms.FLAT_METHODS:
+        if name in forms.METHODS or name in forms.FLAT_METHODS or name in forms.ITEM_METHODS:
             raise rejected(f"the method .{name} without a call", loc, f"call it: x.{name}(...)")
         raise rejected(f"attribute access (.{name})", loc, ATTRIBUTE_HINT)
 

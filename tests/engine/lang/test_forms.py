@@ -48,6 +48,8 @@ FORMS: list[tuple[str, Callable[..., Any]]] = [
     ("x.clip(min=-0.5, max=0.5)", lambda x, v: x.clip(min=-0.5, max=0.5)),
     ("x.flatten()", lambda x, v: x.flatten()),
     ("x.ravel()", lambda x, v: x.ravel()),
+    ("x.sum().item() * x", lambda x, v: x.sum().item() * x),
+    ("x if x[0, 0].item() > 0 else -x", lambda x, v: x if x[0, 0].item() > 0 else -x),
     ("x[None].squeeze()", lambda x, v: x[None].squeeze()),
     ("x.swapaxes(0, 1)", lambda x, v: x.swapaxes(0, 1)),
     ("x.repeat(2, axis=0)", lambda x, v: x.repeat(2, axis=0)),
@@ -201,6 +203,8 @@ def test_methods_follow_the_op_registry() -> None:
         ("x[x[0] > 0]", "boolean index did not match"),
         ("x[[0, 3]]", "out of bounds"),
         ("x.astype('int32')", "dtype must be one of"),
+        ("x.item()", "cannot reshape"),
+        ("x.item(0)", ".item() with arguments"),
         ("x.dtype", "the output is the dtype name 'float64'"),
     ],
 )
