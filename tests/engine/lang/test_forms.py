@@ -334,3 +334,24 @@ def test_graph_indexes_by_a_mask_node_and_a_where_node() -> None:
     np.testing.assert_array_equal(t, [2.0, 4.0])
     g = ad.grad(lambda v: anp.sum(anp.stack(program.run({"x": v}))))(x)
     np.testing.assert_array_equal(g, [0.0, 2.0, 0.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("source_dtype", "target"), [("float64", "np.float32"), ("float32", "float")]
+)
+def test_astype_casts_the_value_and_casts_derivatives_back(source_dtype: str, target: str) -> None:
+    """The rule of a cast is the cast: the cotangent comes back in the input's dtype, the
+    tangent goes forward in the result's."""
+    x = X.astype(source_dtype)
+    w = RNG.normal(size=X.shape)
+    program = compile_source(f"x.astype({target})")
+    out = program.run({"x": x})
+    result_dtype = np.float32 if target == "np.float32" else np.float64
+    assert out.dtype == result_dtype
+    value, vjp_fn = ad.vjp(lambda v: program.run({"x": v}), x)
+    (g,) = vjp_fn(w.astype(result_dtype))
+    assert np.asarray(g).dtype == np.dtype(source_dtype)
+    np.testing.assert_allclose(g, w.astype(result_dtype).astype(source_dtype))
+    _, t_out = ad.jvp(lambda v: program.run({"x": v}), (x,), (w.astype(source_dtype),))
+    assert np.asarray(t_out).dtype == result_dtype
+    np.testing.assert_allclose(t_out, w.astype(source_dtype).astype(result_dtype))
