@@ -93,6 +93,23 @@ STRING_PARAM_NAMES = frozenset(
 TEXT_PARAMS = frozenset({("einsum", "subscripts")})
 
 
+# NumPy's other names for registered ops, used only when the name itself is not registered
+# (an op registered under the name wins)
+NAME_ALIASES = {
+    "absolute": "abs",
+    "amax": "max",
+    "amin": "min",
+    "around": "round",
+    "round_": "round",
+    "conjugate": "conj",
+    "concat": "concatenate",
+    "permute_dims": "transpose",
+    "pow": "power",
+    "true_divide": "divide",
+    "fabs": "abs",
+}
+
+
 def split_prefix(dotted: list[str]) -> tuple[str, str] | None:
     """``(prefix, name)`` if ``dotted`` (``["np", "linalg", "norm"]``) is an allowed prefix
     and a name, else None."""

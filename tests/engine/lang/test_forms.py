@@ -69,6 +69,8 @@ FORMS: list[tuple[str, Callable[..., Any]]] = [
     ("numpy.linalg.norm(x, ord='fro')", lambda x, v: np.linalg.norm(x, ord="fro")),
     ("linalg.norm(x, 'fro')", lambda x, v: np.linalg.norm(x, "fro")),
     ("np.pi * v + np.e", lambda x, v: np.pi * v + np.e),
+    ("np.absolute(x) + np.amax(x, axis=0)", lambda x, v: np.absolute(x) + np.amax(x, axis=0)),
+    ("np.pow(np.fabs(x), 3)", lambda x, v: np.pow(np.fabs(x), 3)),
     ("x[np.newaxis, :, 1]", lambda x, v: x[np.newaxis, :, 1]),
     ("abs(x)", lambda x, v: abs(x)),
     ("max(v[0], v[1])", lambda x, v: max(v[0], v[1])),
