@@ -78,8 +78,9 @@ ITEM_METHODS = frozenset({"item"})
 # ``x.reshape(3, 2)`` and ``x.transpose(1, 0)``: NumPy's varargs forms; several positional
 # arguments are one shape or axes tuple
 VARARG_METHODS = {"reshape": "shape", "transpose": "axes"}
-# method keywords spelled differently from the op's parameters (NumPy 2 names)
-METHOD_KEYWORDS = {"clip": {"min": "a_min", "max": "a_max"}}
+# keywords spelled differently from the op's parameters (NumPy 2's names), in calls and
+# methods alike
+KEYWORD_ALIASES = {"clip": {"min": "a_min", "max": "a_max"}}
 
 # Static parameters that take a string literal although their default is not a string:
 # (op, parameter); a static parameter whose declared default is a string takes one too,

@@ -373,8 +373,6 @@ class _Builder:
             raise rejected(f"the method .{method}()", loc, ATTRIBUTE_HINT)
         if method in forms.VARARG_METHODS and len(args) > 1:  # x.reshape(3, 2)
             args = [ast.Tuple(elts=args, ctx=ast.Load())]
-        renames = forms.METHOD_KEYWORDS.get(method, {})
-        keywords = [ast.keyword(renames.get(k.arg or "", k.arg), k.value) for k in keywords]
         return self.bound_call(forms.METHODS[method], [_Built(receiver), *args], keywords, loc)
 
     def receiver(self, node: ast.expr, what: str, loc: Loc) -> Receiver:
@@ -387,8 +385,9 @@ class _Builder:
         or ``_Built`` IR (a method's receiver)."""
         op = bind.lookup_op(name, loc)
         filled, extra = bind.fill_positional(op, pos, loc)
+        renames = forms.KEYWORD_ALIASES.get(op.name, {})  # clip(x, min=0): NumPy 2's names
         for kw in keywords:
-            bind.add_keyword(op, filled, kw.arg or "", kw.value, loc)
+            bind.add_keyword(op, filled, renames.get(kw.arg or "", kw.arg or ""), kw.value, loc)
         args, kwargs = bind.canonical(op, filled, extra, loc)
         names = {id(a): n for n, a in filled.items()}
         self.num_ops += 1

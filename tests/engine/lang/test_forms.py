@@ -46,6 +46,7 @@ FORMS: list[tuple[str, Callable[..., Any]]] = [
     ("v.dot(v)", lambda x, v: v.dot(v)),
     ("x.clip(-0.5, 0.5)", lambda x, v: x.clip(-0.5, 0.5)),
     ("x.clip(min=-0.5, max=0.5)", lambda x, v: x.clip(min=-0.5, max=0.5)),
+    ("np.clip(x, min=-0.5, max=0.5)", lambda x, v: np.clip(x, -0.5, 0.5)),
     ("x.flatten()", lambda x, v: x.flatten()),
     ("x.ravel()", lambda x, v: x.ravel()),
     ("x.sum().item() * x", lambda x, v: x.sum().item() * x),
