@@ -132,10 +132,12 @@ def _input_names(node: dict[str, Any]) -> list[str]:
 def _refs(node: dict[str, Any], by_id: dict[str, Any]) -> list[str]:
     nid = node["id"]
     out = []
+    seen: set[str] = set()  # not `ref in out`: a node with k inputs would take k^2 steps
     for ref in _input_names(node):
         if ref == nid:
             raise _error(f"node {nid!r} takes itself as an input", nid)
-        if ref in by_id and ref not in out:
+        if ref in by_id and ref not in seen:
+            seen.add(ref)
             out.append(ref)
     return out
 
