@@ -60,6 +60,9 @@ NONDIFF = frozenset(
         "ones_like",
         "zeros",
         "zeros_like",
+        "argwhere",  # integer indices (engine/ops/selection.py)
+        "flatnonzero",
+        "nonzero",
     }
 )
 

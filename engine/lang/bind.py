@@ -13,6 +13,7 @@ from typing import Any
 
 from engine import registry
 from engine.errors import LanguageError, UnknownOpError
+from engine.lang import forms
 from engine.locations import Loc, loc_dict, loc_text
 from engine.registry import ARRAY, VARARGS, Op
 
@@ -28,7 +29,10 @@ NOT_OPS = {
 
 def lookup_op(name: str, loc: Loc) -> Op:
     """The registry op called ``name``, or an UnknownOpError saying what can be called."""
-    op = None if name.startswith("_") else registry.OPS.get(name)  # _names are internal
+    if name.startswith("_"):  # _names are internal
+        op = None
+    else:
+        op = registry.OPS.get(name) or registry.OPS.get(forms.NAME_ALIASES.get(name, ""))
     if op is not None:
         return op
     where = loc_text(loc)

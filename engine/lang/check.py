@@ -21,20 +21,24 @@ from engine.locations import Loc, loc_dict, loc_text
 
 ALLOWED_TEXT = (
     "the language has numbers, names, the operators + - * / // % ** @, comparisons, "
-    "and/or/not, indexing x[...], calls to ops, list and tuple literals, and the statements "
-    "=, +=, -=, *=, /=, if/elif/else, while, for NAME in range(...) and return"
+    "and/or/not, a if c else b, indexing x[...], calls to ops (also as np.op or x.op(...)), "
+    "the array attributes .T .shape .ndim .size .dtype, list and tuple literals, and the "
+    "statements =, +=, -=, *=, /=, if/elif/else, while, for NAME in range(...) and return"
 )
 
 _ALLOWED = (
     ast.Module, ast.Expr, ast.Assign, ast.AugAssign, ast.If, ast.While, ast.For, ast.Return,
     ast.Pass, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Call, ast.Name,
     ast.Constant, ast.Subscript, ast.Slice, ast.Tuple, ast.List, ast.keyword, ast.Load,
-    ast.Store, ast.operator, ast.cmpop, ast.boolop, ast.unaryop,
+    ast.Store, ast.operator, ast.cmpop, ast.boolop, ast.unaryop, ast.IfExp, ast.Attribute,
 )  # fmt: skip
+# attributes are checked here for the name only (never one starting with _); which ones
+# mean something (array attributes, methods, module prefixes) parse.py decides, from
+# the allow-lists in forms.py
+ATTRIBUTE_HINT = "arrays have .T .shape .ndim .size .dtype and methods such as x.sum(axis=0)"
 
 _COMPREHENSION = ("a comprehension", "use a for loop over range(...)")
 _FORBIDDEN: dict[type, tuple[str, str]] = {
-    ast.Attribute: ("attribute access", "call ops by name, e.g. sum(x) rather than x.sum()"),
     ast.Import: ("an import", ""),
     ast.ImportFrom: ("an import", ""),
     ast.Lambda: ("a lambda", ""),
@@ -64,7 +68,6 @@ _FORBIDDEN: dict[type, tuple[str, str]] = {
     ast.AsyncFor: ("async for", ""),
     ast.Dict: ("a dict literal", ""),
     ast.Set: ("a set literal", ""),
-    ast.IfExp: ("a conditional expression (a if c else b)", "use if/else or where(c, a, b)"),
     ast.Match: ("match", "use if/elif/else"),
     ast.AnnAssign: ("an annotated assignment", "write name = value"),
     ast.Break: ("break", "put the stopping test in the while condition"),
@@ -230,12 +233,12 @@ def _check_node(node: ast.AST, loc: Loc) -> None:
         raise rejected("a decorator (@...)", node_loc(decorators[0], loc))
     if not isinstance(node, _ALLOWED):
         what, hint = _FORBIDDEN.get(type(node), (f"{type(node).__name__}", ""))
-        if isinstance(node, ast.Attribute):
-            what = f"attribute access (.{node.attr})"
         raise rejected(what, loc, hint)
     symbol = _BAD_OPERATORS.get(type(node))
     if symbol is not None:
         raise rejected(f"the operator {symbol}", loc)
+    if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+        raise rejected(f"attribute access (.{node.attr})", loc, ATTRIBUTE_HINT)
     if isinstance(node, ast.Name) and (node.id.startswith("_") or not node.id.isascii()):
         raise rejected(f"the name {node.id!r} (names may not start with _)", loc)
     if isinstance(node, ast.keyword) and node.arg is None:
@@ -257,6 +260,6 @@ def _concrete(classes: tuple[type, ...]) -> set[type]:
 
 # Types that need no per-node check (names, constants and keywords are checked one by one).
 _FAST_OK = frozenset(
-    _concrete(_ALLOWED) - set(_BAD_OPERATORS) - {ast.Name, ast.Constant, ast.keyword}
+    _concrete(_ALLOWED) - set(_BAD_OPERATORS) - {ast.Name, ast.Constant, ast.keyword, ast.Attribute}
 )
 _LEAVES = frozenset({ast.Load, ast.Store, ast.Constant, *_concrete((ast.operator, ast.cmpop))})

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from engine.errors import LanguageError, SizeLimitError
-from engine.lang import bind
+from engine.lang import bind, forms
 from engine.lang.ir import (
     Arg,
     Assign,
@@ -28,7 +28,7 @@ from engine.lang.ir import (
     Str,
 )
 from engine.lang.limits import Limits
-from engine.lang.parse import CONSTANTS, STRING_OPS
+from engine.lang.parse import CONSTANTS
 from engine.lang.program import Program
 from engine.locations import loc_dict
 from engine.registry import ARRAY, ARRAYS, STATIC, VARARGS, Op
@@ -132,10 +132,12 @@ def _input_names(node: dict[str, Any]) -> list[str]:
 def _refs(node: dict[str, Any], by_id: dict[str, Any]) -> list[str]:
     nid = node["id"]
     out = []
+    seen: set[str] = set()  # not `ref in out`: a node with k inputs would take k^2 steps
     for ref in _input_names(node):
         if ref == nid:
             raise _error(f"node {nid!r} takes itself as an input", nid)
-        if ref in by_id and ref not in out:
+        if ref in by_id and ref not in seen:
+            seen.add(ref)
             out.append(ref)
     return out
 
@@ -221,6 +223,7 @@ class _GraphBuilder:
     def node(self, node: dict[str, Any]) -> Any:
         nid, name = node["id"], node["op"]
         inputs, attrs = node.get("inputs", []), node.get("attrs", {})
+        name = self.op_name(name, nid, inputs, attrs)
         if name == "getitem":
             return self.getitem(nid, inputs, attrs)
         op = bind.lookup_op(name, nid)
@@ -229,16 +232,33 @@ class _GraphBuilder:
             bind.add_keyword(op, filled, key, ("attr", value), nid)
         extra = self.fill_inputs(op, nid, inputs, filled)
         args, kwargs = bind.canonical(op, filled, extra, nid)
+        # strings only for the static options an op declares as words (forms.string_param):
         # einsum's subscripts are any text; norm's ord is one of a few words or a number
-        str_ok: bool | str = (
-            ("text" if op.name == "einsum" else True) if op.name in STRING_OPS else False
-        )
+        names = {id(a): n for n, a in filled.items()}
         return Call(
             op.name,
-            tuple(Arg(k, self.arg(k, a, nid, str_ok)) for k, a in args),
-            tuple(KwArg(n, k, self.arg(k, a, nid, str_ok)) for n, k, a in kwargs),
+            tuple(
+                Arg(k, self.arg(k, a, nid, forms.string_param(op, names.get(id(a)))))
+                for k, a in args
+            ),
+            tuple(
+                KwArg(n, k, self.arg(k, a, nid, forms.string_param(op, n))) for n, k, a in kwargs
+            ),
             nid,
         )
+
+    def op_name(self, name: str, nid: str, inputs: list[Any], attrs: dict[str, Any]) -> str:
+        """The op a node names: an allowed module prefix is dropped (``"np.sum"``), and
+        ``where`` with one input and no attrs is ``nonzero``, as in NumPy."""
+        bare = forms.strip_prefix(name)
+        if bare is None:
+            msg = f"node {nid!r}: {name!r} has a module prefix the language does not know"
+            raise LanguageError(msg + " (np., scipy.special., linalg., ...)", loc=loc_dict(nid))
+        if bare == "getitem" and name != "getitem":  # not a NumPy name: indexing is "getitem"
+            bind.lookup_op(name, nid)
+        if bare == "where" and len(inputs) == 1 and not attrs:
+            return "nonzero"
+        return bare
 
     def fill_inputs(self, op: Op, nid: str, inputs: list[Any], filled: dict[str, Any]) -> list[Any]:
         """Inputs fill the array parameters not given in attrs, in order; leftovers are an error."""

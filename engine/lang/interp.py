@@ -9,6 +9,7 @@ arithmetic there is bounded too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,16 +27,20 @@ from engine.errors import (
 )
 from engine.lang.ir import (
     Assign,
+    Attr,
     BoolOp,
+    Builtin,
     Call,
     Const,
     Ellip,
     For,
     If,
+    IfExp,
     Index,
     Name,
     Not,
     Num,
+    Receiver,
     Return,
     Seq,
     Slice,
@@ -63,6 +68,15 @@ class _Returned:
 
 
 _BASIC_INDEX = frozenset({int, slice, type(None), type(Ellipsis)})
+
+
+class _Spliced:
+    """Index items that one index expression gave (a tuple of index arrays)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: tuple[Any, ...]) -> None:
+        self.items = items
 
 
 class Interpreter:
@@ -195,7 +209,9 @@ class Interpreter:
     # --- hooks: a batched run (engine.lang.batched) sees per-point values through them --
 
     def shape_of(self, value: Any) -> tuple[int, ...]:
-        """The shape of a value as the program sees it."""
+        """The shape of an array value as the function sees it: what ``.shape``, ``.ndim``,
+        ``.size``, ``len`` and the ``min``/``max`` builtins read. (The batching interpreter
+        overrides it to leave out its batch axes.)"""
         return shape_of(value)
 
     def truth_value(self, value: Any, loc: Loc) -> Any:
@@ -307,12 +323,98 @@ class Interpreter:
             out = self.apply(name, [out, self.array(v)], {}, node.loc)
         return out
 
+    def ifexp(self, node: IfExp) -> Any:
+        """``a if c else b``: the condition as ``if`` reads it (``cond``), one branch run."""
+        return self.value(node.body if self.cond(node.test, node.loc) else node.orelse)
+
+    def attr(self, node: Attr) -> Any:
+        """``x.shape`` (a tuple of ints, a static value), ``.ndim``, ``.size``, ``.dtype``."""
+        value = self.value(node.value)
+        self.check_array(value, f".{node.name}", node.loc)
+        if node.name == "dtype":
+            return _dtype_name(value)
+        shape = self.shape_of(value)
+        if node.name == "shape":
+            return shape
+        return len(shape) if node.name == "ndim" else math.prod(shape)
+
+    def receiver(self, node: Receiver) -> Any:
+        value = self.value(node.value)
+        self.check_array(value, f".{node.method}", node.loc)
+        return value
+
+    def check_array(self, value: Any, what: str, loc: Loc) -> None:
+        """Attributes and methods are of arrays only: not of a shape tuple, an integer from
+        len() or a loop counter, a dtype name, or an op's several results."""
+        kind = type(value)
+        if kind in _NOT_ARRAYS:
+            noun = _NOT_ARRAYS[kind]
+            msg = f"{what} at {loc_text(loc)} is read from {noun}, not an array"
+            raise LanguageError(msg, loc=loc_dict(loc))
+
+    def builtin(self, node: Builtin) -> Any:
+        if node.name == "len":
+            return self.length(node)
+        if node.name == "sum":
+            return self.sum_items(node)
+        return self.minmax(node)
+
+    def sum_items(self, node: Builtin) -> Any:
+        """Python's ``sum([a, b, ...])`` of a list literal: ``a + b + ...`` (broadcasting)."""
+        out = self.array(node.args[0])
+        for expr in node.args[1:]:
+            out = self.apply("add", [out, self.array(expr)], {}, node.loc)
+        return out
+
+    def length(self, node: Builtin) -> int:
+        value = self.value(node.args[0])
+        if isinstance(value, tuple | list):
+            return len(value)
+        self.check_array(value, "len()", node.loc)
+        shape = self.shape_of(value)
+        if not shape:
+            msg = f"len() of a 0-d value at {loc_text(node.loc)}: it has no first axis"
+            raise LanguageError(msg, shapes=[shape], loc=loc_dict(node.loc))
+        return shape[0]
+
+    def minmax(self, node: Builtin) -> Any:
+        """``max(a, b, ...)`` without a prefix or keywords: Python's builtin when the first
+        argument is 0-d (the elementwise ``maximum`` of scalars, so ties split the gradient
+        as ``maximum`` does), otherwise NumPy's ``max(x, axis)``. NumPy's reading of a 0-d
+        first argument would be an error (a 0-d array has no axis to reduce), so no valid
+        NumPy call changes meaning."""
+        first = self.array(node.args[0])
+        if self.shape_of(first):
+            if len(node.args) != 2:
+                op = registry.OPS[node.name]
+                msg = (
+                    f"{node.name}() at {loc_text(node.loc)}: Python's {node.name} of several "
+                    f"values needs scalars, and NumPy's takes (x, axis); signature: {op.signature}"
+                )
+                raise LanguageError(msg, op=node.name, loc=loc_dict(node.loc))
+            axis = self.static(node.args[1], what=f"{node.name}(): argument 'axis'")
+            return self.apply(node.name, [first], {"axis": axis}, node.loc)
+        out = first
+        pairwise = "maximum" if node.name == "max" else "minimum"
+        for expr in node.args[1:]:
+            other = self.array(expr)
+            if self.shape_of(other):
+                msg = (
+                    f"{node.name}(a, b) at {loc_text(node.loc)} compares scalars, got shape "
+                    f"{self.shape_of(other)}: use {pairwise}(a, b) for arrays"
+                )
+                raise LanguageError(msg, loc=loc_dict(node.loc))
+            out = self.apply(pairwise, [out, other], {}, node.loc, sized=True)
+        return out
+
     def not_(self, node: Not) -> Any:
         return self.apply("logical_not", [self.array(node.operand)], {}, node.loc)
 
     def index(self, node: Index) -> Any:
         value = self.value(node.value)
         items = tuple(self.index_item(i) for i in node.items)
+        if any(type(i) is _Spliced for i in items):  # x[nonzero(m)]: its arrays, one per axis
+            items = tuple(v for i in items for v in (i.items if type(i) is _Spliced else (i,)))
         if isinstance(value, tuple | list):  # an op that answers several arrays (slogdet)
             return _pick(value, items, node.loc)
         # a basic index (ints, slices, None, ...) selects a view: never more elements than
@@ -329,12 +431,21 @@ class Interpreter:
             return Ellipsis
         if kind is Const and item.value is None:
             return None
-        v = self.static(item, allow_array=True)
+        if kind is Name or kind is Index or (kind is Call and item.op not in ARITH):
+            computed = self.value(item)
+            if type(computed) is tuple:  # several results (nonzero, where(c)): splice them
+                return _Spliced(tuple(self.one_index(v, item.loc) for v in computed))
+            return self.one_index(computed, item.loc)
+        return self.one_index(self.static(item, allow_array=True), item.loc)
+
+    def one_index(self, v: Any, loc: Loc) -> Any:
+        """A static value as one index item: an integer or an index array."""
+        v = to_static(v, loc, allow_array=True)
         if isinstance(v, tuple):
             v = np.asarray(v)
         if isinstance(v, np.ndarray):
-            return index_array(v, item.loc)
-        return self.as_int(v, "an index", item.loc)
+            return index_array(v, loc)
+        return self.as_int(v, "an index", loc)
 
     # --- static values: Python numbers, tuples, strings --------------------------------
 
@@ -349,6 +460,9 @@ class Interpreter:
             return self.num(expr)
         if kind is Const or kind is Str:
             return expr.value
+        if kind is IfExp:
+            chosen = expr.body if self.cond(expr.test, expr.loc) else expr.orelse
+            return self.static(chosen, allow_array, what)
         if kind is Seq:
             return tuple(self.static(e, what=what) for e in expr.items)
         if kind is Call and expr.op in ARITH and not expr.kwargs:
@@ -435,7 +549,24 @@ _VALUE: dict[type, Callable[..., Any]] = {
     BoolOp: Interpreter.boolop,
     Not: Interpreter.not_,
     Index: Interpreter.index,
+    IfExp: Interpreter.ifexp,
+    Attr: Interpreter.attr,
+    Receiver: Interpreter.receiver,
+    Builtin: Interpreter.builtin,
 }
+_NOT_ARRAYS = {
+    tuple: "a tuple (a shape or an op's several results)",
+    list: "a list",
+    int: "an integer (a length, a size or a loop counter)",
+    bool: "a boolean",
+    str: "a string (a dtype name)",
+}
+
+
+def _dtype_name(value: Any) -> str:
+    """``x.dtype`` as its name (``"float64"``), which ``astype`` takes."""
+    dtype = getattr(value, "dtype", None)
+    return "float64" if dtype is None else np.dtype(dtype).name
 
 
 def _param_name(op_name: str, i: int) -> str:
@@ -465,6 +596,10 @@ def _output(v: Any) -> Any:
     the graph metadata knows as the op's node.)"""
     if type(v) is float or type(v) is int or type(v) is bool:
         return np.asarray(float(v))
+    if type(v) is tuple and all(type(i) is int for i in v):  # a shape: one output, as floats
+        return np.asarray(v, dtype=np.float64)
+    if type(v) is str:
+        raise LanguageError(f"the output is the dtype name {v!r}, not an array")
     return v
 
 
@@ -473,6 +608,8 @@ def _pick(value: tuple[Any, ...] | list[Any], items: tuple[Any, ...], loc: Loc) 
     first = items[0] if len(items) == 1 else None
     if isinstance(first, int) and -len(value) <= first < len(value):
         return value[first]
+    if type(first) is slice:  # x.shape[1:]
+        return tuple(value[first])
     msg = f"bad index into a tuple of {len(value)} results at {loc_text(loc)}"
     raise LanguageError(msg, loc=loc_dict(loc))
 

@@ -106,6 +106,39 @@ class Index(NamedTuple):
     loc: Loc
 
 
+class Attr(NamedTuple):
+    """``value.shape``, ``.ndim``, ``.size`` or ``.dtype``: read from the value's shape."""
+
+    value: Any
+    name: str
+    loc: Loc
+
+
+class Receiver(NamedTuple):
+    """The receiver of a method call (``x`` in ``x.sum()``): it must be an array."""
+
+    value: Any
+    method: str
+    loc: Loc
+
+
+class IfExp(NamedTuple):
+    """``body if test else orelse``: only the branch taken runs, as with ``if``."""
+
+    test: Any
+    body: Any
+    orelse: Any
+    loc: Loc
+
+
+class Builtin(NamedTuple):
+    """``len(x)``, and ``min``/``max`` with several positional arguments (see interp)."""
+
+    name: str
+    args: tuple[Any, ...]
+    loc: Loc
+
+
 # --- statements --------------------------------------------------------------------------
 
 
@@ -190,12 +223,22 @@ def census(root: Any, cap: int) -> Census:
             own = 1
             sites += 1
             ops.add(node.op if type(node) is Call else "getitem")
+        elif type(node) is Builtin and node.name in BUILTIN_OPS:
+            own = len(node.args)
+            sites += 1
+            ops.update(BUILTIN_OPS[node.name])
         total = own + sum(evaluated[id(c)] for c in _children(node))
         evaluated[id(node)] = min(total, cap + 1)
     return Census(frozenset(ops), sites, evaluated[id(root)])
 
 
 _LEAVES = frozenset({Num, Const, Str, Ellip, Name})
+# the ops a builtin may call (for the census: the service's cost classes read them)
+BUILTIN_OPS = {
+    "sum": ("add",),
+    "max": ("max", "maximum"),
+    "min": ("min", "minimum"),
+}
 
 
 def _children(node: Any) -> list[Any]:

@@ -11,23 +11,28 @@ import ast
 import math
 from typing import Any
 
+from engine import registry
 from engine.errors import LanguageError, SizeLimitError
-from engine.lang import bind, check
-from engine.lang.check import node_loc, rejected
+from engine.lang import bind, check, forms
+from engine.lang.check import ATTRIBUTE_HINT, node_loc, rejected
 from engine.lang.ir import (
     Arg,
     Assign,
+    Attr,
     BoolOp,
+    Builtin,
     Call,
     Const,
     Ellip,
     For,
     If,
+    IfExp,
     Index,
     KwArg,
     Name,
     Not,
     Num,
+    Receiver,
     Return,
     Seq,
     Slice,
@@ -49,11 +54,11 @@ COMPARES = {
     ast.Eq: "equal", ast.NotEq: "not_equal", ast.Lt: "less", ast.LtE: "less_equal",
     ast.Gt: "greater", ast.GtE: "greater_equal",
 }  # fmt: skip
-VALUE, STATIC_CTX, STRING_CTX = 0, 1, 2  # what an expression may be (strings: STRING_OPS)
-# the ops whose static arguments may be string literals: einsum's subscripts and norm's ord
-# ('fro', 'nuc'); the op itself refuses any other string with a clear error
-STRING_OPS = frozenset({"einsum", "norm"})
-STRING_HINT = "a string is allowed only as einsum's subscripts or norm's ord ('fro', 'nuc')"
+VALUE, STATIC_CTX, STRING_CTX = 0, 1, 2  # what an expression may be (strings: forms)
+STRING_HINT = (
+    "a string is allowed only as a static option an op declares as words (einsum's "
+    "subscripts, norm's ord='fro', pad's mode='reflect', astype's dtype...)"
+)
 _INT_LIMIT = 2**63
 
 
@@ -246,6 +251,11 @@ class _Builder:
             return self.compare(node, loc)
         if isinstance(node, ast.Call):
             return self.call(node, loc)
+        if isinstance(node, ast.Attribute):
+            return self.attribute(node, ctx, loc)
+        if isinstance(node, ast.IfExp):
+            test = self.expr(node.test, VALUE)
+            return IfExp(test, self.expr(node.body, ctx), self.expr(node.orelse, ctx), loc)
         if isinstance(node, ast.Subscript):
             return Index(self.expr(node.value, VALUE), self.index_items(node.slice), loc)
         if isinstance(node, ast.List | ast.Tuple):
@@ -302,22 +312,133 @@ class _Builder:
         self.num_ops += 1
         return Call(name, tuple(Arg(ARRAY, a) for a in args), (), loc)
 
-    def call(self, node: ast.Call, loc: Loc) -> Call:
-        if not isinstance(node.func, ast.Name):
+    # --- calls: ops by name, prefixed names, methods, builtins ---------------------------
+
+    def call(self, node: ast.Call, loc: Loc) -> Any:
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            dotted = _dotted(func)
+            if dotted is not None and dotted[0] in forms.PREFIX_ROOTS:
+                return self.named_call(self.prefixed(dotted, func, loc), node, loc, False)
+            return self.method_call(func, node, loc)
+        if not isinstance(func, ast.Name):
             raise rejected("a call of something that is not an op name", loc)
-        op = bind.lookup_op(node.func.id, loc)
-        filled, extra = bind.fill_positional(op, list(node.args), loc)
-        for kw in node.keywords:
-            bind.add_keyword(op, filled, kw.arg or "", kw.value, loc)
+        return self.named_call(func.id, node, loc, True)
+
+    def prefixed(self, dotted: list[str], node: ast.Attribute, loc: Loc) -> str:
+        """The name after an allowed module prefix (``np.linalg.norm`` -> ``norm``)."""
+        found = forms.split_prefix(dotted)
+        if found is None:
+            prefix = ".".join(dotted[:-1])
+            hint = f"{prefix} is not a module prefix the language knows (np., scipy.special., ...)"
+            raise rejected(f"attribute access (.{node.attr})", loc, hint)
+        return found[1]
+
+    def named_call(self, name: str, node: ast.Call, loc: Loc, bare: bool) -> Any:
+        """A call of ``name``; ``bare``: written without a prefix, so Python's builtins
+        ``len``, ``min`` and ``max`` of several values apply (``np.max`` is always NumPy's)."""
+        args, keywords = list(node.args), node.keywords
+        if bare and name == "len":
+            if len(args) != 1 or keywords:
+                raise rejected("len() with other than one argument", loc)
+            return Builtin("len", (self.expr(args[0], VALUE),), loc)
+        if bare and name in ("min", "max") and len(args) >= 2 and not keywords:
+            # decided when it runs (Interpreter.minmax): with a 0-d first argument it is
+            # Python's max(a, b, ...) of scalars; otherwise NumPy's max(x, axis)
+            self.num_ops += 1
+            items = (self.expr(args[0], VALUE), *(self.expr(a, STATIC_CTX) for a in args[1:]))
+            return Builtin(name, items, loc)
+        if bare and name == "sum" and len(args) == 1 and not keywords and _nonempty_list(args[0]):
+            # Python's sum of a list literal: its items added (``sum([x, y])`` is ``x + y``,
+            # as in Python); ``np.sum([x, y])`` is NumPy's total
+            self.num_ops += 1
+            elts = getattr(args[0], "elts", [])
+            return Builtin("sum", tuple(self.expr(e, VALUE) for e in elts), loc)
+        if name == "where" and len(args) == 1 and not keywords:
+            name = "nonzero"  # NumPy: where(condition) is nonzero(condition)
+        return self.bound_call(name, args, keywords, loc)
+
+    def method_call(self, func: ast.Attribute, node: ast.Call, loc: Loc) -> Any:
+        """``x.name(...)``: the op ``METHODS[name]`` with ``x`` as its first argument."""
+        method = func.attr
+        receiver = self.receiver(func.value, method, loc)
+        args, keywords = list(node.args), list(node.keywords)
+        if method in forms.FLAT_METHODS or method in forms.ITEM_METHODS:
+            if args or keywords:
+                raise rejected(f".{method}() with arguments", loc)
+            ones: list[ast.expr] = [ast.Constant(-1)] if method in forms.FLAT_METHODS else []
+            shape = ast.Tuple(elts=ones, ctx=ast.Load())
+            return self.bound_call("reshape", [_Built(receiver), shape], [], loc)
+        if method not in forms.METHODS:
+            raise rejected(f"the method .{method}()", loc, ATTRIBUTE_HINT)
+        if method in forms.VARARG_METHODS and len(args) > 1:  # x.reshape(3, 2)
+            args = [ast.Tuple(elts=args, ctx=ast.Load())]
+        return self.bound_call(forms.METHODS[method], [_Built(receiver), *args], keywords, loc)
+
+    def receiver(self, node: ast.expr, what: str, loc: Loc) -> Receiver:
+        if isinstance(node, ast.Constant | ast.List | ast.Tuple):
+            raise rejected(f"the attribute .{what} of a literal", loc, ATTRIBUTE_HINT)
+        return Receiver(self.expr(node, VALUE), what, loc)
+
+    def bound_call(self, name: str, pos: list[Any], keywords: list[ast.keyword], loc: Loc) -> Call:
+        """A call of op ``name`` bound against its signature; ``pos`` items are AST nodes
+        or ``_Built`` IR (a method's receiver)."""
+        op = bind.lookup_op(name, loc)
+        filled, extra = bind.fill_positional(op, pos, loc)
+        renames = forms.KEYWORD_ALIASES.get(op.name, {})  # clip(x, min=0): NumPy 2's names
+        for kw in keywords:
+            bind.add_keyword(op, filled, renames.get(kw.arg or "", kw.arg or ""), kw.value, loc)
         args, kwargs = bind.canonical(op, filled, extra, loc)
-        ctx = STRING_CTX if op.name in STRING_OPS else STATIC_CTX
+        names = {id(a): n for n, a in filled.items()}
         self.num_ops += 1
         return Call(
             op.name,
-            tuple(Arg(k, self.expr(a, ctx if k == STATIC else VALUE)) for k, a in args),
-            tuple(KwArg(n, k, self.expr(a, ctx if k == STATIC else VALUE)) for n, k, a in kwargs),
+            tuple(Arg(k, self.argument(op, names.get(id(a)), k, a)) for k, a in args),
+            tuple(KwArg(n, k, self.argument(op, n, k, a)) for n, k, a in kwargs),
             loc,
         )
+
+    def argument(self, op: registry.Op, param: str | None, kind: str, node: Any) -> Any:
+        if isinstance(node, _Built):
+            return node.ir
+        if kind != STATIC:
+            return self.expr(node, VALUE)
+        if param == "dtype" and isinstance(node, ast.Name) and node.id in forms.DTYPE_NAMES:
+            return Str(forms.DTYPE_NAMES[node.id], node_loc(node))  # astype(float32)
+        return self.expr(node, STRING_CTX if forms.string_param(op, param) else STATIC_CTX)
+
+    # --- attributes ------------------------------------------------------------------
+
+    def attribute(self, node: ast.Attribute, ctx: int, loc: Loc) -> Any:
+        """``np.pi``-style module constants, and the read-only attributes of arrays."""
+        dotted = _dotted(node)
+        if dotted is not None and dotted[0] in forms.PREFIX_ROOTS:
+            return self.module_constant(self.prefixed(dotted, node, loc), ctx, loc)
+        name = node.attr
+        if name in forms.SHAPE_ATTRIBUTES:
+            return Attr(self.receiver(node.value, name, loc).value, name, loc)
+        if name in forms.OP_ATTRIBUTES:
+            return self.op_call(
+                forms.OP_ATTRIBUTES[name], [self.receiver(node.value, name, loc)], loc
+            )
+        if name in forms.METHODS or name in forms.FLAT_METHODS or name in forms.ITEM_METHODS:
+            raise rejected(f"the method .{name} without a call", loc, f"call it: x.{name}(...)")
+        raise rejected(f"attribute access (.{name})", loc, ATTRIBUTE_HINT)
+
+    def module_constant(self, name: str, ctx: int, loc: Loc) -> Any:
+        if name not in forms.MODULE_CONSTANTS:
+            if name in registry.OPS and not name.startswith("_"):
+                msg = f"the op {name} at {loc_text(loc)} is not a value: call it, {name}(...)"
+                raise LanguageError(msg, loc=loc_dict(loc))
+            bind.lookup_op(name, loc)  # the unknown-op error, with its suggestions
+        value = forms.MODULE_CONSTANTS[name]
+        if isinstance(value, float):
+            return Const(name, value, loc)
+        if ctx == VALUE:
+            what = "np.newaxis" if value is None else f"the dtype {name}"
+            hint = "np.newaxis goes in an index" if value is None else "dtypes go to astype"
+            raise rejected(f"{what} here", loc, hint)
+        return Const("None", None, loc) if value is None else Str(value, loc)
 
     def index_items(self, node: ast.expr) -> tuple[Any, ...]:
         elts = node.elts if isinstance(node, ast.Tuple) else [node]
@@ -332,6 +453,31 @@ class _Builder:
         if isinstance(node, ast.Constant) and node.value is Ellipsis:
             return Ellip(loc)
         return self.expr(node, STATIC_CTX)
+
+
+class _Built:
+    """An argument already compiled to IR (a method's receiver) among AST arguments."""
+
+    __slots__ = ("ir",)
+
+    def __init__(self, ir: Any) -> None:
+        self.ir = ir
+
+
+def _nonempty_list(node: ast.expr) -> bool:
+    return isinstance(node, ast.List | ast.Tuple) and bool(node.elts)
+
+
+def _dotted(node: ast.expr) -> list[str] | None:
+    """``["np", "linalg", "norm"]`` for ``np.linalg.norm``; None unless names and dots only."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return parts[::-1]
 
 
 def _to_float(value: int) -> float:

@@ -51,11 +51,9 @@ def to_static(v: Any, loc: Loc, allow_array: bool, what: str | None = None) -> A
 
 
 def index_array(v: np.ndarray, loc: Loc) -> np.ndarray:
-    """An integer index array (integral floats are converted; masks are refused)."""
-    if v.dtype == np.bool_:
-        msg = f"boolean masks are not supported as indices at {loc_text(loc)}: use where(c, a, b)"
-        raise LanguageError(msg, loc=loc_dict(loc))
-    if np.issubdtype(v.dtype, np.integer):
+    """An index array: a boolean mask as it is (``x[x > 0]``: the result's shape depends on
+    the data), integers as they are, integral floats (an input) as integers."""
+    if v.dtype == np.bool_ or np.issubdtype(v.dtype, np.integer):
         return v
     if v.size == 0 or (np.all(np.abs(v) < INT_LIMIT) and np.all(v == np.round(v))):
         return v.astype(np.int64)

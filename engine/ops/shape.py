@@ -427,7 +427,22 @@ def _prepare_getitem(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         index = (index,)
     if _basic(index):
         return (x,), {"index": index}
+    if any(_is_mask(i) for i in index):
+        # a mask's shape must match the axes it covers: checked here, before it becomes
+        # the integer arrays of its nonzero() (which would pass for a short mask)
+        try:
+            advanced_shape(shape_of(x), tuple(_as_array(i) for i in index))
+        except IndexError as exc:
+            raise _index_error(str(exc), shape_of(x)) from None
     return (x,), {"index": tuple(n for i in index for n in _index_item(i))}
+
+
+def _is_mask(i: Any) -> bool:
+    return isinstance(i, list | tuple | np.ndarray) and np.asarray(i).dtype == np.bool_
+
+
+def _as_array(i: Any) -> Any:
+    return np.asarray(i) if isinstance(i, list | tuple) else i
 
 
 def _advanced(index: tuple[Any, ...]) -> tuple[list[int], bool]:

@@ -286,3 +286,24 @@ def test_result_shape_is_computed_without_indexing() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000  # the result would be 128 MB
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        (np.array([True, False]),),  # shorter than the axis
+        ([True, False, True, False, True],),  # longer, as a list
+        (slice(None), np.array([True])),  # on the second axis
+        (Ellipsis, np.array([True, True, False])),  # after ..., one too long
+    ],
+)
+def test_a_mask_of_the_wrong_length_is_refused_as_numpy_does(index: Index) -> None:
+    """A mask must match the axes it covers; before this check a short mask became the
+    integer index of its nonzero() and silently selected elements NumPy refuses to."""
+    x = np.arange(8.0).reshape(4, 2)
+    with pytest.raises(IndexError):
+        x[index]
+    with pytest.raises(AutodiffError, match="boolean index did not match"):
+        anp.getitem(x, index)
+    with pytest.raises(AutodiffError, match="boolean index did not match"):
+        ad.grad(lambda v: anp.sum(anp.getitem(v, index)))(x)

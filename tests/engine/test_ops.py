@@ -21,7 +21,8 @@ try:  # the linear-algebra family's rows live with that family
 except ModuleNotFoundError:
     LINALG_CASES = []
 
-CASES = CORE_CASES + LINALG_CASES
+SELECTION_CASES: list[Case] = importlib.import_module("tests.engine.cases_selection").CASES
+CASES = CORE_CASES + LINALG_CASES + SELECTION_CASES
 DIFF = [c for c in CASES if c.diff]
 SMOOTH = [c for c in DIFF if c.smooth]
 EPS = 1e-6

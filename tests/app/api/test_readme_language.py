@@ -57,12 +57,14 @@ ACCEPTED = [
     "sum(reshape(concatenate([x, x]), [3, 2]), axis=(0, 1))",
     "einsum('i,i->', x, x)",
     "sum(transpose(x))",
+    "sum(x.T)",
+    "x.sum() if x.sum() > 0 else -x.sum()",
+    "sum(x[x > 0])",
+    "np.sum(np.sin(x)) + len(x) + x.shape[0] + max(x[0], x[1])",
 ]
 REFUSED = {
-    "sum(x.T)": "call ops by name",
-    "sum(x) if 1 > 0 else 0": "where(c, a, b)",
+    "sum(x.__class__)": "attribute access (.__class__)",
     "y = x\ny[0] = 1\nreturn sum(y)": "where",
-    "sum(x[x > 0])": "where",
     "sum(zeros(x))": "detach",
     "import os": "",
     "[v for v in x]": "",

@@ -57,7 +57,7 @@ def test_text_and_graph_never_share_a_key() -> None:
 def test_errors_are_raised_every_time_and_not_cached() -> None:
     for _ in range(2):
         with pytest.raises(LanguageError, match="attribute access"):
-            compile_cached(expression="x.T")
+            compile_cached(expression="x.__class__")
     assert cache_info()["size"] == 0
 
 

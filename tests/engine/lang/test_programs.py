@@ -289,9 +289,9 @@ def test_bad_static_argument() -> None:
         run("for i in range(0, 3, 0):\n    y = 1\nreturn x")
 
 
-def test_boolean_mask_index_is_refused() -> None:
-    with pytest.raises(LanguageError, match="boolean masks"):
-        run("x[x > 2]")
+def test_boolean_mask_index_selects() -> None:
+    x = np.array([1.0, 3.0, 2.0, 5.0])
+    np.testing.assert_array_equal(compile_source("x[x > 2]").run({"x": x}), [3.0, 5.0])
 
 
 def test_ragged_list_literal() -> None:
