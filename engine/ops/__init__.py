@@ -14,6 +14,8 @@ FAMILIES = (
     "matrix",
     "reductions",
     "shape",
+    "decompositions",
+    "matfuncs",
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")
