@@ -50,10 +50,14 @@ COMPARES = {
     ast.Gt: "greater", ast.GtE: "greater_equal",
 }  # fmt: skip
 VALUE, STATIC_CTX, STRING_CTX = 0, 1, 2  # what an expression may be (strings: STRING_OPS)
-# the ops whose static arguments may be string literals: einsum's subscripts and norm's ord
-# ('fro', 'nuc'); the op itself refuses any other string with a clear error
-STRING_OPS = frozenset({"einsum", "norm"})
-STRING_HINT = "a string is allowed only as einsum's subscripts or norm's ord ('fro', 'nuc')"
+# the ops whose static arguments may be string literals: einsum's subscripts, norm's ord
+# ('fro', 'nuc'), qr's mode and eigh's UPLO; the op itself refuses any other string with a
+# clear error
+STRING_OPS = frozenset({"einsum", "norm", "qr", "eigh", "eigvalsh"})
+STRING_HINT = (
+    "a string is allowed only as einsum's subscripts, norm's ord ('fro', 'nuc'), qr's mode "
+    "or eigh's UPLO"
+)
 _INT_LIMIT = 2**63
 
 
