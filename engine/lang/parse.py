@@ -55,8 +55,8 @@ VALUE, STATIC_CTX, STRING_CTX = 0, 1, 2  # what an expression may be (strings: S
 # clear error
 STRING_OPS = frozenset({"einsum", "norm", "qr", "eigh", "eigvalsh"})
 STRING_HINT = (
-    "a string is allowed only as einsum's subscripts, norm's ord ('fro', 'nuc'), qr's mode "
-    "or eigh's UPLO"
+    "a string is allowed only as einsum's subscripts or norm's ord ('fro', 'nuc'), qr's "
+    "mode and eigh's UPLO"
 )
 _INT_LIMIT = 2**63
 
