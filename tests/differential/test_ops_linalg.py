@@ -1,5 +1,7 @@
-"""Differential: the decompositions and matrix functions of issue 15 against JAX (and
-torch.func where JAX has no rule), float64, random well-conditioned inputs.
+"""Differential: the decompositions and matrix functions of issue 15 against PyTorch's
+autograd (float64, random well-conditioned inputs). JAX agrees on all of them (checked
+while writing this; its eager linear algebra compiles per shape, minutes here, so the
+suite runs torch).
 
 For every case and seed: the value, a VJP, a JVP and a Hessian-vector product of a
 random-weighted sum, engine against reference. Singular vectors and eigenvectors are
@@ -22,10 +24,7 @@ import pytest
 
 import engine as ad
 import engine.numpy as anp
-from tests.differential.backends import jax_modules, torch_module
-
-jax, jnp = jax_modules()
-import jax.scipy.linalg as jsl  # noqa: E402  (after x64 is switched on)
+from tests.differential.backends import torch_module
 
 SEEDS = range(3)
 TOL = 1e-8  # |engine - reference| / (1 + |reference|), every comparison
@@ -51,10 +50,9 @@ COVERED = {
 class Case:
     op: str
     engine: Callable[..., Any]
-    reference: Callable[..., Any]  # the same function in JAX (or torch, ``library``)
+    reference: Callable[..., Any]  # the same function in torch
     make: Callable[[np.random.Generator], list[np.ndarray]]
     tag: str
-    library: str = "jax"
 
     @property
     def id(self) -> str:
@@ -119,167 +117,172 @@ def _both(first: Callable[..., Any], second: Callable[..., Any]) -> Callable[...
     return make
 
 
-# --- gauge-invariant functions, written once for both libraries -------------------------------
+# --- gauge-invariant functions ---------------------------------------------------------------
+
+torch = torch_module()
+tl = torch.linalg
 
 
-def _mT(np_: Any, x: Any) -> Any:  # noqa: N802
-    return np_.swapaxes(x, -1, -2)
+def _mT(x: Any) -> Any:  # noqa: N802
+    return x.swapaxes(-1, -2) if isinstance(x, torch.Tensor) else anp.swapaxes(x, -1, -2)
 
 
-def eigh_fn(np_: Any, uplo: str = "L") -> Callable[..., Any]:
+def eigh_engine(uplo: str) -> Callable[..., Any]:
     def f(a: Any) -> Any:
-        if np_ is jnp:
-            w, v = jnp.linalg.eigh(a, UPLO=uplo)  # symmetrised: the symmetric gradient
-        else:
-            w, v = np_.eigh(a, UPLO=uplo)
-        return np_.matmul(v**2 * w[..., None, :], _mT(np_, v)) + w[..., None, :]
+        w, v = anp.eigh(a, UPLO=uplo)
+        return anp.matmul(v**2 * anp.expand_dims(w, -2), _mT(v**2)) + anp.expand_dims(w, -2)
 
     return f
 
 
-def svd_thin_fn(np_: Any) -> Callable[..., Any]:
+def eigh_torch(uplo: str) -> Callable[..., Any]:
     def f(a: Any) -> Any:
-        svd = jnp.linalg.svd if np_ is jnp else np_.svd
-        u, s, vh = svd(a, full_matrices=False)
-        return np_.matmul(u**2 * s[..., None, :], vh**2) + np_.matmul(u * s[..., None, :] ** 2, vh)
+        w, v = tl.eigh(a, UPLO=uplo)
+        return (v**2 * w[..., None, :]) @ _mT(v**2) + w[..., None, :]
 
     return f
 
 
-def svd_full_fn(np_: Any) -> Callable[..., Any]:
-    """The projector onto U's extra columns (JAX has no rule for full_matrices with a
-    non-square matrix: its reference is I - U1 U1^T, the same function)."""
-
-    def f(a: Any) -> Any:
-        m, n = a.shape[-2:]
-        k = min(m, n)
-        if np_ is jnp:
-            u, s, _ = jnp.linalg.svd(a, full_matrices=False)
-            rest = jnp.eye(m) - jnp.matmul(u, _mT(jnp, u))
-        else:
-            u, s, _ = np_.svd(a)
-            rest = np_.matmul(u[..., :, k:], _mT(np_, u[..., :, k:]))
-        return rest * np_.sum(s**2, axis=-1)[..., None, None]
-
-    return f
+def svd_thin_engine(a: Any) -> Any:
+    u, s, vh = anp.svd(a, full_matrices=False)
+    s2 = anp.expand_dims(s, -2)
+    return anp.matmul(u**2 * s2, vh**2) + anp.matmul(u * s2**2, vh)
 
 
-def qr_fn(np_: Any, mode: str) -> Callable[..., Any]:
-    def f(a: Any) -> Any:
-        n = a.shape[-1]
-        if mode == "complete" and np_ is jnp:  # JAX: reduced, and I - Q1 Q1^T
-            q, r = jnp.linalg.qr(a)
-            rest = jnp.eye(a.shape[-2]) - jnp.matmul(q, _mT(jnp, q))
-            return rest + jnp.sum(r**2, axis=(-2, -1))[..., None, None]
-        if mode == "complete":
-            q, r = np_.qr(a, mode="complete")
-            rest = np_.matmul(q[..., :, n:], _mT(np_, q[..., :, n:]))
-            return rest + np_.sum(r**2, axis=(-2, -1))[..., None, None]
-        if np_ is torch_module():
-            q, r = np_.linalg.qr(a)
-        else:
-            q, r = (jnp.linalg.qr if np_ is jnp else np_.qr)(a)
-        return np_.matmul(q, r**2)
-
-    return f
+def svd_thin_torch(a: Any) -> Any:
+    u, s, vh = tl.svd(a, full_matrices=False)
+    s2 = s[..., None, :]
+    return (u**2 * s2) @ vh**2 + (u * s2**2) @ vh
 
 
-def lstsq_fn(np_: Any) -> Callable[..., Any]:
+def svd_full_engine(a: Any) -> Any:
+    """The projector onto U's extra columns (full_matrices=True, NumPy's default)."""
+    u, s, _ = anp.svd(a)
+    k = s.shape[-1]
+    rest = anp.matmul(u[..., :, k:], _mT(u[..., :, k:]))
+    return rest * anp.expand_dims(anp.sum(s**2, axis=-1), (-2, -1))
+
+
+def svd_full_torch(a: Any) -> Any:
+    """The same function as I - U1 U1^T (torch ignores a full factor's extra columns)."""
+    u, s, _ = tl.svd(a, full_matrices=False)
+    rest = torch.eye(a.shape[-2], dtype=a.dtype) - u @ _mT(u)
+    return rest * torch.sum(s**2, dim=-1)[..., None, None]
+
+
+def qr_engine(a: Any) -> Any:
+    q, r = anp.qr(a)
+    return anp.matmul(q, r**2)
+
+
+def qr_torch(a: Any) -> Any:
+    q, r = tl.qr(a)
+    return q @ r**2
+
+
+def qr_complete_engine(a: Any) -> Any:
+    q, r = anp.qr(a, mode="complete")
+    n = a.shape[-1]
+    rest = anp.matmul(q[..., :, n:], _mT(q[..., :, n:]))
+    return rest + anp.expand_dims(anp.sum(r**2, axis=(-2, -1)), (-2, -1))
+
+
+def qr_complete_torch(a: Any) -> Any:
+    q, r = tl.qr(a)
+    rest = torch.eye(a.shape[-2], dtype=a.dtype) - q @ _mT(q)
+    return rest + torch.sum(r**2, dim=(-2, -1))[..., None, None]
+
+
+def lstsq_engine(a: Any, b: Any) -> Any:
+    x, _, _, s = anp.lstsq(a, b)
+    return x * anp.sum(s)
+
+
+def lstsq_torch(a: Any, b: Any) -> Any:
+    """pinv(a) @ b at full rank (torch's lstsq gives no singular values' gradient)."""
+    return (tl.pinv(a) @ b) * torch.sum(tl.svdvals(a))
+
+
+def cross_torch(axisa: int = -1, axisb: int = -1, axisc: int = -1, axis: Any = None) -> Any:
+    if axis is not None:
+        axisa = axisb = axisc = axis
+
     def f(a: Any, b: Any) -> Any:
-        lstsq = jnp.linalg.lstsq if np_ is jnp else np_.lstsq
-        x, _, _, s = lstsq(a, b)
-        return x * np_.sum(s)
+        a, b = torch.movedim(a, axisa, -1), torch.movedim(b, axisb, -1)
+        nd = max(a.ndim, b.ndim)  # torch's cross wants as many axes in both
+        a, b = a.reshape((1,) * (nd - a.ndim) + a.shape), b.reshape((1,) * (nd - b.ndim) + b.shape)
+        c = tl.cross(a, b)
+        return torch.movedim(c, -1, axisc)
 
     return f
 
 
-def norm_fn(np_: Any, **kw: Any) -> Callable[..., Any]:
-    def f(a: Any) -> Any:
-        norm = jnp.linalg.norm if np_ is jnp else np_.norm
-        return norm(a, **kw)
-
-    return f
+def norm_torch(ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
+    return lambda a: tl.norm(a, ord=ord, dim=axis, keepdim=keepdims)
 
 
-def _cases() -> list[Case]:
-    A = anp  # noqa: N806  (the engine's NumPy)
-    J = jnp  # noqa: N806
+def _tagged(shape: tuple[int, ...], view: str = "") -> str:
+    return "x".join(map(str, shape)) + view
+
+
+def _decomposition_cases() -> list[Case]:
     cases: list[Case] = []
     for shape, view in [((3, 3), ""), ((2, 4, 4), "T"), ((1, 1), ""), ((3, 2, 3, 3), "strided")]:
-        tag = f"{'x'.join(map(str, shape))}{view}"
-        cases.append(Case("eigh", eigh_fn(A), eigh_fn(J), _sym(shape, view), tag))
+        tag = _tagged(shape, view)
+        cases.append(Case("eigh", eigh_engine("L"), eigh_torch("L"), _sym(shape, view), tag))
         cases.append(
             Case(
                 "eigvalsh",
                 lambda a: anp.eigvalsh(a, "U"),
-                lambda a: jnp.linalg.eigvalsh(a, UPLO="U"),
+                lambda a: tl.eigvalsh(a, UPLO="U"),
                 _sym(shape, view),
                 tag,
             )
         )
-    cases.append(Case("eigh", eigh_fn(A, "U"), eigh_fn(J, "U"), _sym((4, 4)), "upper"))
+    cases.append(Case("eigh", eigh_engine("U"), eigh_torch("U"), _sym((4, 4)), "upper"))
     for shape, view in [((4, 3), ""), ((3, 5), "T"), ((3, 3), ""), ((2, 5, 2), "strided")]:
-        tag = f"{'x'.join(map(str, shape))}{view}"
-        cases.append(Case("svd", svd_thin_fn(A), svd_thin_fn(J), _spread(shape, view), tag))
-        cases.append(
-            Case(
-                "svd",
-                lambda a: anp.svd(a, compute_uv=False),
-                lambda a: jnp.linalg.svd(a, compute_uv=False),
-                _spread(shape, view),
-                f"s-{tag}",
-            )
-        )
+        tag = _tagged(shape, view)
+        make = _spread(shape, view)
+        cases.append(Case("svd", svd_thin_engine, svd_thin_torch, make, tag))
+        s_engine = lambda a: anp.svd(a, compute_uv=False)  # noqa: E731
+        cases.append(Case("svd", s_engine, tl.svdvals, make, f"s-{tag}"))
     for shape in [(5, 3), (2, 4, 2), (1, 3, 1)]:
-        tag = "x".join(map(str, shape))
-        cases.append(Case("svd", svd_full_fn(A), svd_full_fn(J), _spread(shape), f"full-{tag}"))
-    for shape, view in [((4, 3), ""), ((3, 3), "T"), ((2, 5, 2), "strided"), ((1, 1), "")]:
-        tag = f"{'x'.join(map(str, shape))}{view}"
-        cases.append(
-            Case("qr", qr_fn(A, "reduced"), qr_fn(J, "reduced"), _spread(shape, view), tag)
-        )
-        cases.append(
-            Case(
-                "qr",
-                lambda a: anp.qr(a, mode="r") ** 2,
-                lambda a: jnp.linalg.qr(a, mode="r") ** 2,
-                _spread(shape, view),
-                f"r-{tag}",
-            )
-        )
+        make = _spread(shape)
+        cases.append(Case("svd", svd_full_engine, svd_full_torch, make, f"full-{_tagged(shape)}"))
+    for shape, view in [
+        ((4, 3), ""),
+        ((3, 3), "T"),
+        ((2, 5, 2), "strided"),
+        ((1, 1), ""),
+        ((3, 5), ""),
+        ((2, 2, 4), "T"),
+    ]:
+        tag = _tagged(shape, view)
+        make = _spread(shape, view)
+        cases.append(Case("qr", qr_engine, qr_torch, make, tag))
+        r_engine = lambda a: anp.qr(a, mode="r") ** 2  # noqa: E731
+        cases.append(Case("qr", r_engine, lambda a: tl.qr(a)[1] ** 2, make, f"r-{tag}"))
     for shape in [(5, 3), (2, 4, 1)]:
-        tag = "x".join(map(str, shape))
-        cases.append(
-            Case(
-                "qr", qr_fn(A, "complete"), qr_fn(J, "complete"), _spread(shape), f"complete-{tag}"
-            )
-        )
-    torch = torch_module()
-    for shape in [(3, 5), (2, 2, 4)]:  # wide: JAX has no rule, torch.func has
-        cases.append(
-            Case(
-                "qr",
-                qr_fn(A, "reduced"),
-                qr_fn(torch, "reduced"),
-                _spread(shape),
-                f"wide-{'x'.join(map(str, shape))}",
-                library="torch",
-            )
-        )
+        make = _spread(shape)
+        tag = f"complete-{_tagged(shape)}"
+        cases.append(Case("qr", qr_complete_engine, qr_complete_torch, make, tag))
     for shape, view in [((4, 3), ""), ((3, 5), "T"), ((3, 3), ""), ((2, 4, 2), "strided")]:
-        tag = f"{'x'.join(map(str, shape))}{view}"
-        cases.append(Case("pinv", anp.pinv, jnp.linalg.pinv, _spread(shape, view), tag))
+        cases.append(Case("pinv", anp.pinv, tl.pinv, _spread(shape, view), _tagged(shape, view)))
     for a_shape, b_shape in [((5, 3), (5,)), ((5, 3), (5, 2)), ((3, 5), (3, 2)), ((4, 4), (4,))]:
-        tag = f"{'x'.join(map(str, a_shape))}-{'x'.join(map(str, b_shape))}"
-        cases.append(
-            Case("lstsq", lstsq_fn(A), lstsq_fn(J), _both(_spread(a_shape), _uniform(b_shape)), tag)
-        )
+        make = _both(_spread(a_shape), _uniform(b_shape))
+        tag = f"{_tagged(a_shape)}-{_tagged(b_shape)}"
+        cases.append(Case("lstsq", lstsq_engine, lstsq_torch, make, tag))
+    return cases
+
+
+def _function_cases() -> list[Case]:
+    cases: list[Case] = []
     for n in [0, 1, 2, 5, 12, -1, -4]:
         cases.append(
             Case(
                 "matrix_power",
                 lambda a, n=n: anp.matrix_power(a, n),
-                lambda a, n=n: jnp.linalg.matrix_power(a, n),
+                lambda a, n=n: tl.matrix_power(a, n) + 0.0 * a,  # n = 0: still a function of a
                 _uniform((2, 3, 3), shift=2.0) if n < 0 else _uniform((3, 3)),
                 f"n{n}",
             )
@@ -290,15 +293,14 @@ def _cases() -> list[Case]:
                 Case(
                     "expm",
                     lambda a, c=scale: anp.expm(c * a),
-                    lambda a, c=scale: jsl.expm(c * a),
+                    lambda a, c=scale: tl.matrix_exp(c * a),
                     _uniform(shape),
-                    f"{'x'.join(map(str, shape))}-scale{scale}",
+                    f"{_tagged(shape)}-scale{scale}",
                 )
             )
     for sa, sb in [((2, 3), (3, 2)), ((3,), (2, 2)), ((2, 1, 2), (2, 3)), ((1,), (1, 1))]:
-        cases.append(
-            Case("kron", anp.kron, jnp.kron, _uniform(sa, sb), f"{sa}-{sb}".replace(" ", ""))
-        )
+        tag = f"{_tagged(sa)}-{_tagged(sb)}"
+        cases.append(Case("kron", anp.kron, torch.kron, _uniform(sa, sb), tag))
     for sa, sb, kw in [
         ((3,), (3,), {}),
         ((4, 3), (3,), {}),
@@ -311,9 +313,9 @@ def _cases() -> list[Case]:
             Case(
                 "cross",
                 lambda a, b, kw=kw: anp.cross(a, b, **kw),
-                lambda a, b, kw=kw: jnp.cross(a, b, **kw),
+                cross_torch(**kw),
                 _uniform(sa, sb),
-                f"{sa}-{sb}-{kw}".replace(" ", ""),
+                f"{_tagged(sa)}-{_tagged(sb)}-{'-'.join(f'{k}{v}' for k, v in kw.items())}",
             )
         )
     for kw, shape in [
@@ -329,47 +331,44 @@ def _cases() -> list[Case]:
         ({"ord": -1.5, "axis": 1}, (3, 4)),
         ({"ord": 2, "axis": 0}, (3, 4)),
     ]:
-        cases.append(
-            Case(
-                "norm",
-                norm_fn(A, **kw),
-                norm_fn(J, **kw),
-                _spread(shape) if len(shape) > 1 else _uniform(shape),
-                f"{kw}-{shape}".replace(" ", ""),
-            )
-        )
+        make = _spread(shape) if len(shape) > 1 else _uniform(shape)
+        tag = f"{'-'.join(f'{k}{v}' for k, v in kw.items())}-{_tagged(shape)}"
+        engine_norm = lambda a, kw=kw: anp.norm(a, **kw)  # noqa: E731
+        cases.append(Case("norm", engine_norm, norm_torch(**kw), make, tag))
     return cases
 
 
-CASES = _cases()
+CASES = _decomposition_cases() + _function_cases()
 
 
 # --- the comparison ---------------------------------------------------------------------------
 
 
 def _reference(case: Case, xs: list[np.ndarray], u: np.ndarray, vs: list[np.ndarray]) -> Any:
-    """value, VJP, JVP and HVP of sum(f * u) from JAX or torch.func."""
-    if case.library == "torch":
-        torch = torch_module()
-        from torch.func import grad, jvp, vjp
+    """value, VJP, JVP and HVP of sum(f * u), by torch.autograd: the JVP is the derivative
+    of a VJP in its (linear) cotangent, the HVP reverse over reverse."""
+    tx = [torch.tensor(np.ascontiguousarray(x), requires_grad=True) for x in xs]
+    tu, tv = torch.tensor(u), [torch.tensor(v) for v in vs]
+    value = case.reference(*tx)
+    probe = torch.zeros_like(value, requires_grad=True)
+    vjps = torch.autograd.grad(value, tx, probe, create_graph=True, allow_unused=True)
+    directional = sum(torch.sum(g * v) for g, v in zip(vjps, tv, strict=True) if g is not None)
+    (tangent,) = torch.autograd.grad(directional, probe, allow_unused=True)
+    cts = torch.autograd.grad(value, tx, tu, create_graph=True, allow_unused=True)
+    along = sum(torch.sum(g * v) for g, v in zip(cts, tv, strict=True) if g is not None)
+    if not isinstance(along, torch.Tensor) or not along.requires_grad:
+        hvs = [torch.zeros_like(t) for t in tx]
+    else:
+        hvs = torch.autograd.grad(along, tx, allow_unused=True)
+    out = [value, *cts, tangent, *hvs]
+    zeros = [np.zeros(np.shape(value))] + [np.zeros(x.shape) for x in xs]
+    shapes = [zeros[0], *zeros[1:], zeros[0], *zeros[1:]]
+    return [np.zeros_like(z) if t is None else _numpy(t) for t, z in zip(out, shapes, strict=True)]
 
-        tx = [torch.tensor(np.ascontiguousarray(x)) for x in xs]
-        tu, tv = torch.tensor(u), [torch.tensor(v) for v in vs]
-        value, pull = vjp(case.reference, *tx)
-        cts = pull(tu)
-        _, tangent = jvp(case.reference, tuple(tx), tuple(tv))
-        nums = tuple(range(len(tx)))
-        g = grad(lambda *a: torch.sum(case.reference(*a) * tu), argnums=nums)
-        _, hv = jvp(g, tuple(tx), tuple(tv))
-        return [t.detach().numpy() for t in (value, *cts, tangent, *hv)]
-    jx = [jnp.asarray(x) for x in xs]
-    value, pull = jax.vjp(case.reference, *jx)
-    cts = pull(jnp.asarray(u))
-    _, tangent = jax.jvp(case.reference, tuple(jx), tuple(jnp.asarray(v) for v in vs))
-    nums = tuple(range(len(jx)))
-    g = jax.grad(lambda *a: jnp.sum(case.reference(*a) * u), argnums=nums)
-    _, hv = jax.jvp(g, tuple(jx), tuple(jnp.asarray(v) for v in vs))
-    return [np.asarray(t) for t in (value, *cts, tangent, *hv)]
+
+def _numpy(t: Any) -> np.ndarray:
+    """A tensor's values (a ZeroTensor, torch's symbolic zero, made an array)."""
+    return np.array(t.detach().numpy(force=True))
 
 
 def _engine(case: Case, xs: list[np.ndarray], u: np.ndarray, vs: list[np.ndarray]) -> Any:
@@ -390,12 +389,10 @@ def test_matches_the_reference(case: Case, seed: int) -> None:
     vs = [rng.normal(size=x.shape) for x in xs]
     mine, ref = _engine(case, xs, u, vs), _reference(case, xs, u, vs)
     worst = 0.0
-    for what, a, b in zip(("value", "vjp", "jvp", "hvp"), mine, ref, strict=False):
-        assert np.shape(a) == np.shape(b), what
-        err = float(np.max(np.abs(np.asarray(a) - b), initial=0.0)) / (
-            1.0 + float(np.max(np.abs(b), initial=0.0))
-        )
-        worst = max(worst, err)
+    for a, b in zip(mine, ref, strict=True):
+        assert np.shape(a) == np.shape(b)
+        scale = 1.0 + float(np.max(np.abs(b), initial=0.0))
+        worst = max(worst, float(np.max(np.abs(np.asarray(a) - b), initial=0.0)) / scale)
     figures = FIGURES.setdefault(case.op, [0, 0.0])
     figures[0] += 1
     figures[1] = max(figures[1], worst)
