@@ -10,7 +10,6 @@ float64 references. Any failure whose minimal reproduction is not in
 from __future__ import annotations
 
 import importlib
-
 import json
 import tomllib
 from collections.abc import Iterator
