@@ -432,8 +432,22 @@ def _qr_parts(a: Any) -> tuple[Any, Any]:
     return anp._qr_q(a), anp._qr_r(a)
 
 
+def _r_inverse(r: Any) -> Any:
+    """R^-1 for the rules; a singular R (a rank-deficient matrix) is a typed error naming qr."""
+    try:
+        return anp.inv(r)
+    except ValueDomainError:
+        shape = shape_of(r)
+        raise ValueDomainError(
+            f"qr: the derivative needs R invertible (a matrix of full rank); R {shape} is "
+            "singular",
+            op="qr",
+            shapes=[shape],
+        ) from None
+
+
 def _tall_jvp(q: Any, r: Any, t: Any) -> tuple[Any, Any]:
-    x = anp.matmul(t, anp.inv(r))
+    x = anp.matmul(t, _r_inverse(r))
     c = anp.matmul(_mT(q), x)
     low = anp.tril(c, k=-1)
     omega = low - _mT(low)
@@ -456,7 +470,7 @@ def _tall_vjp(q: Any, r: Any, gq: Any, gr: Any) -> Any:
     xb = anp.matmul(q, n_mat)
     if gq is not None:
         xb = xb + gq - anp.matmul(q, qt_gq)
-    return anp.matmul(xb, _mT(anp.inv(r)))
+    return anp.matmul(xb, _mT(_r_inverse(r)))
 
 
 def _qr_jvp(i: int) -> Callable[..., Any]:
