@@ -80,8 +80,7 @@ def _matrices(op: str, a: Any) -> Shape:
     shape = shape_of(a)
     if len(shape) < 2:
         raise ShapeError(
-            f"{op}: expects a matrix (or a stack of them) in the last two axes, got shape "
-            f"{shape}",
+            f"{op}: expects a matrix (or a stack of them) in the last two axes, got shape {shape}",
             op=op,
             shapes=[shape],
         )
@@ -439,8 +438,7 @@ def _r_inverse(r: Any) -> Any:
     except ValueDomainError:
         shape = shape_of(r)
         raise ValueDomainError(
-            f"qr: the derivative needs R invertible (a matrix of full rank); R {shape} is "
-            "singular",
+            f"qr: the derivative needs R invertible (a matrix of full rank); R {shape} is singular",
             op="qr",
             shapes=[shape],
         ) from None

@@ -39,9 +39,7 @@ def _prepare_power(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
         raise ValueDomainError(f"matrix_power: n must be an integer, got {n!r}", op="matrix_power")
     if not -POWER_LIMIT < n < POWER_LIMIT:
-        raise ValueDomainError(
-            f"matrix_power: |n| must be below 2**63, got {n}", op="matrix_power"
-        )
+        raise ValueDomainError(f"matrix_power: |n| must be below 2**63, got {n}", op="matrix_power")
     _square("matrix_power", a)
     return (a,), {"n": int(n)}
 
