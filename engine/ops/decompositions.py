@@ -60,8 +60,8 @@ def _number(op: str, name: str, value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise ValueDomainError(f"{op}: {name} must be a number or None, got {value!r}", op=op)
-    if not np.isfinite(value) or value < 0:
-        raise ValueDomainError(f"{op}: {name} must be finite and >= 0, got {value!r}", op=op)
+    if not np.isfinite(value):
+        raise ValueDomainError(f"{op}: {name} must be finite, got {value!r}", op=op)
     return float(value)
 
 
@@ -648,10 +648,12 @@ def _lstsq_shape(a: Any, b: Any, rcond: float | None) -> Shape:
 
 def _lstsq(a: Any, b: Any, rcond: float | None) -> tuple[Any, Any, Any, Any]:
     """NumPy's (x, residuals, rank, s): x = pinv(a) b with lstsq's cutoff (rcond times the
-    largest singular value; None: machine epsilon times max(m, n))."""
+    largest singular value; None: float64's epsilon times max(m, n); < 0: the epsilon)."""
     (m, n), sb = _lstsq_shapes(a, b)
     dtype = np.result_type(unbox_all(a), unbox_all(b))
-    cut = np.finfo(dtype).eps * max(m, n) if rcond is None else rcond
+    # NumPy computes in float64 whatever the input, and LAPACK reads rcond < 0 as its eps
+    eps = np.finfo(np.float64).eps
+    cut = eps * max(m, n) if rcond is None else eps if rcond < 0 else rcond
     s = anp._svdvals(a)
     values = np.asarray(unbox_all(s))
     rank = np.int32(np.sum(values > cut * values.max())) if values.size else np.int32(0)
