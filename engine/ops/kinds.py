@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.core import trace
+from engine.errors import TracedValueError
 from engine.ops._util import PerArgument, Rule, defop, linear_jvp, sum_tangents
-from engine.registry import NUMPY_ERRORS, Op, params, register
+from engine.registry import NUMPY_ERRORS, Op, params, register, stack_sequences
 
 
 def def_linear(
@@ -178,7 +179,17 @@ class ComposedOp(Op):
     several: bool = False  # answers a tuple of results
 
     def __call__(self, *given: Any, **given_kw: Any) -> Any:
-        assert self.compose is not None
+        try:
+            return self._call(given, given_kw)
+        except TracedValueError:
+            # a list of traced values given as an array (``kron([x, y], b)``): stacked, as
+            # ``Op.__call__`` does
+            stacked = stack_sequences(self, given)
+            if stacked is None:
+                raise
+            return self._call(stacked, given_kw)
+
+    def _call(self, given: tuple[Any, ...], given_kw: dict[str, Any]) -> Any:
         args, kwargs = given, given_kw
         try:
             if kwargs:

@@ -186,3 +186,20 @@ def test_hips_autograd_forms_run_in_the_language(source: str, numpy: Any) -> Non
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, atol=1e-10)
+
+
+def test_a_list_of_traced_values_is_an_array_for_composite_ops() -> None:
+    """``svd([[x0, x1], [x1, 2 x0]])``: the list is stacked differentiably, as for every op."""
+    x = np.array([1.0, 0.3])
+
+    def f(v: Any) -> Any:
+        m = [[v[0], v[1]], [v[1], 2 * v[0]]]
+        return anp.sum(anp.svd(m, compute_uv=False)) + anp.sum(anp.matrix_power(m, 3))
+
+    def plain(v: np.ndarray) -> float:
+        m = np.array([[v[0], v[1]], [v[1], 2 * v[0]]])
+        return float(np.sum(np.linalg.svd(m, compute_uv=False)) + np.sum(m @ m @ m))
+
+    eps = 1e-6
+    numeric = [(plain(x + eps * e) - plain(x - eps * e)) / (2 * eps) for e in np.eye(2)]
+    np.testing.assert_allclose(ad.grad(f)(x), numeric, rtol=1e-6, atol=1e-8)
