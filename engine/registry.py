@@ -36,7 +36,8 @@ from engine.statics import STATIC_KINDS
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
 COSTS = ("linear", "contraction", "decomposition")
 # How an op's rules are written (``engine/ops/kinds.py``): every op declares one
-KINDS = ("elementwise", "linear", "bilinear", "reduction", "nondiff", "custom")
+# "composite": an op written as other ops (``kinds.ComposedOp``), differentiated through them
+KINDS = ("elementwise", "linear", "bilinear", "reduction", "nondiff", "custom", "composite")
 # Every op without a gradient, listed once: an op registered without rules must be here,
 # and an op here must have none, so no op is non-differentiable by accident. Their
 # results are constants (comparisons, constructors from shapes) or cut the graph.

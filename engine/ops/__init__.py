@@ -15,6 +15,8 @@ FAMILIES = (
     "reductions",
     "shape",
     "selection",
+    "decompositions",
+    "matfuncs",
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")

@@ -13,6 +13,9 @@
 - ``def_nondiff``: an op without a gradient (listed in ``registry.NONDIFF``).
 - ``def_custom``: an op whose rules are written by hand, one reverse rule per array
   argument and a forward rule (decompositions, indexing, joins...).
+- ``def_composite``: an op written as a composition of other ops (``ComposedOp``:
+  ``matrix_power``, ``svd``, ``qr``...); it has no rules of its own, its derivatives of any
+  order in both modes are those of the ops it is made of.
 (``elementwise.elementwise`` is the elementwise kind: partial derivatives, both modes.)
 Every registered op is declared through one of them (``Op.kind``, checked by ``register``).
 """
@@ -20,10 +23,13 @@ Every registered op is declared through one of them (``Op.kind``, checked by ``r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from engine.core import trace
+from engine.errors import TracedValueError
 from engine.ops._util import PerArgument, Rule, defop, linear_jvp, sum_tangents
-from engine.registry import Op
+from engine.registry import NUMPY_ERRORS, Op, params, register, stack_sequences
 
 
 def def_linear(
@@ -159,3 +165,82 @@ def def_custom(
         cost=cost,
         kind="custom",
     )
+
+
+@dataclass(eq=False)
+class ComposedOp(Op):
+    """An op computed by ``compose(*args, **statics)``, a function of other ops.
+
+    One result records one graph node, this op's (the ops inside are its implementation,
+    as a rule's ops are); several results (a tuple, as ``svd`` answers) record the nodes of
+    the ops that make them, as ``slogdet``'s parts do."""
+
+    compose: Callable[..., Any] | None = None
+    several: bool = False  # answers a tuple of results
+
+    def __call__(self, *given: Any, **given_kw: Any) -> Any:
+        try:
+            return self._call(given, given_kw)
+        except TracedValueError:
+            # a list of traced values given as an array (``kron([x, y], b)``): stacked, as
+            # ``Op.__call__`` does
+            stacked = stack_sequences(self, given)
+            if stacked is None:
+                raise
+            return self._call(stacked, given_kw)
+
+    def _call(self, given: tuple[Any, ...], given_kw: dict[str, Any]) -> Any:
+        args, kwargs = given, given_kw
+        try:
+            if kwargs:
+                args, kwargs = self.bind(args, kwargs)
+            if self.prepare is not None:
+                args, kwargs = self.prepare(args, kwargs)
+        except NUMPY_ERRORS as exc:
+            raise self.error(exc, args) from None
+        recorder = trace.current_recorder()
+        if recorder is None or self.several:
+            return self._run(args, kwargs)
+        token = trace.set_recorder(None)
+        try:
+            ans = self._run(args, kwargs)
+        finally:
+            trace.reset_recorder(token)
+        recorder.record(self, args, kwargs, ans)
+        return ans
+
+    def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        assert self.compose is not None
+        try:
+            return self.compose(*args, **kwargs)
+        except NUMPY_ERRORS as exc:
+            raise self.error(exc, args) from None
+
+
+def def_composite(
+    name: str,
+    impl: Callable[..., Any],
+    spec: str,
+    doc: str,
+    shape: Callable[..., tuple[int, ...]],
+    compose: Callable[..., Any],
+    prepare: Any = None,
+    cost: str = "decomposition",
+    several: bool = False,
+) -> Op:
+    """Register an op written as ``compose``, a function of other ops. ``impl`` is the
+    NumPy function it agrees with; ``shape`` the shape of its largest result (what the size
+    check refuses before anything runs); ``several``: it answers a tuple."""
+    op = ComposedOp(
+        name=name,
+        impl=impl,
+        params=params(spec),
+        doc=doc,
+        shape_fn=shape,
+        prepare=prepare,
+        cost=cost,
+        kind="composite",
+        compose=compose,
+        several=several,
+    )
+    return register(op)

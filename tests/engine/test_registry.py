@@ -25,11 +25,15 @@ def test_every_op_declares_a_known_cost() -> None:
         assert op.cost in COSTS, name
 
 
+LINALG_LINEAR = {"kron", "cross"}  # issue 15: work linear in the result's size
+
+
 def test_cost_classes() -> None:
     public = {n for n in names_of_cost("linear") if not n.startswith("_")}
     added = {"tril", "triu", "argwhere", "flatnonzero", "nonzero", "astype"}  # since then
-    assert public == _HAND_LINEAR | added
-    assert names_of_cost("contraction") == {"dot", "einsum", "inner", "matmul", "tensordot"}
+    assert public == _HAND_LINEAR | added | LINALG_LINEAR
+    contractions = {"dot", "einsum", "inner", "matmul", "tensordot", "matrix_power"}
+    assert names_of_cost("contraction") == contractions
     assert {"inv", "det", "slogdet", "solve", "cholesky", "norm"} <= names_of_cost("decomposition")
     assert not names_of_cost("linear") & names_of_cost("decomposition")
 
@@ -59,7 +63,8 @@ def test_every_op_is_declared_through_a_rule_kind() -> None:
     undeclared = {name for name, op in OPS.items() if op.kind not in KINDS}
     assert not undeclared
     kinds = {kind: {n for n, op in OPS.items() if op.kind == kind} for kind in KINDS}
-    assert kinds["bilinear"] == {"matmul", "dot", "inner", "outer", "tensordot"}
+    assert kinds["bilinear"] == {"matmul", "dot", "inner", "outer", "tensordot", "kron", "cross"}
+    assert {"svd", "eigh", "qr", "lstsq", "matrix_power"} <= kinds["composite"]
     assert kinds["nondiff"] == NONDIFF
     assert {"sum", "mean", "max", "logsumexp", "norm"} <= kinds["reduction"]
     assert {"tril", "triu", "swapaxes", "flip"} <= kinds["linear"]

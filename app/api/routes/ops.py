@@ -44,6 +44,8 @@ FAMILIES = {
     "engine.ops.einsum": "Linear algebra",
     "engine.ops.matrix": "Linear algebra",
     "engine.ops._linalg": "Linear algebra",
+    "engine.ops.decompositions": "Linear algebra",
+    "engine.ops.matfuncs": "Linear algebra",
     "engine.ops.constructors": "Constructors",
 }
 
