@@ -44,6 +44,9 @@ NONDIFF = frozenset(
     {
         "_slogdet_sign",  # piecewise constant
         "arange",
+        "argmax",
+        "argmin",
+        "argsort",
         "detach",
         "stop_gradient",
         "equal",
@@ -58,6 +61,7 @@ NONDIFF = frozenset(
         "eye",
         "ones",
         "ones_like",
+        "searchsorted",
         "zeros",
         "zeros_like",
     }

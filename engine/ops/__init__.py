@@ -14,6 +14,7 @@ FAMILIES = (
     "matrix",
     "reductions",
     "shape",
+    "ordering",
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")

@@ -44,6 +44,7 @@ FAMILIES = {
     "engine.ops.matrix": "Linear algebra",
     "engine.ops._linalg": "Linear algebra",
     "engine.ops.constructors": "Constructors",
+    "engine.ops.ordering": "Cumulative, sorting, order statistics and gathering",
 }
 
 
