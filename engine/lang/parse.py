@@ -53,7 +53,13 @@ VALUE, STATIC_CTX, STRING_CTX = 0, 1, 2  # what an expression may be (strings: S
 # the ops whose static arguments may be string literals: einsum's subscripts and norm's ord
 # ('fro', 'nuc'); the op itself refuses any other string with a clear error
 STRING_OPS = frozenset({"einsum", "norm"})
-STRING_HINT = "a string is allowed only as einsum's subscripts or norm's ord ('fro', 'nuc')"
+# the ordering family's options: sort/argsort kind, take mode, searchsorted side, the
+# quantile method (each op refuses any other string with a clear error)
+STRING_OPS |= {"sort", "argsort", "take", "searchsorted", "quantile", "percentile"}
+STRING_HINT = (
+    "a string is allowed only as einsum's subscripts, norm's ord ('fro', 'nuc') or an "
+    "op's documented option (take's mode, searchsorted's side, quantile's method, sort's kind)"
+)
 _INT_LIMIT = 2**63
 
 
