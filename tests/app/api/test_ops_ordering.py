@@ -186,9 +186,7 @@ def test_bad_arguments_are_422(client: TestClient, expression: str, words: str) 
         "sum(take_along_axis(ones((1, 1000)) * x[0], zeros((1000, 1)), axis=0))",
     ],
 )
-def test_over_the_limit_refused_from_shapes(
-    client: TestClient, expression: str
-) -> None:
+def test_over_the_limit_refused_from_shapes(client: TestClient, expression: str) -> None:
     """413 from the op's shape rule, naming it, before its result is allocated."""
     problem = _refused(client, expression, status=413, x=[1.0, 2.0, 3.0])
     assert problem["type"].endswith("size-limit"), problem
