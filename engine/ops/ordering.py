@@ -116,7 +116,7 @@ def _in_range(op: str, idx: np.ndarray, n: int, axis: int | None, mode: str) -> 
     'raise' refuses one out of range, 'wrap' wraps around, 'clip' clips (negative ones to 0)."""
     if idx.size == 0:
         return idx
-    where = "the flattened array" if axis is None else f"axis {axis}"
+    where = "the flattened array" if axis is None else f"axis {axis}"  # as the user gave it
     if n == 0:
         raise _error(op, f"cannot take a non-empty selection from an empty {where}")
     if mode == "wrap":
@@ -334,7 +334,7 @@ def _diff_check(a: Any, n: Any, axis: Any, prepend: Any, append: Any) -> Any:
             zip(es, shape_of(a), strict=True)) if i - nd != axis)):  # fmt: skip
             raise ShapeError(
                 f"diff: {name} of shape {es} does not fit a of shape {shape_of(a)} "
-                f"(all dimensions but axis {axis} must match)",
+                f"(all dimensions but axis {axis % nd} must match)",
                 op="diff",
                 shapes=[shape_of(a), es],
             )
@@ -400,7 +400,8 @@ def _take_check(a: Any, indices: Any, axis: Any, mode: Any) -> Any:
     axis = _axis_or_none("take", axis, len(shape))
     idx = integer_indices("take", "indices", indices)
     n = math.prod(shape) if axis is None else shape[axis]
-    return (a,), {"indices": _in_range("take", idx, n, axis, mode), "axis": axis, "mode": mode}
+    shown = None if axis is None else axis % len(shape)
+    return (a,), {"indices": _in_range("take", idx, n, shown, mode), "axis": axis, "mode": mode}
 
 
 def _take_shape(a: Any, indices: np.ndarray, axis: int | None, mode: str) -> Shape:
@@ -448,7 +449,8 @@ def _along_check(arr: Any, indices: Any, axis: Any) -> Any:
             )
         axis = norm_axis(axis, len(shape), "take_along_axis")
         n = shape[axis]
-    idx = _in_range("take_along_axis", idx, n, axis, "raise")
+    shown = None if axis is None else axis % len(shape)
+    idx = _in_range("take_along_axis", idx, n, shown, "raise")
     _along_shape(arr, idx, axis if axis is not None else -1, shape)
     return (arr,), {"indices": idx, "axis": axis}
 
@@ -466,7 +468,7 @@ def _along_shape(arr: Any, indices: np.ndarray, axis: int | None, shape: Shape |
         else:
             raise ShapeError(
                 f"take_along_axis: indices of shape {indices.shape} do not broadcast against "
-                f"arr of shape {shape} off axis {axis}",
+                f"arr of shape {shape} off axis {axis % nd}",
                 op="take_along_axis",
                 shapes=[shape, indices.shape],
             )
@@ -612,7 +614,7 @@ def _search_check(a: Any, v: Any, side: Any, sorter: Any) -> Any:
         sorter = integer_indices("searchsorted", "sorter", sorter)
         if sorter.shape != n:
             raise _error("searchsorted", f"sorter of shape {sorter.shape} must have a's shape {n}")
-        _in_range("searchsorted", sorter, n[0], 0, "raise")
+        _in_range("searchsorted", sorter, n[0], 0, "raise")  # the sorter indexes a
     return (a, v), {"side": side, "sorter": sorter}
 
 

@@ -265,7 +265,7 @@ def test_nearest_rounds_half_to_even_as_numpy() -> None:
     "values", [[1.0, -0.5, 1.0, 2.0, -0.5], [3.0, 3.0, 3.0], [[2.0, 1.0], [2.0, 2.0]]]
 )
 def test_ties(values: Any) -> None:
-    """At ties the gradient of sort (and of median, max and min) is JAX's."""
+    """At ties the gradient of sort, median, quantile, cumprod, max and min is JAX's."""
     x = np.array(values)
     u = np.arange(x.size, dtype=float).reshape(x.shape) + 1.0
     pairs = [
@@ -273,6 +273,9 @@ def test_ties(values: Any) -> None:
         (lambda y: anp.median(y), lambda y: jnp.median(y)),
         (lambda y: anp.quantile(y, 0.3), lambda y: jnp.quantile(y, 0.3)),
         (lambda y: anp.cumprod(y) * u.reshape(-1), lambda y: jnp.cumprod(y) * u.reshape(-1)),
+        # max and min keep their convention: ties share the gradient evenly, as in JAX
+        (lambda y: anp.max(y, axis=0) * 2.0, lambda y: jnp.max(y, axis=0) * 2.0),
+        (lambda y: anp.min(y), lambda y: jnp.min(y)),
     ]
     for ours, theirs in pairs:
         got = ad.grad(lambda y, f=ours: anp.sum(f(y)))(x)
