@@ -57,8 +57,9 @@ STRING_OPS = frozenset({"einsum", "norm"})
 # quantile method (each op refuses any other string with a clear error)
 STRING_OPS |= {"sort", "argsort", "take", "searchsorted", "quantile", "percentile"}
 STRING_HINT = (
-    "a string is allowed only as einsum's subscripts, norm's ord ('fro', 'nuc') or an "
-    "op's documented option (take's mode, searchsorted's side, quantile's method, sort's kind)"
+    "a string is allowed only as einsum's subscripts or norm's ord ('fro', 'nuc'), and as "
+    "the documented options of take (mode), searchsorted (side), sort (kind) and quantile "
+    "(method)"
 )
 _INT_LIMIT = 2**63
 
