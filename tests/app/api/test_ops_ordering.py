@@ -220,3 +220,21 @@ def test_hessian_matches_the_engine(client: TestClient, expression: str) -> None
     expected = ad.hessian(lambda v: program.run({"x": v}))(np.array(x))
     np.testing.assert_allclose(answer["hessian"]["x"]["x"], expected, rtol=1e-12, atol=1e-12)
     assert answer["check"]["max_abs_error"] < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [("argsort(x)", [1, 2, 0]), ("argmax(x, keepdims=True)", [0]), ("argmin(x)", 1)],
+)
+def test_integer_outputs_have_zero_derivatives(
+    client: TestClient, expression: str, expected: Any
+) -> None:
+    """An op without a gradient as the output: NumPy's integers, and zero derivatives."""
+    expected = np.asarray(expected)
+    for mode in ("forward", "reverse"):
+        body = {"expression": expression, "inputs": {"x": [3.0, 1.0, 2.0]}, "mode": mode}
+        r = client.post("/jacobian", json=body)
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        np.testing.assert_array_equal(answer["value"], expected)
+        np.testing.assert_array_equal(answer["jacobian"]["x"], np.zeros(expected.shape + (3,)))
