@@ -45,6 +45,9 @@ NONDIFF = frozenset(
     {
         "_slogdet_sign",  # piecewise constant
         "arange",
+        "argmax",
+        "argmin",
+        "argsort",
         "detach",
         "stop_gradient",
         "equal",
@@ -59,6 +62,7 @@ NONDIFF = frozenset(
         "eye",
         "ones",
         "ones_like",
+        "searchsorted",
         "zeros",
         "zeros_like",
         "argwhere",  # integer indices (engine/ops/selection.py)

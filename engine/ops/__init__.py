@@ -17,6 +17,7 @@ FAMILIES = (
     "selection",
     "decompositions",
     "matfuncs",
+    "ordering",
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")

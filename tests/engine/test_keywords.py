@@ -61,6 +61,29 @@ SAMPLES: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "full": ([()], {"shape": (2, 3)}),
     "linspace": ([(), ()], {"num": 5}),
     "log_softmax": ([(2, 3)], {"axis": 0}),
+    # the ordering family: index arguments and q are float arrays here (selections, and q
+    # is differentiated)
+    "cumsum": ([(2, 3)], {"axis": 1}),
+    "cumprod": ([(2, 3)], {"axis": 0}),
+    "diff": ([(2, 3), (2, 1), ()], {"n": 2, "axis": 1}),
+    "sort": ([(2, 3)], {"axis": 0, "kind": "stable"}),
+    "take": ([(2, 3), lambda: np.array([2.0, 0.0, 2.0])], {"axis": 1, "mode": "raise"}),
+    "take_along_axis": ([(2, 3), lambda: np.array([[2.0, 0.0], [1.0, 1.0]])], {"axis": 1}),
+    "average": (
+        [(2, 3), lambda: np.array([0.5, 1.0, 2.0])],
+        {"axis": 1, "returned": True, "keepdims": True},
+    ),
+    "median": ([(2, 3)], {"axis": 1, "out": None, "overwrite_input": False, "keepdims": True}),
+    "quantile": (
+        [(2, 3), lambda: np.array([0.25, 0.5])],
+        {"axis": 1, "out": None, "overwrite_input": False, "method": "linear", "keepdims": True},
+    ),
+    "percentile": (
+        [(2, 3), lambda: np.array([25.0, 60.0])],
+        {"axis": 0, "out": None, "overwrite_input": False, "method": "linear", "keepdims": False},
+    ),
+    "nansum": ([(2, 3)], {"axis": 0, "keepdims": True}),
+    "nanmean": ([(2, 3)], {"axis": 1, "keepdims": False}),
 }
 POSITIVE = {"sqrt", "log", "log1p", "log2", "log10", "power", "divide", "arcsin", "arccos"}
 

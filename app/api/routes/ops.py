@@ -47,6 +47,7 @@ FAMILIES = {
     "engine.ops.decompositions": "Linear algebra",
     "engine.ops.matfuncs": "Linear algebra",
     "engine.ops.constructors": "Constructors",
+    "engine.ops.ordering": "Cumulative, sorting, order statistics and gathering",
 }
 
 
