@@ -14,6 +14,11 @@ FAMILIES = (
     "matrix",
     "reductions",
     "shape",
+    "complex_numbers",
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")
+
+from engine.ops.complex_numbers import refuse_complex  # noqa: E402
+
+refuse_complex()  # after every family: ordering ops refuse complex values

@@ -19,6 +19,7 @@ from engine.registry import ARRAY, ARRAYS, OPS, VARARGS
 _SPD = np.array([[2.0, 0.3, 0.1], [0.3, 1.5, -0.2], [0.1, -0.2, 1.8]])
 SAMPLES: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "reshape": ([(2, 3)], {"shape": (3, 2)}),
+    "angle": ([(3,)], {"deg": True}),
     "transpose": ([(2, 3, 2)], {"axes": (1, 2, 0)}),
     "swapaxes": ([(2, 3)], {"axis1": 0, "axis2": 1}),
     "flip": ([(2, 3)], {"axis": 1}),

@@ -21,7 +21,9 @@ try:  # the linear-algebra family's rows live with that family
 except ModuleNotFoundError:
     LINALG_CASES = []
 
-CASES = CORE_CASES + LINALG_CASES
+COMPLEX_CASES: list[Case] = importlib.import_module("tests.engine.cases_complex").CASES
+
+CASES = CORE_CASES + LINALG_CASES + COMPLEX_CASES
 DIFF = [c for c in CASES if c.diff]
 SMOOTH = [c for c in DIFF if c.smooth]
 EPS = 1e-6

@@ -43,6 +43,7 @@ FAMILIES = {
     "engine.ops.einsum": "Linear algebra",
     "engine.ops.matrix": "Linear algebra",
     "engine.ops._linalg": "Linear algebra",
+    "engine.ops.complex_numbers": "Complex numbers",
     "engine.ops.constructors": "Constructors",
 }
 
