@@ -15,6 +15,7 @@ FAMILIES = (
     "reductions",
     "shape",
     "complex_numbers",
+    "fft",
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")

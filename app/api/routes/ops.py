@@ -44,6 +44,7 @@ FAMILIES = {
     "engine.ops.matrix": "Linear algebra",
     "engine.ops._linalg": "Linear algebra",
     "engine.ops.complex_numbers": "Complex numbers",
+    "engine.ops.fft": "FFT (numpy.fft)",
     "engine.ops.constructors": "Constructors",
 }
 
