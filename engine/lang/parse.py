@@ -52,8 +52,26 @@ COMPARES = {
 VALUE, STATIC_CTX, STRING_CTX = 0, 1, 2  # what an expression may be (strings: STRING_OPS)
 # the ops whose static arguments may be string literals: einsum's subscripts and norm's ord
 # ('fro', 'nuc'); the op itself refuses any other string with a clear error
-STRING_OPS = frozenset({"einsum", "norm"})
-STRING_HINT = "a string is allowed only as einsum's subscripts or norm's ord ('fro', 'nuc')"
+# (and the FFT family's norm: 'backward', 'ortho', 'forward')
+FFT_OPS = [
+    "fft",
+    "ifft",
+    "fft2",
+    "ifft2",
+    "fftn",
+    "ifftn",
+    "rfft",
+    "irfft",
+    "rfft2",
+    "irfft2",
+    "rfftn",
+    "irfftn",
+]
+STRING_OPS = frozenset({"einsum", "norm", *FFT_OPS})
+STRING_HINT = (
+    "a string is allowed only as einsum's subscripts, norm's ord ('fro', 'nuc') or the fft "
+    "ops' norm ('backward', 'ortho', 'forward')"
+)
 _INT_LIMIT = 2**63
 
 

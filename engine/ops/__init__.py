@@ -16,6 +16,7 @@ FAMILIES = (
     "shape",
     "complex_numbers",
     "fft",
+    "eig",
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")

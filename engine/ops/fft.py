@@ -164,7 +164,7 @@ def _full(name: str, numpy_fn: Callable[..., Any], doc: str, prepare: Any, spec:
         lambda x, s, axes, norm, _ok=True: _out_shape(shape_of(x), s, axes, ""),
         transpose,
         prepare=prepare,
-        cost="contraction",
+        cost="decomposition",
     )
 
 
@@ -190,7 +190,7 @@ def _via(base: str, name: str, doc: str, prepare: Any, spec: str, numpy_fn: Any)
         lambda x, s, axes, norm, _ok=True: _out_shape(shape_of(x), s, axes, ""),
         transpose,
         prepare=prepare,
-        cost="contraction",
+        cost="decomposition",
     )
 
 
@@ -249,6 +249,8 @@ def _half_weights(n: int, count: int, dtype: Any) -> Any:
 
 
 def _irfft_transpose(g: Any, ans: Any, x: Any, s: Any, axes: Any, norm: Any, _ok: bool = True):
+    if np.iscomplexobj(g):  # the output is real: only Re(g) is its cotangent (complex_numbers)
+        g = anp.real(g)
     y = OPS["ifftn"](g, s=s, axes=axes, norm=norm, _ok=True)  # complex, full length
     last, n = axes[-1], s[-1]
     y = _fit(y, last, n // 2 + 1)
@@ -265,7 +267,7 @@ def _register_half(name: str, impl: Any, transpose: Any, doc: str, prepare: Any,
     def shape(x: Any, s: Any, axes: Any, norm: Any, _ok: bool = True) -> tuple[int, ...]:
         return _out_shape(shape_of(x), s, axes, half)
 
-    def_linear(name, impl, spec, doc, shape, transpose, prepare=prepare, cost="contraction")
+    def_linear(name, impl, spec, doc, shape, transpose, prepare=prepare, cost="decomposition")
 
 
 _register_half(

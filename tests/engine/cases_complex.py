@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 import engine.numpy as anp
+from engine.registry import shape_of
 from tests.engine.cases import Case
 
 PAIR = ((3,), (3,))
@@ -108,7 +109,75 @@ def _rows() -> list[Case]:
             tag="complex",
         ),
     ]
+    return rows + _fft_rows() + _eig_rows()
+
+
+def _spectrum_loss(y: Any) -> Any:
+    """A real, smooth, non-holomorphic loss of a complex spectrum (weights break symmetry)."""
+    w = np.resize(np.linspace(0.3, 1.7, 7) + 0.4j, shape_of(y)[-1:])
+    w = w.astype(np.complex64 if y.dtype in (np.float32, np.complex64) else np.complex128)
+    return anp.abs(y * w) ** 2 + anp.real(y) * anp.imag(y * w)
+
+
+FFT_CALLS: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
+    ("fft", {}, (2, 4)),
+    ("fft", {"n": 6, "norm": "ortho"}, (2, 4)),
+    ("fft", {"n": 3, "axis": 0}, (4, 2)),
+    ("ifft", {"n": 5, "norm": "forward"}, (2, 4)),
+    ("fft2", {"s": (3, 2)}, (2, 4)),
+    ("ifft2", {}, (2, 3)),
+    ("fftn", {"axes": (1, 0), "s": (5, 1)}, (2, 3)),
+    ("ifftn", {"norm": "ortho"}, (2, 3)),
+    ("rfft", {}, (2, 5)),
+    ("rfft", {"n": 6, "axis": 0, "norm": "ortho"}, (4, 2)),
+    ("irfft", {}, (2, 4)),
+    ("irfft", {"n": 5, "norm": "forward"}, (2, 4)),
+    ("rfft2", {}, (2, 4)),
+    ("irfft2", {"s": (2, 5)}, (2, 3)),
+    ("rfftn", {"s": (3, 4)}, (2, 4)),
+    ("irfftn", {}, (2, 3)),
+    ("fftshift", {}, (2, 5)),
+    ("ifftshift", {"axes": 1}, (2, 5)),
+]
+
+
+def _fft_rows() -> list[Case]:
+    rows = []
+    for op, kw, shape in FFT_CALLS:
+        tag = "-".join(f"{k}{v}" for k, v in kw.items()) or "default"
+        if op.startswith("rfft"):
+            fn = lambda x, op=op, kw=kw: _spectrum_loss(getattr(anp, op)(x, **kw))  # noqa: E731
+            rows.append(Case(op, fn, (shape,), tag=tag))
+        else:  # through a complex input x + i y (a real output: the real part of the transform)
+            fn = lambda x, y, op=op, kw=kw: _spectrum_loss(  # noqa: E731
+                getattr(anp, op)(_z(x, y), **kw)
+            )
+            rows.append(Case(op, fn, (shape, shape), tag=tag))
     return rows
+
+
+def _eig_matrix(rng: np.random.Generator) -> list[np.ndarray]:
+    """Well-separated eigenvalues (a diagonal 1, 2, 3 plus a small perturbation)."""
+    return [np.diag([1.0, 2.0, 3.5]) + rng.uniform(-0.2, 0.2, size=(3, 3))]
+
+
+def _eig_rows() -> list[Case]:
+    return [
+        Case(
+            "eigvals",
+            lambda a: _spectrum_loss(anp.eigvals(a)),
+            ((3, 3),),
+            make=_eig_matrix,
+            smooth=False,  # the rule reads the eigenvectors, which have no derivative
+        ),
+        Case(
+            "eig",
+            lambda a: anp.abs(anp.eig(a)[0]) * 2.0,
+            ((3, 3),),
+            make=_eig_matrix,
+            smooth=False,
+        ),
+    ]
 
 
 CASES: list[Case] = _rows()

@@ -28,6 +28,7 @@ def test_every_op_declares_a_known_cost() -> None:
 def test_cost_classes() -> None:
     public = {n for n in names_of_cost("linear") if not n.startswith("_")}
     complex_parts = {"real", "imag", "conj", "conjugate", "angle", "absolute"}  # issue 15
+    complex_parts |= {"fftshift", "ifftshift"}
     assert public == _HAND_LINEAR | {"tril", "triu"} | complex_parts  # added after the redesign
     assert names_of_cost("contraction") == {"dot", "einsum", "inner", "matmul", "tensordot"}
     assert {"inv", "det", "slogdet", "solve", "cholesky", "norm"} <= names_of_cost("decomposition")

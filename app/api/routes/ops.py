@@ -45,6 +45,7 @@ FAMILIES = {
     "engine.ops._linalg": "Linear algebra",
     "engine.ops.complex_numbers": "Complex numbers",
     "engine.ops.fft": "FFT (numpy.fft)",
+    "engine.ops.eig": "Linear algebra",
     "engine.ops.constructors": "Constructors",
 }
 
