@@ -199,7 +199,6 @@ def test_fft_over_http(client: TestClient) -> None:
         spectrum = jnp.fft.fft(x, n=8, norm="ortho")
         return jnp.sum(jnp.abs(spectrum) ** 2) + jnp.sum(jnp.fft.irfft(jnp.fft.rfft(x) * 1j, n=6))
 
-    )
     out = post(client, "/grad", {"expression": src, "inputs": {"x": x.tolist()}, "check": True})
     np.testing.assert_allclose(read(out["gradients"]["x"]), np.asarray(jax.grad(f)(x)), atol=1e-12)
     assert out["check"]["max_abs_error"] < 1e-6
