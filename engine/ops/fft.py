@@ -81,11 +81,11 @@ def _prepare_1d(op: str, half: bool = False) -> Callable[..., Any]:
             return (x,), kw
         n = kw.get("n")
         shape = shape_of(x)
-        s = None if n is None else (_length(op, "n", n),)
-        if n is None and half:
+        given: tuple[int, ...] | None = None if n is None else (_length(op, "n", n),)
+        if n is None and half:  # irfft's default length: 2 (m - 1)
             axis = norm_axis(kw.get("axis", -1), len(shape), op)
-            s = (2 * (shape[axis] - 1),)
-        s, axes, norm = _canonical(op, shape, s, (kw.get("axis", -1),), kw.get("norm"), half)
+            given = (2 * (shape[axis] - 1),)
+        s, axes, norm = _canonical(op, shape, given, (kw.get("axis", -1),), kw.get("norm"), half)
         return (x,), {"s": s, "axes": axes, "norm": norm}
 
     return prepare
