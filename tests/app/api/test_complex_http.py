@@ -286,3 +286,13 @@ def eval_numpy(src: str, x: np.ndarray) -> Any:
     """NumPy's value of a one-line fft expression (the reference for the output's shape)."""
     names = {k: getattr(np.fft, k) for k in dir(np.fft) if not k.startswith("_")}
     return eval(src, {"__builtins__": {}}, {**names, "x": x})  # noqa: S307 (our own literals)
+
+
+def test_answer_size_bound_counts_both_parts() -> None:
+    """The worker bounds an answer's JSON size from its shapes before rendering it: a complex
+    array is written as two arrays (re and im), so its bound is twice a real one's."""
+    from app.compute.wire import render
+    from app.scheduling.worker import rendered_bytes
+
+    arr = np.full(1000, -2.2250738585072014e-308) * (1 - 1j)
+    assert rendered_bytes({"value": arr}, "json") >= len(render({"value": arr}))
