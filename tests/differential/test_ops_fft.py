@@ -49,11 +49,17 @@ def _loss(m: Any, op: str, kw: dict[str, Any], weights: np.ndarray) -> Any:
     return f
 
 
-@pytest.mark.parametrize("shape", [(3, 6), (2, 1)])
-@pytest.mark.parametrize("op, kw", CALLS, ids=[f"{o}{sorted(k.items())}" for o, k in CALLS])
+# every call on a (3, 6) input, and the calls that take it on a size-1 axis too
+SIZE_ONE = {"fft", "ifft", "rfft", "fftshift", "ifftshift", "fft2"}
+PARAMS = [(op, kw, (3, 6)) for op, kw in CALLS] + [
+    (op, kw, (2, 1)) for op, kw in CALLS if op in SIZE_ONE
+]
+
+
+@pytest.mark.parametrize(
+    "op, kw, shape", PARAMS, ids=[f"{o}{sorted(k.items())}-{s}" for o, k, s in PARAMS]
+)
 def test_against_jax(op: str, kw: dict[str, Any], shape: tuple[int, ...]) -> None:
-    if op.startswith("irfft") and "n" not in kw and "s" not in kw and 1 in shape:
-        pytest.skip("irfft of one frequency has no default length (2 (m - 1) = 0), as in NumPy")
     rng = np.random.default_rng(len(op) + sum(shape))
     weights = rng.normal(size=(4, 9)) + 1j * rng.normal(size=(4, 9))
     x = rng.normal(size=shape)
@@ -72,6 +78,15 @@ def test_against_jax(op: str, kw: dict[str, Any], shape: tuple[int, ...]) -> Non
                 rtol=1e-9,
                 atol=1e-9,
             )
+
+
+def test_irfft_of_one_frequency_needs_n() -> None:
+    """2 (m - 1) = 0 has no default length (NumPy refuses it too): a clear error."""
+    from engine.errors import ValueDomainError
+
+    with pytest.raises(ValueDomainError, match="irfft"):
+        anp.irfft(np.ones((2, 1)) + 0j)
+    assert anp.irfft(np.ones((2, 1)) + 0j, n=1).shape == (2, 1)
 
 
 def test_large_n_is_refused_from_shapes() -> None:
