@@ -90,3 +90,30 @@ def test_real_input_through_complex_values_broadcast() -> None:
     np.testing.assert_allclose(got, jax.grad(make(jnp))(x), rtol=1e-10)
     jac = ad.jacobian(lambda x: anp.exp(1j * x) * w, mode="reverse")(x)
     np.testing.assert_allclose(jac, jax.jacfwd(lambda x: jnp.exp(1j * x) * w)(x), rtol=1e-12)
+
+
+MATRIX: list[tuple[str, Fn]] = [
+    ("det", lambda m: lambda a: m.abs(m.linalg.det(a) if m is jnp else anp.det(a))),
+    ("inv", lambda m: lambda a: m.sum(m.abs(m.linalg.inv(a) if m is jnp else anp.inv(a)) ** 2)),
+    (
+        "solve",
+        lambda m: (
+            lambda a: m.sum(
+                m.real((m.linalg.solve(a, a[0]) if m is jnp else anp.solve(a, a[0])) * a[1])
+            )
+        ),
+    ),
+    ("einsum", lambda m: lambda a: m.real(m.einsum("ij,jk->", a, m.conj(a)))),
+    ("where", lambda m: lambda a: m.sum(m.abs(m.where(m.real(a) > 0, a, a * a)))),
+    (
+        "eigvals",
+        lambda m: lambda a: m.sum(m.abs(m.linalg.eigvals(a) if m is jnp else anp.eigvals(a))),
+    ),
+]
+
+
+@pytest.mark.parametrize("name, make", MATRIX, ids=[n for n, _ in MATRIX])
+def test_matrix_functions_of_complex_matrices(name: str, make: Fn) -> None:
+    rng = np.random.default_rng(11)
+    a = rng.normal(size=(3, 3)) + 1j * rng.normal(size=(3, 3)) + np.diag([1.0, 3.0, 5.0])
+    np.testing.assert_allclose(ad.grad(make(anp))(a), jax.grad(make(jnp))(a), rtol=1e-9, atol=1e-12)
