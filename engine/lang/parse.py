@@ -69,8 +69,8 @@ FFT_OPS = [
 ]
 STRING_OPS = frozenset({"einsum", "norm", *FFT_OPS})
 STRING_HINT = (
-    "a string is allowed only as einsum's subscripts, norm's ord ('fro', 'nuc') or the fft "
-    "ops' norm ('backward', 'ortho', 'forward')"
+    "a string is allowed only as einsum's subscripts or norm's ord ('fro', 'nuc'), and as "
+    "the fft ops' norm ('backward', 'ortho', 'forward')"
 )
 _INT_LIMIT = 2**63
 

@@ -24,7 +24,7 @@ REJECTED = [
     ("{i: i for i in x}", LanguageError, "a comprehension", (1, 1)),
     ("sum(i for i in x)", LanguageError, "a comprehension", (1, 4)),
     ("'abc'", LanguageError, "a string at line 1, column 1", (1, 1)),
-    ("sum(x, 'a')", LanguageError, "only as einsum's subscripts, norm's ord", (1, 8)),
+    ("sum(x, 'a')", LanguageError, "only as einsum's subscripts or norm's ord", (1, 8)),
     ("f'{x}'", LanguageError, "an f-string", (1, 1)),
     ("sum(*x)", LanguageError, "a starred expression", (1, 5)),
     ("a, *b = x\nreturn a", LanguageError, "a starred expression", (1, 4)),
