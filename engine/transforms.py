@@ -28,6 +28,8 @@ ArgNums = int | Sequence[int]
 
 
 _F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
+# the dtypes a transform takes (integers and booleans become float64)
+INEXACT = (np.float32, np.float64, np.complex64, np.complex128)
 
 
 def as_array(x: Any) -> Any:
@@ -39,8 +41,10 @@ def as_array(x: Any) -> Any:
     a = np.asarray(x)
     if a.dtype.kind in "biu":
         return a.astype(np.float64)
-    if a.dtype not in (np.float32, np.float64):
-        raise ValueDomainError(f"inputs must be float32 or float64 arrays, got {a.dtype}")
+    if a.dtype not in INEXACT:
+        raise ValueDomainError(
+            f"inputs must be float32, float64, complex64 or complex128 arrays, got {a.dtype}"
+        )
     return a
 
 
@@ -64,11 +68,25 @@ def _zeros(x: Any, batch: tuple[int, ...] = ()) -> Any:
 
 
 def _like(g: Any, primal: Any) -> Any:
-    """A gradient in its primal's dtype (float64 constants must not promote it), as JAX does."""
+    """A gradient in its primal's dtype (float64 constants must not promote it), as JAX does.
+
+    A real primal's cotangent may have picked up an imaginary part (a complex constant
+    promoted it): only its real part is the derivative (JAX's convert_element_type rule)."""
     dtype = primal.dtype if type(primal) is np.ndarray else unbox_dtype(primal)
+    if dtype.kind == "f" and unbox_dtype(g).kind == "c":
+        g = anp.real(g) if isinstance(g, Box) else np.real(g)
     if isinstance(g, np.ndarray | np.generic) and g.dtype != dtype:
         return g.astype(dtype)
     return g
+
+
+def jacobian_block_like(block: Any, primal: Any) -> Any:
+    """A Jacobian block in its input's dtype, made complex (of the input's precision) when
+    the output is complex: jax.jacfwd's df/dx of a complex function of a real input."""
+    if unbox_dtype(block).kind == "c" and unbox_dtype(primal).kind == "f":
+        dtype = np.result_type(unbox_dtype(primal), np.complex64)
+        return block.astype(dtype) if isinstance(block, np.ndarray) else block
+    return _like(block, primal)
 
 
 def _in_result_type(g: Any, x: Any, y: Any) -> Any:
@@ -173,7 +191,44 @@ def vjp(f: Fn, *primals: Any) -> tuple[Any, Callable[..., tuple[Any, ...]]]:
     return trace.value, vjp_fn
 
 
-def _scalar_seed(trace: Trace) -> list[Any]:
+class ComplexDifferentiationError(ValueDomainError):
+    """A transform asked of complex values where its answer would be ambiguous (an
+    invalid-argument error, 422)."""
+
+
+def _is_complex(x: Any) -> bool:
+    return bool(unbox_dtype(x).kind == "c")
+
+
+def check_holomorphic(
+    what: str, inputs: Sequence[Any], outputs: Sequence[Any], holomorphic: bool
+) -> None:
+    """JAX's rules for ``grad``/``jacrev``/``hessian`` and their ``holomorphic=True``: with
+    it, the differentiated inputs and the outputs are complex and the answer is the complex
+    derivative df/dz; without it, a complex output has no gradient (ask for a VJP with a
+    cotangent, or reduce it to a real number: abs, real, imag)."""
+    if holomorphic:
+        if not all(_is_complex(x) for x in inputs):
+            raise ComplexDifferentiationError(
+                f"{what} with holomorphic=true needs complex inputs (complex64 or complex128)"
+            )
+        if not all(_is_complex(o) for o in outputs):
+            raise ComplexDifferentiationError(
+                f"{what} with holomorphic=true needs complex outputs: the function's output "
+                "is real (drop holomorphic for the gradient of a real-valued function)"
+            )
+        return
+    if any(_is_complex(o) for o in outputs):
+        raise ComplexDifferentiationError(
+            f"{what} needs a real-valued output, the function's output is complex: pass "
+            "holomorphic=true for the complex derivative df/dz of a holomorphic function, "
+            "give a cotangent (a vector-Jacobian product), or reduce the output to a real "
+            "number (abs, real, imag)"
+        )
+
+
+def _scalar_seed(trace: Trace, holomorphic: bool = False, what: str = "grad") -> list[Any]:
+    check_holomorphic(what, [trace.primals[i] for i in trace.argnums], trace.values, holomorphic)
     if trace.is_tuple:
         raise NonScalarOutputError(
             f"grad needs one scalar output, the function returned {len(trace.values)}: "
@@ -189,20 +244,23 @@ def _scalar_seed(trace: Trace) -> list[Any]:
     return [np.ones(shape_of(v), dtype=unbox_dtype(v))]
 
 
-def value_and_grad(f: Fn, argnums: ArgNums = 0) -> Fn:
-    """A function returning ``(f(*args), gradient)`` for a scalar-output ``f``."""
+def value_and_grad(f: Fn, argnums: ArgNums = 0, holomorphic: bool = False) -> Fn:
+    """A function returning ``(f(*args), gradient)`` for a scalar-output ``f``.
+
+    Complex inputs: JAX's convention, ``df/dx - i df/dy`` for a real-valued ``f`` of
+    ``z = x + iy``; ``holomorphic=True``: ``df/dz`` of a complex-valued holomorphic ``f``."""
 
     def wrapped(*args: Any) -> tuple[Any, Any]:
         trace = Trace(f, args, argnums)
-        grads = trace.pullback(_scalar_seed(trace))
+        grads = trace.pullback(_scalar_seed(trace, holomorphic))
         return trace.value, grads[0] if isinstance(argnums, int) else tuple(grads)
 
     return wrapped
 
 
-def grad(f: Fn, argnums: ArgNums = 0) -> Fn:
+def grad(f: Fn, argnums: ArgNums = 0, holomorphic: bool = False) -> Fn:
     """The gradient of a scalar-output ``f`` with respect to the ``argnums`` arguments."""
-    vg = value_and_grad(f, argnums)
+    vg = value_and_grad(f, argnums, holomorphic)
     return lambda *args: vg(*args)[1]
 
 
@@ -289,6 +347,7 @@ def jacobian_and_value(
     chunk_size: int | None = None,
     max_elements: int | None = None,
     progress: Progress | None = None,
+    holomorphic: bool = False,
 ) -> tuple[Any, list[list[Any]], bool, str]:
     """Value, Jacobian blocks ``jac[output][arg]`` of shape out.shape + arg.shape,
     whether f returned a tuple, and the mode that ran ("reverse" or "forward").
@@ -302,6 +361,7 @@ def jacobian_and_value(
         raise ValueDomainError(f"mode must be 'auto', 'reverse' or 'forward', got {mode!r}")
     primals = [as_array(p) for p in primals]
     nums = _argnums(argnums, len(primals))
+    _check_jacobian_inputs([primals[i] for i in nums], holomorphic)
     in_sizes = [math.prod(shape_of(primals[i])) for i in nums]
     if mode == "auto" and not max_elements and not any(isinstance(p, Box) for p in primals):
         # the output's size from an untraced forward pass (a fifth of a traced one for W6):
@@ -309,17 +369,44 @@ def jacobian_and_value(
         outs, _ = _outputs(f(*primals))
         out_size = sum(math.prod(shape_of(o)) for o in outs)
         mode = "reverse" if out_size < sum(in_sizes) else "forward"
+        mode = _complex_mode(mode, outs, holomorphic)
     trace = Trace(f, primals, nums) if mode != "forward" or max_elements else None
     if trace is not None and mode == "auto":
         out_size = sum(math.prod(shape_of(v)) for v in trace.values)
         mode = "reverse" if out_size < sum(in_sizes) else "forward"
+    if trace is not None:
+        mode = _complex_mode(mode, trace.values, holomorphic)
     if trace is not None and max_elements:
         chunk_size = _smaller(chunk_size, max(1, max_elements // peak_size(trace)))
     if mode == "reverse":
         assert trace is not None
         return trace.value, _jac_reverse(trace, chunk_size, progress), trace.is_tuple, "reverse"
     values, jac, is_tuple = _jac_forward(f, primals, nums, in_sizes, chunk_size, progress)
+    if holomorphic:
+        check_holomorphic("jacobian", [primals[i] for i in nums], values, True)
     return (tuple(values) if is_tuple else values[0]), jac, is_tuple, "forward"
+
+
+def _check_jacobian_inputs(inputs: list[Any], holomorphic: bool) -> None:
+    """A Jacobian by complex inputs is the complex one, df/dz, of a holomorphic function
+    (JAX's jacfwd/jacrev refuse complex inputs without holomorphic=True, as here)."""
+    if holomorphic:
+        check_holomorphic("jacobian", inputs, [], True)
+    elif any(_is_complex(x) for x in inputs):
+        raise ComplexDifferentiationError(
+            "a Jacobian by complex inputs needs holomorphic=true (it is then df/dz); for a "
+            "real-valued function of complex inputs ask for the gradient, or pass the real "
+            "and imaginary parts as separate real inputs"
+        )
+
+
+def _complex_mode(mode: str, outputs: Sequence[Any], holomorphic: bool) -> str:
+    """Forward mode for complex outputs of real inputs (jax.jacfwd's df/dx: a real basis
+    pulled back through a complex output would keep only the real part)."""
+    if holomorphic:
+        check_holomorphic("jacobian", [], outputs, True)
+        return mode
+    return "forward" if any(_is_complex(o) for o in outputs) else mode
 
 
 def _smaller(a: int | None, b: int) -> int:
@@ -428,7 +515,13 @@ def _concatenate(parts: list[Any]) -> Any:
     return np.concatenate(parts)
 
 
-def jacobian(f: Fn, argnums: ArgNums = 0, mode: str = "auto", chunk_size: int | None = None) -> Fn:
+def jacobian(
+    f: Fn,
+    argnums: ArgNums = 0,
+    mode: str = "auto",
+    chunk_size: int | None = None,
+    holomorphic: bool = False,
+) -> Fn:
     """The full Jacobian, shape ``out.shape + arg.shape``, in one batched pass.
 
     ``mode="auto"`` runs reverse mode when the output is smaller than the input.
@@ -436,10 +529,15 @@ def jacobian(f: Fn, argnums: ArgNums = 0, mode: str = "auto", chunk_size: int | 
     """
 
     def wrapped(*args: Any) -> Any:
-        _, jac, is_tuple, _ = jacobian_and_value(f, args, argnums, mode, chunk_size)
+        _, jac, is_tuple, _ = jacobian_and_value(
+            f, args, argnums, mode, chunk_size, holomorphic=holomorphic
+        )
         # each block in its input's dtype, whichever mode ran (the service's rule)
         nums = _argnums(argnums, len(args))
-        jac = [[_like(b, as_array(args[i])) for b, i in zip(row, nums, strict=True)] for row in jac]
+        jac = [
+            [jacobian_block_like(b, as_array(args[i])) for b, i in zip(row, nums, strict=True)]
+            for row in jac
+        ]
         rows = [row[0] if isinstance(argnums, int) else tuple(row) for row in jac]
         return tuple(rows) if is_tuple else rows[0]
 
@@ -453,6 +551,7 @@ def hessian_and_grad(
     max_elements: int | None = None,
     chunk_size: int | None = None,
     progress: Progress | None = None,
+    holomorphic: bool = False,
 ) -> tuple[Any, list[Any], list[list[Any]]]:
     """Value, gradients, and Hessian blocks ``H[i][j]`` (shape x_i.shape + x_j.shape) of a
     scalar ``f``, in one forward-over-reverse pass with a stacked identity (split into
@@ -460,10 +559,17 @@ def hessian_and_grad(
     batched intermediates would be too large; ``progress(done, total)`` after each)."""
     primals = [as_array(p) for p in primals]
     nums = _argnums(argnums, len(primals))
+    if not holomorphic and any(_is_complex(primals[i]) for i in nums):
+        raise ComplexDifferentiationError(
+            "a Hessian by complex inputs needs holomorphic=true (it is then d2f/dz2); for a "
+            "real-valued function of complex inputs ask for Hessian-vector products (/hvp: "
+            "the derivative of the gradient df/dx - i df/dy along a complex vector), or pass "
+            "the real and imaginary parts as separate real inputs"
+        )
 
     def value_and_grads(*xs: Any) -> tuple[Any, ...]:
         trace = Trace(f, xs, nums)
-        return (trace.value, *trace.pullback(_scalar_seed(trace)))
+        return (trace.value, *trace.pullback(_scalar_seed(trace, holomorphic, "hessian")))
 
     if max_elements:
         peak = peak_size(Trace(f, primals, nums))
@@ -473,11 +579,11 @@ def hessian_and_grad(
     return values[0], values[1:], jac[1:]
 
 
-def hessian(f: Fn, argnums: ArgNums = 0) -> Fn:
+def hessian(f: Fn, argnums: ArgNums = 0, holomorphic: bool = False) -> Fn:
     """The Hessian of a scalar ``f`` (forward-over-reverse, one batched pass)."""
 
     def wrapped(*args: Any) -> Any:
-        _, _, h = hessian_and_grad(f, args, argnums)
+        _, _, h = hessian_and_grad(f, args, argnums, holomorphic=holomorphic)
         # block (i, j) in result_type(x_i, x_j) (the service's rule)
         nums = _argnums(argnums, len(args))
         h = [
@@ -495,15 +601,16 @@ def hessian(f: Fn, argnums: ArgNums = 0) -> Fn:
 
 
 def hvp_and_grad(
-    f: Fn, primals: Sequence[Any], vectors: Sequence[Any]
+    f: Fn, primals: Sequence[Any], vectors: Sequence[Any], holomorphic: bool = False
 ) -> tuple[Any, tuple[Any, ...], tuple[Any, ...]]:
     """Value, gradients and Hessian-vector products of a scalar ``f`` (forward-over-reverse,
-    one pass, the Hessian never formed)."""
+    one pass, the Hessian never formed). Complex inputs: the derivative of the gradient map
+    (JAX's ``df/dx - i df/dy``) along the complex vectors, ``jax.jvp(jax.grad(f), z, v)``."""
     nums = tuple(range(len(primals)))
 
     def value_and_grads(*xs: Any) -> tuple[Any, ...]:
         trace = Trace(f, xs, nums)
-        return (trace.value, *trace.pullback(_scalar_seed(trace)))
+        return (trace.value, *trace.pullback(_scalar_seed(trace, holomorphic, "hvp")))
 
     out, tangents = jvp(value_and_grads, primals, vectors)
     return out[0], tuple(out[1:]), tuple(tangents[1:])
@@ -571,7 +678,7 @@ def jvp_many(f: Fn, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[An
 
 
 def hvp_many(
-    f: Fn, primals: Sequence[Any], vectors: Sequence[Any]
+    f: Fn, primals: Sequence[Any], vectors: Sequence[Any], holomorphic: bool = False
 ) -> tuple[Any, tuple[Any, ...], tuple[Any, ...]]:
     """Value, gradients and K Hessian-vector products of a scalar ``f``: ``vectors`` has one
     ``(K, *primal.shape)`` array per primal, each product is ``(K, *primal.shape)``
@@ -580,7 +687,7 @@ def hvp_many(
 
     def value_and_grads(*xs: Any) -> tuple[Any, ...]:
         trace = Trace(f, xs, nums)
-        return (trace.value, *trace.pullback(_scalar_seed(trace)))
+        return (trace.value, *trace.pullback(_scalar_seed(trace, holomorphic, "hvp")))
 
     out, tangents = jvp_many(value_and_grads, primals, vectors)
     products = tuple(_like(p, as_array(x)) for p, x in zip(tangents[1:], primals, strict=True))

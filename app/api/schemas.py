@@ -60,7 +60,23 @@ def _ref(name: str) -> dict[str, str]:
 _SCALAR = {"anyOf": [{"type": "number"}, _ref("NonFiniteNumber")]}
 _DTYPE = _ref("Dtype")
 NAMED_SCHEMAS: dict[str, dict[str, Any]] = {
-    "Dtype": {"type": "string", "enum": ["float64", "float32"], "description": "An array's dtype."},
+    "Dtype": {
+        "type": "string",
+        "enum": ["float64", "float32", "complex128", "complex64"],
+        "description": "An array's dtype.",
+    },
+    "ComplexArray": {
+        "type": "object",
+        "description": "A complex array in JSON: `re` and `im`, the real and imaginary parts "
+        "(numbers or nested lists of one shape); `dtype` complex128 (default) or complex64. In "
+        "b64 a complex array is its interleaved little-endian bytes (`B64Array`).",
+        "properties": {
+            "re": {"anyOf": [*_SCALAR["anyOf"], _ref("NestedList")]},
+            "im": {"anyOf": [*_SCALAR["anyOf"], _ref("NestedList")]},
+            "dtype": {"type": "string", "enum": ["complex128", "complex64"]},
+        },
+        "required": ["re", "im"],
+    },
     "Encoding": {
         "type": "string",
         "enum": ["json", "b64"],
@@ -106,9 +122,13 @@ NAMED_SCHEMAS: dict[str, dict[str, Any]] = {
     "ArrayObject": {
         "type": "object",
         "description": "An array as an object: `data` (a number or nested list) or `b64` "
-        "(raw little-endian bytes, base64, with `shape`); `dtype` float64 (default) or float32.",
+        "(raw little-endian bytes, base64, with `shape`); `dtype` float64 (default) or float32; "
+        "or a complex array: `re` and `im` (complex128 by default, or complex64), or `b64` of "
+        "its interleaved bytes with a complex `dtype`.",
         "properties": {
             "data": {"anyOf": [*_SCALAR["anyOf"], _ref("NestedList")]},
+            "re": {"anyOf": [*_SCALAR["anyOf"], _ref("NestedList")]},
+            "im": {"anyOf": [*_SCALAR["anyOf"], _ref("NestedList")]},
             "b64": {"type": "string", "contentEncoding": "base64"},
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
             "dtype": {**_DTYPE, "default": "float64"},
@@ -121,6 +141,8 @@ NAMED_SCHEMAS: dict[str, dict[str, Any]] = {
         "`requires_grad` (default true; false makes it a constant, with no gradient).",
         "properties": {
             "data": {"anyOf": [*_SCALAR["anyOf"], _ref("NestedList")]},
+            "re": {"anyOf": [*_SCALAR["anyOf"], _ref("NestedList")]},
+            "im": {"anyOf": [*_SCALAR["anyOf"], _ref("NestedList")]},
             "b64": {"type": "string", "contentEncoding": "base64"},
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
             "dtype": {**_DTYPE, "default": "float64"},
@@ -138,9 +160,15 @@ NAMED_SCHEMAS: dict[str, dict[str, Any]] = {
         "ArrayObject.",
     },
     "OutputArray": {
-        "anyOf": [*_SCALAR["anyOf"], _ref("NestedList"), _ref("B64Array")],
+        "anyOf": [
+            *_SCALAR["anyOf"],
+            _ref("NestedList"),
+            _ref("B64Array"),
+            _ref("ComplexArray"),
+        ],
         "description": 'An answered array: a number, a nested list, or (encoding="b64") a '
-        "B64Array. Non-finite numbers are the strings nan, inf and -inf.",
+        "B64Array; a complex array is a ComplexArray (a B64Array of complex dtype with "
+        'encoding="b64"). Non-finite numbers are the strings nan, inf and -inf.',
     },
     "OutputValue": {
         "anyOf": [_ref("OutputArray"), {"type": "array", "items": _ref("OutputArray")}],
@@ -257,6 +285,14 @@ class ComputeRequest(BaseModel):
     )
     check: bool = Field(
         False, description="Also compute the derivative by central finite differences."
+    )
+    holomorphic: bool = Field(
+        False,
+        description="For complex inputs (README, Complex numbers): the complex derivative "
+        "df/dz of a holomorphic, complex-valued function (jax.grad/jacfwd/jacrev/hessian's "
+        "holomorphic=True) on /grad, /jacobian, /hessian and /hvp. Without it a gradient "
+        "needs a real-valued output and is JAX's df/dx - i df/dy, and a Jacobian or Hessian "
+        "by complex inputs is refused (422).",
     )
     encoding: Annotated[Literal["json", "b64"], _named("Encoding")] = Field(
         "json", description='"b64" answers arrays as {"dtype","shape","b64"} objects.'

@@ -36,10 +36,17 @@ def _basis(problem: Problem) -> list[Arrays]:
     total = sum(sizes)
     if total == 0:
         return []
+    complex_inputs = [problem.inputs[n].dtype.kind == "c" for n in problem.diff]
+    if any(complex_inputs):
+        return _complex_basis(problem, shapes, sizes, complex_inputs)
     if total <= FD_COORDINATES_UP_TO:
         flat = np.eye(total)
     else:
         flat = np.random.default_rng(FD_SEED).standard_normal((FD_RANDOM_DIRECTIONS, total))
+    return _split(flat, shapes, sizes)
+
+
+def _split(flat: Any, shapes: list[tuple[int, ...]], sizes: list[int]) -> list[Arrays]:
     splits = np.cumsum(sizes)[:-1]
     return [
         tuple(p.reshape(s) for p, s in zip(np.split(row, splits), shapes, strict=True))
@@ -47,9 +54,33 @@ def _basis(problem: Problem) -> list[Arrays]:
     ]
 
 
+def _complex_basis(
+    problem: Problem, shapes: list[tuple[int, ...]], sizes: list[int], complex_inputs: list[bool]
+) -> list[Arrays]:
+    """Directions in the real coordinates of complex inputs: a complex input's real and
+    imaginary parts are perturbed separately (every coordinate of each for small inputs,
+    else random complex directions)."""
+    total = sum(sizes)
+    flags = np.concatenate([np.full(n, c) for n, c in zip(sizes, complex_inputs, strict=True)])
+    if total + int(flags.sum()) <= FD_COORDINATES_UP_TO:
+        eye = np.eye(total, dtype=np.complex128)
+        flat = np.concatenate([eye, 1j * eye[flags]])
+    else:
+        rng = np.random.default_rng(FD_SEED)
+        shape = (FD_RANDOM_DIRECTIONS, total)
+        flat = rng.standard_normal(shape) + 1j * flags * rng.standard_normal(shape)
+    return _split(flat, shapes, sizes)
+
+
+def _wide(x: Any) -> Any:
+    """``x`` in float64, or complex128 when complex (the finite differences' precision)."""
+    x = np.asarray(x)
+    return x.astype(np.complex128 if x.dtype.kind == "c" else np.float64)
+
+
 def _shifted(problem: Problem, direction: Arrays, t: float) -> Arrays:
     return tuple(
-        problem.inputs[n].astype(np.float64) + t * d
+        _wide(problem.inputs[n]) + t * (d if problem.inputs[n].dtype.kind == "c" else d.real)
         for n, d in zip(problem.diff, direction, strict=True)
     )
 
@@ -66,10 +97,7 @@ def _central(g: Callable[[Arrays], list[Any]], problem: Problem, direction: Arra
     h = _step(problem, direction)
     plus, minus = g(_shifted(problem, direction, h)), g(_shifted(problem, direction, -h))
     # float64: a comparison's output is boolean (NumPy has no boolean subtraction)
-    return [
-        (np.asarray(p, dtype=np.float64) - np.asarray(m, dtype=np.float64)) / (2 * h)
-        for p, m in zip(plus, minus, strict=True)
-    ]
+    return [(_wide(p) - _wide(m)) / (2 * h) for p, m in zip(plus, minus, strict=True)]
 
 
 def _errors(pairs: list[tuple[Any, Any]], directions: int) -> dict[str, Any]:
@@ -94,11 +122,15 @@ def _outputs_of(problem: Problem) -> Callable[[Arrays], list[Any]]:
 def _gradient_of(problem: Problem) -> Callable[[Arrays], list[Any]]:
     f = problem.fn()
     argnums = tuple(range(len(problem.diff)))
-    return lambda xs: list(engine.value_and_grad(f, argnums=argnums)(*xs)[1])
+    holomorphic = problem.task.holomorphic
+    return lambda xs: list(engine.value_and_grad(f, argnums, holomorphic)(*xs)[1])
 
 
 def _dot(a: Any, b: Any) -> float:
-    return float(np.sum(np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)))
+    """``Re(sum(a * b))``: the pairing under which JAX's convention makes a VJP the
+    transpose (for a complex input, ``<g, dz>`` is the directional derivative of a real
+    loss whose gradient is ``g = dL/dx - i dL/dy``)."""
+    return float(np.real(np.sum(_wide(a) * _wide(b))))
 
 
 # With K directions (cotangents, tangents_batch, vectors_batch) the first few of them are

@@ -181,6 +181,7 @@ def jacobian(problem: Problem) -> dict[str, Any]:
             chunk_size=progress.chunk_rows(out_size if reverse else in_size),
             max_elements=problem.limits.max_intermediate_elements,
             progress=progress.chunk_callback(),
+            holomorphic=problem.task.holomorphic,
         )
     elif mode == "auto":
         mode = "reverse" if out_size < in_size else "forward"
@@ -229,6 +230,7 @@ def hessian(problem: Problem) -> dict[str, Any]:
             max_elements=problem.limits.max_intermediate_elements,
             chunk_size=progress.chunk_rows(in_size),  # a job's: in chunks, for its progress
             progress=progress.chunk_callback(),
+            holomorphic=problem.task.holomorphic,
         )
     problem.timing["hessian"] = elapsed_ms(tick)
     names = problem.diff + problem.zero
@@ -256,7 +258,9 @@ def hvp(problem: Problem) -> dict[str, Any]:
     values: Any = []
     if problem.diff:
         transform = engine.hvp_many if many else engine.hvp_and_grad
-        value, _, values = transform(problem.fn(), problem.primals, vectors)
+        value, _, values = transform(
+            problem.fn(), problem.primals, vectors, holomorphic=problem.task.holomorphic
+        )
     problem.timing["hvp"] = elapsed_ms(tick)
     products = _by_name_many(problem, list(values), k) if many else by_name(problem, list(values))
     return {"value": np.asarray(value), "hvp": products}

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+import engine.transforms
 from app.compute import stored, wire
 from app.compute.task import Task, TaskLimits
 from app.compute.wire import clip, short
@@ -299,7 +300,7 @@ def finish_recording(problem: Problem, rec: Any) -> None:
 
 def locate_nonfinite(problem: Problem, outs: list[Any]) -> None:
     """Name the op where a non-finite value first arose (a second forward, only then)."""
-    if all(o.dtype.kind != "f" or np.isfinite(o).all() for o in outs):
+    if all(o.dtype.kind not in "fc" or np.isfinite(o).all() for o in outs):
         return
     with Recorder(max_nodes=0, check_finite=True) as rec:
         problem.fn(rec)(*problem.primals)
@@ -341,7 +342,28 @@ def _decode_like(raw: Any, like: np.ndarray[Any, Any], loc: list[Any], limits: T
             shapes=[arr.shape, like.shape],
             loc=loc,
         )
+    return cast_like(arr, like, loc)
+
+
+def cast_like(arr: Any, like: np.ndarray[Any, Any], loc: list[Any]) -> Any:
+    """A cotangent, tangent or vector in the dtype of the value it goes with; a complex one
+    for a real value is refused (its imaginary part would be dropped without a word)."""
+    if arr.dtype.kind == "c" and like.dtype.kind != "c":
+        raise RequestError(
+            f"{loc[-1]} is complex but the value it goes with is real ({like.dtype.name}): "
+            "give a real one",
+            loc=loc,
+        )
     return arr.astype(like.dtype, copy=False)
+
+
+def check_holomorphic(what: str, inputs: list[Any], outs: list[Any], holomorphic: bool) -> None:
+    """``engine.transforms.check_holomorphic``, located at the request's body."""
+    try:
+        engine.transforms.check_holomorphic(what, inputs, outs, holomorphic)
+    except AutodiffError as exc:
+        exc.loc = ["body"]
+        raise
 
 
 def cotangents_for(problem: Problem, outs: list[Any], multi: bool, required: bool) -> list[Any]:
@@ -356,6 +378,12 @@ def cotangents_for(problem: Problem, outs: list[Any], multi: bool, required: boo
                 shapes=[o.shape for o in outs],
                 loc=["body"],
             )
+        check_holomorphic(
+            "a gradient",
+            [problem.inputs[n] for n in problem.diff],
+            outs,
+            problem.task.holomorphic,
+        )
         return [np.ones_like(o) for o in outs]
     if not multi:
         return [_decode_like(raw, outs[0], loc, problem.limits)]
@@ -399,8 +427,13 @@ def directions_for(problem: Problem, key: str) -> Arrays:
 # is in x's dtype; a Hessian block for (x, y) in result_type(x, y); a JVP, output-shaped,
 # in the output's dtype (as jax.jvp). A float32 input whose output is promoted to float64
 # gets a float32 gradient from every endpoint alike.
+# A complex derivative of a real input (a Jacobian block of a complex output, as
+# jax.jacfwd's) is complex of the input's precision.
 def in_dtype(value: Any, dtype: Any) -> Any:
-    return np.asarray(value).astype(dtype, copy=False)
+    value = np.asarray(value)
+    if value.dtype.kind == "c" and np.dtype(dtype).kind == "f":
+        dtype = np.result_type(dtype, np.complex64)
+    return value.astype(dtype, copy=False)
 
 
 def by_name(problem: Problem, values: Arrays | list[Any]) -> dict[str, Any]:
@@ -445,7 +478,7 @@ def _decode_stack(raw: Any, like: np.ndarray[Any, Any], loc: list[Any], limits: 
             shapes=[arr.shape, like.shape],
             loc=loc,
         )
-    return arr.astype(like.dtype, copy=False)
+    return cast_like(arr, like, loc)
 
 
 def _batched_directions(problem: Problem, key: str) -> Arrays:

@@ -56,6 +56,7 @@ class Task:
     tangents: dict[str, Any] | None = None
     vectors: dict[str, Any] | None = None
     mode: Literal["auto", "reverse", "forward"] = "auto"
+    holomorphic: bool = False  # complex inputs: df/dz of a holomorphic function
     # K directions at one point (each with a leading axis K), in place of the one above
     cotangents: Any = None
     tangents_batch: dict[str, Any] | None = None

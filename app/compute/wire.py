@@ -22,8 +22,14 @@ from engine.errors import AutodiffError, SizeLimitError
 DTYPES: dict[str, np.dtype[Any]] = {
     "float64": np.dtype("<f8"),
     "float32": np.dtype("<f4"),
+    # complex: JSON as {"re": [...], "im": [...]}; b64 as the raw little-endian bytes,
+    # real and imaginary parts interleaved (NumPy's and PyTorch's memory layout)
+    "complex128": np.dtype("<c16"),
+    "complex64": np.dtype("<c8"),
 }
-_OBJECT_KEYS = frozenset({"data", "b64", "dtype", "shape", "requires_grad"})
+# the real dtype of each complex one (the parts of {"re", "im"})
+PART_DTYPES = {"complex128": DTYPES["float64"], "complex64": DTYPES["float32"]}
+_OBJECT_KEYS = frozenset({"data", "b64", "re", "im", "dtype", "shape", "requires_grad"})
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 Loc = list[Any]
 PLAIN_KEYS = frozenset({"graph", "mode"})
@@ -91,11 +97,25 @@ def decode_value(value: Any, loc: Loc, *, max_elements: int) -> np.ndarray[Any, 
 
 
 def _dtype(value: dict[str, Any], loc: Loc) -> np.dtype[Any]:
-    name = value.get("dtype", "float64")
+    complex_form = "re" in value or "im" in value
+    name = value.get("dtype", "complex128" if complex_form else "float64")
     # A JSON object or list is unhashable: test the type before the dict lookup.
     if not isinstance(name, str) or name not in DTYPES:
         raise InputError(
-            f"dtype {clip(name)} is not supported (use float64 or float32)", loc=[*loc, "dtype"]
+            f"dtype {clip(name)} is not supported (use float64, float32, complex128 or complex64)",
+            loc=[*loc, "dtype"],
+        )
+    if complex_form and name not in PART_DTYPES:
+        raise InputError(
+            f"'re' and 'im' give a complex array: dtype must be complex128 or complex64, not "
+            f"{name}",
+            loc=[*loc, "dtype"],
+        )
+    if name in PART_DTYPES and "data" in value:
+        raise InputError(
+            f"a {name} array travels as 're' and 'im' (nested lists of the real and imaginary "
+            "parts) or as 'b64' (interleaved little-endian bytes), not as 'data'",
+            loc=[*loc, "data"],
         )
     return DTYPES[name]
 
@@ -114,6 +134,8 @@ def _shape(value: dict[str, Any], loc: Loc) -> tuple[int, ...] | None:
 def _decode_object(value: dict[str, Any], loc: Loc, max_elements: int) -> np.ndarray[Any, Any]:
     dtype = _dtype(value, loc)
     shape = _shape(value, loc)
+    if "re" in value or "im" in value:
+        return _decode_complex(value, dtype, shape, loc, max_elements)
     if ("data" in value) == ("b64" in value):
         raise InputError("an input object needs exactly one of 'data' or 'b64'", loc=loc)
     if "b64" in value:
@@ -126,6 +148,42 @@ def _decode_object(value: dict[str, Any], loc: Loc, max_elements: int) -> np.nda
             f"data has shape {list(arr.shape)} but shape says {list(shape)}", loc=[*loc, "shape"]
         )
     return arr
+
+
+def _decode_complex(
+    value: dict[str, Any],
+    dtype: np.dtype[Any],
+    shape: tuple[int, ...] | None,
+    loc: Loc,
+    max_elements: int,
+) -> np.ndarray[Any, Any]:
+    """The ``{"re": [...], "im": [...]}`` form: two nested lists (or numbers) of one shape."""
+    missing = [k for k in ("re", "im") if k not in value]
+    if missing:
+        raise InputError(
+            f"a complex array needs both 're' and 'im' (missing {missing[0]!r}; give 0 or "
+            "zeros for a part that is 0)",
+            loc=loc,
+        )
+    if "data" in value or "b64" in value:
+        raise InputError("give 're' and 'im', or 'b64', not both", loc=loc)
+    part = PART_DTYPES[dtype.name]
+    re = _decode_data(value["re"], part, [*loc, "re"], max_elements)
+    im = _decode_data(value["im"], part, [*loc, "im"], max_elements)
+    if re.shape != im.shape:
+        raise InputError(
+            f"'re' has shape {list(re.shape)} but 'im' has shape {list(im.shape)}: the parts "
+            "of a complex array have one shape",
+            loc=[*loc, "im"],
+        )
+    if shape is not None and re.shape != shape:
+        raise InputError(
+            f"re and im have shape {list(re.shape)} but shape says {list(shape)}",
+            loc=[*loc, "shape"],
+        )
+    out = np.empty(re.shape, dtype=dtype)
+    out.real, out.imag = re, im
+    return out
 
 
 def _check_count(count: int, loc: Loc, max_elements: int) -> None:
@@ -294,8 +352,16 @@ def _word(x: float) -> str:
 
 
 def encode_array(arr: np.ndarray[Any, Any], path: str, encoding: str, warnings: list[str]) -> Any:
-    """One array as JSON-ready data: a number, an ndarray orjson writes itself, or a b64 object."""
-    finite = arr.dtype.kind != "f" or bool(np.isfinite(arr).all())
+    """One array as JSON-ready data: a number, an ndarray orjson writes itself, or a b64 object.
+
+    A complex array is ``{"dtype", "re", "im"}`` in JSON (each part as a real array would
+    be) and ``{"dtype", "shape", "b64"}`` of its interleaved bytes with ``"encoding": "b64"``.
+    """
+    if arr.dtype.kind == "c" and arr.size == 0:  # (orjson writes no complex array)
+        return {"dtype": arr.dtype.name, "shape": list(arr.shape), "b64": ""}
+    if arr.dtype.kind == "c" and not (encoding == "b64" and arr.ndim):
+        return _encode_complex(arr, path, encoding, warnings)
+    finite = arr.dtype.kind not in "fc" or bool(np.isfinite(arr).all())
     if not finite:
         warnings.append(f"{path} has non-finite values")
     if arr.ndim == 0:
@@ -306,7 +372,7 @@ def encode_array(arr: np.ndarray[Any, Any], path: str, encoding: str, warnings: 
         # the object form can, and inputs accept it (README, "encoding").
         dtype = arr.dtype.name if arr.dtype.name in DTYPES else "float64"  # no value to lose
         return {"dtype": dtype, "shape": list(arr.shape), "b64": ""}
-    if encoding == "b64" and arr.dtype.kind == "f":
+    if encoding == "b64" and arr.dtype.kind in "fc":
         little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
         return {
             "dtype": arr.dtype.name,
@@ -316,6 +382,16 @@ def encode_array(arr: np.ndarray[Any, Any], path: str, encoding: str, warnings: 
     if finite:
         return np.ascontiguousarray(arr)  # orjson serialises C-contiguous arrays natively
     return _with_words(arr)
+
+
+def _encode_complex(
+    arr: np.ndarray[Any, Any], path: str, encoding: str, warnings: list[str]
+) -> dict[str, Any]:
+    parts = {
+        part: encode_array(np.array(values), f"{path}.{part}", encoding, warnings)
+        for part, values in (("re", arr.real), ("im", arr.imag))
+    }
+    return {"dtype": arr.dtype.name, **parts}
 
 
 def _b64(arr: Any) -> str:

@@ -298,12 +298,13 @@ def rendered_bytes(value: Any, encoding: str, *, worst: bool = False) -> int:
 
 
 def _array_bytes(arr: Any, encoding: str, worst: bool) -> int:
-    if encoding == "b64" and arr.dtype.kind == "f" and arr.ndim > 0:
+    if encoding == "b64" and arr.dtype.kind in "fc" and arr.ndim > 0:
         return int(arr.size * arr.dtype.itemsize * B64_BYTES_PER_BYTE) + 64
     per = JSON_BYTES_PER_NUMBER
-    if arr.dtype.kind == "f" and (worst or (arr.size and not bool(np.isfinite(arr).all()))):
+    if arr.dtype.kind in "fc" and (worst or (arr.size and not bool(np.isfinite(arr).all()))):
         per = JSON_BYTES_PER_NONFINITE
-    return 2 + arr.size * per
+    parts = 2 if arr.dtype.kind == "c" else 1  # a complex number is written as re and im
+    return 2 + 64 * (parts - 1) + arr.size * per * parts
 
 
 def check_answer_fits(result: dict[str, Any], encoding: str) -> None:

@@ -243,8 +243,8 @@ def _check_node(node: ast.AST, loc: Loc) -> None:
         raise rejected(f"the name {node.id!r} (names may not start with _)", loc)
     if isinstance(node, ast.keyword) and node.arg is None:
         raise rejected("**keyword unpacking", loc)
-    if isinstance(node, ast.Constant) and isinstance(node.value, complex | bytes):
-        raise rejected(f"the literal {node.value!r} (only real numbers)", loc)
+    if isinstance(node, ast.Constant) and isinstance(node.value, bytes):
+        raise rejected(f"the literal {node.value!r} (only numbers)", loc)
 
 
 def _concrete(classes: tuple[type, ...]) -> set[type]:

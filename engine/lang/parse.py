@@ -273,6 +273,8 @@ class _Builder:
             return Num(_to_float(value), exact, loc)
         if isinstance(value, float):
             return Num(value, None, loc)
+        if isinstance(value, complex):  # an imaginary literal, 1j or 2.5j: a complex128 value
+            return Num(value, None, loc)  # type: ignore[arg-type]
         if value is None and ctx != VALUE:
             return Const("None", None, loc)
         if value is None:

@@ -18,6 +18,13 @@ FAMILIES = (
     "decompositions",
     "matfuncs",
     "ordering",
+    "complex_numbers",
+    "fft",
+    "eig",
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")
+
+from engine.ops.complex_numbers import refuse_complex  # noqa: E402
+
+refuse_complex()  # after every family: ordering ops refuse complex values

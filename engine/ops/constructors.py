@@ -22,7 +22,13 @@ from engine.ops.kinds import def_custom, def_nondiff
 from engine.registry import shape_of
 from engine.statics import static_shape as _static_shape
 
-DTYPES = {"float64": np.float64, "float32": np.float32}
+DTYPES = {
+    "float64": np.float64,
+    "float32": np.float32,
+    # complex zeros: rules make them for complex tangents (a join's missing piece)
+    "complex128": np.complex128,
+    "complex64": np.complex64,
+}
 
 
 def _dtype(dtype: Any, op: str) -> Any:
@@ -32,7 +38,10 @@ def _dtype(dtype: Any, op: str) -> Any:
     if getattr(dtype, "__name__", None) in DTYPES:
         name = dtype.__name__
     if name not in DTYPES:
-        raise ValueDomainError(f"{op}: dtype must be 'float64' or 'float32', got {dtype!r}", op=op)
+        raise ValueDomainError(
+            f"{op}: dtype must be 'float64' or 'float32' (or complex128, complex64), got {dtype!r}",
+            op=op,
+        )
     return DTYPES[name]
 
 

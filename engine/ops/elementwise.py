@@ -192,7 +192,9 @@ def _power_dy(g: Any, ans: Any, x: Any, y: Any) -> Any:
     # derivatives too (ans' derivative in x, y x ** (y - 1), is inf there for y < 1).
     base_zero = x == 0
     safe = anp.where(base_zero, 1.0, x)
-    return g * anp.where(base_zero & (y >= 0), 0.0, safe**y * anp.log(safe))
+    # (a complex exponent: its real part decides, as 0 ** y is 0 for Re(y) > 0)
+    y_real = anp.real(y) if np.iscomplexobj(y) else y
+    return g * anp.where(base_zero & (y_real >= 0), 0.0, safe**y * anp.log(safe))
 
 
 # ``x ** 2`` on an array is NumPy's square (half the time of np.power's general loop)
@@ -212,7 +214,7 @@ elementwise(
     ONE,
     lambda g, ans, x, y: anp.negative(g * anp.floor_divide(x, y)),
 )
-elementwise("abs", np.abs, "|x|; abs'(0) = 0.", lambda g, ans, x: g * anp.sign(x))
+# abs: engine/ops/complex_numbers.py (its rule for complex x is not g * sign(x))
 elementwise("sign", np.sign, "The sign of x (-1, 0 or 1); gradient 0.", ZERO)
 
 # --- powers, exponentials, logarithms ----------------------------------------------------

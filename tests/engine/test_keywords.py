@@ -20,6 +20,22 @@ _SPD = np.array([[2.0, 0.3, 0.1], [0.3, 1.5, -0.2], [0.1, -0.2, 1.8]])
 SAMPLES: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "reshape": ([(2, 3)], {"shape": (3, 2)}),
     "astype": ([(2, 3)], {"dtype": "float64"}),
+    "angle": ([(3,)], {"deg": True}),
+    "eigvals": ([lambda: np.diag([1.0, 2.0, 3.5]) + 0.1], {}),
+    "fft": ([(2, 4)], {"n": 5, "axis": 0, "norm": "ortho"}),
+    "ifft": ([(2, 4)], {"n": 3, "axis": -1, "norm": "forward"}),
+    "rfft": ([(2, 4)], {"n": 6, "axis": 0, "norm": "ortho"}),
+    "irfft": ([(2, 4)], {"n": 5, "axis": -1, "norm": "backward"}),
+    "fft2": ([(2, 4)], {"s": (3, 3), "axes": (0, 1), "norm": "ortho"}),
+    "ifft2": ([(2, 4)], {"s": (3, 5), "axes": (1, 0), "norm": "forward"}),
+    "rfft2": ([(2, 4)], {"s": (3, 4), "axes": (0, 1), "norm": "ortho"}),
+    "irfft2": ([(2, 4)], {"s": (3, 5), "axes": (0, 1), "norm": "ortho"}),
+    "fftn": ([(2, 4)], {"s": (3,), "axes": (0,), "norm": "ortho"}),
+    "ifftn": ([(2, 4)], {"s": (2, 2), "axes": (1, 0), "norm": "backward"}),
+    "rfftn": ([(2, 4)], {"s": (3, 2), "axes": (1, 0), "norm": "forward"}),
+    "irfftn": ([(2, 4)], {"s": (2, 6), "axes": (0, 1), "norm": "ortho"}),
+    "fftshift": ([(2, 3)], {"axes": (0,)}),
+    "ifftshift": ([(2, 3)], {"axes": 1}),
     "transpose": ([(2, 3, 2)], {"axes": (1, 2, 0)}),
     "swapaxes": ([(2, 3)], {"axis1": 0, "axis2": 1}),
     "flip": ([(2, 3)], {"axis": 1}),
@@ -99,6 +115,8 @@ def _sample(name: str) -> tuple[list[Any], dict[str, Any]]:
 
 def _ops() -> list[str]:
     names = {op.name for op in OPS.values() if op.differentiable and not op.name.startswith("_")}
+    # eig's eigenvectors have no derivative (its eigenvalues are eigvals, tested here)
+    names.discard("eig")
     return sorted(names)
 
 
@@ -146,9 +164,12 @@ def _calls(name: str) -> tuple[Any, Any]:
 
 
 def _flat(out: Any) -> Any:
-    """One array of an op's output (slogdet answers two)."""
+    """One real array of an op's output (slogdet answers two; a complex output is its real
+    and imaginary parts, so that every transform, Hessians too, applies)."""
     if isinstance(out, tuple):
-        return anp.stack([anp.reshape(o, (-1,)) for o in out])
+        out = anp.stack([anp.reshape(o, (-1,)) for o in out])
+    if np.iscomplexobj(out):
+        return anp.stack([anp.real(out), anp.imag(out)])
     return out
 
 

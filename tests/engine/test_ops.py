@@ -24,7 +24,8 @@ LINALG_CASES: list[Case] = [
 
 SELECTION_CASES: list[Case] = importlib.import_module("tests.engine.cases_selection").CASES
 ORDERING_CASES: list[Case] = importlib.import_module("tests.engine.cases_ordering").CASES
-CASES = CORE_CASES + LINALG_CASES + SELECTION_CASES + ORDERING_CASES
+COMPLEX_CASES: list[Case] = importlib.import_module("tests.engine.cases_complex").CASES
+CASES = CORE_CASES + LINALG_CASES + SELECTION_CASES + ORDERING_CASES + COMPLEX_CASES
 DIFF = [c for c in CASES if c.diff]
 SMOOTH = [c for c in DIFF if c.smooth]
 EPS = 1e-6

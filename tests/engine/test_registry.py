@@ -35,8 +35,10 @@ def test_cost_classes() -> None:
         "nanmean", "nansum", "percentile", "quantile", "searchsorted", "sort", "take",
         "take_along_axis",
     }  # fmt: skip
+    complex_parts = {"real", "imag", "conj", "conjugate", "angle", "absolute"}  # issue 15
+    complex_parts |= {"fftshift", "ifftshift"}
     added = {"tril", "triu", "argwhere", "flatnonzero", "nonzero", "astype"}  # since then
-    assert public == _HAND_LINEAR | added | LINALG_LINEAR | ordering
+    assert public == _HAND_LINEAR | added | LINALG_LINEAR | ordering | complex_parts
     contractions = {"dot", "einsum", "inner", "matmul", "tensordot", "matrix_power"}
     assert names_of_cost("contraction") == contractions
     assert {"inv", "det", "slogdet", "solve", "cholesky", "norm"} <= names_of_cost("decomposition")

@@ -46,6 +46,9 @@ FAMILIES = {
     "engine.ops._linalg": "Linear algebra",
     "engine.ops.decompositions": "Linear algebra",
     "engine.ops.matfuncs": "Linear algebra",
+    "engine.ops.complex_numbers": "Complex numbers",
+    "engine.ops.fft": "FFT (numpy.fft)",
+    "engine.ops.eig": "Linear algebra",
     "engine.ops.constructors": "Constructors",
     "engine.ops.ordering": "Cumulative, sorting, order statistics and gathering",
 }
