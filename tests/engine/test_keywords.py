@@ -100,6 +100,17 @@ SAMPLES: dict[str, tuple[list[Any], dict[str, Any]]] = {
     ),
     "nansum": ([(2, 3)], {"axis": 0, "keepdims": True}),
     "nanmean": ([(2, 3)], {"axis": 1, "keepdims": False}),
+    # issue 15's linear algebra
+    "eigh": ([lambda: _SPD], {"UPLO": "U"}),
+    "eigvalsh": ([lambda: _SPD], {"UPLO": "L"}),
+    "svd": ([lambda: _SPD[:, :2]], {"full_matrices": True, "compute_uv": True}),
+    "qr": ([lambda: _SPD[:, :2]], {"mode": "complete"}),
+    "pinv": ([lambda: _SPD[:2]], {"rcond": 1e-10}),
+    "lstsq": ([lambda: _SPD[:, :2], (3,)], {"rcond": None}),
+    "matrix_power": ([lambda: _SPD], {"n": 3}),
+    "expm": ([lambda: _SPD / 4], {}),
+    "kron": ([(2,), (2, 2)], {}),
+    "cross": ([(2, 3), (3, 1)], {"axisa": -1, "axisb": 0, "axisc": 0}),
 }
 POSITIVE = {"sqrt", "log", "log1p", "log2", "log10", "power", "divide", "arcsin", "arccos"}
 
@@ -164,10 +175,11 @@ def _calls(name: str) -> tuple[Any, Any]:
 
 
 def _flat(out: Any) -> Any:
-    """One real array of an op's output (slogdet answers two; a complex output is its real
-    and imaginary parts, so that every transform, Hessians too, applies)."""
+    """One real array of an op's output (slogdet, svd... answer several, of different shapes;
+    a complex output is its real and imaginary parts, so that every transform, Hessians too,
+    applies)."""
     if isinstance(out, tuple):
-        out = anp.stack([anp.reshape(o, (-1,)) for o in out])
+        out = anp.concatenate([anp.reshape(o, (-1,)) for o in out])
     if np.iscomplexobj(out):
         return anp.stack([anp.real(out), anp.imag(out)])
     return out
