@@ -14,6 +14,8 @@ FAMILIES = (
     "matrix",
     "reductions",
     "shape",
+    "ufuncs",  # more elementwise functions (the special helper, issue 15)
+    "special",  # scipy.special's functions and logsumexp with b= (issue 15)
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")

@@ -21,7 +21,12 @@ try:  # the linear-algebra family's rows live with that family
 except ModuleNotFoundError:
     LINALG_CASES = []
 
-CASES = CORE_CASES + LINALG_CASES
+try:  # the ufuncs' and scipy.special's rows (the special helper, issue 15)
+    SPECIAL_CASES: list[Case] = importlib.import_module("tests.engine.cases_special").CASES
+except ModuleNotFoundError:
+    SPECIAL_CASES = []
+
+CASES = CORE_CASES + LINALG_CASES + SPECIAL_CASES
 DIFF = [c for c in CASES if c.diff]
 SMOOTH = [c for c in DIFF if c.smooth]
 EPS = 1e-6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.ops.ufuncs import REGISTERED
 from engine.registry import COSTS, KINDS, NONDIFF, OPS, names_of_cost
 
 # the service's hand list before the cost class existed (app/compute.py at c5d3e8a):
@@ -27,7 +28,10 @@ def test_every_op_declares_a_known_cost() -> None:
 
 def test_cost_classes() -> None:
     public = {n for n in names_of_cost("linear") if not n.startswith("_")}
-    assert public == _HAND_LINEAR | {"tril", "triu"}  # added after the redesign
+    # issue 15's elementwise and scipy.special ops (and logsumexp, now SciPy's) are linear
+    special = {n for n in [*REGISTERED, "logsumexp"] if not n.startswith("_")}
+    assert special <= public and {"erf", "round", "polygamma", "logsumexp"} <= special
+    assert public - special == (_HAND_LINEAR | {"tril", "triu"}) - {"logsumexp"}
     assert names_of_cost("contraction") == {"dot", "einsum", "inner", "matmul", "tensordot"}
     assert {"inv", "det", "slogdet", "solve", "cholesky", "norm"} <= names_of_cost("decomposition")
     assert not names_of_cost("linear") & names_of_cost("decomposition")
