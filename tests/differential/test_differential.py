@@ -52,7 +52,10 @@ def new_failures_message(report: R.Report) -> str:
 
 def test_the_generator_covers_every_op_the_registry_lists() -> None:
     listed = {op.name for op in OPS.values() if not op.name.startswith("_")}
-    assert listed - COVERED == set(), "ops the differential generator never makes"
+    # the ufuncs and scipy.special ops are compared with JAX one by one instead
+    from tests.differential.test_ops_special import COVERED_HERE as SPECIAL
+
+    assert listed - COVERED - SPECIAL == set(), "ops the differential generator never makes"
 
 
 def test_the_references_are_in_the_test_extra() -> None:
