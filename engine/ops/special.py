@@ -426,11 +426,7 @@ class LogSumExpOp(Op):
             return Op.__call__(self, a, axis=given.get("axis"), keepdims=keepdims)
         if b is None:
             b = np.ones((), dtype=np.result_type(unbox_all(a), np.float32))
-        try:
-            shape = broadcast_shapes("logsumexp", shape_of(a), shape_of(b))
-            axis = norm_axes(given.get("axis"), len(shape), "logsumexp")
-        except NUMPY_ERRORS as exc:
-            raise self.error(exc, (a, b)) from None
+        axis = self._axes(a, b, given.get("axis"))
         recorder = trace.current_recorder()
         if recorder is None or sign:  # several outputs: each op records its own node
             return _weighted_logsumexp(a, b, axis, keepdims, sign)
@@ -441,6 +437,25 @@ class LogSumExpOp(Op):
             trace.reset_recorder(token)
         recorder.record(self, (a, b), {"axis": axis, "keepdims": keepdims}, ans)
         return ans
+
+    def shape(self, *args: Any, **kwargs: Any) -> tuple[int, ...]:
+        """The shape of the answer (of each of the two with ``return_sign``), from shapes."""
+        given = _bind_logsumexp(args, kwargs)
+        a, b = given["a"], given.get("b")
+        axis = self._axes(a, b, given.get("axis"))
+        return _lse_reduce_shape(a, b, axis=axis, keepdims=bool(given.get("keepdims", False)))
+
+    def _axes(self, a: Any, b: Any, axis: Any) -> tuple[int, ...]:
+        """``axis`` as negative axes of the broadcast shape of a and b."""
+        try:
+            shape = (
+                shape_of(a)
+                if b is None
+                else broadcast_shapes("logsumexp", shape_of(a), shape_of(b))
+            )
+            return norm_axes(axis, len(shape), "logsumexp")
+        except NUMPY_ERRORS as exc:
+            raise self.error(exc, (a,) if b is None else (a, b)) from None
 
 
 _lse_vjp, _lse_jvp = _reduction_rules(lambda kept, x, **_: anp.exp(x - kept))

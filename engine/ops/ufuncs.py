@@ -24,6 +24,7 @@ Each row gives its partial derivatives in engine ops, so every order follows. Co
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -107,7 +108,7 @@ def unary_with_statics(
         impl,
         spec,
         doc,
-        shape or _shape(name),
+        _ignoring_statics(shape or _shape(name)),
         [None if partial == ZERO else vjp],
         jvp,
         prepare=prepare,
@@ -115,6 +116,17 @@ def unary_with_statics(
         cost="linear",
         kind="elementwise",
     )
+
+
+def _ignoring_statics(shape: Callable[..., tuple[int, ...]]) -> Callable[..., tuple[int, ...]]:
+    """The broadcast shape rule, given the statics too (``Op.shape`` passes them); it keeps
+    the rule's module, which names the op's family in ``GET /ops``."""
+
+    @functools.wraps(shape)
+    def with_statics(*args: Any, **_: Any) -> tuple[int, ...]:
+        return shape(*args)
+
+    return with_statics
 
 
 def same_float(impl: Callable[..., Any]) -> Callable[..., Any]:
