@@ -190,6 +190,50 @@ def _safe_ratio(x: Any, r: Any) -> Any:
     return anp.where(zero, 0.0, x / anp.where(zero, 1.0, r))
 
 
+ufunc(
+    "true_divide",
+    np.true_divide,
+    "x1 / x2 (divide's other NumPy name).",
+    lambda g, ans, x, y: g / y,
+    lambda g, ans, x, y: anp.negative(g * ans) / y,
+)
+ufunc(
+    "absolute",
+    np.absolute,
+    "|x| (abs's other NumPy name); absolute'(0) = 0.",
+    lambda g, ans, x: g * anp.sign(x),
+)
+
+
+def _nan_ignoring_share(first: bool, larger: bool) -> Callable[..., Any]:
+    """fmax/fmin's partial: as maximum/minimum (ties share evenly), and all of the
+    gradient to the one argument that is not nan where the other is."""
+
+    def partial(g: Any, ans: Any, x: Any, y: Any) -> Any:
+        mine, other = (x, y) if first else (y, x)
+        wins = mine > other if larger else mine < other
+        share = anp.where(wins, g, anp.where(mine == other, 0.5 * g, 0.0))
+        return anp.where(anp.isnan(other), anp.where(anp.isnan(mine), 0.0, g), share)
+
+    return partial
+
+
+ufunc(
+    "fmax",
+    np.fmax,
+    "Elementwise maximum ignoring nan; ties share the gradient evenly.",
+    _nan_ignoring_share(True, True),
+    _nan_ignoring_share(False, True),
+)
+ufunc(
+    "fmin",
+    np.fmin,
+    "Elementwise minimum ignoring nan; ties share the gradient evenly.",
+    _nan_ignoring_share(True, False),
+    _nan_ignoring_share(False, False),
+)
+
+
 # --- trigonometric and hyperbolic ---------------------------------------------------------
 
 ufunc("arcsinh", np.arcsinh, "Inverse hyperbolic sine.", lambda g, ans, x: g / anp.hypot(x, 1.0))

@@ -90,6 +90,7 @@ BINARY: dict[str, tuple[float, float, float, float]] = {
     "fmod": (-3.0, 3.0, 0.5, 1.5),
     "mod": (-3.0, 3.0, 0.5, 1.5),
     "copysign": (-2.0, 2.0, -2.0, 2.0),
+    "true_divide": (-2.0, 2.0, 0.5, 2.0),
     "beta": (0.5, 3.0, 0.5, 3.0),
     "betaln": (0.5, 3.0, 0.5, 3.0),
     "xlogy": (-2.0, 2.0, 0.5, 2.0),
@@ -107,6 +108,24 @@ def _steps() -> list[Case]:
     rows.append(Case("round", lambda x: anp.round(x, 2) + x, ((3,),), tag="decimals2"))
     rows.append(Case("around", lambda x: anp.around(x, decimals=1) * x, ((3,),), tag="decimals1"))
     rows.append(Case("fabs", anp.fabs, ((2, 3),), smooth=False))
+    rows.append(Case("absolute", anp.absolute, ((2, 3),), smooth=False))
+    for name in ("fmax", "fmin"):
+        op = getattr(anp, name)
+
+        def spread(rng, shape=(2, 3)):  # type: ignore[no-untyped-def]  # no ties near a kink
+            n = int(np.prod(shape))
+            values = rng.permutation(2 * n) * 0.37 - 2.0
+            return [values[:n].reshape(shape), values[n:].reshape(shape)]
+
+        rows.append(Case(name, op, ((2, 3), (2, 3)), make=spread, smooth=False))
+        rows.append(
+            Case(
+                name,
+                lambda y, op=op: op(_f32([np.nan, 1.0, -1.0]), y) * y,
+                ((3,),),
+                tag="nan",
+            )
+        )
     rows.append(
         Case(
             "heaviside",
