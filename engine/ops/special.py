@@ -172,9 +172,16 @@ def _multigammaln(a: Any, d: int) -> Any:
     return sc.multigammaln(a, d)
 
 
+MAX_MULTIGAMMA_DIMENSION = 1024  # SciPy and the rule sum d terms: d bounds the work
+
+
 def _check_dimension(statics: dict[str, Any]) -> None:
-    if statics["d"] < 1:
-        raise ValueDomainError(f"multigammaln: d must be >= 1, got {statics['d']}")
+    d = statics["d"]
+    if not 1 <= d <= MAX_MULTIGAMMA_DIMENSION:
+        raise ValueDomainError(
+            f"multigammaln: d must be between 1 and {MAX_MULTIGAMMA_DIMENSION}, got {d}",
+            op="multigammaln",
+        )
 
 
 unary_with_statics(

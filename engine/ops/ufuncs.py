@@ -342,6 +342,14 @@ def _round(x: Any, decimals: int = 0) -> Any:
     return np.round(x, decimals)
 
 
+def _check_decimals(statics: dict[str, Any]) -> None:
+    """NumPy takes a C int (beyond it an OverflowError); past about 400 the answer is nan."""
+    if not -(2**31) <= statics["decimals"] < 2**31:
+        raise ValueDomainError(
+            f"round: decimals must fit a 32-bit integer, got {statics['decimals']}", op="round"
+        )
+
+
 unary_with_statics(
     "round",
     _round,
@@ -349,6 +357,7 @@ unary_with_statics(
     "x rounded to `decimals` decimals (halves to even, as NumPy); gradient 0.",
     ZERO,
     aliases=("around",),
+    check=_check_decimals,
 )
 ufunc(
     "fmod",
