@@ -59,6 +59,11 @@ NONDIFF = frozenset(
         "logical_and",
         "logical_or",
         "logical_not",
+        "logical_xor",  # the special helper's ufuncs (engine/ops/ufuncs.py): booleans
+        "isnan",
+        "isinf",
+        "isfinite",
+        "signbit",
         "eye",
         "ones",
         "ones_like",

@@ -21,6 +21,8 @@ FAMILIES = (
     "complex_numbers",
     "fft",
     "eig",
+    "ufuncs",  # more elementwise functions (the special helper, issue 15)
+    "special",  # scipy.special's functions and logsumexp with b= (issue 15)
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")

@@ -196,12 +196,7 @@ reduction(
     _std_weight,
     spec="x, axis:s=None, keepdims:s=False, ddof:s=0",
 )
-reduction(
-    "logsumexp",
-    _logsumexp,
-    "log(sum(exp(x))) over axes, computed stably.",
-    lambda kept, x, **_: anp.exp(x - kept),
-)
+# logsumexp (SciPy's, with b= and return_sign) is registered in engine/ops/special.py
 
 
 # --- norm: NumPy's vector and matrix norms ----------------------------------------------

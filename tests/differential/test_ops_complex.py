@@ -14,6 +14,8 @@ import pytest
 import engine as ad
 import engine.numpy as anp
 
+COVERED = {"angle", "conj", "eigvals", "imag", "real"}  # compared here (test_differential)
+
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 jax.config.update("jax_enable_x64", True)

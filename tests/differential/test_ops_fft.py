@@ -12,6 +12,11 @@ import pytest
 import engine as ad
 import engine.numpy as anp
 
+COVERED = {  # the ops this file compares (tests/differential/test_differential.py)
+    "fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2", "irfft2",
+    "rfftn", "irfftn", "fftshift", "ifftshift",
+}  # fmt: skip
+
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 jax.config.update("jax_enable_x64", True)

@@ -21,6 +21,8 @@ import engine as ad
 from engine.lang import compile_source
 from tests.engine.test_indexing import _apply, _case
 
+COVERED = {"getitem"}  # every x[...] form here is getitem (tests/differential/test_differential.py)
+
 jax = pytest.importorskip("jax")
 jax.config.update("jax_enable_x64", True)
 jnp = jax.numpy

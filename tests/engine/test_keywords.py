@@ -71,7 +71,7 @@ SAMPLES: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "min": ([(2, 3)], {"axis": 0, "keepdims": False}),
     "var": ([(2, 3)], {"axis": 1, "keepdims": True, "ddof": 1}),
     "std": ([(2, 3)], {"axis": 1, "keepdims": False, "ddof": 1}),
-    "logsumexp": ([(2, 3)], {"axis": 1, "keepdims": True}),
+    "logsumexp": ([(2, 3), lambda: np.array([0.5, 2.0, 1.5])], {"axis": 1, "keepdims": True}),
     "norm": ([(2, 3)], {"ord": 3, "axis": 1, "keepdims": True}),
     "softmax": ([(2, 3)], {"axis": 0}),
     "full": ([()], {"shape": (2, 3)}),
@@ -111,8 +111,22 @@ SAMPLES: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "expm": ([lambda: _SPD / 4], {}),
     "kron": ([(2,), (2, 2)], {}),
     "cross": ([(2, 3), (3, 1)], {"axisa": -1, "axisb": 0, "axisc": 0}),
+    # the special helper's ops (ufuncs, scipy.special): integer arrays stay constants
+    "round": ([(2, 3)], {"decimals": 1}),
+    "nan_to_num": ([(2, 3)], {"nan": 1.0, "posinf": 2.0, "neginf": -2.0}),
+    "multigammaln": ([lambda: np.array([[4.2, 4.5, 5.0]])], {"d": 3}),
+    "arccosh": ([lambda: np.array([1.2, 1.5, 2.5])], {}),
+    "polygamma": ([lambda: np.array([0, 1, 2]), (2, 3)], {}),
+    **{
+        name: ([lambda: np.array([1, 2, 3]), (2, 3)], {})
+        for name in ("gammainc", "gammaincc", "iv", "ive", "jv", "yv")
+    },
+    "betainc": ([lambda: np.array([1, 2, 3]), lambda: np.array([2]), (2, 3)], {}),
 }
 POSITIVE = {"sqrt", "log", "log1p", "log2", "log10", "power", "divide", "arcsin", "arccos"}
+POSITIVE |= {"gamma", "gammaln", "rgamma", "digamma", "beta", "betaln", "logit", "erfcinv"}
+POSITIVE |= {"ndtri", "polygamma", "gammainc", "gammaincc", "betainc", "y0", "y1", "yv"}
+POSITIVE |= {"float_power", "xlogy", "cbrt", "reciprocal", "fmod", "mod", "i0e", "i1e", "ive"}
 
 
 def _elementwise(name: str) -> tuple[list[Any], dict[str, Any]]:
@@ -195,7 +209,7 @@ def _differentiated(name: str, rng: np.random.Generator) -> tuple[list[np.ndarra
         if isinstance(x, list):
             layout.append(len(x))
             flat.extend(x)
-        elif x.dtype == bool:
+        elif x.dtype.kind in "bi":  # a condition, an integer order: constants
             layout.append(x)
         else:
             layout.append(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.ops.ufuncs import REGISTERED
 from engine.registry import COSTS, KINDS, NONDIFF, OPS, names_of_cost
 
 # the service's hand list before the cost class existed (app/compute.py at c5d3e8a):
@@ -37,8 +38,11 @@ def test_cost_classes() -> None:
     }  # fmt: skip
     complex_parts = {"real", "imag", "conj", "conjugate", "angle", "absolute"}  # issue 15
     complex_parts |= {"fftshift", "ifftshift"}
+    # issue 15's elementwise and scipy.special ops (and logsumexp, now SciPy's) are linear
+    special = {n for n in [*REGISTERED, "logsumexp"] if not n.startswith("_")}
+    assert special <= public and {"erf", "round", "polygamma", "logsumexp"} <= special
     added = {"tril", "triu", "argwhere", "flatnonzero", "nonzero", "astype"}  # since then
-    assert public == _HAND_LINEAR | added | LINALG_LINEAR | ordering | complex_parts
+    assert public == _HAND_LINEAR | added | LINALG_LINEAR | ordering | complex_parts | special
     contractions = {"dot", "einsum", "inner", "matmul", "tensordot", "matrix_power"}
     assert names_of_cost("contraction") == contractions
     assert {"inv", "det", "slogdet", "solve", "cholesky", "norm"} <= names_of_cost("decomposition")

@@ -37,6 +37,7 @@ def ops_body() -> bytes:
 # The README's op list, by family: the engine module that defines an op's shape rule.
 FAMILIES = {
     "engine.ops.elementwise": "Elementwise (NumPy broadcasting)",
+    "engine.ops.special": "Special functions (scipy.special names)",
     "engine.ops.reductions": "Reductions and softmax (`axis`, `keepdims`)",
     "engine.ops.shape": "Shape and indexing",
     "engine.ops.selection": "Shape and indexing",
