@@ -36,7 +36,7 @@ from engine.statics import STATIC_KINDS
 ARRAY, ARRAYS, VARARGS, STATIC = "array", "arrays", "varargs", "static"
 COSTS = ("linear", "contraction", "decomposition")
 # How an op's rules are written (``engine/ops/kinds.py``): every op declares one
-KINDS = ("elementwise", "linear", "bilinear", "reduction", "nondiff", "custom")
+KINDS = ("elementwise", "linear", "bilinear", "reduction", "nondiff", "custom", "composite")
 # Every op without a gradient, listed once: an op registered without rules must be here,
 # and an op here must have none, so no op is non-differentiable by accident. Their
 # results are constants (comparisons, constructors from shapes) or cut the graph.
@@ -60,6 +60,12 @@ NONDIFF = frozenset(
         "ones_like",
         "zeros",
         "zeros_like",
+        "tril_indices",  # integer index arrays (ops/building.py)
+        "tril_indices_from",
+        "triu_indices",
+        "triu_indices_from",
+        "diag_indices",
+        "diag_indices_from",
     }
 )
 

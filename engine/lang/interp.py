@@ -294,13 +294,23 @@ class Interpreter:
 
     def index(self, node: Index) -> Any:
         value = self.value(node.value)
-        items = tuple(self.index_item(i) for i in node.items)
+        items = tuple(v for i in node.items for v in self.index_items(i))
         if isinstance(value, tuple | list):  # an op that answers several arrays (slogdet)
             return _pick(value, items, node.loc)
         # a basic index (ints, slices, None, ...) selects a view: never more elements than
         # the value it indexes, so only index arrays need the size check first
         basic = all(type(i) in _BASIC_INDEX for i in items)
         return self.apply("getitem", [value, items], {}, node.loc, sized=basic)
+
+    def index_items(self, item: Any) -> tuple[Any, ...]:
+        """One item of ``x[...]`` as index items: an op's several results (the arrays of
+        ``triu_indices(3)``) index one axis each, as NumPy reads a tuple index."""
+        if type(item) is Call and (item.op not in ARITH or item.kwargs):
+            v = self.value(item)  # what ``static`` reads too: evaluated once
+            if isinstance(v, tuple):
+                return tuple(index_array(np.asarray(trace.unbox_all(a)), item.loc) for a in v)
+            return (self.index_value(to_static(v, item.loc, True), item.loc),)
+        return (self.index_item(item),)
 
     def index_item(self, item: Any) -> Any:
         kind = type(item)
@@ -311,12 +321,14 @@ class Interpreter:
             return Ellipsis
         if kind is Const and item.value is None:
             return None
-        v = self.static(item, allow_array=True)
+        return self.index_value(self.static(item, allow_array=True), item.loc)
+
+    def index_value(self, v: Any, loc: Loc) -> Any:
         if isinstance(v, tuple):
             v = np.asarray(v)
         if isinstance(v, np.ndarray):
-            return index_array(v, item.loc)
-        return self.as_int(v, "an index", item.loc)
+            return index_array(v, loc)
+        return self.as_int(v, "an index", loc)
 
     # --- static values: Python numbers, tuples, strings --------------------------------
 

@@ -51,9 +51,13 @@ COMPARES = {
 }  # fmt: skip
 VALUE, STATIC_CTX, STRING_CTX = 0, 1, 2  # what an expression may be (strings: STRING_OPS)
 # the ops whose static arguments may be string literals: einsum's subscripts and norm's ord
-# ('fro', 'nuc'); the op itself refuses any other string with a clear error
-STRING_OPS = frozenset({"einsum", "norm"})
-STRING_HINT = "a string is allowed only as einsum's subscripts or norm's ord ('fro', 'nuc')"
+# ('fro', 'nuc'), and the options of the building ops (pad's mode, meshgrid's indexing,
+# array's dtype, ravel's order); the op itself refuses any other string with a clear error
+STRING_OPS = frozenset({"einsum", "norm", "pad", "meshgrid", "array", "asarray", "ravel"})
+STRING_HINT = (
+    "a string is allowed only as einsum's subscripts or norm's ord ('fro', 'nuc'), or as an "
+    "option of pad (mode), meshgrid (indexing), array/asarray (dtype) or ravel (order)"
+)
 _INT_LIMIT = 2**63
 
 

@@ -14,6 +14,7 @@ FAMILIES = (
     "matrix",
     "reductions",
     "shape",
+    "building",
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+# the families' row modules (tests/engine/cases_<family>.py) that test_ops.py collects
+FAMILY_MODULES = ("cases_core", "cases_linalg", "cases_building")
+
 DOMAINS: dict[str, tuple[float, float]] = {
     "real": (-2.0, 2.0),
     "pos": (0.5, 2.0),

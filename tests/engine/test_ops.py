@@ -12,16 +12,15 @@ import pytest
 import engine as ad
 from engine.fast import fast_mode
 from engine.registry import OPS
-from tests.engine.cases import Case
-from tests.engine.cases_core import CASES as CORE_CASES
+from tests.engine.cases import FAMILY_MODULES, Case
 from tests.engine.conftest import case_rng
 
-try:  # the linear-algebra family's rows live with that family
-    LINALG_CASES: list[Case] = importlib.import_module("tests.engine.cases_linalg").CASES
-except ModuleNotFoundError:
-    LINALG_CASES = []
-
-CASES = CORE_CASES + LINALG_CASES
+# each family's rows live with that family (tests/engine/cases_<family>.py)
+CASES: list[Case] = [
+    case
+    for module in FAMILY_MODULES
+    for case in importlib.import_module(f"tests.engine.{module}").CASES
+]
 DIFF = [c for c in CASES if c.diff]
 SMOOTH = [c for c in DIFF if c.smooth]
 EPS = 1e-6
