@@ -201,8 +201,7 @@ def _moveaxis_perm(ndim: int, source: Any, destination: Any) -> tuple[int, ...]:
     """NumPy's order of the axes after moving ``source`` to ``destination``."""
     src = [norm_axis(a, ndim, "moveaxis") + ndim for a in _ints(source, "source", "moveaxis")]
     dst = [
-        norm_axis(a, ndim, "moveaxis") + ndim
-        for a in _ints(destination, "destination", "moveaxis")
+        norm_axis(a, ndim, "moveaxis") + ndim for a in _ints(destination, "destination", "moveaxis")
     ]
     if len(src) != len(dst):
         raise _fail("moveaxis", "source and destination must have the same number of elements")
@@ -656,9 +655,7 @@ def_linear(
     _pad_zero_impl,
     "x, widths:s",
     "Internal: x padded with zeros by (before, after) pairs for its trailing axes.",
-    lambda x, widths: tuple(
-        n + b + a for n, (b, a) in zip(shape_of(x), widths, strict=True)
-    ),
+    lambda x, widths: tuple(n + b + a for n, (b, a) in zip(shape_of(x), widths, strict=True)),
     transpose=_pad_zero_transpose,
 )
 
@@ -705,9 +702,7 @@ def_composite(
 # --- meshgrid --------------------------------------------------------------------------
 
 
-def _grid(
-    xi: tuple[Any, ...], sparse: Any, indexing: Any
-) -> tuple[list[Shape], Shape]:
+def _grid(xi: tuple[Any, ...], sparse: Any, indexing: Any) -> tuple[list[Shape], Shape]:
     """Each output's shape before broadcasting, and the full grid's shape."""
     if indexing not in ("xy", "ij"):
         raise _fail("meshgrid", f"indexing must be 'xy' or 'ij', got {indexing!r}")

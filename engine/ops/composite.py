@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import AutodiffError
-from engine.registry import NUMPY_ERRORS, Op, params, register
+from engine.registry import NUMPY_ERRORS, VARARGS, Op, params, register
 
 
 @dataclass(eq=False)
@@ -34,7 +34,7 @@ class Composite(Op):
     def __call__(self, *given: Any, **given_kw: Any) -> Any:
         args, kwargs = given, given_kw
         if kwargs:
-            args, kwargs = self.bind(args, kwargs)
+            args, kwargs = self.bind(*self.varargs_by_name(args, kwargs))
         if self.prepare is not None:
             args, kwargs = self.prepare(args, kwargs)
         try:
@@ -45,6 +45,16 @@ class Composite(Op):
             raise self.error(exc, args) from None
         assert self.body is not None
         return self.body(*args, **kwargs)
+
+    def varargs_by_name(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """``meshgrid(xi=[x, y])`` as ``meshgrid(x, y)`` (einsum takes ``operands=`` too)."""
+        for p in self.params:
+            if p.kind == VARARGS and p.name in kwargs:
+                kwargs = dict(kwargs)
+                return (*args, *kwargs.pop(p.name)), kwargs
+        return args, kwargs
 
 
 def def_composite(
