@@ -43,6 +43,7 @@ Shape = tuple[int, ...]
 # the most pieces one split may make: each is an op (and a node, and a cotangent the
 # size of the input in reverse mode), so a split into millions would be a hang
 MAX_PIECES = 100_000
+MAX_DIMS = 64  # NumPy's most dimensions (NPY_MAXDIMS)
 
 
 def _fail(op: str, message: str) -> ValueDomainError:
@@ -127,6 +128,8 @@ def _array_shape(obj: Any, dtype: Any = None, copy: Any = True, ndmin: Any = 0) 
     if dtype is not None:
         float_dtype(dtype, "array")
     nd = _int(ndmin, "ndmin", "array")
+    if nd > MAX_DIMS:
+        raise _fail("array", f"ndmin {nd} is over NumPy's limit of {MAX_DIMS} dimensions")
     return (1,) * (nd - len(shape)) + shape
 
 
@@ -708,6 +711,8 @@ def _grid(xi: tuple[Any, ...], sparse: Any, indexing: Any) -> tuple[list[Shape],
         raise _fail("meshgrid", f"indexing must be 'xy' or 'ij', got {indexing!r}")
     _flag(sparse, "sparse", "meshgrid")
     nd = len(xi)
+    if nd > MAX_DIMS:
+        raise _fail("meshgrid", f"{nd} inputs make a grid over NumPy's {MAX_DIMS} dimensions")
     sizes = [math.prod(shape_of(x)) for x in xi]
     shapes = [tuple(n if j == i else 1 for j in range(nd)) for i, n in enumerate(sizes)]
     if indexing == "xy" and nd > 1:
