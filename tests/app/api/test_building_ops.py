@@ -30,7 +30,11 @@ def client() -> Iterator[TestClient]:
 # (expression of x, NumPy reference of x, x's shape): several results are joined by the
 # expression itself where /grad needs one array
 CASES: list[tuple[str, Callable[[np.ndarray], Any], tuple[int, ...]]] = [
-    ("array([x[1], 2 * x[0], x[2] - x[0]])", lambda x: np.array([x[1], 2 * x[0], x[2] - x[0]]), (3,)),
+    (
+        "array([x[1], 2 * x[0], x[2] - x[0]])",
+        lambda x: np.array([x[1], 2 * x[0], x[2] - x[0]]),
+        (3,),
+    ),
     ("array([[x[0], 1], [x[1], x[0]]])", lambda x: np.array([[x[0], 1], [x[1], x[0]]]), (2,)),
     ("asarray(x, dtype='float64')", lambda x: np.asarray(x), (2, 2)),
     ("ravel(x)", np.ravel, (2, 3)),
@@ -41,10 +45,18 @@ CASES: list[tuple[str, Callable[[np.ndarray], Any], tuple[int, ...]]] = [
     ("roll(x, 2)", lambda x: np.roll(x, 2), (2, 3)),
     ("roll(x, (1, -1), axis=(0, 1))", lambda x: np.roll(x, (1, -1), axis=(0, 1)), (2, 3)),
     ("pad(x, 1)", lambda x: np.pad(x, 1), (2, 2)),
-    ("pad(x, ((1, 0), (2, 1)), constant_values=3)", lambda x: np.pad(x, ((1, 0), (2, 1)), constant_values=3), (2, 2)),
+    (
+        "pad(x, ((1, 0), (2, 1)), constant_values=3)",
+        lambda x: np.pad(x, ((1, 0), (2, 1)), constant_values=3),
+        (2, 2),
+    ),
     ("pad(x, (1, 3), mode='edge')", lambda x: np.pad(x, (1, 3), mode="edge"), (3,)),
     ("pad(x, 4, mode='reflect')", lambda x: np.pad(x, 4, mode="reflect"), (3,)),
-    ("pad(x, ((0, 2), (1, 1)), mode='symmetric')", lambda x: np.pad(x, ((0, 2), (1, 1)), mode="symmetric"), (2, 2)),
+    (
+        "pad(x, ((0, 2), (1, 1)), mode='symmetric')",
+        lambda x: np.pad(x, ((0, 2), (1, 1)), mode="symmetric"),
+        (2, 2),
+    ),
     ("pad(x, 2, mode='wrap')", lambda x: np.pad(x, 2, mode="wrap"), (3,)),
     ("atleast_1d(x[0])", lambda x: np.atleast_1d(x[0]), (2,)),
     ("atleast_2d(x)", np.atleast_2d, (3,)),
@@ -59,17 +71,25 @@ CASES: list[tuple[str, Callable[[np.ndarray], Any], tuple[int, ...]]] = [
     ("append(x, x[0])", lambda x: np.append(x, x[0]), (2, 2)),
     ("append(x, x, axis=1)", lambda x: np.append(x, x, axis=1), (2, 2)),
     ("concatenate(split(x, 2)[::-1])", lambda x: np.concatenate(np.split(x, 2)[::-1]), (4,)),
-    ("concatenate(array_split(x, 3, axis=1), axis=1)", lambda x: np.concatenate(np.array_split(x, 3, axis=1), axis=1), (2, 4)),
+    (
+        "concatenate(array_split(x, 3, axis=1), axis=1)",
+        lambda x: np.concatenate(np.array_split(x, 3, axis=1), axis=1),
+        (2, 4),
+    ),
     ("hsplit(x, [1])[1]", lambda x: np.hsplit(x, [1])[1], (2, 3)),
     ("vsplit(x, 2)[0]", lambda x: np.vsplit(x, 2)[0], (2, 3)),
     ("dsplit(x, 2)[1]", lambda x: np.dsplit(x, 2)[1], (1, 2, 2)),
     ("stack(meshgrid(x, x[0:2]))", lambda x: np.stack(np.meshgrid(x, x[0:2])), (3,)),
-    ("stack(meshgrid(x, x, indexing='ij'))", lambda x: np.stack(np.meshgrid(x, x, indexing="ij")), (2,)),
+    (
+        "stack(meshgrid(x, x, indexing='ij'))",
+        lambda x: np.stack(np.meshgrid(x, x, indexing="ij")),
+        (2,),
+    ),
     ("x[triu_indices(3)]", lambda x: x[np.triu_indices(3)], (3, 3)),
     ("x[tril_indices(2, 0, 3)]", lambda x: x[np.tril_indices(2, 0, 3)], (2, 3)),
     ("x[tril_indices_from(x, -1)]", lambda x: x[np.tril_indices_from(x, -1)], (3, 3)),
     ("x[diag_indices(2)]", lambda x: x[np.diag_indices(2)], (2, 2)),
-]  # fmt: skip
+]
 
 
 def _jacobian(ref: Callable[[np.ndarray], Any], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
