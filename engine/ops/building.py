@@ -296,6 +296,113 @@ for _nd in (1, 2, 3):
     _def_atleast(_nd)
 
 
+# --- flips, rotations and diagonals (HIPS autograd's tests use them) -------------------------
+
+
+def _at_least_dims(op: str, a: Any, nd: int) -> Shape:
+    shape = shape_of(a)
+    if len(shape) < nd:
+        raise _fail(op, f"the input must have at least {nd} dimension{'s' if nd > 1 else ''}")
+    return shape
+
+
+def_composite(
+    "flipud",
+    lambda m: anp.flip(m, 0),
+    "m",
+    "Reverse the order of the rows (the first axis).",
+    lambda m: _at_least_dims("flipud", m, 1),
+)
+def_composite(
+    "fliplr",
+    lambda m: anp.flip(m, 1),
+    "m",
+    "Reverse the order of the columns (the second axis).",
+    lambda m: _at_least_dims("fliplr", m, 2),
+)
+
+
+def _rot90_axes(shape: Shape, axes: Any) -> tuple[int, int]:
+    pair = _ints(axes, "axes", "rot90")
+    if len(pair) != 2:
+        raise _fail("rot90", f"axes must be two axes, got {axes!r}")
+    nd = len(shape)
+    a, b = (norm_axis(ax, nd, "rot90") + nd for ax in pair)
+    if a == b:
+        raise _fail("rot90", f"the axes must be different, got {axes!r}")
+    return a, b
+
+
+def _rot90_shape(m: Any, k: Any = 1, axes: Any = (0, 1)) -> Shape:
+    shape = shape_of(m)
+    a, b = _rot90_axes(shape, axes)
+    if _int(k, "k", "rot90") % 2 == 0:
+        return shape
+    out = list(shape)
+    out[a], out[b] = out[b], out[a]
+    return tuple(out)
+
+
+def _rot90(m: Any, k: Any = 1, axes: Any = (0, 1)) -> Any:
+    """NumPy's rot90: k quarter turns from the first axis towards the second."""
+    a, b = _rot90_axes(shape_of(m), axes)
+    k = _int(k, "k", "rot90") % 4
+    if k == 0:
+        return anp.reshape(m, shape_of(m))
+    if k == 2:
+        return anp.flip(anp.flip(m, a), b)
+    perm = list(range(len(shape_of(m))))
+    perm[a], perm[b] = perm[b], perm[a]
+    if k == 1:
+        return anp.transpose(anp.flip(m, b), tuple(perm))
+    return anp.flip(anp.transpose(m, tuple(perm)), b)
+
+
+def_composite(
+    "rot90",
+    _rot90,
+    "m, k:s=1, axes:s",
+    "Rotate by k quarter turns in the plane of two axes (from the first towards the second).",
+    _rot90_shape,
+    defaults={"axes": (0, 1)},
+)
+
+
+def _diagonal_plan(a: Any, offset: Any, axis1: Any, axis2: Any) -> tuple[int, int, int]:
+    """(axis1, axis2, length) of the diagonal, axes non-negative."""
+    shape = _at_least_dims("diagonal", a, 2)
+    nd = len(shape)
+    i, j = (norm_axis(ax, nd, "diagonal") + nd for ax in (axis1, axis2))
+    if i == j:
+        raise _fail("diagonal", "axis1 and axis2 cannot be the same")
+    k = _int(offset, "offset", "diagonal")
+    length = max(0, min(shape[i] + min(k, 0), shape[j] - max(k, 0)))
+    return i, j, length
+
+
+def _diagonal_shape(a: Any, offset: Any = 0, axis1: Any = 0, axis2: Any = 1) -> Shape:
+    i, j, length = _diagonal_plan(a, offset, axis1, axis2)
+    return tuple(d for n, d in enumerate(shape_of(a)) if n not in (i, j)) + (length,)
+
+
+def _diagonal(a: Any, offset: Any = 0, axis1: Any = 0, axis2: Any = 1) -> Any:
+    i, j, length = _diagonal_plan(a, offset, axis1, axis2)
+    moved = anp.moveaxis(a, (i, j), (-2, -1))
+    steps = np.arange(length)
+    rows, cols = steps + max(-offset, 0), steps + max(offset, 0)
+    return anp.getitem(moved, (Ellipsis, rows, cols))
+
+
+def_composite(
+    "diagonal",
+    _diagonal,
+    "a, offset:s=0, axis1:s=0, axis2:s=1",
+    "The diagonal (offset above, or below if negative) of the planes of axis1 and axis2, as "
+    "the last axis.",
+    _diagonal_shape,
+)
+
+
 # --- joining: vstack, hstack, dstack, column_stack, append -----------------------------------
 
 

@@ -18,7 +18,7 @@ their elements in a row), which is what the size check needs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.errors import AutodiffError
@@ -67,16 +67,22 @@ def def_composite(
     differentiable: bool = True,
     aliases: tuple[str, ...] = (),
     cost: str = "linear",
+    defaults: dict[str, Any] | None = None,
 ) -> Op:
     """Register a composite op. ``body(*args, **statics)`` computes it with engine ops
     (on plain arrays it is the NumPy function too); ``shape`` gives the result's shape
     from the arguments' shapes; ``differentiable=False`` for one whose results are
-    constants (index arrays; its name must be in ``registry.NONDIFF``)."""
+    constants (index arrays; its name must be in ``registry.NONDIFF``). ``defaults``: the
+    defaults a spec string cannot spell (a tuple such as rot90's ``axes=(0, 1)``)."""
+    signature = tuple(
+        replace(p, default=defaults[p.name]) if defaults and p.name in defaults else p
+        for p in params(spec)
+    )
     return register(
         Composite(
             name=name,
             impl=body,
-            params=params(spec),
+            params=signature,
             doc=doc,
             shape_fn=shape,
             differentiable=differentiable,

@@ -33,6 +33,7 @@ COVERS_TEXT = """
 array asarray ravel moveaxis rollaxis roll pad atleast_1d atleast_2d atleast_3d vstack
 row_stack hstack dstack column_stack append split array_split hsplit vsplit dsplit meshgrid
 tril_indices tril_indices_from triu_indices triu_indices_from diag_indices diag_indices_from
+flipud fliplr rot90 diagonal
 """
 COVERS = frozenset(COVERS_TEXT.split())
 TOL = 1e-10
@@ -157,6 +158,14 @@ def _rows() -> list[Row]:
     add("tril_indices_from", lambda m, x: x[m.tril_indices_from(x)], (2, 4), layouts="strided")
     add("diag_indices", lambda m, x: x[m.diag_indices(3, 3)], (3, 3, 3))
     add("diag_indices_from", lambda m, x: x[m.diag_indices_from(x)], (2, 2), layouts="reversed")
+    add("flipud", lambda m, x: m.flipud(x), (3, 2), layouts="strided")
+    add("fliplr", lambda m, x: m.fliplr(x), (2, 3, 2), layouts="broadcast")
+    for k in (-1, 1, 2, 3):
+        add("rot90", lambda m, x, k=k: m.rot90(x, k, axes=(1, -1)), (2, 3, 4), layouts="reversed")
+    add("rot90", lambda m, x: m.rot90(x), (0, 3))
+    add("diagonal", lambda m, x: m.diagonal(x), (3, 4), layouts="transposed")
+    add("diagonal", lambda m, x: m.diagonal(x, -1, 2, 0), (3, 2, 4), layouts="strided")
+    add("diagonal", lambda m, x: m.diagonal(x, 5), (3, 3))
     add("squeeze", lambda m, x: m.squeeze(x, (0, -1)), (1, 3, 1), layouts="strided")
     add("expand_dims", lambda m, x: m.expand_dims(x, (0, -1, 2)), (2, 3), layouts="transposed")
     return rows

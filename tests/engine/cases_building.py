@@ -58,6 +58,14 @@ def _reshaping_rows() -> list[Case]:
         Case("squeeze", lambda x: anp.squeeze(x, (-1,)), ((2, 1),), tag="axis-neg"),
         Case("expand_dims", lambda x: anp.expand_dims(x, (0, 2, 4)), ((2, 3),), tag="three"),
         Case("expand_dims", lambda x: anp.expand_dims(x, (-1, 0)), ((3,),), tag="neg-first"),
+        Case("flipud", anp.flipud, ((3, 2),)),
+        Case("fliplr", anp.fliplr, ((2, 3, 2),)),
+        Case("rot90", anp.rot90, ((2, 3),)),
+        Case("rot90", lambda x: anp.rot90(x, 3, axes=(2, 0)), ((2, 3, 4),), tag="k3-axes"),
+        Case("rot90", lambda x: anp.rot90(x, -2), ((2, 3),), tag="k-2"),
+        Case("diagonal", anp.diagonal, ((3, 3),)),
+        Case("diagonal", lambda x: anp.diagonal(x, 1, -1, 0), ((2, 3, 4),), tag="offset-axes"),
+        Case("diagonal", lambda x: anp.diagonal(x, -1), ((3, 2),), tag="below"),
     ]
 
 

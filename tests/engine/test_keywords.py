@@ -83,6 +83,8 @@ SAMPLES: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "vsplit": ([(4, 2)], {"indices_or_sections": [2]}),
     "dsplit": ([(1, 2, 4)], {"indices_or_sections": 2}),
     "meshgrid": ([[(2,), (3,)]], {"copy": True, "sparse": False, "indexing": "ij"}),
+    "rot90": ([(2, 3, 2)], {"k": 3, "axes": (2, 1)}),
+    "diagonal": ([(2, 3, 4)], {"offset": -1, "axis1": 2, "axis2": 1}),
 }
 POSITIVE = {"sqrt", "log", "log1p", "log2", "log10", "power", "divide", "arcsin", "arccos"}
 

@@ -23,6 +23,7 @@ _BUILDING_LINEAR_TEXT = """
 array asarray ravel moveaxis rollaxis roll pad atleast_1d atleast_2d atleast_3d vstack
 row_stack hstack dstack column_stack append split array_split hsplit vsplit dsplit meshgrid
 tril_indices tril_indices_from triu_indices triu_indices_from diag_indices diag_indices_from
+flipud fliplr rot90 diagonal
 """
 _BUILDING_LINEAR = frozenset(_BUILDING_LINEAR_TEXT.split())
 

@@ -89,6 +89,9 @@ CASES: list[tuple[str, Callable[[np.ndarray], Any], tuple[int, ...]]] = [
     ("x[tril_indices(2, 0, 3)]", lambda x: x[np.tril_indices(2, 0, 3)], (2, 3)),
     ("x[tril_indices_from(x, -1)]", lambda x: x[np.tril_indices_from(x, -1)], (3, 3)),
     ("x[diag_indices(2)]", lambda x: x[np.diag_indices(2)], (2, 2)),
+    ("rot90(x, 3)", lambda x: np.rot90(x, 3), (2, 3)),
+    ("fliplr(x) + flipud(x)", lambda x: np.fliplr(x) + np.flipud(x), (2, 2)),
+    ("diagonal(x, 1, 1, 0)", lambda x: np.diagonal(x, 1, 1, 0), (3, 3)),
 ]
 
 
