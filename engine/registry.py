@@ -73,6 +73,12 @@ NONDIFF = frozenset(
         "argwhere",  # integer indices (engine/ops/selection.py)
         "flatnonzero",
         "nonzero",
+        "tril_indices",  # integer index arrays (ops/building.py)
+        "tril_indices_from",
+        "triu_indices",
+        "triu_indices_from",
+        "diag_indices",
+        "diag_indices_from",
     }
 )
 

@@ -84,7 +84,8 @@ def _unit_axes(op: str, name: str, value: Any, shape: Shape) -> tuple[int, ...]:
     bad = [a for a in axes if shape[a] != 1]
     if bad:
         raise ShapeError(
-            f"{op}: cannot squeeze axis {bad[0]} of size {shape[bad[0]]} (shape {shape})",
+            f"{op}: cannot squeeze axis {bad[0] + len(shape)} of size {shape[bad[0]]} "
+            f"(shape {shape})",
             op=op,
             shapes=[shape],
         )

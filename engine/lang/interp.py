@@ -604,7 +604,8 @@ def _output(v: Any) -> Any:
 
 
 def _pick(value: tuple[Any, ...] | list[Any], items: tuple[Any, ...], loc: Loc) -> Any:
-    """``value[i]`` of an op's several results (slogdet), with a clear error for a bad index."""
+    """``value[i]`` (or a slice of them) of an op's several results (slogdet, split), with a
+    clear error for a bad index."""
     first = items[0] if len(items) == 1 else None
     if isinstance(first, int) and -len(value) <= first < len(value):
         return value[first]

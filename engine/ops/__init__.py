@@ -23,6 +23,7 @@ FAMILIES = (
     "eig",
     "ufuncs",  # more elementwise functions (the special helper, issue 15)
     "special",  # scipy.special's functions and logsumexp with b= (issue 15)
+    "building",
 )
 for _family in FAMILIES:
     importlib.import_module(f"engine.ops.{_family}")

@@ -8,6 +8,18 @@ from typing import Any
 
 import numpy as np
 
+# the families' row modules (tests/engine/cases_<family>.py) that test_ops.py collects
+FAMILY_MODULES = (  # every family's op-table rows (tests/engine/test_ops.py collects them)
+    "cases_core",
+    "cases_linalg",
+    "cases_linalg2",
+    "cases_selection",
+    "cases_ordering",
+    "cases_complex",
+    "cases_special",
+    "cases_building",
+)
+
 DOMAINS: dict[str, tuple[float, float]] = {
     "real": (-2.0, 2.0),
     "pos": (0.5, 2.0),

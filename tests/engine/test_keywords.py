@@ -122,6 +122,31 @@ SAMPLES: dict[str, tuple[list[Any], dict[str, Any]]] = {
         for name in ("gammainc", "gammaincc", "iv", "ive", "jv", "yv")
     },
     "betainc": ([lambda: np.array([1, 2, 3]), lambda: np.array([2]), (2, 3)], {}),
+    # building and reshaping (engine/ops/building.py)
+    "array": ([[(3,), (3,)]], {"dtype": "float64", "copy": True, "ndmin": 3}),
+    "asarray": ([(2, 3)], {"dtype": "float64"}),
+    "ravel": ([(2, 3)], {"order": "F"}),
+    "moveaxis": ([(2, 3, 4)], {"source": 0, "destination": -1}),
+    "rollaxis": ([(2, 3, 4)], {"axis": 2, "start": 1}),
+    "roll": ([(2, 3)], {"shift": (1, 2), "axis": (0, 1)}),
+    "pad": ([(2, 3)], {"pad_width": ((1, 2), (0, 1)), "mode": "reflect"}),
+    "atleast_1d": ([[(2,), (1, 2)]], {}),
+    "atleast_2d": ([[(2,), (1, 2)]], {}),
+    "atleast_3d": ([[(2,), (1, 2)]], {}),
+    "vstack": ([[(3,), (3,)]], {}),
+    "row_stack": ([[(3,), (3,)]], {}),
+    "hstack": ([[(3,), (2,)]], {}),
+    "dstack": ([[(2, 3), (2, 3)]], {}),
+    "column_stack": ([[(3,), (3, 2)]], {}),
+    "append": ([(2, 3), (1, 3)], {"axis": 0}),
+    "split": ([(4, 2)], {"indices_or_sections": 2, "axis": 0}),
+    "array_split": ([(2, 6)], {"indices_or_sections": 3, "axis": 1}),
+    "hsplit": ([(2, 4)], {"indices_or_sections": 2}),
+    "vsplit": ([(4, 2)], {"indices_or_sections": [2]}),
+    "dsplit": ([(1, 2, 4)], {"indices_or_sections": 2}),
+    "meshgrid": ([[(2,), (3,)]], {"copy": True, "sparse": False, "indexing": "ij"}),
+    "rot90": ([(2, 3, 2)], {"k": 3, "axes": (2, 1)}),
+    "diagonal": ([(2, 3, 4)], {"offset": -1, "axis1": 2, "axis2": 1}),
 }
 POSITIVE = {"sqrt", "log", "log1p", "log2", "log10", "power", "divide", "arcsin", "arccos"}
 POSITIVE |= {"gamma", "gammaln", "rgamma", "digamma", "beta", "betaln", "logit", "erfcinv"}
@@ -167,17 +192,20 @@ def _calls(name: str) -> tuple[Any, Any]:
 
     def positional(*arrays: Any) -> Any:
         args: list[Any] = []
+        keyword_only: dict[str, Any] = {}  # statics after *varargs (meshgrid's indexing)
         it = iter(arrays)
         for p in params:
             if p.kind == VARARGS:
                 args.extend(next(it))
             elif p.kind in (ARRAY, ARRAYS):
                 args.append(next(it))
+            elif p.name in statics and any(q.kind == VARARGS for q in params[: params.index(p)]):
+                keyword_only[p.name] = statics[p.name]
             elif p.name in statics:
                 args.append(statics[p.name])
             else:
                 break
-        return op(*args)
+        return op(*args, **keyword_only)
 
     def by_keyword(*arrays: Any) -> Any:
         it = iter(arrays)

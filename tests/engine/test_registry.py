@@ -19,6 +19,14 @@ flip getitem repeat reshape squeeze stack swapaxes tile transpose outer trace di
 eye full linspace ones ones_like zeros zeros_like
 """
 _HAND_LINEAR = frozenset(_HAND_LINEAR_TEXT.split())
+# issue 15's building and reshaping ops (engine/ops/building.py): all linear in their sizes
+_BUILDING_LINEAR_TEXT = """
+array asarray ravel moveaxis rollaxis roll pad atleast_1d atleast_2d atleast_3d vstack
+row_stack hstack dstack column_stack append split array_split hsplit vsplit dsplit meshgrid
+tril_indices tril_indices_from triu_indices triu_indices_from diag_indices diag_indices_from
+flipud fliplr rot90 diagonal
+"""
+_BUILDING_LINEAR = frozenset(_BUILDING_LINEAR_TEXT.split())
 
 
 def test_every_op_declares_a_known_cost() -> None:
@@ -42,7 +50,8 @@ def test_cost_classes() -> None:
     special = {n for n in [*REGISTERED, "logsumexp"] if not n.startswith("_")}
     assert special <= public and {"erf", "round", "polygamma", "logsumexp"} <= special
     added = {"tril", "triu", "argwhere", "flatnonzero", "nonzero", "astype"}  # since then
-    assert public == _HAND_LINEAR | added | LINALG_LINEAR | ordering | complex_parts | special
+    families = LINALG_LINEAR | ordering | complex_parts | special | _BUILDING_LINEAR
+    assert public == _HAND_LINEAR | added | families
     contractions = {"dot", "einsum", "inner", "matmul", "tensordot", "matrix_power"}
     assert names_of_cost("contraction") == contractions
     assert {"inv", "det", "slogdet", "solve", "cholesky", "norm"} <= names_of_cost("decomposition")

@@ -50,7 +50,7 @@ def test_axes_reach_the_rules_negative() -> None:
     [
         (lambda: anp.swapaxes(X, 0, 5), ValueDomainError, "swapaxes: axis 5 is out of bounds"),
         (lambda: anp.flip(X, (0, 0)), ValueDomainError, r"flip: repeated axis in \(0, 0\)"),
-        (lambda: anp.squeeze(X, 0), ShapeError, "squeeze: cannot squeeze axis -3 of size 2"),
+        (lambda: anp.squeeze(X, 0), ShapeError, "squeeze: cannot squeeze axis 0 of size 2"),
         (lambda: anp.reshape(X, (4, -1)), ShapeError, "reshape: cannot reshape an array"),
         (lambda: anp.transpose(X, (0, 0, 1)), ValueDomainError, "are not a permutation"),
         (lambda: anp.tile(X, (-1,)), ValueDomainError, r"tile: negative repetitions \(-1,\)"),

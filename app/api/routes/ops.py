@@ -41,6 +41,7 @@ FAMILIES = {
     "engine.ops.reductions": "Reductions and softmax (`axis`, `keepdims`)",
     "engine.ops.shape": "Shape and indexing",
     "engine.ops.selection": "Shape and indexing",
+    "engine.ops.building": "Building, splitting and reshaping",
     "engine.ops.products": "Linear algebra",
     "engine.ops.einsum": "Linear algebra",
     "engine.ops.matrix": "Linear algebra",
