@@ -3,7 +3,10 @@
 - ``matrix_power(a, n)`` is a composition of ``matmul`` (and ``inv`` for n < 0) by repeated
   squaring, NumPy's order of products: at most 2 log2(|n|) products, so a large power is
   bounded work (|n| < 2**63), and its derivatives of any order are those of the products.
-- ``expm`` (scipy.linalg's name) computes SciPy's value; its derivative is the Fréchet
+- ``expm`` (scipy.linalg's name) computes its value by Higham's scaling and squaring with the
+  degree-13 Padé approximant (2005), in NumPy: scipy.linalg's own OpenBLAS, once called,
+  keeps buffers that left a worker under its address-space cap no room for the next large
+  request (the worker died: test_worker_memory); its derivative is the Fréchet
   derivative L(a, e), the top-right block of expm([[a, e], [0, a]]) (Mathias 1996), and its
   transpose is L(a^T, g). Both rules call ``expm`` again, so every order follows.
 - ``kron`` and ``cross`` are bilinear (``def_bilinear``): the forward rule is the product
@@ -16,7 +19,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
 import engine.numpy as anp
 from engine.core.trace import unbox_all
@@ -90,9 +92,43 @@ def _frechet(a: Any, e: Any) -> Any:
     return anp.expm(block)[..., :n, n:]
 
 
+# Higham (2005), "The scaling and squaring method for the matrix exponential revisited":
+# the [13/13] Padé approximant's coefficients and the 1-norm up to which it is accurate to
+# double precision without scaling
+_PADE13 = (
+    64764752532480000.0, 32382376266240000.0, 7771770303897600.0, 1187353796428800.0,
+    129060195264000.0, 10559470521600.0, 670442572800.0, 33522128640.0, 1323241920.0,
+    40840800.0, 960960.0, 16380.0, 182.0, 1.0,
+)  # fmt: skip
+_THETA13 = 5.371920351148152
+
+
 def _expm_impl(a: Any) -> Any:
-    out = scipy.linalg.expm(a)
-    return np.asarray(out, dtype=np.result_type(a, np.float32))
+    """expm of a square matrix or a stack of them: each matrix is scaled by 2**-s until its
+    1-norm is at most theta_13, exponentiated by the Padé approximant, and squared s times."""
+    dtype = np.result_type(a, np.float32)
+    work = np.asarray(a, dtype=np.result_type(a, np.float64))
+    if work.size == 0:
+        return np.zeros(work.shape, dtype=dtype)
+    norm1 = np.abs(work).sum(axis=-2).max(axis=-1)  # per matrix of the stack
+    with np.errstate(divide="ignore"):
+        s = np.maximum(0, np.ceil(np.log2(norm1 / _THETA13)))
+    s = np.where(np.isfinite(s), s, 0).astype(np.int64)
+    work = work / (2.0**s)[..., None, None]
+    b = _PADE13
+    eye = np.broadcast_to(np.eye(work.shape[-1], dtype=work.dtype), work.shape)
+    a2 = work @ work
+    a4 = a2 @ a2
+    a6 = a4 @ a2
+    u = work @ (
+        a6 @ (b[13] * a6 + b[11] * a4 + b[9] * a2) + b[7] * a6 + b[5] * a4 + b[3] * a2 + b[1] * eye
+    )
+    v = a6 @ (b[12] * a6 + b[10] * a4 + b[8] * a2) + b[6] * a6 + b[4] * a4 + b[2] * a2 + b[0] * eye
+    out = np.linalg.solve(v - u, v + u)
+    for k in range(int(s.max())):  # square each matrix as many times as it was scaled
+        squared = out @ out
+        out = np.where((s > k)[..., None, None], squared, out)
+    return np.asarray(out, dtype=dtype)
 
 
 def_custom(

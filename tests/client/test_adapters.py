@@ -204,7 +204,8 @@ def test_torch_unsupported_second_derivatives_say_so(client: Client) -> None:
 
 
 def test_torch_float32_stays_float32(client: Client) -> None:
-    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    # explicit: the differential tests set torch's default dtype to float64 when collected
+    x = torch.tensor([1.0, 2.0], dtype=torch.float32, requires_grad=True)
     out = torch_remote(client, "sum(x * x)")(x=x)
     out.backward()
     assert out.dtype == torch.float32 and x.grad is not None and x.grad.dtype == torch.float32

@@ -186,6 +186,27 @@ def test_a_large_request_leaves_no_swollen_worker_behind(
                 np.testing.assert_allclose(r.json()["jvp"][:3], np.cos(x[:3]))
 
 
+def test_expm_in_a_capped_worker_leaves_room_for_the_next_large_request(
+    small_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """expm computed by scipy.linalg ran on SciPy's own OpenBLAS, whose buffers then left a
+    worker under its 512 MiB cap no room: the next large request killed the worker (502
+    worker-died). Imported at module level, it broke the request above on its own."""
+    url, _ = small_server
+    m = np.eye(300) * 0.01  # large enough to run in a worker, not in process
+    warm = {"expression": "sum(expm(m))", "inputs": {"m": b64(m)}, "include_graph": False}
+    y = np.linspace(0.0, 1.0, 4000)
+    big = {"expression": "sum(exp(outer(x, x)))", "inputs": {"x": b64(y)}, "check": True}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for _ in range(3):  # every worker of the pool computes an expm
+            r = client.post("/grad", json=warm)
+            assert r.status_code == 200, r.text[:300]
+            assert "queue" in r.json()["timing_ms"]  # it went through the pool
+        for _ in range(2):
+            r = client.post("/grad", json=big)
+            assert r.status_code == 200, r.text[:300]
+
+
 def test_an_answer_too_large_to_render_under_the_cap_is_refused_every_time(
     server: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
