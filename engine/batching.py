@@ -597,6 +597,8 @@ RULES: dict[str, Rule] = {
     "tensordot": tensordot,
     "einsum": einsum,
     "where": where,
+    # elementwise in their maths, with hand-written rules for complex values (ops/complex_numbers)
+    **dict.fromkeys(("abs", "real", "imag", "conj", "angle"), elementwise),
 }
 
 
