@@ -666,6 +666,16 @@ def _int_axis(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
+def _axes_per_point(value: Any, ndim: int, op: Op) -> Any:
+    """An int axis or a sequence of them, of a point of ``ndim`` axes, made negative (so
+    they name the same axes of the batch); None for anything else."""
+    if _int_axis(value):
+        return norm_axis(value, ndim, op.name)
+    if isinstance(value, list | tuple) and all(_int_axis(v) for v in value):
+        return tuple(norm_axis(v, ndim, op.name) for v in value)
+    return None
+
+
 def _flat_points(batch: Batch, x: Any) -> Any:
     """Each point of a batched ``x`` flattened (``axis=None`` of a per-point op)."""
     return batch.reshape(x, (math.prod(batch.point_shape(x)),))
@@ -726,12 +736,10 @@ def over_axes(name: str = "axis", none_means_all: bool = True, plain: bool = Fal
             shape = statics.get("s")
             count = ndim if shape is None else len(shape)
             statics[name] = tuple(range(-count, 0))
-        elif _int_axis(axes):
-            statics[name] = norm_axis(axes, ndim, op.name)
-        elif isinstance(axes, list | tuple):
-            statics[name] = tuple(norm_axis(a, ndim, op.name) for a in axes)
         else:
-            return NotImplemented
+            statics[name] = _axes_per_point(axes, ndim, op)
+            if statics[name] is None:
+                return NotImplemented
         return op(x, *rest, **statics)
 
     return rule
@@ -747,11 +755,8 @@ def roll(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
     if axis is None:
         flat = op(_flat_points(batch, x), statics["shift"], axis=-1)
         return batch.reshape(flat, batch.point_shape(x))
-    axes = axis if isinstance(axis, list | tuple) else (axis,)
-    if not all(_int_axis(a) for a in axes):
-        return NotImplemented
-    normed = tuple(norm_axis(a, ndim, op.name) for a in axes)
-    return op(x, statics["shift"], axis=normed if isinstance(axis, list | tuple) else normed[0])
+    normed = _axes_per_point(axis, ndim, op)
+    return NotImplemented if normed is None else op(x, statics["shift"], axis=normed)
 
 
 def take_along_axis(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -805,12 +810,8 @@ def named_axes(*names: str) -> Rule:
             return NotImplemented
         x, statics, ndim, rest = got
         for name in names:
-            value = statics.get(name, _param(op, name).default)
-            if _int_axis(value):
-                statics[name] = norm_axis(value, ndim, op.name)
-            elif isinstance(value, list | tuple) and all(_int_axis(v) for v in value):
-                statics[name] = tuple(norm_axis(v, ndim, op.name) for v in value)
-            else:
+            statics[name] = _axes_per_point(statics.get(name, _param(op, name).default), ndim, op)
+            if statics[name] is None:
                 return NotImplemented
         return op(x, *rest, **statics)
 
