@@ -37,6 +37,19 @@ from engine.statics import STATIC_KINDS, norm_axes, norm_axis
 Rule = Callable[["Batch", Op, list[Any], dict[str, Any]], Any]
 
 
+class SelectionDiffers(Exception):  # noqa: N818 -- a control-flow signal, not an error
+    """A boolean mask selects a different number of elements at different points: the
+    points' results differ in shape, so they cannot share one batched value. ``counts[b]``
+    is point b's count; the batched interpreter turns it into a ``Divergence`` (the
+    service then runs the points apart, grouped by count)."""
+
+    what = "the number of elements a boolean mask selects"
+
+    def __init__(self, counts: list[int]) -> None:
+        super().__init__(f"{self.what} differs between the points of the batch: {counts}")
+        self.counts = counts
+
+
 class Batch:
     """The batched values of one run (tracked by identity) and the rules' helpers."""
 
@@ -62,7 +75,7 @@ class Batch:
 
     def any_batched(self, args: list[Any], kwargs: dict[str, Any]) -> bool:
         for a in (*args, *kwargs.values()):
-            if isinstance(a, list):
+            if isinstance(a, list | tuple):  # a sequence argument, or getitem's index
                 if any(self.is_batched(v) for v in a):
                     return True
             elif self.is_batched(a):
@@ -119,6 +132,8 @@ class Batch:
         if any(p.name in kwargs and p.kind != STATIC for p in op.params):
             bound, kwargs = op.bind(tuple(args), kwargs)
             args = list(bound)
+        if op.name == "getitem" and self._batched_items(args):
+            return self.mark(self.index_per_point(op, args, max_elements))
         expected = self.expected_shape(op, args, kwargs)
         if expected is not None and self.size * math.prod(expected) > max_elements:
             shape = (self.size, *expected)
@@ -159,6 +174,60 @@ class Batch:
         except Exception:
             return NotImplemented
 
+    def _batched_items(self, args: list[Any]) -> list[int]:
+        """The positions of batched index arrays in getitem's index (a mask or integer
+        array computed from a batched value: one index per point)."""
+        index = args[1] if len(args) > 1 else None
+        items = index if isinstance(index, tuple) else (index,)
+        return [
+            i for i, it in enumerate(items) if isinstance(it, np.ndarray) and self.is_batched(it)
+        ]
+
+    def index_per_point(self, op: Op, args: list[Any], max_elements: int) -> Any:
+        """``x[index]`` where the index holds per-point arrays. A boolean mask must select
+        the same number of elements at every point (else ``SelectionDiffers``); it is then
+        each point's integer indices. A per-point index that leads (``x[m]``, ``x[i, j]``,
+        ``x[m, 1:]``) is one gather with the points' numbers as a first index array;
+        other forms are applied point by point (one traced graph still)."""
+        x, index = args
+        items = list(index if isinstance(index, tuple) else (index,))
+        for i in self._batched_items(args):
+            if items[i].dtype == np.bool_:
+                counts = [int(c) for c in items[i].reshape(self.size, -1).sum(axis=1)]
+                if len(set(counts)) > 1:
+                    raise SelectionDiffers(counts)
+                picked = np.nonzero(items[i])  # (point, axis 0, axis 1...) per selected
+                items[i : i + 1] = [self.mark(p.reshape(self.size, counts[0])) for p in picked[1:]]
+        x = self.broadcast(x)
+        point = tuple(items)
+        self.expected_shape(op, [x, tuple(_dummy(self, it) for it in point)], {})
+        leading = 0
+        while leading < len(point) and isinstance(point[leading], np.ndarray | int | np.integer):
+            leading += 1
+        arrays = [it for it in point if isinstance(it, np.ndarray)]
+        if all(isinstance(it, np.ndarray | int | np.integer) for it in point[:leading]) and len(
+            arrays
+        ) == sum(isinstance(it, np.ndarray) for it in point[:leading]):
+            ndim = max(len(self.point_shape(a)) for a in arrays)
+            points = np.arange(self.size).reshape((self.size,) + (1,) * ndim)
+            aligned = tuple(
+                (np.asarray(self.align(it, ndim)) if self.is_batched(it) else it) for it in point
+            )
+            out = op(x, (points, *aligned))
+            self._check_size(shape_of(out), max_elements, op)
+            return out
+        self.fallbacks.append(op.name)
+        return per_point(self, op, [x, point], {})
+
+    def _check_size(self, shape: tuple[int, ...], max_elements: int, op: Op) -> None:
+        if math.prod(shape) > max_elements:
+            raise SizeLimitError(
+                f"{op.name}: the result for {self.size} points would have shape {shape}, "
+                f"over the limit of {max_elements:,} elements",
+                op=op.name,
+                shapes=[shape],
+            )
+
     def expected_shape(
         self, op: Op, args: list[Any], kwargs: dict[str, Any]
     ) -> tuple[int, ...] | None:
@@ -186,6 +255,12 @@ def _without_units(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(d for d in shape if d != 1)
 
 
+def _at(batch: Batch, a: Any, b: int) -> Any:
+    if type(a) is tuple:  # getitem's index
+        return tuple(batch.point(v, b) if isinstance(v, np.ndarray) else v for v in a)
+    return batch.point(a, b)
+
+
 def _dummy(batch: Batch, a: Any) -> Any:
     """A zero-cost stand-in for one point of ``a`` (shape and dtype only)."""
     if isinstance(a, list):
@@ -200,8 +275,9 @@ def _dummy(batch: Batch, a: Any) -> Any:
 
 
 def per_point(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """The op applied at each point and the results stacked (traced, one graph)."""
-    results = [op(*[batch.point(a, b) for a in args], **kwargs) for b in range(batch.size)]
+    """The op applied at each point and the results stacked (traced, one graph); an index
+    tuple's per-point arrays are taken point by point too."""
+    results = [op(*[_at(batch, a, b) for a in args], **kwargs) for b in range(batch.size)]
     if results and isinstance(results[0], tuple | list):
         return tuple(OPS["stack"]([r[i] for r in results]) for i in range(len(results[0])))
     return OPS["stack"](results)
@@ -576,6 +652,349 @@ def where(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
     return elementwise(batch, op, args, kwargs)
 
 
+# --------------------------------------------------------------------------- issue 15's ops
+#
+# A composite op's body reads its arguments' shapes (``shape_of``) and its ``prepare``
+# normalises axes against them, so it cannot run on a batched value with per-point
+# semantics as it is. These rules instead call the op itself (or a core op it equals) on
+# the whole batch with its axis-like statics made per point and negative, which every op
+# below reads as trailing axes; a per-point ``axis=None`` (the flattened array) flattens
+# each point first. Anything else answers NotImplemented (the fallback).
+
+
+def _int_axis(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _axes_per_point(value: Any, ndim: int, op: Op) -> Any:
+    """An int axis or a sequence of them, of a point of ``ndim`` axes, made negative (so
+    they name the same axes of the batch); None for anything else."""
+    if _int_axis(value):
+        return norm_axis(value, ndim, op.name)
+    if isinstance(value, list | tuple) and all(_int_axis(v) for v in value):
+        return tuple(norm_axis(v, ndim, op.name) for v in value)
+    return None
+
+
+def _flat_points(batch: Batch, x: Any) -> Any:
+    """Each point of a batched ``x`` flattened (``axis=None`` of a per-point op)."""
+    return batch.reshape(x, (math.prod(batch.point_shape(x)),))
+
+
+def _one_batched(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """(x, statics, per-point ndim) for an op whose first array argument alone is batched
+    (other array arguments, such as ``take``'s indices, shared); None otherwise."""
+    arrays, statics = _statics(op, args, kwargs)
+    if not arrays or not batch.is_batched(arrays[0]):
+        return None
+    if any(batch.is_batched(a) for a in arrays[1:]):
+        return None
+    return arrays[0], statics, batch.point_ndim(arrays[0]), arrays[1:]
+
+
+def along_axis(flatten: bool, name: str = "axis", extra: tuple[str, ...] = ()) -> Rule:
+    """An op of one batched array along one axis (an int, or None: the flattened point
+    when ``flatten``; else None is left alone): cumsum, sort, argmax, take, roll... The
+    statics named in ``extra`` must keep their defaults or be None (prepend=...)."""
+
+    def rule(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        got = _one_batched(batch, op, args, kwargs)
+        if got is None:
+            return NotImplemented
+        x, statics, ndim, rest = got
+        if any(statics.get(e) is not None for e in extra):
+            return NotImplemented
+        axis = statics.get(name, _param(op, name).default)
+        if axis is None and flatten:
+            x, axis = _flat_points(batch, x), -1
+        elif axis is not None and _int_axis(axis):
+            axis = norm_axis(axis, ndim, op.name)
+        elif axis is not None:
+            return NotImplemented
+        statics[name] = axis
+        return op(x, *rest, **statics)
+
+    return rule
+
+
+def over_axes(name: str = "axis", none_means_all: bool = True, plain: bool = False) -> Rule:
+    """An op of one batched array over a tuple of axes (None: every per-point axis):
+    median, fftshift, fftn (with its ``s``); ``plain``: only without weights and
+    ``returned`` (average)."""
+
+    def rule(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        got = _one_batched(batch, op, args, kwargs)
+        if got is None:
+            return NotImplemented
+        x, statics, ndim, rest = got
+        if plain and (rest or statics.get("weights") is not None or statics.get("returned")):
+            return NotImplemented
+        axes = statics.get(name, _param(op, name).default)
+        if axes is None:
+            if not none_means_all:
+                return NotImplemented
+            shape = statics.get("s")
+            count = ndim if shape is None else len(shape)
+            statics[name] = tuple(range(-count, 0))
+        else:
+            statics[name] = _axes_per_point(axes, ndim, op)
+            if statics[name] is None:
+                return NotImplemented
+        return op(x, *rest, **statics)
+
+    return rule
+
+
+def roll(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """roll along per-point axes (None: each point flattened, rolled, shaped back)."""
+    got = _one_batched(batch, op, args, kwargs)
+    if got is None:
+        return NotImplemented
+    x, statics, ndim, _ = got
+    axis = statics.get("axis")
+    if axis is None:
+        flat = op(_flat_points(batch, x), statics["shift"], axis=-1)
+        return batch.reshape(flat, batch.point_shape(x))
+    normed = _axes_per_point(axis, ndim, op)
+    return NotImplemented if normed is None else op(x, statics["shift"], axis=normed)
+
+
+def take_along_axis(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """take_along_axis: a shared operand gets a unit batch axis (its other axes broadcast,
+    as NumPy's do); axis None: each point flattened."""
+    arrays, statics = _statics(op, args, kwargs)
+    if len(arrays) != 2:
+        return NotImplemented
+    arr, indices = arrays
+    axis = statics.get("axis")
+    if axis is None:
+        if batch.point_ndim(indices) != 1:
+            return NotImplemented
+        arr = _flat_points(batch, arr) if batch.is_batched(arr) else OPS["reshape"](arr, (-1,))
+        axis = -1
+    elif _int_axis(axis):
+        axis = norm_axis(axis, batch.point_ndim(arr), op.name)
+    else:
+        return NotImplemented
+    arr, indices = (v if batch.is_batched(v) else _unit_batch(v) for v in (arr, indices))
+    return op(arr, indices, axis=axis)
+
+
+def _unit_batch(value: Any) -> Any:
+    if isinstance(value, trace.Box):
+        return OPS["reshape"](value, (1, *shape_of(value)))
+    return np.asarray(value)[None]
+
+
+def quantile(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """quantile/percentile: axes per point; the q axes NumPy puts first moved after the
+    batch axis."""
+    got = _one_batched(batch, op, args, kwargs)
+    if got is None:
+        return NotImplemented
+    x, statics, ndim, rest = got
+    out = over_axes()(batch, op, args, kwargs)
+    q_ndim = len(shape_of(rest[0])) if rest else 0
+    if out is NotImplemented or q_ndim == 0:
+        return out
+    return OPS["moveaxis"](out, tuple(range(q_ndim)), tuple(range(1, q_ndim + 1)))
+
+
+def named_axes(*names: str) -> Rule:
+    """An op of one batched array whose named statics are each one int axis: moveaxis
+    (int or tuple source/destination), diagonal, rot90's axes pair."""
+
+    def rule(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        got = _one_batched(batch, op, args, kwargs)
+        if got is None:
+            return NotImplemented
+        x, statics, ndim, rest = got
+        for name in names:
+            statics[name] = _axes_per_point(statics.get(name, _param(op, name).default), ndim, op)
+            if statics[name] is None:
+                return NotImplemented
+        return op(x, *rest, **statics)
+
+    return rule
+
+
+def flip_ud_lr(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """flipud / fliplr: ``flip`` along per-point axis 0 / 1."""
+    (x,) = args
+    ndim = batch.point_ndim(x)
+    axis = 0 if op.name == "flipud" else 1
+    if not batch.is_batched(x) or ndim <= axis:
+        return NotImplemented
+    return OPS["flip"](x, axis - ndim)
+
+
+def ravel(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    arrays, statics = _statics(op, args, kwargs)
+    if statics.get("order", "C") != "C" or not batch.is_batched(arrays[0]):
+        return NotImplemented
+    return _flat_points(batch, arrays[0])
+
+
+def pad(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """pad: widths (and constant values) per point, with (0, 0) for the batch axis."""
+    from engine.ops.building import _pad_args
+
+    got = _one_batched(batch, op, args, kwargs)
+    if got is None or got[3]:
+        return NotImplemented
+    x, statics, _, _ = got
+    defaults = {p.name: p.default for p in op.params}
+    mode = statics.get("mode", defaults["mode"])
+    widths, values = _pad_args(
+        batch.point_shape(x),
+        statics.get("pad_width", defaults["pad_width"]),
+        mode,
+        statics.get("constant_values", defaults["constant_values"]),
+        statics.get("reflect_type", defaults["reflect_type"]),
+    )
+    return op(x, ((0, 0), *widths), mode=mode, constant_values=((0, 0), *values))
+
+
+def append(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """append is concatenate (axis None: each point flattened first)."""
+    arrays, statics = _statics(op, args, kwargs)
+    return concatenate(batch, OPS["concatenate"], [list(arrays)], statics)
+
+
+def _items(batch: Batch, args: list[Any]) -> list[Any] | None:
+    """The items of a join's one sequence argument, all of one per-point rank."""
+    items = args[0] if len(args) == 1 else None
+    if not isinstance(items, list | tuple) or not items:
+        return None
+    return list(items) if len({batch.point_ndim(v) for v in items}) == 1 else None
+
+
+def stacking(joins: dict[int, tuple[str, int]]) -> Rule:
+    """vstack/hstack/column_stack/dstack: by the items' per-point rank, the stack or
+    concatenate (and per-point axis) NumPy's definition comes to."""
+
+    def rule(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        items = _items(batch, args)
+        if items is None or kwargs:
+            return NotImplemented
+        ndim = batch.point_ndim(items[0])
+        how = joins.get(min(ndim, max(joins)))
+        if how is None:
+            return NotImplemented
+        name, axis = how
+        return _joined(batch, OPS[name], [items], {"axis": axis}, 1 if name == "stack" else 0)
+
+    return rule
+
+
+def split(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """split and its forms: the per-point axis (hsplit: 1, or 0 for vectors; vsplit: 0;
+    dsplit: 2) made negative."""
+    got = _one_batched(batch, op, args, kwargs)
+    if got is None:
+        return NotImplemented
+    x, statics, ndim, _ = got
+    fixed = {"hsplit": 1 if ndim > 1 else 0, "vsplit": 0, "dsplit": 2}
+    axis = fixed.get(op.name, statics.get("axis", 0))
+    if not _int_axis(axis):
+        return NotImplemented
+    ios = statics.get("indices_or_sections")
+    splitter = OPS["array_split" if op.name == "array_split" else "split"]
+    return splitter(x, ios, axis=norm_axis(axis, ndim, op.name))
+
+
+def atleast(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """atleast_1d/2d/3d of one array: NumPy's reshape of a low-rank point."""
+    if len(args) != 1 or kwargs or not batch.is_batched(args[0]):
+        return NotImplemented
+    x = args[0]
+    shape = batch.point_shape(x)
+    want = int(op.name[len("atleast_")])
+    if len(shape) >= want:
+        return x
+    new = {
+        0: (1,) * want,
+        1: {1: shape, 2: (1, *shape), 3: (1, *shape, 1)}[want],
+        2: (*shape, 1),
+    }[len(shape)]
+    return batch.reshape(x, new)
+
+
+def stacked_linalg(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Linear algebra that NumPy (and the op's rules) apply to stacks of matrices: the op
+    itself on the batch of per-point matrices."""
+    arrays, _ = _statics(op, args, kwargs)
+    if len(arrays) != 1 or batch.point_ndim(arrays[0]) < 2:
+        return NotImplemented
+    return op(*args, **kwargs)
+
+
+def cross(batch: Batch, op: Op, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """cross with its default axes (the last): ranks aligned, leading axes broadcast."""
+    arrays, statics = _statics(op, args, kwargs)
+    if any(statics.get(n, -1) != -1 for n in ("axisa", "axisb", "axisc")):
+        return NotImplemented
+    if statics.get("axis") is not None:
+        return NotImplemented
+    return elementwise(batch, op, arrays, {})
+
+
+_FFT_1D = ("fft", "ifft", "rfft", "irfft")
+_FFT_ND = ("fft2", "ifft2", "rfft2", "irfft2", "fftn", "ifftn", "rfftn", "irfftn")
+_STACKED_LINALG = (
+    "matrix_power", "eigh", "eigvalsh", "svd", "qr", "pinv", "eig", "eigvals", "expm"
+)  # fmt: skip
+NEW_RULES: dict[str, Rule] = {
+    "cumsum": along_axis(True),
+    "cumprod": along_axis(True),
+    "sort": along_axis(True),
+    "argsort": along_axis(True),
+    "argmax": along_axis(True),
+    "argmin": along_axis(True),
+    "take": along_axis(True),
+    "roll": roll,
+    "diff": along_axis(False, extra=("prepend", "append")),
+    **dict.fromkeys(_FFT_1D, along_axis(False)),
+    **dict.fromkeys(_FFT_ND, over_axes("axes")),
+    "fftshift": over_axes("axes"),
+    "ifftshift": over_axes("axes"),
+    "median": over_axes(),
+    "average": over_axes(plain=True),
+    "quantile": quantile,
+    "take_along_axis": take_along_axis,
+    "percentile": quantile,
+    "moveaxis": named_axes("source", "destination"),
+    "diagonal": named_axes("axis1", "axis2"),
+    "rot90": named_axes("axes"),
+    "flipud": flip_ud_lr,
+    "fliplr": flip_ud_lr,
+    "ravel": ravel,
+    "pad": pad,
+    "append": append,
+    "vstack": stacking({1: ("stack", 0), 2: ("concatenate", 0)}),
+    "row_stack": stacking({1: ("stack", 0), 2: ("concatenate", 0)}),
+    "hstack": stacking({1: ("concatenate", 0), 2: ("concatenate", 1)}),
+    "column_stack": stacking({1: ("stack", 1), 2: ("concatenate", 1)}),
+    "dstack": stacking({3: ("concatenate", 2)}),
+    "split": split,
+    "array_split": split,
+    "hsplit": split,
+    "vsplit": split,
+    "dsplit": split,
+    "atleast_1d": atleast,
+    "atleast_2d": atleast,
+    "atleast_3d": atleast,
+    "cross": cross,
+    **dict.fromkeys(_STACKED_LINALG, stacked_linalg),
+    # elementwise ops declared by another kind (complex-aware rules, casts, no gradient)
+    **dict.fromkeys(
+        ("abs", "real", "imag", "conj", "angle", "astype", "_cast", "isnan", "isinf"),
+        elementwise,
+    ),
+    **dict.fromkeys(("isfinite", "signbit", "logical_xor"), elementwise),
+}
+
+
 RULES: dict[str, Rule] = {
     **dict.fromkeys(_KINDED, kinded),
     "getitem": getitem,
@@ -597,8 +1016,7 @@ RULES: dict[str, Rule] = {
     "tensordot": tensordot,
     "einsum": einsum,
     "where": where,
-    # elementwise in their maths, with hand-written rules for complex values (ops/complex_numbers)
-    **dict.fromkeys(("abs", "real", "imag", "conj", "angle"), elementwise),
+    **NEW_RULES,
 }
 
 

@@ -361,7 +361,7 @@ def jacobian_and_value(
         raise ValueDomainError(f"mode must be 'auto', 'reverse' or 'forward', got {mode!r}")
     primals = [as_array(p) for p in primals]
     nums = _argnums(argnums, len(primals))
-    _check_jacobian_inputs([primals[i] for i in nums], holomorphic)
+    check_jacobian_inputs([primals[i] for i in nums], holomorphic)
     in_sizes = [math.prod(shape_of(primals[i])) for i in nums]
     if mode == "auto" and not max_elements and not any(isinstance(p, Box) for p in primals):
         # the output's size from an untraced forward pass (a fifth of a traced one for W6):
@@ -387,7 +387,7 @@ def jacobian_and_value(
     return (tuple(values) if is_tuple else values[0]), jac, is_tuple, "forward"
 
 
-def _check_jacobian_inputs(inputs: list[Any], holomorphic: bool) -> None:
+def check_jacobian_inputs(inputs: list[Any], holomorphic: bool) -> None:
     """A Jacobian by complex inputs is the complex one, df/dz, of a holomorphic function
     (JAX's jacfwd/jacrev refuse complex inputs without holomorphic=True, as here)."""
     if holomorphic:
@@ -397,6 +397,17 @@ def _check_jacobian_inputs(inputs: list[Any], holomorphic: bool) -> None:
             "a Jacobian by complex inputs needs holomorphic=true (it is then df/dz); for a "
             "real-valued function of complex inputs ask for the gradient, or pass the real "
             "and imaginary parts as separate real inputs"
+        )
+
+
+def check_hessian_inputs(inputs: list[Any], holomorphic: bool) -> None:
+    """A Hessian by complex inputs is the complex one, d2f/dz2, of a holomorphic function."""
+    if not holomorphic and any(_is_complex(x) for x in inputs):
+        raise ComplexDifferentiationError(
+            "a Hessian by complex inputs needs holomorphic=true (it is then d2f/dz2); for a "
+            "real-valued function of complex inputs ask for Hessian-vector products (/hvp: "
+            "the derivative of the gradient df/dx - i df/dy along a complex vector), or pass "
+            "the real and imaginary parts as separate real inputs"
         )
 
 
@@ -559,13 +570,7 @@ def hessian_and_grad(
     batched intermediates would be too large; ``progress(done, total)`` after each)."""
     primals = [as_array(p) for p in primals]
     nums = _argnums(argnums, len(primals))
-    if not holomorphic and any(_is_complex(primals[i]) for i in nums):
-        raise ComplexDifferentiationError(
-            "a Hessian by complex inputs needs holomorphic=true (it is then d2f/dz2); for a "
-            "real-valued function of complex inputs ask for Hessian-vector products (/hvp: "
-            "the derivative of the gradient df/dx - i df/dy along a complex vector), or pass "
-            "the real and imaginary parts as separate real inputs"
-        )
+    check_hessian_inputs([primals[i] for i in nums], holomorphic)
 
     def value_and_grads(*xs: Any) -> tuple[Any, ...]:
         trace = Trace(f, xs, nums)

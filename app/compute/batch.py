@@ -45,10 +45,16 @@ from app.compute.problem import (
     recording,
 )
 from app.compute.wire import clip, short
-from engine.errors import LanguageError, NonScalarOutputError, ShapeError, SizeLimitError
+from engine.errors import (
+    AutodiffError,
+    LanguageError,
+    NonScalarOutputError,
+    ShapeError,
+    SizeLimitError,
+)
 from engine.lang.batched import Divergence
 from engine.locations import loc_dict, loc_text
-from engine.transforms import Trace, peak_size
+from engine.transforms import Trace, check_hessian_inputs, check_jacobian_inputs, peak_size
 
 # At most this many groups of points per request, when control flow differs between the
 # points (each group is one more pass of the whole computation).
@@ -468,7 +474,17 @@ def _in_chunks(
     return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
 
+def _complex_rules(problem: Problem, check: Callable[[list[Any], bool], None]) -> None:
+    """The single-point rules for complex inputs (``holomorphic``), per point the same."""
+    try:
+        check([problem.inputs[n] for n in problem.diff], problem.task.holomorphic)
+    except AutodiffError as exc:
+        exc.loc = ["body"]
+        raise
+
+
 def jacobian(problem: Problem) -> dict[str, Any]:
+    _complex_rules(problem, check_jacobian_inputs)
     outs, multi, _ = _forward(problem, differentiate=False)
     out_size, in_size = _sizes(problem, outs)
     size = _points(problem)
@@ -527,6 +543,7 @@ def jacobian(problem: Problem) -> dict[str, Any]:
 
 
 def hessian(problem: Problem) -> dict[str, Any]:
+    _complex_rules(problem, check_hessian_inputs)
     outs, multi, _ = _forward(problem, differentiate=False)
     _scalar(outs, multi, "a Hessian")
     _, in_size = _sizes(problem, outs)

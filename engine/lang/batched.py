@@ -101,6 +101,15 @@ class BatchedInterpreter(Interpreter, batching.Batch):
             raise Divergence(keys, loc, "the value read as a static (index, bound or shape)")
         return raw[0]
 
+    def one_index(self, v: Any, loc: Loc) -> Any:
+        """An index item; one computed from a batched value (a mask ``x > 2``, an index
+        array ``argsort(x)``) stays batched: it is one index per point (``getitem``'s
+        batching rule)."""
+        out = Interpreter.one_index(self, v, loc)
+        if self.is_batched(v) and isinstance(out, np.ndarray):
+            self.mark(out)
+        return out
+
     # --- op calls ------------------------------------------------------------------------
 
     def apply_op(
@@ -115,6 +124,8 @@ class BatchedInterpreter(Interpreter, batching.Batch):
             return self.apply_batched(op, args, kwargs, self.max_elements)
         except AutodiffError as err:
             raise err.with_loc(loc_dict(loc)) from None
+        except batching.SelectionDiffers as differs:
+            raise Divergence(differs.counts, loc, differs.what) from None
         except (RecursionError, Divergence):
             raise
         except MemoryError:

@@ -1,7 +1,7 @@
 """Building and reshaping arrays: NumPy's names, signatures and semantics.
 
 Most of these are NumPy functions that NumPy itself writes with a few primitives, and
-so are they here (composite ops, ``ops/composite.py``): ``vstack``/``hstack``/``dstack``/
+so are they here (composite ops, ``kinds.def_composite``): ``vstack``/``hstack``/``dstack``/
 ``column_stack``/``row_stack``/``append`` join with ``concatenate``; ``split`` and its
 forms slice (each piece is an ``x[...]``); ``ravel``, ``moveaxis``, ``rollaxis`` and
 ``atleast_1d/2d/3d`` reshape or transpose; ``meshgrid`` reshapes and broadcasts;
@@ -32,9 +32,8 @@ import numpy as np
 import engine.numpy as anp
 from engine.core.trace import Box, unbox_all
 from engine.errors import ShapeError, ValueDomainError
-from engine.ops.composite import def_composite
 from engine.ops.constructors import _dtype as float_dtype
-from engine.ops.kinds import def_linear
+from engine.ops.kinds import def_composite, def_linear
 from engine.registry import shape_of
 from engine.statics import norm_axis
 

@@ -327,15 +327,16 @@ def _svd(a: Any, full_matrices: bool, compute_uv: bool, hermitian: bool) -> Any:
 
 def_composite(
     "svd",
-    np.linalg.svd,
+    _svd,
     "a, full_matrices:s=True, compute_uv:s=True, hermitian:s=False",
     "Singular value decomposition a = U diag(S) Vh of a matrix or stack: (U, S, Vh), "
     "S largest first; only S with compute_uv=False. Singular vectors have no derivative at "
     "a repeated singular value (inf/nan, as in JAX and PyTorch).",
     _svd_shape,
-    _svd,
     prepare=_prepare_for("svd", full_matrices=_flag, compute_uv=_flag, hermitian=_flag),
+    impl=np.linalg.svd,
     several=True,
+    cost="decomposition",
 )
 
 
@@ -406,15 +407,16 @@ def_custom(
 )
 def_composite(
     "eigh",
-    np.linalg.eigh,
+    lambda a, UPLO: (anp._eigh_w(a, UPLO=UPLO), anp._eigh_v(a, UPLO=UPLO)),
     "a, UPLO:s='L'",
     "Eigenvalues (ascending) and eigenvectors (columns) of a symmetric matrix or stack: "
     "(w, v). Reads the UPLO triangle; the gradient is symmetric; eigenvectors have no "
     "derivative at a repeated eigenvalue (inf/nan, as in JAX and PyTorch).",
     lambda a, UPLO: _square("eigh", a),
-    lambda a, UPLO: (anp._eigh_w(a, UPLO=UPLO), anp._eigh_v(a, UPLO=UPLO)),
     prepare=_prepare_for("eigh", **_EIGH_PREPARE),
+    impl=np.linalg.eigh,
     several=True,
+    cost="decomposition",
 )
 
 
@@ -559,14 +561,15 @@ def _qr_mode(op: str, name: str, value: Any) -> str:
 
 def_composite(
     "qr",
-    np.linalg.qr,
+    _qr,
     "a, mode:s='reduced'",
     "QR decomposition of a matrix or stack: (Q, R) for mode 'reduced' or 'complete', R "
     "alone for 'r'. Differentiable where R is invertible.",
     _qr_shape,
-    _qr,
     prepare=_prepare_for("qr", mode=_qr_mode),
+    impl=np.linalg.qr,
     several=True,
+    cost="decomposition",
 )
 
 
@@ -669,12 +672,13 @@ def _lstsq(a: Any, b: Any, rcond: float | None) -> tuple[Any, Any, Any, Any]:
 
 def_composite(
     "lstsq",
-    np.linalg.lstsq,
+    _lstsq,
     "a, b, rcond:s=None",
     "Least-squares solution of a @ x = b (a 2-D, b 1-D or 2-D): (x, residuals, rank, s) as "
     "NumPy answers; x = pinv(a) @ b with lstsq's cutoff, differentiable at constant rank.",
     _lstsq_shape,
-    _lstsq,
     prepare=_prepare_for("lstsq", rcond=_number),
+    impl=np.linalg.lstsq,
     several=True,
+    cost="decomposition",
 )

@@ -13,9 +13,10 @@
 - ``def_nondiff``: an op without a gradient (listed in ``registry.NONDIFF``).
 - ``def_custom``: an op whose rules are written by hand, one reverse rule per array
   argument and a forward rule (decompositions, indexing, joins...).
-- ``def_composite``: an op written as a composition of other ops (``ComposedOp``:
-  ``matrix_power``, ``svd``, ``qr``...); it has no rules of its own, its derivatives of any
-  order in both modes are those of the ops it is made of.
+- ``def_composite``: an op written as a composition of other ops (``ComposedOp``: the
+  linear algebra of ``svd``, ``qr``, ``matrix_power``...; ``sort``, ``quantile``,
+  ``cumsum``...; ``vstack``, ``split``, ``pad``...); it has no rules of its own, its
+  derivatives of any order in both modes are those of the ops it is made of.
 (``elementwise.elementwise`` is the elementwise kind: partial derivatives, both modes.)
 Every registered op is declared through one of them (``Op.kind``, checked by ``register``).
 """
@@ -23,13 +24,15 @@ Every registered op is declared through one of them (``Op.kind``, checked by ``r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from engine.core import trace
-from engine.errors import TracedValueError
+from engine.core.trace import Box
 from engine.ops._util import PerArgument, Rule, defop, linear_jvp, sum_tangents
-from engine.registry import NUMPY_ERRORS, Op, params, register, stack_sequences
+from engine.registry import NUMPY_ERRORS, VARARGS, Op, params, register, stack_sequences
 
 
 def def_linear(
@@ -169,44 +172,54 @@ def def_custom(
 
 @dataclass(eq=False)
 class ComposedOp(Op):
-    """An op computed by ``compose(*args, **statics)``, a function of other ops.
+    """An op computed by ``compose(*args, **statics)``, a function of other registered ops
+    (``Op.kind == "composite"``, or ``"nondiff"`` for one whose results are constants).
 
-    One result records one graph node, this op's (the ops inside are its implementation,
-    as a rule's ops are); several results (a tuple, as ``svd`` answers) record the nodes of
-    the ops that make them, as ``slogdet``'s parts do."""
+    It has no rules of its own: its derivatives of any order, in both modes, with batched
+    tangents and cotangents, are those of the ops it calls. A call:
+
+    1. stacks a list of traced values given as an array (``kron([x, y], b)``, a list is an
+       array, as in ``Op.__call__``);
+    2. binds array arguments given by name (and a ``*args`` parameter given by name,
+       ``meshgrid(xi=[x, y])``), then runs ``prepare`` (statics checked and normalised);
+    3. runs the op's own shape function before the body, so a bad call is this op's error
+       (not one of a part's) and nothing is computed for it;
+    4. runs the body with the graph recorder off and records one node per result under
+       this op's name (the parts are its implementation, as a rule's ops are). A result
+       that is one of the arguments (``ravel`` of a vector) records nothing.
+
+    NumPy's errors (``NUMPY_ERRORS``) anywhere in it are this op's typed error.
+    ``several``: it answers a tuple of results (``svd``, ``split``), and its shape
+    function gives the shape of its largest result or of the results stacked, which is
+    what the size check needs."""
 
     compose: Callable[..., Any] | None = None
-    several: bool = False  # answers a tuple of results
+    several: bool = False
 
     def __call__(self, *given: Any, **given_kw: Any) -> Any:
-        try:
-            return self._call(given, given_kw)
-        except TracedValueError:
-            # a list of traced values given as an array (``kron([x, y], b)``): stacked, as
-            # ``Op.__call__`` does
-            stacked = stack_sequences(self, given)
-            if stacked is None:
-                raise
-            return self._call(stacked, given_kw)
-
-    def _call(self, given: tuple[Any, ...], given_kw: dict[str, Any]) -> Any:
-        args, kwargs = given, given_kw
+        stacked = stack_sequences(self, given)
+        args, kwargs = (given if stacked is None else stacked), given_kw
         try:
             if kwargs:
-                args, kwargs = self.bind(args, kwargs)
+                args, kwargs = self.bind(*self.varargs_by_name(args, kwargs))
             if self.prepare is not None:
                 args, kwargs = self.prepare(args, kwargs)
+            self.shape_fn(*args, **kwargs)
         except NUMPY_ERRORS as exc:
             raise self.error(exc, args) from None
         recorder = trace.current_recorder()
-        if recorder is None or self.several:
+        if recorder is None:
             return self._run(args, kwargs)
         token = trace.set_recorder(None)
         try:
             ans = self._run(args, kwargs)
         finally:
             trace.reset_recorder(token)
-        recorder.record(self, args, kwargs, ans)
+        for result in ans if isinstance(ans, tuple | list) else (ans,):
+            if isinstance(result, Box | np.ndarray | np.generic) and not any(
+                result is a for a in args
+            ):
+                recorder.record(self, args, kwargs, result)
         return ans
 
     def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -216,30 +229,55 @@ class ComposedOp(Op):
         except NUMPY_ERRORS as exc:
             raise self.error(exc, args) from None
 
+    def varargs_by_name(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """``meshgrid(xi=[x, y])`` as ``meshgrid(x, y)`` (einsum takes ``operands=`` too)."""
+        for p in self.params:
+            if p.kind == VARARGS and p.name in kwargs:
+                kwargs = dict(kwargs)
+                return (*args, *kwargs.pop(p.name)), kwargs
+        return args, kwargs
+
 
 def def_composite(
     name: str,
-    impl: Callable[..., Any],
+    compose: Callable[..., Any],
     spec: str,
     doc: str,
     shape: Callable[..., tuple[int, ...]],
-    compose: Callable[..., Any],
     prepare: Any = None,
-    cost: str = "decomposition",
+    *,
+    impl: Callable[..., Any] | None = None,
     several: bool = False,
+    differentiable: bool = True,
+    aliases: tuple[str, ...] = (),
+    cost: str = "linear",
+    defaults: dict[str, Any] | None = None,
 ) -> Op:
-    """Register an op written as ``compose``, a function of other ops. ``impl`` is the
-    NumPy function it agrees with; ``shape`` the shape of its largest result (what the size
-    check refuses before anything runs); ``several``: it answers a tuple."""
+    """Register an op written as ``compose(*args, **statics)``, a function of other ops (on
+    plain arrays it computes the NumPy function too; ``impl``, the NumPy function it agrees
+    with, defaults to it). ``shape`` gives the shape of its result (of its largest result,
+    or its results stacked, for ``several``) from the arguments' shapes and statics alone:
+    the size check refuses a result over the limit before anything runs.
+    ``differentiable=False`` for one whose results are constants (index arrays; its name
+    must be in ``registry.NONDIFF``). ``defaults``: the defaults a spec string cannot spell
+    (a tuple such as rot90's ``axes=(0, 1)``)."""
+    signature = tuple(
+        replace(p, default=defaults[p.name]) if defaults and p.name in defaults else p
+        for p in params(spec)
+    )
     op = ComposedOp(
         name=name,
-        impl=impl,
-        params=params(spec),
+        impl=compose if impl is None else impl,
+        params=signature,
         doc=doc,
         shape_fn=shape,
+        differentiable=differentiable,
         prepare=prepare,
+        aliases=aliases,
         cost=cost,
-        kind="composite",
+        kind="composite" if differentiable else "nondiff",
         compose=compose,
         several=several,
     )

@@ -64,13 +64,13 @@ def _matrix_power(a: Any, n: int) -> Any:
 
 def_composite(
     "matrix_power",
-    np.linalg.matrix_power,
+    _matrix_power,
     "a, n:s",
     "A square matrix (or stack) to the integer power n by repeated squaring; n < 0 "
     "inverts first, n = 0 is the identity.",
     lambda a, n: _square("matrix_power", a),
-    _matrix_power,
     prepare=_prepare_power,
+    impl=np.linalg.matrix_power,
     cost="contraction",
 )
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,16 +33,12 @@ from engine.core import trace
 from engine.core.trace import unbox_all
 from engine.errors import ShapeError, ValueDomainError
 from engine.ops._util import indicator
-from engine.ops.kinds import def_custom, def_linear, def_nondiff
+from engine.ops.kinds import def_composite, def_custom, def_linear, def_nondiff
 from engine.ops.reductions import reduction
 from engine.registry import (
-    NUMPY_ERRORS,
-    Op,
     Param,
     params,
-    register,
     shape_of,
-    stack_sequences,
 )
 from engine.statics import norm_axes, norm_axis
 
@@ -131,61 +126,6 @@ def _in_range(op: str, idx: np.ndarray, n: int, axis: int | None, mode: str) -> 
 
 
 # --- composed ops ----------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class ComposedOp(Op):
-    """A public op computed by other ops that have rules, so both modes and every order
-    follow from theirs. ``prepare`` binds and checks the arguments (array arguments
-    positionally, statics by keyword), ``shape_fn`` answers the result's shape from them
-    before anything runs, and ``compose`` computes it. One node is recorded, under this
-    op's name, as for every op (the parts are not user nodes)."""
-
-    compose: Callable[..., Any] | None = None
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        stacked = stack_sequences(self, args)  # a list of traced values is an array
-        if stacked is not None:
-            args = stacked
-        try:
-            assert self.prepare is not None and self.compose is not None
-            args, kwargs = self.prepare(args, kwargs)
-            recorder = trace.current_recorder()
-            if recorder is None:
-                return self.compose(*args, **kwargs)
-            token = trace.set_recorder(None)
-            try:
-                ans = self.compose(*args, **kwargs)
-            finally:
-                trace.reset_recorder(token)
-        except NUMPY_ERRORS as exc:
-            raise self.error(exc, args) from None
-        recorder.record(self, args, kwargs, ans)
-        return ans
-
-
-def composed(
-    name: str,
-    spec: str,
-    doc: str,
-    prepare: Callable[..., Any],
-    shape: Callable[..., Shape],
-    compose: Callable[..., Any],
-) -> Op:
-    """Register a differentiable op computed by ``compose`` in engine ops."""
-    return register(
-        ComposedOp(
-            name=name,
-            impl=compose,
-            params=params(spec),
-            doc=doc,
-            shape_fn=shape,
-            prepare=prepare,
-            cost="linear",
-            kind="custom",
-            compose=compose,
-        )
-    )
 
 
 def _preparer(name: str, spec: str, check: Callable[..., Any]) -> Callable[..., Any]:
@@ -296,15 +236,15 @@ def _cumulative(name: str, primitive: str) -> None:
             a, axis = _flat(a), -1
         return anp.OPS[primitive](a, axis=axis)
 
-    composed(
+    def_composite(
         name,
+        compose,
         spec,
         f"The cumulative {'sum' if name == 'cumsum' else 'product'} along axis (of the "
         "flattened array by default)"
         + ("; exact gradient with zeros." if name == "cumprod" else "."),
-        _preparer(name, spec, check),
         lambda a, axis: _flat_shape(a, axis),
-        compose,
+        _preparer(name, spec, check),
     )
 
 
@@ -379,13 +319,13 @@ def _diff(a: Any, *extras: Any, n: int, axis: int, prepend: bool, append: bool) 
     return a
 
 
-composed(
+def_composite(
     "diff",
+    _diff,
     _DIFF,
     "The n-th discrete difference along axis (prepend/append join values first).",
-    _preparer("diff", _DIFF, _diff_check),
     _diff_shape,
-    _diff,
+    _preparer("diff", _DIFF, _diff_check),
 )
 
 
@@ -418,15 +358,15 @@ def _take(a: Any, indices: np.ndarray, axis: int | None, mode: str) -> Any:
     return _along(a, axis, item)
 
 
-composed(
+def_composite(
     "take",
+    _take,
     _TAKE,
     "Elements of a at integer indices along axis (of the flattened array by default); "
     "mode 'raise' (out of range is an error), 'wrap' or 'clip'. The indices select: no "
     "gradient flows into them.",
-    _preparer("take", _TAKE, _take_check),
     _take_shape,
-    _take,
+    _preparer("take", _TAKE, _take_check),
 )
 
 _ALONG = "arr, indices, axis:s=-1"
@@ -495,14 +435,14 @@ def _take_along(arr: Any, indices: np.ndarray, axis: int | None) -> Any:
     return _gather_along(arr, indices, axis)
 
 
-composed(
+def_composite(
     "take_along_axis",
+    _take_along,
     _ALONG,
     "Elements of arr at indices along axis (indices as np.argsort gives them; the other "
     "axes broadcast). The indices select: no gradient flows into them.",
-    _preparer("take_along_axis", _ALONG, _along_check),
     lambda arr, indices, axis: _along_shape(arr, indices, axis),
-    _take_along,
+    _preparer("take_along_axis", _ALONG, _along_check),
 )
 
 _KINDS = (None, "quicksort", "mergesort", "heapsort", "stable")
@@ -539,14 +479,14 @@ def _sorted_shape(name: str) -> Callable[..., Shape]:
     return shape
 
 
-composed(
+def_composite(
     "sort",
+    _sort,
     _SORT,
     "Sorted copy along axis (flattened with axis=None). Always NumPy's stable sort: the "
     "gradient is the permutation, and tied elements keep their order (NaN sort last).",
-    _preparer("sort", _SORT, _sort_check("sort")),
     _sorted_shape("sort"),
-    _sort,
+    _preparer("sort", _SORT, _sort_check("sort")),
 )
 
 
@@ -731,14 +671,14 @@ def _average(a: Any, *w: Any, axis: Any, returned: bool, keepdims: bool, weighte
     return (avg, scale) if returned else avg
 
 
-composed(
+def_composite(
     "average",
+    _average,
     _AVERAGE,
     "Weighted average over axes (the mean without weights); returned=True also gives the "
     "sum of the weights. Differentiable in a and in the weights.",
-    _preparer("average", _AVERAGE, _average_check),
     _average_shape,
-    _average,
+    _preparer("average", _AVERAGE, _average_check),
 )
 
 
@@ -832,7 +772,7 @@ def _quantile(a: Any, q: Any, axis: Any, method: str, keepdims: bool, scale: flo
 def _order_statistic(name: str, scale: float, doc: str) -> None:
     spec = _quantile_spec()
     check = _quantile_check(name, scale)
-    composed(name, spec, doc, _preparer(name, spec, check), _quantile_shape, _quantile)
+    def_composite(name, _quantile, spec, doc, _quantile_shape, _preparer(name, spec, check))
 
 
 _order_statistic(
@@ -857,12 +797,12 @@ def _median_check(a: Any, axis: Any, out: Any, overwrite_input: Any, keepdims: A
     return (a,), statics
 
 
-composed(
+def_composite(
     "median",
+    lambda a, **kw: _quantile(a, 0.5, **kw),
     _MEDIAN,
     "Median over axes (the mean of the two middle values for an even count; gradient half "
     "to each of them, as JAX).",
-    _preparer("median", _MEDIAN, _median_check),
     lambda a, **kw: _quantile_shape(a, 0.5, **kw),
-    lambda a, **kw: _quantile(a, 0.5, **kw),
+    _preparer("median", _MEDIAN, _median_check),
 )

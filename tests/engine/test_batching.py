@@ -90,6 +90,108 @@ CASES: list[tuple[str, dict[str, Any], list[str], set[str]]] = [
     ),
     ("cholesky(A)", {"A": SPD}, ["A"], set()),
     ("softmax(M, axis=0) + log_softmax(M) + trace(M)", {"M": M}, ["M"], set()),
+    # issue 15's ops: axis-like statics made per point (engine/batching.py NEW_RULES)
+    ("cumsum(M, axis=0) + cumprod(M, 1) + reshape(cumsum(M), (4, 4))", {"M": M}, ["M"], set()),
+    ("diff(x) + diff(M, 2, axis=0)[0, :3]", {"x": X, "M": M}, ["x", "M"], set()),
+    ("sort(M, axis=0) + sort(M) + sort(x, axis=None)", {"M": M, "x": X}, ["M", "x"], set()),
+    (
+        "take_along_axis(M, argsort(M, axis=0), 0) + take(M, [2, 0], axis=1)[:, :1]",
+        {"M": M},
+        ["M"],
+        set(),
+    ),
+    (
+        "take_along_axis(x, argsort(y), -1) + take(x, [3, 1, 2, 0]) + take_along_axis(y, "
+        "argsort(x), None)",
+        {"x": X, "y": Y},
+        ["x"],
+        set(),
+    ),
+    ("x[argmax(x)] + sum(argmin(M, axis=1) * x)", {"x": X, "M": M}, ["x", "M"], set()),
+    (
+        "median(M, axis=0) + quantile(M, 0.3, axis=1) + percentile(x, [10.0, 60.0, 90.0])[1]",
+        {"M": M, "x": X},
+        ["M", "x"],
+        set(),
+    ),
+    ("quantile(T, [0.2, 0.7], axis=(0, 2))", {"T": T3}, ["T"], set()),
+    ("average(M, axis=1) + median(x) + average(x)", {"M": M, "x": X}, ["M", "x"], set()),
+    ("roll(M, 1, axis=0) + roll(M, (1, -1), axis=(0, 1)) + roll(M, 3)", {"M": M}, ["M"], set()),
+    ("moveaxis(T, 0, -1)[0] + moveaxis(T, (0, 1), (2, 0))[0]", {"T": T3}, ["T"], set()),
+    ("rot90(M) + rot90(M, 2, axes=(1, 0)) + fliplr(M) + flipud(M)", {"M": M}, ["M"], set()),
+    ("diagonal(T, 1, 1, 2) + diagonal(M)[None, :3]", {"T": T3, "M": M}, ["T", "M"], set()),
+    ("pad(x, (1, 2)) + pad(x, (2, 1), mode='reflect')", {"x": X}, ["x"], set()),
+    ("pad(M, ((1, 0), (0, 2)), mode='edge', constant_values=0)", {"M": M}, ["M"], set()),
+    ("pad(M, 1, constant_values=((1, 2), (3, 4)))", {"M": M}, ["M"], set()),
+    (
+        "ravel(M)[:4] + append(x, y)[2:6] + append(M, N, axis=0)[0]",
+        {"M": M, "N": N, "x": X, "y": Y},
+        ["M", "x"],
+        set(),
+    ),
+    (
+        "vstack([x, y])[0] + hstack([x, y])[4:] + column_stack([x, y])[:, 0] + "
+        "vstack([M, N])[5] + hstack([M, N])[0, 4:] + dstack([T, T])[0, 0, :4]",
+        {"x": X, "y": Y, "M": M, "N": N, "T": T3},
+        ["x", "M", "T"],
+        set(),
+    ),
+    (
+        "split(M, 2)[1][0] + array_split(x, 3)[0][:1] + hsplit(M, [1])[1][0, :1] + "
+        "vsplit(M, 4)[3][0]",
+        {"M": M, "x": X},
+        ["M", "x"],
+        set(),
+    ),
+    (
+        "atleast_2d(x)[0] + atleast_3d(M)[..., 0][0] + atleast_1d(x)",
+        {"x": X, "M": M},
+        ["x", "M"],
+        set(),
+    ),
+    ("atleast_2d(s)[0] + atleast_3d(x)[0, :, 0]", {"s": S, "x": X}, ["s", "x"], set()),
+    ("cross(x[:3], y[:3]) + cross(y[1:], x[1:])", {"x": X, "y": Y}, ["x"], set()),
+    (
+        "matrix_power(M, 3) + pinv(M) + expm(M / 10) + eigh(A)[1] * eigvalsh(A)",
+        {"M": M, "A": SPD},
+        ["M", "A"],
+        set(),
+    ),
+    (
+        "svd(M)[0] * svd(M)[1] + svd(M, compute_uv=False) + qr(M)[1]",
+        {"M": M},
+        ["M"],
+        set(),
+    ),
+    (
+        "real(fft(x)) + imag(ifft(x, 6))[:4] + abs(rfft(x))[1] + irfft(rfft(x), 4)",
+        {"x": X},
+        ["x"],
+        set(),
+    ),
+    (
+        "real(fftn(M)) + abs(fft2(M, axes=(1, 0))) + fftshift(M) + ifftshift(M, axes=0) + "
+        "irfftn(rfftn(M), M.shape) + real(conj(ifft2(M))) + angle(fft(M)[:, 1:])[0, 0]",
+        {"M": M},
+        ["M"],
+        set(),
+    ),
+    (
+        "isnan(x) + isfinite(x) + signbit(x) + logical_xor(x > 0, y > 0)",
+        {"x": X, "y": Y},
+        ["x"],
+        set(),
+    ),
+    # per-point index arrays and masks (the same count at every point): one gather
+    ("x[argmax(x)] + M[argmin(x), argsort(x)]", {"x": X, "M": M}, ["x", "M"], set()),
+    (
+        "M[argsort(x)][:, 1:3] + N[argsort(x), 0][:, None]",
+        {"x": X, "M": M, "N": N},
+        ["x", "M"],
+        set(),
+    ),
+    ("x[x >= sort(x)[2]] * 2 + M[x > sort(x)[1], 1:][:, 0]", {"x": X, "M": M}, ["x", "M"], set()),
+    ("M[:, x > sort(x)[0]]", {"x": X, "M": M}, ["x", "M"], {"getitem"}),
     # the fallback: ops with no rule, applied point by point
     ("diag(x) + diag(M)", {"x": X, "M": M}, ["x", "M"], {"diag"}),
     ("linspace(0.0, s, 4)", {"s": S}, ["s"], {"linspace"}),
@@ -190,6 +292,24 @@ def test_reverse_and_forward_mode_match_a_loop(
 
 SECOND_ORDER = [
     (
+        "sum(cumsum(x) * cumprod(x)) + sum(sort(x) * y) + quantile(x, 0.4) + median(M)",
+        {"x": X, "y": Y, "M": M},
+        ["x", "M"],
+    ),
+    (
+        "sum(pad(M, 1, mode='reflect') ** 2) + sum(roll(M, 1, axis=0) * M) + "
+        "sum(diff(M, axis=0) ** 3) + sum(take_along_axis(M, argsort(N), 1) ** 2)",
+        {"M": M, "N": N},
+        ["M"],
+    ),
+    (
+        "sum(abs(fft(x)) ** 2) + sum(vstack([x, y]) ** 3) + sum(split(x, 2)[1] ** 2) + "
+        "sum(x[x >= sort(x)[2]] ** 3)",
+        {"x": X, "y": Y},
+        ["x"],
+    ),
+    ("sum(matrix_power(M, 2) * M) + sum(svd(M, compute_uv=False) ** 2)", {"M": M}, ["M"]),
+    (
         "sum(tanh(W @ x + c) ** 2)",
         {"W": _rng.normal(size=(3, 4)), "x": X, "c": _rng.normal(size=3)},
         ["x"],
@@ -286,15 +406,27 @@ MUST_HAVE_RULES = {
 }  # fmt: skip
 
 
+# The ops batched point by point, by name: the internal parts of composite and
+# decomposition ops (reached only inside their op's body, never from a batched program),
+# ops whose per-point results differ in size or come from data (argwhere, nonzero,
+# flatnonzero: a mask's indices), constructors and forms with no rule yet.
+FALLBACK = {
+    "_cumprod", "_cumsum", "_eig_vectors", "_eigh_v", "_eigh_w", "_pad_zero", "_qr_q",
+    "_qr_q_rest", "_qr_r", "_roll", "_scatter", "_slogdet_logabs", "_slogdet_sign", "_svd_u",
+    "_svd_u_rest", "_svd_vt", "_svd_vt_rest", "_svdvals", "argwhere", "array", "asarray",
+    "diag", "diag_indices_from", "flatnonzero", "full", "kron", "linspace", "lstsq",
+    "meshgrid", "nonzero", "rollaxis", "searchsorted", "tril_indices_from",
+    "triu_indices_from",
+}  # fmt: skip
+
+
 def test_which_ops_take_the_per_point_fallback() -> None:
-    """The registered ops batched point by point (no rule of their own or of their kind).
-    The list is printed (pytest -s) and documented in engine/README.md; the core ops are
-    never in it."""
+    """The registered ops batched point by point (no rule of their own or of their kind),
+    as listed (and documented in engine/README.md); the core ops are never in it."""
     fallback = batching.uses_fallback()
     print("ops batched by the per-point fallback:", ", ".join(fallback))
     assert not MUST_HAVE_RULES & set(fallback)
-    assert set(fallback) >= {"diag", "full", "linspace"}
-    # every listed op is registered, and no op is without a classification
+    assert set(fallback) == FALLBACK
     for name in fallback:
         assert batching.rule_for(OPS[name]) == "fallback"
 
