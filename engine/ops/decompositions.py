@@ -176,14 +176,27 @@ def _coupling(s: Any) -> Any:
         return 1.0 / ((row + col) * (row - col) + eye) - eye
 
 
-def _svdvals_vjp(g: Any, ans: Any, a: Any) -> Any:
+def _conj_factors(a: Any) -> tuple[Any, Any]:
+    """conj(U) and conj(V^T) of ``a`` (U and V^T when ``a`` is real).
+
+    A complex ``a``: d s = Re(diag(U^H da V)), with V = (V^T)^H, so the tangent pairs ``da``
+    with conj(U) and conj(V^T); the cotangent (the engine's JAX convention: the transpose
+    under Re(sum(a * b)), not under the inner product) is conj(U) diag(g) conj(V^T)."""
     u, _, vt = _factors(a)
+    if np.iscomplexobj(a):
+        return anp.conj(u), anp.conj(vt)
+    return u, vt
+
+
+def _svdvals_vjp(g: Any, ans: Any, a: Any) -> Any:
+    u, vt = _conj_factors(a)
     return anp.matmul(u * anp.expand_dims(g, -2), vt)
 
 
 def _svdvals_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
-    u, _, vt = _factors(a)
-    return anp.sum(anp.matmul(_mT(u), tangents[0]) * vt, axis=-1)
+    u, vt = _conj_factors(a)
+    ds = anp.sum(anp.matmul(_mT(u), tangents[0]) * vt, axis=-1)
+    return anp.real(ds) if np.iscomplexobj(ds) else ds
 
 
 def _svd_u_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:

@@ -109,7 +109,34 @@ def _rows() -> list[Case]:
             tag="complex",
         ),
     ]
-    return rows + _fft_rows() + _eig_rows()
+    return rows + _fft_rows() + _eig_rows() + _svd_rows()
+
+
+def _weighted(s: Any) -> Any:
+    return s[0] + 0.4 * s[1]  # Python weights: float32 stays float32
+
+
+def _svd_rows() -> list[Case]:
+    """Singular values of a complex matrix (real, distinct for random inputs): their rules
+    conjugate U and V^T (HIPS autograd's test_svd_only_s_*_complex and test_norm_nuclear_
+    complex, run against the engine by bench/hips_suite.py, found them transposed only)."""
+    wide = ((2, 3), (2, 3))
+    return [
+        Case(
+            "svd",
+            lambda x, y: _weighted(anp.svd(_z(x, y), compute_uv=False)),
+            wide,
+            smooth=False,  # its second order reads U and V's rules, still real-only for complex
+            tag="complex-values-only",
+        ),
+        Case(
+            "norm",
+            lambda x, y: anp.norm(_z(x, y), ord="nuc") * 1.5,
+            ((3, 2), (3, 2)),
+            smooth=False,
+            tag="complex-nuc",
+        ),
+    ]
 
 
 def _spectrum_loss(y: Any) -> Any:
