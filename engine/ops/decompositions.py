@@ -364,12 +364,17 @@ def _uplo(op: str, name: str, value: Any) -> str:
 
 
 def _eigvals_vjp(g: Any, ans: Any, a: Any, UPLO: str) -> Any:  # noqa: N803 (NumPy's name)
+    # a complex (Hermitian) a: dw = Re diag(V^H da V), whose cotangent in the engine's JAX
+    # convention (transpose under Re(sum(a * b))) is conj(V) diag(g) V^T
     v = anp._eigh_v(a, UPLO=UPLO)
-    return anp.matmul(v * anp.expand_dims(g, -2), _mT(v))
+    left = anp.conj(v) if np.iscomplexobj(a) else v
+    return anp.matmul(left * anp.expand_dims(g, -2), _mT(v))
 
 
 def _eigvals_jvp(tangents: list[Any], ans: Any, a: Any, UPLO: str) -> Any:  # noqa: N803
     v = anp._eigh_v(a, UPLO=UPLO)  # diag(V^T t V) is that of the symmetrised t too
+    if np.iscomplexobj(a):  # Re diag(V^H t V)
+        return anp.real(anp.sum(anp.conj(v) * anp.matmul(tangents[0], v), axis=-2))
     return anp.sum(v * anp.matmul(tangents[0], v), axis=-2)
 
 
