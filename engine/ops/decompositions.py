@@ -34,7 +34,7 @@ import numpy as np
 
 import engine.numpy as anp
 from engine.core.trace import unbox_all
-from engine.errors import ShapeError, ValueDomainError
+from engine.errors import NotDifferentiableError, ShapeError, ValueDomainError
 from engine.ops._linalg import Shape, _square
 from engine.ops.kinds import def_composite, def_custom
 from engine.registry import OPS, normalise_statics, shape_of
@@ -199,8 +199,30 @@ def _svdvals_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
     return anp.real(ds) if np.iscomplexobj(ds) else ds
 
 
+def _real_vectors_only(op: str, a: Any) -> None:
+    """The singular vectors' and eigenvectors' rules below hold for real matrices only: of a
+    complex one they would need the phase (gauge) terms too, so reverse mode refuses it
+    rather than answer a wrong derivative (forward mode, which pushes every output's tangent
+    used or not, answers nan vectors: ``_complex_vector_tangent``; as eig does). The values'
+    rules (``_svdvals``, ``_eigh_w``) hold for both."""
+    if np.iscomplexobj(a):
+        raise NotDifferentiableError(
+            f"{op}: the derivative of the vectors of a complex matrix is not implemented (that "
+            "of the singular values / eigenvalues is): differentiate through those, or use a "
+            "real matrix",
+            op=op,
+        )
+
+
+def _complex_vector_tangent(ans: Any) -> Any:
+    """nan: a complex matrix's vectors have no derivative here (``_real_vectors_only``)."""
+    return anp.zeros_like(ans) * np.nan
+
+
 def _svd_u_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
     """dU = U (F o (dS S + S dS^T)) [+ (I - U U^T) da V S^-1 when m > n], dS = U^T da V."""
+    if np.iscomplexobj(a):
+        return _complex_vector_tangent(ans)
     u, s, vt = _factors(a)
     t = tangents[0]
     ds = anp.matmul(anp.matmul(_mT(u), t), _mT(vt))
@@ -215,6 +237,8 @@ def _svd_u_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
 
 def _svd_vt_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
     """dV = V (F o (S dS + dS^T S)) [+ (I - V V^T) da^T U S^-1 when n > m]; answers dV^T."""
+    if np.iscomplexobj(a):
+        return _complex_vector_tangent(ans)
     u, s, vt = _factors(a)
     t = tangents[0]
     ds = anp.matmul(anp.matmul(_mT(u), t), _mT(vt))
@@ -230,6 +254,7 @@ def _svd_vt_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
 def _svd_u_vjp(g: Any, ans: Any, a: Any) -> Any:
     """The transpose of ``_svd_u_jvp``: U ((W + W^T) S) V^T [+ (I - U U^T) g S^-1 V^T],
     with W = F o (U^T g)."""
+    _real_vectors_only("svd", a)
     u, s, vt = _factors(a)
     w = _coupling(s) * anp.matmul(_mT(u), g)
     out = anp.matmul(anp.matmul(u, (w + _mT(w)) * anp.expand_dims(s, -2)), vt)
@@ -243,6 +268,7 @@ def _svd_u_vjp(g: Any, ans: Any, a: Any) -> Any:
 def _svd_vt_vjp(g: Any, ans: Any, a: Any) -> Any:
     """The transpose of ``_svd_vt_jvp`` (g is the cotangent of V^T; V's is g^T):
     U (S (W + W^T)) V^T [+ U S^-1 g (I - V V^T)], with W = F o (V^T g^T)."""
+    _real_vectors_only("svd", a)
     u, s, vt = _factors(a)
     w = _coupling(s) * anp.matmul(vt, _mT(g))
     out = anp.matmul(anp.matmul(u, anp.expand_dims(s, -1) * (w + _mT(w))), vt)
@@ -386,12 +412,15 @@ def _gaps(w: Any) -> Any:
 
 
 def _eigvecs_jvp(tangents: list[Any], ans: Any, a: Any, UPLO: str) -> Any:  # noqa: N803
+    if np.iscomplexobj(a):
+        return _complex_vector_tangent(ans)
     w = anp._eigh_w(a, UPLO=UPLO)
     inner = anp.matmul(anp.matmul(_mT(ans), _sym(tangents[0])), ans)
     return anp.matmul(ans, _gaps(w) * inner)
 
 
 def _eigvecs_vjp(g: Any, ans: Any, a: Any, UPLO: str) -> Any:  # noqa: N803
+    _real_vectors_only("eigh", a)
     w = anp._eigh_w(a, UPLO=UPLO)
     inner = _gaps(w) * anp.matmul(_mT(ans), g)
     return _sym(anp.matmul(anp.matmul(ans, inner), _mT(ans)))
