@@ -101,6 +101,13 @@ def _rows() -> list[Case]:
             PAIR,
             tag="complex",
         ),
+        Case(  # its real rule used hypot, which has no complex loop (found by hips_suite)
+            "arcsinh",
+            lambda x, y: anp.real(anp.arcsinh(_z(x, y)) * _z(y, x)),
+            PAIR,
+            make=_away_from_zero,
+            tag="complex",
+        ),
         Case(
             "sqrt",
             lambda x, y: anp.imag(anp.sqrt(_z(x, y))),
