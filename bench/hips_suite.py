@@ -259,8 +259,8 @@ def report(collector: Collector, seconds: float, command: str) -> str:
         "complex Hermitian one had the real rules, transposed without conjugation (wrong in both "
         "modes); the singular vectors and eigenvectors of a complex matrix, whose rules are still "
         "the real ones, are now refused in reverse mode and nan in forward mode (as eig's), so "
-        "test_svd_*_complex and test_eigvalh_*_complex count as unsupported, not wrong; arcsinh of a complex value "
-        "crashed (its rule used hypot).",
+        "test_svd_*_complex and test_eigvalh_*_complex count as unsupported, not wrong; "
+        "arcsinh of a complex value crashed (its rule used hypot).",
         "",
         "### Wrong values",
         "",
