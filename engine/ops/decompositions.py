@@ -34,7 +34,7 @@ import numpy as np
 
 import engine.numpy as anp
 from engine.core.trace import unbox_all
-from engine.errors import ShapeError, ValueDomainError
+from engine.errors import NotDifferentiableError, ShapeError, ValueDomainError
 from engine.ops._linalg import Shape, _square
 from engine.ops.kinds import def_composite, def_custom
 from engine.registry import OPS, normalise_statics, shape_of
@@ -176,18 +176,53 @@ def _coupling(s: Any) -> Any:
         return 1.0 / ((row + col) * (row - col) + eye) - eye
 
 
-def _svdvals_vjp(g: Any, ans: Any, a: Any) -> Any:
+def _conj_factors(a: Any) -> tuple[Any, Any]:
+    """conj(U) and conj(V^T) of ``a`` (U and V^T when ``a`` is real).
+
+    A complex ``a``: d s = Re(diag(U^H da V)), with V = (V^T)^H, so the tangent pairs ``da``
+    with conj(U) and conj(V^T); the cotangent (the engine's JAX convention: the transpose
+    under Re(sum(a * b)), not under the inner product) is conj(U) diag(g) conj(V^T)."""
     u, _, vt = _factors(a)
+    if np.iscomplexobj(a):
+        return anp.conj(u), anp.conj(vt)
+    return u, vt
+
+
+def _svdvals_vjp(g: Any, ans: Any, a: Any) -> Any:
+    u, vt = _conj_factors(a)
     return anp.matmul(u * anp.expand_dims(g, -2), vt)
 
 
 def _svdvals_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
-    u, _, vt = _factors(a)
-    return anp.sum(anp.matmul(_mT(u), tangents[0]) * vt, axis=-1)
+    u, vt = _conj_factors(a)
+    ds = anp.sum(anp.matmul(_mT(u), tangents[0]) * vt, axis=-1)
+    return anp.real(ds) if np.iscomplexobj(ds) else ds
+
+
+def _real_vectors_only(op: str, a: Any) -> None:
+    """The singular vectors' and eigenvectors' rules below hold for real matrices only: of a
+    complex one they would need the phase (gauge) terms too, so reverse mode refuses it
+    rather than answer a wrong derivative (forward mode, which pushes every output's tangent
+    used or not, answers nan vectors: ``_complex_vector_tangent``; as eig does). The values'
+    rules (``_svdvals``, ``_eigh_w``) hold for both."""
+    if np.iscomplexobj(a):
+        raise NotDifferentiableError(
+            f"{op}: the derivative of the vectors of a complex matrix is not implemented (that "
+            "of the singular values / eigenvalues is): differentiate through those, or use a "
+            "real matrix",
+            op=op,
+        )
+
+
+def _complex_vector_tangent(ans: Any) -> Any:
+    """nan: a complex matrix's vectors have no derivative here (``_real_vectors_only``)."""
+    return anp.zeros_like(ans) * np.nan
 
 
 def _svd_u_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
     """dU = U (F o (dS S + S dS^T)) [+ (I - U U^T) da V S^-1 when m > n], dS = U^T da V."""
+    if np.iscomplexobj(a):
+        return _complex_vector_tangent(ans)
     u, s, vt = _factors(a)
     t = tangents[0]
     ds = anp.matmul(anp.matmul(_mT(u), t), _mT(vt))
@@ -202,6 +237,8 @@ def _svd_u_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
 
 def _svd_vt_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
     """dV = V (F o (S dS + dS^T S)) [+ (I - V V^T) da^T U S^-1 when n > m]; answers dV^T."""
+    if np.iscomplexobj(a):
+        return _complex_vector_tangent(ans)
     u, s, vt = _factors(a)
     t = tangents[0]
     ds = anp.matmul(anp.matmul(_mT(u), t), _mT(vt))
@@ -217,6 +254,7 @@ def _svd_vt_jvp(tangents: list[Any], ans: Any, a: Any) -> Any:
 def _svd_u_vjp(g: Any, ans: Any, a: Any) -> Any:
     """The transpose of ``_svd_u_jvp``: U ((W + W^T) S) V^T [+ (I - U U^T) g S^-1 V^T],
     with W = F o (U^T g)."""
+    _real_vectors_only("svd", a)
     u, s, vt = _factors(a)
     w = _coupling(s) * anp.matmul(_mT(u), g)
     out = anp.matmul(anp.matmul(u, (w + _mT(w)) * anp.expand_dims(s, -2)), vt)
@@ -230,6 +268,7 @@ def _svd_u_vjp(g: Any, ans: Any, a: Any) -> Any:
 def _svd_vt_vjp(g: Any, ans: Any, a: Any) -> Any:
     """The transpose of ``_svd_vt_jvp`` (g is the cotangent of V^T; V's is g^T):
     U (S (W + W^T)) V^T [+ U S^-1 g (I - V V^T)], with W = F o (V^T g^T)."""
+    _real_vectors_only("svd", a)
     u, s, vt = _factors(a)
     w = _coupling(s) * anp.matmul(vt, _mT(g))
     out = anp.matmul(anp.matmul(u, anp.expand_dims(s, -1) * (w + _mT(w))), vt)
@@ -352,12 +391,17 @@ def _uplo(op: str, name: str, value: Any) -> str:
 
 
 def _eigvals_vjp(g: Any, ans: Any, a: Any, UPLO: str) -> Any:  # noqa: N803 (NumPy's name)
+    # a complex (Hermitian) a: dw = Re diag(V^H da V), whose cotangent in the engine's JAX
+    # convention (transpose under Re(sum(a * b))) is conj(V) diag(g) V^T
     v = anp._eigh_v(a, UPLO=UPLO)
-    return anp.matmul(v * anp.expand_dims(g, -2), _mT(v))
+    left = anp.conj(v) if np.iscomplexobj(a) else v
+    return anp.matmul(left * anp.expand_dims(g, -2), _mT(v))
 
 
 def _eigvals_jvp(tangents: list[Any], ans: Any, a: Any, UPLO: str) -> Any:  # noqa: N803
     v = anp._eigh_v(a, UPLO=UPLO)  # diag(V^T t V) is that of the symmetrised t too
+    if np.iscomplexobj(a):  # Re diag(V^H t V)
+        return anp.real(anp.sum(anp.conj(v) * anp.matmul(tangents[0], v), axis=-2))
     return anp.sum(v * anp.matmul(tangents[0], v), axis=-2)
 
 
@@ -369,12 +413,15 @@ def _gaps(w: Any) -> Any:
 
 
 def _eigvecs_jvp(tangents: list[Any], ans: Any, a: Any, UPLO: str) -> Any:  # noqa: N803
+    if np.iscomplexobj(a):
+        return _complex_vector_tangent(ans)
     w = anp._eigh_w(a, UPLO=UPLO)
     inner = anp.matmul(anp.matmul(_mT(ans), _sym(tangents[0])), ans)
     return anp.matmul(ans, _gaps(w) * inner)
 
 
 def _eigvecs_vjp(g: Any, ans: Any, a: Any, UPLO: str) -> Any:  # noqa: N803
+    _real_vectors_only("eigh", a)
     w = anp._eigh_w(a, UPLO=UPLO)
     inner = _gaps(w) * anp.matmul(_mT(ans), g)
     return _sym(anp.matmul(anp.matmul(ans, inner), _mT(ans)))

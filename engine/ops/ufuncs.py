@@ -231,7 +231,15 @@ ufunc(
 
 # --- trigonometric and hyperbolic ---------------------------------------------------------
 
-ufunc("arcsinh", np.arcsinh, "Inverse hyperbolic sine.", lambda g, ans, x: g / anp.hypot(x, 1.0))
+
+def _arcsinh_derivative(g: Any, ans: Any, x: Any) -> Any:
+    # hypot is real-only (overflow-safe there); a complex x takes sqrt(x^2 + 1), holomorphic
+    if np.iscomplexobj(x):
+        return g / anp.sqrt(x * x + 1.0)
+    return g / anp.hypot(x, 1.0)
+
+
+ufunc("arcsinh", np.arcsinh, "Inverse hyperbolic sine.", _arcsinh_derivative)
 ufunc(
     "arccosh",
     np.arccosh,

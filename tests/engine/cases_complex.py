@@ -101,6 +101,13 @@ def _rows() -> list[Case]:
             PAIR,
             tag="complex",
         ),
+        Case(  # its real rule used hypot, which has no complex loop (found by hips_suite)
+            "arcsinh",
+            lambda x, y: anp.real(anp.arcsinh(_z(x, y)) * _z(y, x)),
+            PAIR,
+            make=_away_from_zero,
+            tag="complex",
+        ),
         Case(
             "sqrt",
             lambda x, y: anp.imag(anp.sqrt(_z(x, y))),
@@ -109,7 +116,55 @@ def _rows() -> list[Case]:
             tag="complex",
         ),
     ]
-    return rows + _fft_rows() + _eig_rows()
+    return rows + _fft_rows() + _eig_rows() + _svd_rows() + _eigh_rows()
+
+
+def _hermitian(x: Any, y: Any) -> Any:
+    """A Hermitian matrix from two real ones (x's upper part scaled: distinct eigenvalues)."""
+    z = _z(x * 3.0, y)
+    return z + anp.conj(anp.transpose(z))
+
+
+def _eigh_rows() -> list[Case]:
+    """eigh's eigenvalues of a complex Hermitian matrix: their rules conjugate V (HIPS
+    autograd's test_eigvalh_*_complex, run by bench/hips_suite.py, found them transposed
+    only). First order: the eigenvectors' own rules are real-only for complex input."""
+    return [
+        Case(
+            "eigh",
+            lambda x, y: _weighted(anp.eigh(_hermitian(x, y))[0]),
+            ((3, 3), (3, 3)),
+            smooth=False,
+            tag="complex-hermitian-eigenvalues",
+        ),
+    ]
+
+
+def _weighted(s: Any) -> Any:
+    return s[0] + 0.4 * s[1]  # Python weights: float32 stays float32
+
+
+def _svd_rows() -> list[Case]:
+    """Singular values of a complex matrix (real, distinct for random inputs): their rules
+    conjugate U and V^T (HIPS autograd's test_svd_only_s_*_complex and test_norm_nuclear_
+    complex, run against the engine by bench/hips_suite.py, found them transposed only)."""
+    wide = ((2, 3), (2, 3))
+    return [
+        Case(
+            "svd",
+            lambda x, y: _weighted(anp.svd(_z(x, y), compute_uv=False)),
+            wide,
+            smooth=False,  # its second order reads U and V's rules, still real-only for complex
+            tag="complex-values-only",
+        ),
+        Case(
+            "norm",
+            lambda x, y: anp.norm(_z(x, y), ord="nuc") * 1.5,
+            ((3, 2), (3, 2)),
+            smooth=False,
+            tag="complex-nuc",
+        ),
+    ]
 
 
 def _spectrum_loss(y: Any) -> Any:

@@ -1,0 +1,5 @@
+import numpy as _np
+
+from autograd._shim import namespace_getattr
+
+__getattr__ = namespace_getattr(_np.linalg, "numpy.linalg")

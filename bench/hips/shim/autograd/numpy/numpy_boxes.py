@@ -1,0 +1,1 @@
+from engine.core.trace import Box as ArrayBox  # noqa: F401

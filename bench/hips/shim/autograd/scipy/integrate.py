@@ -1,0 +1,5 @@
+import scipy.integrate as _fallback
+
+from autograd._shim import namespace_getattr
+
+__getattr__ = namespace_getattr(_fallback, "scipy.integrate")
