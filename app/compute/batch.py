@@ -36,6 +36,7 @@ from app.compute.derivatives import check_output
 from app.compute.problem import (
     Problem,
     RequestError,
+    cotangents_per_output,
     elapsed_ms,
     finish_recording,
     in_dtype,
@@ -274,22 +275,12 @@ def _many_cotangents(problem: Problem, outs: list[Any], multi: bool) -> list[Any
     loc: list[Any] = ["body", "cotangents"]
     if not multi:
         return [_k_per_point(problem, raw, outs[0].shape[1:], outs[0].dtype, loc)]
-    if not isinstance(raw, list) or not raw:
-        raise ShapeError(
-            f"the function has {len(outs)} outputs: 'cotangents' must be a list of K entries, "
-            f"each a list of {len(outs)} cotangents",
-            loc=loc,
+    per_output = [
+        [_one_per_point(problem, r, o.shape[1:], o.dtype, [*loc, k, i]) for k, r in enumerate(rs)]
+        for i, (rs, o) in enumerate(
+            zip(cotangents_per_output(raw, len(outs), loc), outs, strict=True)
         )
-    per_output: list[list[Any]] = [[] for _ in outs]
-    for k, entry in enumerate(raw):
-        if not isinstance(entry, list) or len(entry) != len(outs):
-            raise ShapeError(
-                f"cotangents[{k}] must be a list of {len(outs)} cotangents (one per output)",
-                loc=[*loc, k],
-            )
-        for i, r in enumerate(entry):
-            o = outs[i]
-            per_output[i].append(_one_per_point(problem, r, o.shape[1:], o.dtype, [*loc, k, i]))
+    ]
     cts = [np.stack(p) for p in per_output]
     problem.directions = cts[0].shape[0]
     return cts

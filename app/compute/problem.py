@@ -451,6 +451,27 @@ def by_name(problem: Problem, values: Arrays | list[Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- K directions
 
 
+def cotangents_per_output(raw: Any, n_outputs: int, loc: list[Any]) -> list[list[Any]]:
+    """Several outputs' ``cotangents`` (K entries, each a list of one cotangent per output),
+    checked and regrouped per output: ``[i][k]`` is output i's k-th cotangent, undecoded."""
+    if not isinstance(raw, list) or not raw:
+        raise ShapeError(
+            f"the function has {n_outputs} outputs: 'cotangents' must be a list of K entries, "
+            f"each a list of {n_outputs} cotangents",
+            loc=loc,
+        )
+    per_output: list[list[Any]] = [[] for _ in range(n_outputs)]
+    for k, entry in enumerate(raw):
+        if not isinstance(entry, list) or len(entry) != n_outputs:
+            raise ShapeError(
+                f"cotangents[{k}] must be a list of {n_outputs} cotangents (one per output)",
+                loc=[*loc, k],
+            )
+        for i, r in enumerate(entry):
+            per_output[i].append(r)
+    return per_output
+
+
 def _decode_stack(raw: Any, like: np.ndarray[Any, Any], loc: list[Any], limits: TaskLimits) -> Any:
     """K directions for an array shaped like ``like``: one array whose leading axis is K, or
     a list of K arrays (each a number, a nested list or a data/b64 object); (K, *like.shape)
@@ -519,21 +540,7 @@ def batched_cotangents(problem: Problem, outs: list[Any], multi: bool) -> list[A
     loc: list[Any] = ["body", "cotangents"]
     if not multi:
         return [_decode_stack(raw, outs[0], loc, problem.limits)]
-    if not isinstance(raw, list) or not raw:
-        raise ShapeError(
-            f"the function has {len(outs)} outputs: 'cotangents' must be a list of K entries, "
-            f"each a list of {len(outs)} cotangents",
-            loc=loc,
-        )
-    per_output: list[list[Any]] = [[] for _ in outs]
-    for k, entry in enumerate(raw):
-        if not isinstance(entry, list) or len(entry) != len(outs):
-            raise ShapeError(
-                f"cotangents[{k}] must be a list of {len(outs)} cotangents (one per output)",
-                loc=[*loc, k],
-            )
-        for i, (r, _o) in enumerate(zip(entry, outs, strict=True)):
-            per_output[i].append(r)
+    per_output = cotangents_per_output(raw, len(outs), loc)
     return [
         _decode_stack(rs, o, [*loc, f"output {i}"], problem.limits)
         for i, (rs, o) in enumerate(zip(per_output, outs, strict=True))
